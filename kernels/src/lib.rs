@@ -1,0 +1,399 @@
+//! SIMD kernels for block-quantized linear layers, with bit-exact results.
+//!
+//! This crate holds all `unsafe` and `#[target_feature]` code of blockq, behind
+//! safe entry points that check lengths and CPU support. Most users want the
+//! `blockq` crate, which wraps it in `QuantizedLinear`.
+//!
+//! # Layout
+//! - [`formats`]: GGUF blocks (`BlockQ8_0`, `BlockQ4_0`) and llama.cpp's
+//!   reference quantizers.
+//! - [`act`]: the canonical int8 quantization of activation rows.
+//! - [`pack`]: the one packed weight layout (16-row panels) all ISAs read.
+//! - [`isa`]: ISA levels and cached CPU detection.
+//! - `scalar`, `x86::*`, `aarch64::*`: one kernel table per ISA. A table has an
+//!   activation quantizer and one tile kernel per weight format.
+//! - [`Kernels`]: the table for one ISA plus the safe driver ([`Kernels::matmul`]),
+//!   which validates shapes, splits work over rayon and adds the bias.
+//!
+//! # The canonical arithmetic (the determinism contract)
+//! Every ISA, thread count, tiling and batch size produces the same bits as the
+//! scalar kernels, because each output is computed by this exact sequence:
+//!
+//! **Activations** (Q8_0 / Q4_0 weights). Each input row is cut into 32-blocks,
+//! the last one padded with +0.0. Per block:
+//! 1. `a = max_j (bits(x_j) & 0x7FFF_FFFF)` (integer max of |x| bit patterns;
+//!    exact, order-free, and NaN/Inf sort above every finite value).
+//! 2. If `a >= 0x7F80_0000` (the block holds NaN or ±Inf): `d = NaN`, all codes 0.
+//!    Else if `a < bits(2^-120)`: `d = 0`, all codes 0. Else, with
+//!    `amax = from_bits(a)`: `d = amax / 127` and `id = 127 / amax` (each one
+//!    correctly rounded f32 division), and `q_j = round_half_even(x_j * id)`
+//!    (one f32 multiply). Codes lie in -127..=127; `sum = Σ q_j` (i32).
+//!
+//! **Block dot products.** For weight row `n` and block `b`,
+//! `isum = Σ_j w_q[j] * a_q[j]` exactly in i32 (Q4_0: `w_q = nibble - 8`;
+//! Q8_0: the stored i8, -128 included).
+//!
+//! **Accumulation.** One f32 accumulator per output, starting at +0.0, blocks in
+//! increasing order: `acc = fma(dw * da, isum as f32, acc)`, where `dw` is the
+//! f16 block scale widened to f32 (exact), `dw * da` one f32 multiply, and
+//! `isum as f32` exact (|isum| < 2^24). For F16 / F32 weights:
+//! `acc = fma(w_k, x_k, acc)` for `k = 0..K` in order, `w_k` widened exactly.
+//!
+//! **Output.** `y = acc + bias[n]` (one f32 add) when there is a bias, else
+//! `y = acc`.
+//!
+//! NaN outputs are NaN on every path; which NaN bit pattern comes out when
+//! several meet is left to the hardware (IEEE 754 does not fix it), so tests
+//! compare bit patterns with all NaNs treated as one value.
+//!
+//! SIMD kernels vectorize across the 16 rows of a panel (one lane per output),
+//! so every lane performs the sequence above in the same order; integer dot
+//! products use unsigned weight codes (`q + 128`, `q + 8`) and subtract
+//! `offset * sum` exactly, which keeps `vpmaddubsw`/`vpdpbusd` free of
+//! saturation for all inputs.
+
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod act;
+pub mod formats;
+pub mod isa;
+pub mod pack;
+mod scalar;
+
+pub use act::ActBlock;
+pub use formats::{BlockQ4_0, BlockQ8_0, QK};
+pub use isa::{Isa, UnknownIsa};
+pub use pack::{PackedMatrix, WeightFormat, NR};
+
+use rayon::prelude::*;
+
+/// Arguments of one tile kernel call: panels `p0..p0+np` x `mr` batch rows.
+///
+/// The driver guarantees, before any call: `p0 + np <= w.panels()`,
+/// `acts.len() >= mr * nb` (block formats) or `x.len() >= mr * k` (float
+/// formats), and `tile.len() >= mr * np * NR`. Kernels write raw accumulators
+/// (before bias) to `tile[i * np * NR + pi * NR + r]`.
+pub(crate) struct TileArgs<'a> {
+    pub w: &'a PackedMatrix,
+    pub p0: usize,
+    pub np: usize,
+    pub acts: &'a [ActBlock],
+    pub x: &'a [f32],
+    pub mr: usize,
+    pub tile: &'a mut [f32],
+}
+
+type TileFn = unsafe fn(&mut TileArgs);
+type QuantizeFn = unsafe fn(&[f32], &mut [ActBlock]);
+
+/// The kernel table of one ISA. Obtaining one (through [`Kernels::for_isa`])
+/// checks that the CPU has the ISA, so its functions may be called.
+pub struct Kernels {
+    isa: Isa,
+    /// One row; `out.len() == ceil(x.len() / 32)` (checked by the caller).
+    quantize_row: QuantizeFn,
+    q8_0: TileFn,
+    q4_0: TileFn,
+    f16: TileFn,
+    f32: TileFn,
+    /// Panels per call when the batch has one row.
+    gemv_panels: usize,
+    /// Batch rows per call for batches larger than one row.
+    gemm_rows: usize,
+}
+
+impl core::fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Kernels").field("isa", &self.isa).finish()
+    }
+}
+
+/// Why a kernel table cannot be had.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IsaError {
+    /// The CPU lacks a feature this ISA needs.
+    NotSupported(Isa),
+    /// This build has no kernels for this ISA (another architecture).
+    NotCompiled(Isa),
+}
+
+impl core::fmt::Display for IsaError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            IsaError::NotSupported(isa) => write!(
+                f,
+                "ISA {isa} needs CPU features [{}] that this CPU lacks; available: {}",
+                isa.features(),
+                available_names()
+            ),
+            IsaError::NotCompiled(isa) => write!(
+                f,
+                "ISA {isa} has no kernels in this build (other architecture); available: {}",
+                available_names()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for IsaError {}
+
+fn available_names() -> String {
+    Isa::available()
+        .into_iter()
+        .filter(|&i| Kernels::is_compiled(i))
+        .map(|i| i.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Activations handed to [`Kernels::matmul`].
+#[derive(Clone, Copy, Debug)]
+pub enum Input<'a> {
+    /// Quantized rows (`m * ceil(k/32)` blocks), for Q8_0 / Q4_0 weights.
+    Blocks(&'a [ActBlock]),
+    /// Raw rows (`m * k` values), for F16 / F32 weights.
+    Floats(&'a [f32]),
+}
+
+/// A shape or length that does not fit the weights.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShapeError(pub String);
+
+impl core::fmt::Display for ShapeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ShapeError {}
+
+/// Below this many multiply-adds a matmul runs on the calling thread.
+pub const PARALLEL_MIN_MACS: usize = 1 << 22;
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: used only to hand the output buffer to rayon tasks that write
+// disjoint column ranges of it (see `Kernels::matmul`).
+unsafe impl Send for SendPtr {}
+// SAFETY: as above; no task reads what another writes.
+unsafe impl Sync for SendPtr {}
+
+impl Kernels {
+    /// The table for `isa`, if this CPU runs it and this build has it.
+    pub fn for_isa(isa: Isa) -> Result<&'static Kernels, IsaError> {
+        let table = Self::compiled(isa).ok_or(IsaError::NotCompiled(isa))?;
+        if !isa.is_supported() {
+            return Err(IsaError::NotSupported(isa));
+        }
+        Ok(table)
+    }
+
+    /// The table of the best ISA this CPU runs.
+    pub fn best() -> &'static Kernels {
+        Isa::available()
+            .into_iter()
+            .rev()
+            .find_map(|i| Self::for_isa(i).ok())
+            .unwrap_or(&scalar::KERNELS)
+    }
+
+    fn compiled(isa: Isa) -> Option<&'static Kernels> {
+        match isa {
+            Isa::Scalar => Some(&scalar::KERNELS),
+            _ => None,
+        }
+    }
+
+    /// Whether this build contains kernels for `isa` (regardless of the CPU).
+    pub fn is_compiled(isa: Isa) -> bool {
+        Self::compiled(isa).is_some()
+    }
+
+    /// The ISA of this table.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Quantizes `m` rows of `k` values into `out` (`m * ceil(k/32)` blocks).
+    pub fn quantize_rows(
+        &self,
+        x: &[f32],
+        k: usize,
+        out: &mut [ActBlock],
+    ) -> Result<(), ShapeError> {
+        if k == 0 {
+            return Err(ShapeError("quantize_rows: k must be > 0".into()));
+        }
+        let nb = k.div_ceil(QK);
+        if !x.len().is_multiple_of(k) || out.len() != (x.len() / k) * nb {
+            return Err(ShapeError(format!(
+                "quantize_rows: {} values of rows of {k} need {} blocks, got {}",
+                x.len(),
+                (x.len() / k) * nb,
+                out.len()
+            )));
+        }
+        for (row, blocks) in x.chunks_exact(k).zip(out.chunks_exact_mut(nb)) {
+            // SAFETY: `self` was handed out by `for_isa`, which checked the CPU
+            // features of `self.isa`; `blocks.len() == ceil(row.len() / 32)`.
+            unsafe { (self.quantize_row)(row, blocks) };
+        }
+        Ok(())
+    }
+
+    /// `out[i, n] = Σ_k w[n, k] * input[i, k] (+ bias[n])` for the `m` rows of
+    /// `input`, following the canonical arithmetic. `out` is `[m, w.n()]`.
+    ///
+    /// Work is split over output panels with rayon (in the current pool) when it
+    /// is large enough; the result bits never depend on the split.
+    pub fn matmul(
+        &self,
+        w: &PackedMatrix,
+        input: Input<'_>,
+        m: usize,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) -> Result<(), ShapeError> {
+        let (n, k, nb) = (w.n(), w.k(), w.blocks_per_row());
+        let fail = |what: &str, want: usize, got: usize| {
+            Err(ShapeError(format!(
+                "matmul: {what}: expected {want}, got {got}"
+            )))
+        };
+        if m == 0 {
+            return Err(ShapeError("matmul: batch must be > 0".into()));
+        }
+        let (func, acts, x) = match (w.format(), input) {
+            (WeightFormat::Q8_0, Input::Blocks(a)) => (self.q8_0, a, &[][..]),
+            (WeightFormat::Q4_0, Input::Blocks(a)) => (self.q4_0, a, &[][..]),
+            (WeightFormat::F16, Input::Floats(x)) => (self.f16, &[][..], x),
+            (WeightFormat::F32, Input::Floats(x)) => (self.f32, &[][..], x),
+            (f, _) => {
+                return Err(ShapeError(format!(
+                    "matmul: {f:?} weights need {} input",
+                    if matches!(f, WeightFormat::Q8_0 | WeightFormat::Q4_0) {
+                        "quantized (Blocks)"
+                    } else {
+                        "float (Floats)"
+                    }
+                )))
+            }
+        };
+        if matches!(input, Input::Blocks(_)) && acts.len() != m * nb {
+            return fail("activation blocks", m * nb, acts.len());
+        }
+        if matches!(input, Input::Floats(_)) && x.len() != m * k {
+            return fail("input values", m * k, x.len());
+        }
+        if out.len() != m * n {
+            return fail("output length", m * n, out.len());
+        }
+        if let Some(b) = bias {
+            if b.len() != n {
+                return fail("bias length", n, b.len());
+            }
+        }
+
+        let panels = w.panels();
+        let ptr = SendPtr(out.as_mut_ptr());
+        let run = |p0: usize, p1: usize| {
+            // SAFETY (of the writes inside): each call covers panels p0..p1, i.e.
+            // output columns [p0*16, min(p1*16, n)) of every row; calls never
+            // overlap, and `out` outlives them (the borrow is held by `matmul`).
+            self.run_panels(func, w, acts, x, m, bias, ptr, p0, p1);
+        };
+        let macs = m.saturating_mul(n).saturating_mul(k);
+        let threads = rayon::current_num_threads();
+        if macs < PARALLEL_MIN_MACS || threads == 1 || panels == 1 {
+            run(0, panels);
+        } else {
+            // A few tasks per thread for balance; whole panels per task.
+            let tasks = (threads * 4).min(panels);
+            let per = panels.div_ceil(tasks);
+            (0..panels.div_ceil(per))
+                .into_par_iter()
+                .for_each(|t| run(t * per, ((t + 1) * per).min(panels)));
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_panels(
+        &self,
+        func: TileFn,
+        w: &PackedMatrix,
+        acts: &[ActBlock],
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        out: SendPtr,
+        p0: usize,
+        p1: usize,
+    ) {
+        const TILE: usize = 512;
+        let (n, k, nb) = (w.n(), w.k(), w.blocks_per_row());
+        let (np, mr) = if m == 1 {
+            (self.gemv_panels, 1)
+        } else {
+            (1, self.gemm_rows)
+        };
+        debug_assert!(np * mr * NR <= TILE);
+        let mut tile = [0.0f32; TILE];
+        let mut p = p0;
+        while p < p1 {
+            let np = np.min(p1 - p);
+            let mut i0 = 0;
+            while i0 < m {
+                let mr = mr.min(m - i0);
+                let mut args = TileArgs {
+                    w,
+                    p0: p,
+                    np,
+                    acts: if acts.is_empty() {
+                        acts
+                    } else {
+                        &acts[i0 * nb..]
+                    },
+                    x: if x.is_empty() { x } else { &x[i0 * k..] },
+                    mr,
+                    tile: &mut tile[..mr * np * NR],
+                };
+                // SAFETY: the table's ISA was checked at `for_isa`; matmul checked
+                // acts/x hold m rows, so rows i0..i0+mr exist; p + np <= panels;
+                // the tile holds mr * np * NR values.
+                unsafe { func(&mut args) };
+                let c0 = p * NR;
+                let cols = (np * NR).min(n - c0);
+                for i in 0..mr {
+                    let src = &tile[i * np * NR..i * np * NR + cols];
+                    let row = (i0 + i) * n + c0;
+                    // SAFETY: row + cols <= m * n = out.len(); this task owns
+                    // columns c0..c0+cols of every row (see `matmul`).
+                    let dst = unsafe { core::slice::from_raw_parts_mut(out.0.add(row), cols) };
+                    match bias {
+                        Some(b) => {
+                            for ((d, &s), &bv) in dst.iter_mut().zip(src).zip(&b[c0..c0 + cols]) {
+                                *d = s + bv;
+                            }
+                        }
+                        None => dst.copy_from_slice(src),
+                    }
+                }
+                i0 += mr;
+            }
+            p += np;
+        }
+    }
+}
+
+/// Compares two f32 slices bit for bit, with every NaN equal to every NaN.
+/// Returns the first index that differs.
+pub fn first_difference(a: &[f32], b: &[f32]) -> Option<usize> {
+    if a.len() != b.len() {
+        return Some(a.len().min(b.len()));
+    }
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| !(x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())))
+}

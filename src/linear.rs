@@ -1,0 +1,476 @@
+//! [`QuantizedLinear`]: `y = x·Wᵀ + b` with block-quantized `W`.
+
+use crate::dispatch::{self, Isa};
+use crate::{Error, QuantType};
+use blockq_kernels::{formats, ActBlock, BlockQ4_0, BlockQ8_0, Input, Kernels, PackedMatrix, QK};
+use bytemuck::Zeroable;
+use half::f16;
+use std::cell::RefCell;
+
+/// A linear layer whose weights are stored block-quantized (or as F16/F32),
+/// packed once at construction into the layout the kernels read.
+///
+/// The API follows axonml-quant's `QuantizedLinear`; every panicking method has
+/// a `try_` form returning [`Error`]. Results are bit-identical for every ISA,
+/// thread count and batch size (see the crate docs).
+#[derive(Clone)]
+pub struct QuantizedLinear {
+    /// Input features (row length of the weight matrix). Informational: the
+    /// layer checks shapes against its packed weights.
+    pub in_features: usize,
+    /// Output features (rows of the weight matrix).
+    pub out_features: usize,
+    /// Weight storage format.
+    pub quant_type: QuantType,
+    weights: PackedMatrix,
+    bias: Option<Vec<f32>>,
+    kernels: &'static Kernels,
+}
+
+impl core::fmt::Debug for QuantizedLinear {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("QuantizedLinear")
+            .field("in_features", &self.in_features)
+            .field("out_features", &self.out_features)
+            .field("quant_type", &self.quant_type)
+            .field("bias", &self.bias.is_some())
+            .field("isa", &self.kernels.isa())
+            .finish()
+    }
+}
+
+fn check_dims(in_features: usize, out_features: usize) -> Result<usize, Error> {
+    if in_features == 0 {
+        return Err(Error::ZeroSize {
+            what: "in_features",
+        });
+    }
+    if out_features == 0 {
+        return Err(Error::ZeroSize {
+            what: "out_features",
+        });
+    }
+    // The packed form pads rows to 32 values and 16 rows; check those products too.
+    let padded_in = in_features.div_ceil(QK).checked_mul(QK);
+    let padded_out = out_features.div_ceil(16).checked_mul(16);
+    match (padded_in, padded_out) {
+        (Some(pi), Some(po)) if pi.checked_mul(po).and_then(|v| v.checked_mul(4)).is_some() => {
+            Ok(in_features * out_features)
+        }
+        _ => Err(Error::SizeOverflow {
+            what: "in_features * out_features",
+        }),
+    }
+}
+
+fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<(), Error> {
+    if expected != actual {
+        return Err(Error::LengthMismatch {
+            what,
+            expected,
+            actual,
+        });
+    }
+    Ok(())
+}
+
+fn check_finite(what: &'static str, v: &[f32]) -> Result<(), Error> {
+    match v.iter().position(|x| !x.is_finite()) {
+        Some(index) => Err(Error::NonFinite {
+            what,
+            index,
+            value: v[index],
+        }),
+        None => Ok(()),
+    }
+}
+
+fn check_bias(bias: Option<&[f32]>, out_features: usize) -> Result<Option<Vec<f32>>, Error> {
+    bias.map(|b| {
+        check_len("bias", out_features, b.len())?;
+        check_finite("bias", b)?;
+        Ok(b.to_vec())
+    })
+    .transpose()
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<ActBlock>> = const { RefCell::new(Vec::new()) };
+}
+
+impl QuantizedLinear {
+    fn assemble(
+        weights: PackedMatrix,
+        bias: Option<Vec<f32>>,
+        quant_type: QuantType,
+    ) -> Result<Self, Error> {
+        Ok(QuantizedLinear {
+            in_features: weights.k(),
+            out_features: weights.n(),
+            quant_type,
+            weights,
+            bias,
+            kernels: dispatch::kernels(dispatch::default_isa()?)?,
+        })
+    }
+
+    /// Quantizes an f32 weight matrix (`[out_features, in_features]`, row-major)
+    /// with llama.cpp's reference quantizer for `quant_type`.
+    ///
+    /// # Panics
+    /// On any condition for which [`Self::try_from_linear_params`] returns an error,
+    /// with that error's message.
+    pub fn from_linear_params(
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        in_features: usize,
+        out_features: usize,
+        quant_type: QuantType,
+    ) -> Self {
+        Self::try_from_linear_params(weight, bias, in_features, out_features, quant_type)
+            .unwrap_or_else(|e| panic!("QuantizedLinear::from_linear_params: {e}"))
+    }
+
+    /// Fallible [`Self::from_linear_params`]. Errors: zero or overflowing sizes,
+    /// length mismatches, NaN/Inf weights or bias, and values too large for the
+    /// format (block scale or f16 value overflowing f16).
+    pub fn try_from_linear_params(
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        in_features: usize,
+        out_features: usize,
+        quant_type: QuantType,
+    ) -> Result<Self, Error> {
+        let total = check_dims(in_features, out_features)?;
+        check_len("weight", total, weight.len())?;
+        check_finite("weight", weight)?;
+        let bias = check_bias(bias, out_features)?;
+        let (k, n) = (in_features, out_features);
+        let nb = k.div_ceil(QK);
+        let mut padded = vec![0.0f32; nb * QK];
+        let weights = match quant_type {
+            QuantType::Q8_0 => PackedMatrix::pack_q8_0(n, k, |r, out| {
+                padded[..k].copy_from_slice(&weight[r * k..(r + 1) * k]);
+                formats::quantize_row_q8_0(&padded, out);
+                finite_scales(QuantType::Q8_0, r, out.iter().map(|b| b.d), false)
+            })?,
+            QuantType::Q4_0 => PackedMatrix::pack_q4_0(n, k, |r, out| {
+                padded[..k].copy_from_slice(&weight[r * k..(r + 1) * k]);
+                formats::quantize_row_q4_0(&padded, out);
+                finite_scales(QuantType::Q4_0, r, out.iter().map(|b| b.d), false)
+            })?,
+            QuantType::F16 => {
+                let h: Vec<f16> = weight.iter().map(|&v| f16::from_f32(v)).collect();
+                if let Some(i) = h.iter().position(|v| !v.is_finite()) {
+                    return Err(Error::OutOfRange {
+                        quant_type,
+                        row: i / k,
+                        block: i % k,
+                    });
+                }
+                PackedMatrix::from_f16(&h, n, k)
+            }
+            QuantType::F32 => PackedMatrix::from_f32(weight, n, k),
+        };
+        Self::assemble(weights, bias, quant_type)
+    }
+
+    /// A layer from GGUF Q8_0 blocks (`out_features * ceil(in_features/32)`
+    /// blocks, row-major), used as they are: no re-quantization.
+    pub fn from_q8_0_blocks(
+        blocks: &[BlockQ8_0],
+        bias: Option<&[f32]>,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<Self, Error> {
+        check_dims(in_features, out_features)?;
+        let nb = in_features.div_ceil(QK);
+        check_len("Q8_0 blocks", out_features * nb, blocks.len())?;
+        let bias = check_bias(bias, out_features)?;
+        let w = PackedMatrix::pack_q8_0(out_features, in_features, |r, out| {
+            out.copy_from_slice(&blocks[r * nb..(r + 1) * nb]);
+            finite_scales(QuantType::Q8_0, r, out.iter().map(|b| b.d), true)
+        })?;
+        Self::assemble(w, bias, QuantType::Q8_0)
+    }
+
+    /// A layer from GGUF Q4_0 blocks, used as they are.
+    pub fn from_q4_0_blocks(
+        blocks: &[BlockQ4_0],
+        bias: Option<&[f32]>,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<Self, Error> {
+        check_dims(in_features, out_features)?;
+        let nb = in_features.div_ceil(QK);
+        check_len("Q4_0 blocks", out_features * nb, blocks.len())?;
+        let bias = check_bias(bias, out_features)?;
+        let w = PackedMatrix::pack_q4_0(out_features, in_features, |r, out| {
+            out.copy_from_slice(&blocks[r * nb..(r + 1) * nb]);
+            finite_scales(QuantType::Q4_0, r, out.iter().map(|b| b.d), true)
+        })?;
+        Self::assemble(w, bias, QuantType::Q4_0)
+    }
+
+    /// A layer from f16 weights (`[out_features, in_features]`), used as they are.
+    pub fn from_f16(
+        weight: &[f16],
+        bias: Option<&[f32]>,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<Self, Error> {
+        let total = check_dims(in_features, out_features)?;
+        check_len("F16 weight", total, weight.len())?;
+        if let Some(i) = weight.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFiniteScale {
+                quant_type: QuantType::F16,
+                row: i / in_features,
+                block: i % in_features,
+            });
+        }
+        let bias = check_bias(bias, out_features)?;
+        Self::assemble(
+            PackedMatrix::from_f16(weight, out_features, in_features),
+            bias,
+            QuantType::F16,
+        )
+    }
+
+    /// A layer from the raw bytes of a GGUF tensor of `quant_type` holding
+    /// `[out_features, in_features]` (little-endian, as in the file). Any byte
+    /// string is accepted or rejected with an error; NaN/Inf scales are errors.
+    pub fn from_gguf_bytes(
+        bytes: &[u8],
+        quant_type: QuantType,
+        bias: Option<&[f32]>,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<Self, Error> {
+        check_dims(in_features, out_features)?;
+        let row = quant_type.row_bytes(in_features);
+        let expected = row.checked_mul(out_features).ok_or(Error::SizeOverflow {
+            what: "tensor bytes",
+        })?;
+        check_len("GGUF tensor bytes", expected, bytes.len())?;
+        match quant_type {
+            QuantType::Q8_0 => {
+                let blocks: Vec<BlockQ8_0> = bytes
+                    .chunks_exact(34)
+                    .map(bytemuck::pod_read_unaligned)
+                    .collect();
+                Self::from_q8_0_blocks(&blocks, bias, in_features, out_features)
+            }
+            QuantType::Q4_0 => {
+                let blocks: Vec<BlockQ4_0> = bytes
+                    .chunks_exact(18)
+                    .map(bytemuck::pod_read_unaligned)
+                    .collect();
+                Self::from_q4_0_blocks(&blocks, bias, in_features, out_features)
+            }
+            QuantType::F16 => {
+                let h: Vec<f16> = bytes
+                    .chunks_exact(2)
+                    .map(|c| f16::from_le_bytes([c[0], c[1]]))
+                    .collect();
+                Self::from_f16(&h, bias, in_features, out_features)
+            }
+            QuantType::F32 => {
+                let w: Vec<f32> = bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                Self::try_from_linear_params(&w, bias, in_features, out_features, QuantType::F32)
+            }
+        }
+    }
+
+    /// The same layer run by `isa` (sharing nothing mutable; weights are cloned).
+    /// Errors if this CPU lacks `isa`.
+    pub fn with_isa(mut self, isa: Isa) -> Result<Self, Error> {
+        self.kernels = dispatch::kernels(isa)?;
+        Ok(self)
+    }
+
+    /// Switches this layer to `isa` in place.
+    pub fn set_isa(&mut self, isa: Isa) -> Result<(), Error> {
+        self.kernels = dispatch::kernels(isa)?;
+        Ok(())
+    }
+
+    /// The ISA whose kernels this layer runs.
+    pub fn isa(&self) -> Isa {
+        self.kernels.isa()
+    }
+
+    /// `[batch, in_features]` to `[batch, out_features]`.
+    ///
+    /// # Panics
+    /// If `input.len() != batch_size * in_features` or `batch_size == 0`.
+    pub fn forward_f32(&self, input: &[f32], batch_size: usize) -> Vec<f32> {
+        self.try_forward_f32(input, batch_size)
+            .unwrap_or_else(|e| panic!("QuantizedLinear::forward_f32: {e}"))
+    }
+
+    /// Fallible [`Self::forward_f32`].
+    pub fn try_forward_f32(&self, input: &[f32], batch_size: usize) -> Result<Vec<f32>, Error> {
+        let len = batch_size
+            .checked_mul(self.weights.n())
+            .ok_or(Error::SizeOverflow {
+                what: "batch_size * out_features",
+            })?;
+        let mut out = vec![0.0f32; len];
+        self.forward_into(input, batch_size, &mut out)?;
+        Ok(out)
+    }
+
+    /// Writes `[batch, out_features]` into `out`. Allocates nothing once the
+    /// calling thread's activation scratch has grown to the batch size.
+    pub fn forward_into(
+        &self,
+        input: &[f32],
+        batch_size: usize,
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        let (n, k) = (self.weights.n(), self.weights.k());
+        if batch_size == 0 {
+            return Err(Error::ZeroSize { what: "batch_size" });
+        }
+        let in_len = batch_size.checked_mul(k).ok_or(Error::SizeOverflow {
+            what: "batch_size * in_features",
+        })?;
+        let out_len = batch_size.checked_mul(n).ok_or(Error::SizeOverflow {
+            what: "batch_size * out_features",
+        })?;
+        check_len("input", in_len, input.len())?;
+        check_len("output", out_len, out.len())?;
+        let bias = self.bias.as_deref();
+        let shape_err =
+            |e: blockq_kernels::ShapeError| -> Error { unreachable!("shapes were checked: {e}") };
+        if !self.quant_type.is_block_quantized() {
+            return self
+                .kernels
+                .matmul(&self.weights, Input::Floats(input), batch_size, bias, out)
+                .map_err(shape_err);
+        }
+        let nblocks = batch_size * k.div_ceil(QK);
+        let mut run = |acts: &mut Vec<ActBlock>| {
+            if acts.len() < nblocks {
+                acts.resize(nblocks, ActBlock::zeroed());
+            }
+            let acts = &mut acts[..nblocks];
+            self.kernels
+                .quantize_rows(input, k, acts)
+                .map_err(shape_err)?;
+            self.kernels
+                .matmul(&self.weights, Input::Blocks(acts), batch_size, bias, out)
+                .map_err(shape_err)
+        };
+        SCRATCH.with(|s| match s.try_borrow_mut() {
+            Ok(mut acts) => run(&mut acts),
+            // Re-entered on this thread (e.g. a rayon worker stealing another
+            // forward while it waits): use a private buffer.
+            Err(_) => run(&mut Vec::new()),
+        })
+    }
+
+    /// Bytes of the weights in their GGUF encoding (excluding bias and the
+    /// padding of the last 16-row panel).
+    pub fn weight_bytes(&self) -> usize {
+        self.quant_type.row_bytes(self.weights.k()) * self.weights.n()
+    }
+
+    /// f32 weight bytes divided by [`Self::weight_bytes`].
+    pub fn compression_ratio(&self) -> f32 {
+        (self.weights.n() * self.weights.k() * 4) as f32 / self.weight_bytes() as f32
+    }
+
+    /// The weights as f32, `[out_features, in_features]` row-major, exactly as
+    /// llama.cpp dequantizes them.
+    pub fn dequantize_weights(&self) -> Vec<f32> {
+        let (n, k) = (self.weights.n(), self.weights.k());
+        let mut out = vec![0.0f32; n * k];
+        for (r, row) in out.chunks_exact_mut(k).enumerate() {
+            self.weights.dequantize_row(r, row);
+        }
+        out
+    }
+
+    /// The weights in their GGUF byte encoding (`[out_features]` rows of
+    /// `quant_type.row_bytes(in_features)` bytes): the bytes the layer was built
+    /// from, or that llama.cpp's quantizer would write.
+    pub fn to_gguf_bytes(&self) -> Vec<u8> {
+        let (n, k) = (self.weights.n(), self.weights.k());
+        let nb = k.div_ceil(QK);
+        let mut out = Vec::with_capacity(self.weight_bytes());
+        match self.quant_type {
+            QuantType::Q8_0 => {
+                let mut row = vec![BlockQ8_0::zeroed(); nb];
+                for r in 0..n {
+                    self.weights.row_q8_0(r, &mut row);
+                    out.extend_from_slice(bytemuck::cast_slice(&row));
+                }
+            }
+            QuantType::Q4_0 => {
+                let mut row = vec![BlockQ4_0::zeroed(); nb];
+                for r in 0..n {
+                    self.weights.row_q4_0(r, &mut row);
+                    out.extend_from_slice(bytemuck::cast_slice(&row));
+                }
+            }
+            QuantType::F16 => {
+                for r in 0..n {
+                    for c in 0..k {
+                        let v = f16::from_f32(self.weights.float_weight(r, c));
+                        out.extend_from_slice(&v.to_le_bytes());
+                    }
+                }
+            }
+            QuantType::F32 => {
+                for r in 0..n {
+                    for c in 0..k {
+                        out.extend_from_slice(&self.weights.float_weight(r, c).to_le_bytes());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The bias, if any.
+    pub fn bias(&self) -> Option<&[f32]> {
+        self.bias.as_deref()
+    }
+
+    /// The packed weights (for benchmarks and advanced use).
+    pub fn packed(&self) -> &PackedMatrix {
+        &self.weights
+    }
+}
+
+/// Checks the f16 scales of one row: `stored` = they came from the caller's
+/// blocks (NonFiniteScale) rather than from quantizing (OutOfRange).
+fn finite_scales(
+    quant_type: QuantType,
+    row: usize,
+    scales: impl Iterator<Item = f16>,
+    stored: bool,
+) -> Result<(), Error> {
+    for (block, d) in scales.enumerate() {
+        if !d.is_finite() {
+            return Err(if stored {
+                Error::NonFiniteScale {
+                    quant_type,
+                    row,
+                    block,
+                }
+            } else {
+                Error::OutOfRange {
+                    quant_type,
+                    row,
+                    block,
+                }
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! Shared helpers for the integration tests.
+#![allow(dead_code)]
+
+use blockq::kernels::act::{quantize_row_scalar, ActBlock};
+use blockq::{QuantType, QuantizedLinear, QK};
+use bytemuck::Zeroable;
+
+/// Deterministic pseudo-random values (xorshift64*), in [-scale, scale).
+pub fn values(seed: u64, len: usize, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s >> 12;
+            s ^= s << 25;
+            s ^= s >> 27;
+            let r = (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32;
+            (r * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+pub fn layer(seed: u64, k: usize, n: usize, qt: QuantType, bias: bool) -> QuantizedLinear {
+    let w = values(seed, n * k, 1.0);
+    let b = values(seed + 1, n, 0.5);
+    QuantizedLinear::from_linear_params(&w, bias.then_some(&b[..]), k, n, qt)
+}
+
+/// Dequantized activations, exactly as the kernels see them.
+pub fn dequantized_acts(x: &[f32]) -> Vec<f64> {
+    let nb = x.len().div_ceil(QK);
+    let mut blocks = vec![ActBlock::zeroed(); nb];
+    quantize_row_scalar(x, &mut blocks);
+    let mut out = Vec::with_capacity(x.len());
+    for (i, _) in x.iter().enumerate() {
+        let b = &blocks[i / QK];
+        out.push(b.qs[i % QK] as f64 * b.d as f64);
+    }
+    out
+}
+
+/// Checks `y` (one row of output) against f64 arithmetic, with a bound derived
+/// from the formats: first against the dequantized operands (only float
+/// rounding differs), then against the original f32 weights and inputs (plus
+/// the quantization error of each operand).
+pub fn check_against_f64(
+    layer: &QuantizedLinear,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    x: &[f32],
+    y: &[f32],
+) {
+    let (k, n) = (layer.in_features, layer.out_features);
+    let wq = layer.dequantize_weights();
+    let xq: Vec<f64> = if layer.quant_type.is_block_quantized() {
+        dequantized_acts(x)
+    } else {
+        x.iter().map(|&v| v as f64).collect()
+    };
+    let nb = k.div_ceil(QK) as f64;
+    let steps = if layer.quant_type.is_block_quantized() {
+        nb
+    } else {
+        k as f64
+    };
+    let eps = f32::EPSILON as f64;
+    for r in 0..n {
+        let b = bias.map_or(0.0, |b| b[r] as f64);
+        let (mut exact, mut mag, mut quant_err, mut orig) = (b, b.abs(), 0.0f64, b);
+        for c in 0..k {
+            let (wv, xv) = (wq[r * k + c] as f64, xq[c]);
+            exact += wv * xv;
+            mag += (wv * xv).abs();
+            orig += w[r * k + c] as f64 * x[c] as f64;
+            quant_err += wv.abs() * (x[c] as f64 - xv).abs()
+                + (w[r * k + c] as f64 - wv).abs() * (x[c] as f64).abs();
+        }
+        let fp_bound = (2.0 * steps + 2.0) * eps * mag + 1e-30;
+        let got = y[r] as f64;
+        assert!(
+            (got - exact).abs() <= fp_bound,
+            "row {r}: {got} vs dequantized reference {exact} (bound {fp_bound})"
+        );
+        assert!(
+            (got - orig).abs() <= quant_err + fp_bound + 1e-6 * mag,
+            "row {r}: {got} vs f32 reference {orig} (bound {})",
+            quant_err + fp_bound
+        );
+    }
+}
+
+/// Bitwise equality with all NaNs equal; panics with the first difference.
+pub fn assert_same_bits(a: &[f32], b: &[f32], what: &str) {
+    if let Some(i) = blockq::first_difference(a, b) {
+        panic!(
+            "{what}: differs at {i}: {:?} ({:#010x}) vs {:?} ({:#010x})",
+            a.get(i),
+            a.get(i).map_or(0, |v| v.to_bits()),
+            b.get(i),
+            b.get(i).map_or(0, |v| v.to_bits())
+        );
+    }
+}
