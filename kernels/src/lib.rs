@@ -60,6 +60,8 @@ pub mod formats;
 pub mod isa;
 pub mod pack;
 mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 pub use act::ActBlock;
 pub use formats::{BlockQ4_0, BlockQ8_0, QK};
@@ -99,9 +101,10 @@ pub struct Kernels {
     f32: TileFn,
     /// Panels per call when the batch has one row.
     gemv_panels: usize,
-    /// Batch rows per call for batches larger than one row.
-    gemm_rows: usize,
 }
+
+/// Batch rows per tile call (kernels split them into register tiles).
+const MAX_TILE_ROWS: usize = 32;
 
 impl core::fmt::Debug for Kernels {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -201,6 +204,14 @@ impl Kernels {
     fn compiled(isa: Isa) -> Option<&'static Kernels> {
         match isa {
             Isa::Scalar => Some(&scalar::KERNELS),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => Some(&x86::avx2::plain::KERNELS),
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => Some(&x86::avx2::vnni::KERNELS),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Some(&x86::avx512::bw::KERNELS),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => Some(&x86::avx512::vnni::KERNELS),
             _ => None,
         }
     }
@@ -331,12 +342,12 @@ impl Kernels {
         p0: usize,
         p1: usize,
     ) {
-        const TILE: usize = 512;
+        const TILE: usize = MAX_TILE_ROWS * NR;
         let (n, k, nb) = (w.n(), w.k(), w.blocks_per_row());
         let (np, mr) = if m == 1 {
             (self.gemv_panels, 1)
         } else {
-            (1, self.gemm_rows)
+            (1, MAX_TILE_ROWS)
         };
         debug_assert!(np * mr * NR <= TILE);
         let mut tile = [0.0f32; TILE];

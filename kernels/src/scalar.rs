@@ -17,7 +17,6 @@ pub(crate) static KERNELS: Kernels = Kernels {
     f16: f16_tile,
     f32: f32_tile,
     gemv_panels: 1,
-    gemm_rows: 4,
 };
 
 unsafe fn quantize_row(x: &[f32], out: &mut [ActBlock]) {
