@@ -62,6 +62,27 @@ fn every_isa_matches_scalar_on_edge_shapes() {
     }
 }
 
+/// Batches past one 32-row tile call and K past several 128-step chunks.
+#[test]
+fn every_isa_matches_scalar_on_large_batches() {
+    let isas = isas_under_test();
+    for qt in QuantType::ALL {
+        for &(k, n) in &[(300, 40), (1000, 33)] {
+            let layer = layer((k + n) as u64, k, n, qt, true);
+            for &batch in &[32, 33, 70] {
+                let x = values((k * batch) as u64, batch * k, 1.5);
+                compare_layer(
+                    &layer,
+                    &x,
+                    batch,
+                    &isas,
+                    &format!("{qt} k={k} n={n} m={batch}"),
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn every_isa_matches_scalar_on_extreme_codes() {
     let isas = isas_under_test();

@@ -101,6 +101,8 @@ pub struct Kernels {
     f32: TileFn,
     /// Panels per call when the batch has one row.
     gemv_panels: usize,
+    /// Panels per call for batches (at most 2).
+    gemm_panels: usize,
 }
 
 /// Batch rows per tile call (kernels split them into register tiles).
@@ -342,12 +344,12 @@ impl Kernels {
         p0: usize,
         p1: usize,
     ) {
-        const TILE: usize = MAX_TILE_ROWS * NR;
+        const TILE: usize = MAX_TILE_ROWS * 2 * NR;
         let (n, k, nb) = (w.n(), w.k(), w.blocks_per_row());
         let (np, mr) = if m == 1 {
             (self.gemv_panels, 1)
         } else {
-            (1, MAX_TILE_ROWS)
+            (self.gemm_panels, MAX_TILE_ROWS)
         };
         debug_assert!(np * mr * NR <= TILE);
         let mut tile = [0.0f32; TILE];

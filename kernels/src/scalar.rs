@@ -17,6 +17,7 @@ pub(crate) static KERNELS: Kernels = Kernels {
     f16: f16_tile,
     f32: f32_tile,
     gemv_panels: 1,
+    gemm_panels: 1,
 };
 
 unsafe fn quantize_row(x: &[f32], out: &mut [ActBlock]) {

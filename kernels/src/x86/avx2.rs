@@ -407,6 +407,7 @@ macro_rules! avx2_kernels {
                 f16,
                 f32,
                 gemv_panels: 2,
+                gemm_panels: 1,
             };
         }
     };
