@@ -68,6 +68,7 @@ pub use formats::{BlockQ4_0, BlockQ8_0, QK};
 pub use isa::{Isa, UnknownIsa};
 pub use pack::{PackedMatrix, WeightFormat, NR};
 
+use core::ops::Range;
 use rayon::prelude::*;
 
 /// Arguments of one tile kernel call: panels `p0..p0+np` x `mr` batch rows.
@@ -310,29 +311,43 @@ impl Kernels {
 
         let panels = w.panels();
         let ptr = SendPtr(out.as_mut_ptr());
-        let run = |p0: usize, p1: usize| {
-            // SAFETY (of the writes inside): each call covers panels p0..p1, i.e.
-            // output columns [p0*16, min(p1*16, n)) of every row; calls never
+        let run = |p: Range<usize>, rows: Range<usize>| {
+            // SAFETY (of the writes inside): each call covers panels `p` (output
+            // columns [16 p.start, min(16 p.end, n))) of rows `rows`; calls never
             // overlap, and `out` outlives them (the borrow is held by `matmul`).
-            self.run_panels(func, w, acts, x, m, bias, ptr, p0, p1);
+            self.run_tiles(func, w, acts, x, m, bias, ptr, p, rows);
         };
         let macs = m.saturating_mul(n).saturating_mul(k);
         let threads = rayon::current_num_threads();
-        if macs < PARALLEL_MIN_MACS || threads == 1 || panels == 1 {
-            run(0, panels);
+        if macs < PARALLEL_MIN_MACS || threads == 1 {
+            run(0..panels, 0..m);
         } else {
-            // A few tasks per thread for balance; whole panels per task.
-            let tasks = (threads * 4).min(panels);
-            let per = panels.div_ceil(tasks);
-            (0..panels.div_ceil(per))
-                .into_par_iter()
-                .for_each(|t| run(t * per, ((t + 1) * per).min(panels)));
+            // A few tasks per thread for balance: whole panels per task, and for
+            // large batches on few panels, whole 32-row tiles too.
+            let want = threads * 4;
+            let row_tiles = m.div_ceil(MAX_TILE_ROWS);
+            let row_groups = if panels >= want {
+                1
+            } else {
+                row_tiles.min(want.div_ceil(panels))
+            };
+            let rows_per = row_tiles.div_ceil(row_groups) * MAX_TILE_ROWS;
+            let panel_groups = want.div_ceil(row_groups).min(panels);
+            let panels_per = panels.div_ceil(panel_groups);
+            let (np, nr) = (panels.div_ceil(panels_per), m.div_ceil(rows_per));
+            (0..np * nr).into_par_iter().for_each(|t| {
+                let (pg, rg) = (t / nr, t % nr);
+                run(
+                    pg * panels_per..((pg + 1) * panels_per).min(panels),
+                    rg * rows_per..((rg + 1) * rows_per).min(m),
+                )
+            });
         }
         Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn run_panels(
+    fn run_tiles(
         &self,
         func: TileFn,
         w: &PackedMatrix,
@@ -341,8 +356,8 @@ impl Kernels {
         m: usize,
         bias: Option<&[f32]>,
         out: SendPtr,
-        p0: usize,
-        p1: usize,
+        panels: Range<usize>,
+        rows: Range<usize>,
     ) {
         const TILE: usize = MAX_TILE_ROWS * 2 * NR;
         let (n, k, nb) = (w.n(), w.k(), w.blocks_per_row());
@@ -353,12 +368,12 @@ impl Kernels {
         };
         debug_assert!(np * mr * NR <= TILE);
         let mut tile = [0.0f32; TILE];
-        let mut p = p0;
-        while p < p1 {
-            let np = np.min(p1 - p);
-            let mut i0 = 0;
-            while i0 < m {
-                let mr = mr.min(m - i0);
+        let mut p = panels.start;
+        while p < panels.end {
+            let np = np.min(panels.end - p);
+            let mut i0 = rows.start;
+            while i0 < rows.end {
+                let mr = mr.min(rows.end - i0);
                 let mut args = TileArgs {
                     w,
                     p0: p,
