@@ -393,11 +393,22 @@ unsafe fn f_gemm<const F16: bool, const P: usize>(
                 // This chunk of the tile's x rows, at a fixed stride (L1-resident,
                 // constant displacements for the broadcasts).
                 for rr in 0..r {
-                    core::ptr::copy_nonoverlapping(
-                        a.x.as_ptr().add((i0 + rr) * k + k0),
-                        xbuf.as_mut_ptr().add(rr * F16_KC),
-                        kc,
-                    );
+                    let src = a.x.as_ptr().add((i0 + rr) * k + k0);
+                    let dst = xbuf.as_mut_ptr().add(rr * F16_KC);
+                    let mut s = 0;
+                    while s < kc {
+                        let mask: __mmask16 = if kc - s >= 16 {
+                            0xFFFF
+                        } else {
+                            ((1u32 << (kc - s)) - 1) as u16
+                        };
+                        _mm512_mask_storeu_ps(
+                            dst.add(s),
+                            mask,
+                            _mm512_maskz_loadu_ps(mask, src.add(s)),
+                        );
+                        s += 16;
+                    }
                 }
                 let (x, o) = (xbuf.as_ptr(), out.add(i0 * ldo));
                 match r {
