@@ -27,7 +27,8 @@
 //!    Else if `a < bits(2^-120)`: `d = 0`, all codes 0. Else, with
 //!    `amax = from_bits(a)`: `d = amax / 127` and `id = 127 / amax` (each one
 //!    correctly rounded f32 division), and `q_j = round_half_even(x_j * id)`
-//!    (one f32 multiply). Codes lie in -127..=127; `sum = Σ q_j` (i32).
+//!    (one f32 multiply). Codes lie in -127..=127. The block also keeps
+//!    `corr = -offset * Σ q_j` (i32) for the weight-code offset below.
 //!
 //! **Block dot products.** For weight row `n` and block `b`,
 //! `isum = Σ_j w_q[j] * a_q[j]` exactly in i32 (Q4_0: `w_q = nibble - 8`;
@@ -49,7 +50,7 @@
 //! SIMD kernels vectorize across the 16 rows of a panel (one lane per output),
 //! so every lane performs the sequence above in the same order; integer dot
 //! products use unsigned weight codes (`q + 128`, `q + 8`) and subtract
-//! `offset * sum` exactly, which keeps `vpmaddubsw`/`vpdpbusd` free of
+//! `offset * Σ a` exactly (through `corr`), which keeps `vpmaddubsw`/`vpdpbusd` free of
 //! saturation for all inputs.
 
 #![warn(missing_docs)]
@@ -88,7 +89,7 @@ pub(crate) struct TileArgs<'a> {
 }
 
 type TileFn = unsafe fn(&mut TileArgs);
-type QuantizeFn = unsafe fn(&[f32], &mut [ActBlock]);
+type QuantizeFn = unsafe fn(&[f32], i32, &mut [ActBlock]);
 
 /// The kernel table of one ISA. Obtaining one (through [`Kernels::for_isa`])
 /// checks that the CPU has the ISA, so its functions may be called.
@@ -229,13 +230,24 @@ impl Kernels {
         self.isa
     }
 
-    /// Quantizes `m` rows of `k` values into `out` (`m * ceil(k/32)` blocks).
+    /// Quantizes `m` rows of `k` values into `out` (`m * ceil(k/32)` blocks), for
+    /// use with weights of `format` (Q8_0 or Q4_0: it sets [`ActBlock::corr`]).
     pub fn quantize_rows(
         &self,
         x: &[f32],
         k: usize,
+        format: WeightFormat,
         out: &mut [ActBlock],
     ) -> Result<(), ShapeError> {
+        let offset = match format {
+            WeightFormat::Q8_0 => 128,
+            WeightFormat::Q4_0 => 8,
+            f => {
+                return Err(ShapeError(format!(
+                    "quantize_rows: {f:?} weights take float input"
+                )))
+            }
+        };
         if k == 0 {
             return Err(ShapeError("quantize_rows: k must be > 0".into()));
         }
@@ -251,7 +263,7 @@ impl Kernels {
         for (row, blocks) in x.chunks_exact(k).zip(out.chunks_exact_mut(nb)) {
             // SAFETY: `self` was handed out by `for_isa`, which checked the CPU
             // features of `self.isa`; `blocks.len() == ceil(row.len() / 32)`.
-            unsafe { (self.quantize_row)(row, blocks) };
+            unsafe { (self.quantize_row)(row, offset, blocks) };
         }
         Ok(())
     }

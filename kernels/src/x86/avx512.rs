@@ -20,12 +20,13 @@ use core::arch::x86_64::*;
 
 /// The exact integer part of one block for 16 rows.
 pub(crate) trait Dot512 {
-    /// Code offset folded into the accumulator start for Q8_0 (see `q8_block`).
-    const Q8_OFFSET: i32;
+    /// Whether `q8_block` works on the unsigned codes (`q + 128`), so that the
+    /// accumulator must start at the activation correction.
+    const Q8_UNSIGNED: bool;
     /// `init + Σ_c Σ_{i<4} codes[c].u8[4r+i] * a[4c+i]` per lane `r`; codes <= 15.
     unsafe fn q4_block(init: __m512i, codes: &[__m512i; 8], a: *const i8) -> __m512i;
-    /// Same for the stored Q8_0 codes (`q + 128`); the result must equal
-    /// `init + Σ q*a + Q8_OFFSET * Σ a` exactly.
+    /// Same for the stored Q8_0 codes: `init + Σ (q + 128) * a` if
+    /// `Q8_UNSIGNED`, else `init + Σ q * a`, exactly.
     unsafe fn q8_block(init: __m512i, stored: &[__m512i; 8], a: *const i8) -> __m512i;
 }
 
@@ -39,17 +40,19 @@ unsafe fn bcast4(a: *const i8, c: usize) -> __m512i {
 pub(crate) struct Vnni;
 
 impl Dot512 for Vnni {
-    const Q8_OFFSET: i32 = 128;
+    const Q8_UNSIGNED: bool = true;
 
     #[inline(always)]
     unsafe fn q4_block(init: __m512i, codes: &[__m512i; 8], a: *const i8) -> __m512i {
         // SAFETY: only called from functions enabling avx512f/bw/vnni; `a` holds 32 codes.
+        // Two dependency chains of 4 halve the latency of the block's integer sum.
         unsafe {
-            let mut acc = init;
-            for (c, &v) in codes.iter().enumerate() {
-                acc = _mm512_dpbusd_epi32(acc, v, bcast4(a, c));
+            let (mut acc0, mut acc1) = (init, _mm512_setzero_si512());
+            for c in (0..8).step_by(2) {
+                acc0 = _mm512_dpbusd_epi32(acc0, codes[c], bcast4(a, c));
+                acc1 = _mm512_dpbusd_epi32(acc1, codes[c + 1], bcast4(a, c + 1));
             }
-            acc
+            _mm512_add_epi32(acc0, acc1)
         }
     }
 
@@ -64,7 +67,7 @@ impl Dot512 for Vnni {
 pub(crate) struct Maddubs;
 
 impl Dot512 for Maddubs {
-    const Q8_OFFSET: i32 = 0;
+    const Q8_UNSIGNED: bool = false;
 
     #[inline(always)]
     unsafe fn q4_block(init: __m512i, codes: &[__m512i; 8], a: *const i8) -> __m512i {
@@ -132,10 +135,14 @@ unsafe fn block_isum<D: Dot512, const Q4: bool>(codes: &[__m512i; 8], act: &ActB
     // SAFETY: target features are enabled by the calling kernel.
     unsafe {
         if Q4 {
-            D::q4_block(_mm512_set1_epi32(-8 * act.sum), codes, act.qs.as_ptr())
+            D::q4_block(_mm512_set1_epi32(act.corr), codes, act.qs.as_ptr())
         } else {
             D::q8_block(
-                _mm512_set1_epi32(-D::Q8_OFFSET * act.sum),
+                if D::Q8_UNSIGNED {
+                    _mm512_set1_epi32(act.corr)
+                } else {
+                    _mm512_setzero_si512()
+                },
                 codes,
                 act.qs.as_ptr(),
             )
@@ -463,7 +470,7 @@ unsafe fn f_tile<const F16: bool>(a: &mut TileArgs) {
 
 /// Activation quantization of one row (canonical rule, 16 lanes at a time).
 #[inline(always)]
-unsafe fn quantize_row(x: &[f32], out: &mut [ActBlock]) {
+unsafe fn quantize_row(x: &[f32], offset: i32, out: &mut [ActBlock]) {
     for (b, blk) in out.iter_mut().enumerate() {
         let start = b * QK;
         let len = (x.len() - start).min(QK);
@@ -492,13 +499,13 @@ unsafe fn quantize_row(x: &[f32], out: &mut [ActBlock]) {
             blk.d = d;
             if id == 0.0 {
                 blk.qs = [0; QK];
-                blk.sum = 0;
+                blk.corr = 0;
                 continue;
             }
             let idv = _mm512_set1_ps(id);
             let q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, idv));
             let q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, idv));
-            blk.sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+            blk.corr = -offset * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
             let dst = blk.qs.as_mut_ptr();
             _mm_storeu_si128(dst as *mut __m128i, _mm512_cvtepi32_epi8(q0));
             _mm_storeu_si128(dst.add(16) as *mut __m128i, _mm512_cvtepi32_epi8(q1));
@@ -512,9 +519,9 @@ macro_rules! avx512_kernels {
             use super::*;
 
             #[target_feature(enable = $features)]
-            unsafe fn quantize(x: &[f32], out: &mut [ActBlock]) {
+            unsafe fn quantize(x: &[f32], offset: i32, out: &mut [ActBlock]) {
                 // SAFETY: this function's features are the ones quantize_row needs.
-                unsafe { quantize_row(x, out) }
+                unsafe { quantize_row(x, offset, out) }
             }
             #[target_feature(enable = $features)]
             unsafe fn q8(a: &mut TileArgs) {
