@@ -55,6 +55,8 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 pub mod act;
 pub mod formats;
 pub mod isa;
@@ -201,6 +203,12 @@ impl Kernels {
     fn compiled(isa: Isa) -> Option<&'static Kernels> {
         match isa {
             Isa::Scalar => Some(&scalar::KERNELS),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => Some(&aarch64::NEON),
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonDotprod => Some(&aarch64::DOTPROD),
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonI8mm => Some(&aarch64::I8MM),
             _ => None,
         }
     }
