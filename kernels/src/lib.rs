@@ -56,6 +56,8 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 pub mod act;
 pub mod formats;
 pub mod isa;
@@ -216,6 +218,12 @@ impl Kernels {
             Isa::Avx512 => Some(&x86::avx512::bw::KERNELS),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => Some(&x86::avx512::vnni::KERNELS),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => Some(&aarch64::NEON),
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonDotprod => Some(&aarch64::DOTPROD),
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonI8mm => Some(&aarch64::I8MM),
             _ => None,
         }
     }
