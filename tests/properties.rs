@@ -120,7 +120,7 @@ fn batch_rows_equal_single_rows_for_random_shapes() {
             m as usize % 40 + 2,
         );
         let qt = QuantType::ALL[fmt as usize % 4];
-        let layer = layer(seed, k, n, qt, seed % 2 == 0);
+        let layer = layer(seed, k, n, qt, seed.is_multiple_of(2));
         let x = values(seed ^ 7, m * k, 2.0);
         let y = layer.forward_f32(&x, m);
         let ok = (0..m).all(|i| {
