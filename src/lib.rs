@@ -32,6 +32,7 @@
 
 pub mod dispatch;
 mod error;
+pub mod gguf;
 mod linear;
 mod quant_type;
 

@@ -58,6 +58,7 @@
 pub mod act;
 pub mod formats;
 pub mod isa;
+pub mod mmap;
 pub mod pack;
 mod scalar;
 

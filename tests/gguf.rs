@@ -1,0 +1,1101 @@
+//! GGUF loading: files written here by a minimal GGUF writer, loaded back and
+//! compared bit for bit with layers built directly from the same blocks; and
+//! truncated, corrupted and hostile files, which must give errors (never a
+//! panic, an out-of-bounds read or a huge allocation).
+
+mod common;
+
+use blockq::gguf::{GgmlType, GgufFile, MetadataValue, ValueType, MAX_ARRAY_DEPTH};
+use blockq::{BlockQ4_0, BlockQ8_0, Error, QuantType, QuantizedLinear, QK};
+use bytemuck::Zeroable;
+use common::{assert_same_bits, values};
+use half::f16;
+use quickcheck::{QuickCheck, TestResult};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+// ---------------------------------------------------------------------------
+// Largest single allocation made by the current thread (to show that hostile
+// counts and lengths do not turn into huge allocations).
+
+struct TrackingAlloc;
+
+thread_local! {
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note(size: usize) {
+    // `try_with`: the slot may be gone while a thread is being torn down.
+    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; it only
+// records the requested size in a thread-local cell (which does not allocate).
+unsafe impl GlobalAlloc for TrackingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        // SAFETY: the caller's contract is forwarded as is.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above; `ptr` came from `System.alloc` through `alloc`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(new_size);
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: TrackingAlloc = TrackingAlloc;
+
+#[test]
+fn allocation_tracking_sees_allocations() {
+    let (v, largest) = largest_allocation(|| vec![1u8; 3 << 20]);
+    assert!(largest >= 3 << 20 && v.len() == 3 << 20);
+}
+
+/// Runs `f` and returns its result with the largest allocation it made.
+fn largest_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    LARGEST.with(|l| l.set(0));
+    let r = f();
+    (r, LARGEST.with(|l| l.get()))
+}
+
+// ---------------------------------------------------------------------------
+// A minimal GGUF writer (little-endian, versions 2 and 3).
+
+#[derive(Clone, Debug)]
+enum Val {
+    U8(u8),
+    I8(i8),
+    U16(u16),
+    I16(i16),
+    U32(u32),
+    I32(i32),
+    F32(f32),
+    Bool(bool),
+    Str(String),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    /// Item type tag and items (all of that type).
+    Arr(u32, Vec<Val>),
+}
+
+impl Val {
+    fn tag(&self) -> u32 {
+        match self {
+            Val::U8(_) => 0,
+            Val::I8(_) => 1,
+            Val::U16(_) => 2,
+            Val::I16(_) => 3,
+            Val::U32(_) => 4,
+            Val::I32(_) => 5,
+            Val::F32(_) => 6,
+            Val::Bool(_) => 7,
+            Val::Str(_) => 8,
+            Val::Arr(..) => 9,
+            Val::U64(_) => 10,
+            Val::I64(_) => 11,
+            Val::F64(_) => 12,
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Val::U8(v) => out.push(*v),
+            Val::I8(v) => out.extend(v.to_le_bytes()),
+            Val::U16(v) => out.extend(v.to_le_bytes()),
+            Val::I16(v) => out.extend(v.to_le_bytes()),
+            Val::U32(v) => out.extend(v.to_le_bytes()),
+            Val::I32(v) => out.extend(v.to_le_bytes()),
+            Val::F32(v) => out.extend(v.to_le_bytes()),
+            Val::Bool(v) => out.push(*v as u8),
+            Val::Str(s) => put_str(out, s),
+            Val::U64(v) => out.extend(v.to_le_bytes()),
+            Val::I64(v) => out.extend(v.to_le_bytes()),
+            Val::F64(v) => out.extend(v.to_le_bytes()),
+            Val::Arr(tag, items) => {
+                out.extend(tag.to_le_bytes());
+                out.extend((items.len() as u64).to_le_bytes());
+                for it in items {
+                    assert_eq!(it.tag(), *tag, "array items must have the array's type");
+                    it.write(out);
+                }
+            }
+        }
+    }
+
+    /// What the parser should report for this value.
+    fn expected(&self) -> MetadataValue {
+        match self {
+            Val::U8(v) => MetadataValue::U8(*v),
+            Val::I8(v) => MetadataValue::I8(*v),
+            Val::U16(v) => MetadataValue::U16(*v),
+            Val::I16(v) => MetadataValue::I16(*v),
+            Val::U32(v) => MetadataValue::U32(*v),
+            Val::I32(v) => MetadataValue::I32(*v),
+            Val::F32(v) => MetadataValue::F32(*v),
+            Val::Bool(v) => MetadataValue::Bool(*v),
+            Val::Str(s) => MetadataValue::String(s.clone()),
+            Val::U64(v) => MetadataValue::U64(*v),
+            Val::I64(v) => MetadataValue::I64(*v),
+            Val::F64(v) => MetadataValue::F64(*v),
+            Val::Arr(..) => unreachable!("arrays are compared by type and length"),
+        }
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend((s.len() as u64).to_le_bytes());
+    out.extend(s.as_bytes());
+}
+
+struct Tensor {
+    name: String,
+    type_id: u32,
+    ne: Vec<u64>,
+    data: Vec<u8>,
+}
+
+/// Where the writer put things, for tests that corrupt specific fields.
+#[derive(Debug, Default)]
+struct Written {
+    bytes: Vec<u8>,
+    /// File offset of the tensor count field (the KV count follows).
+    tensor_count_at: usize,
+    /// Per tensor: file offsets of its n_dims, type and offset fields.
+    n_dims_at: Vec<usize>,
+    type_at: Vec<usize>,
+    offset_at: Vec<usize>,
+    /// Per tensor: data offset relative to the data section.
+    rel_offsets: Vec<u64>,
+    data_offset: usize,
+}
+
+struct Writer {
+    version: u32,
+    /// Written as `general.alignment` (u32) when set.
+    alignment: Option<u32>,
+    kvs: Vec<(String, Val)>,
+    tensors: Vec<Tensor>,
+}
+
+impl Writer {
+    fn new(version: u32) -> Writer {
+        Writer {
+            version,
+            alignment: None,
+            kvs: Vec::new(),
+            tensors: Vec::new(),
+        }
+    }
+
+    fn kv(mut self, key: &str, v: Val) -> Self {
+        self.kvs.push((key.to_string(), v));
+        self
+    }
+
+    fn tensor(mut self, name: &str, type_id: u32, ne: &[u64], data: Vec<u8>) -> Self {
+        self.tensors.push(Tensor {
+            name: name.into(),
+            type_id,
+            ne: ne.to_vec(),
+            data,
+        });
+        self
+    }
+
+    fn align(&self) -> usize {
+        self.alignment.unwrap_or(32) as usize
+    }
+
+    /// The file. Tensor data is padded to the alignment between tensors but
+    /// not after the last one, so the file ends with its last data byte.
+    fn build(&self) -> Written {
+        let mut w = Written::default();
+        let out = &mut w.bytes;
+        out.extend(b"GGUF");
+        out.extend(self.version.to_le_bytes());
+        w.tensor_count_at = out.len();
+        out.extend((self.tensors.len() as u64).to_le_bytes());
+        let n_kv = self.kvs.len() + self.alignment.is_some() as usize;
+        out.extend((n_kv as u64).to_le_bytes());
+        let mut kvs = self.kvs.clone();
+        if let Some(a) = self.alignment {
+            kvs.insert(kvs.len() / 2, ("general.alignment".into(), Val::U32(a)));
+        }
+        for (k, v) in &kvs {
+            put_str(out, k);
+            out.extend(v.tag().to_le_bytes());
+            v.write(out);
+        }
+        let align = self.align();
+        let mut rel = 0usize;
+        for t in &self.tensors {
+            put_str(out, &t.name);
+            w.n_dims_at.push(out.len());
+            out.extend((t.ne.len() as u32).to_le_bytes());
+            for d in &t.ne {
+                out.extend(d.to_le_bytes());
+            }
+            w.type_at.push(out.len());
+            out.extend(t.type_id.to_le_bytes());
+            w.offset_at.push(out.len());
+            out.extend((rel as u64).to_le_bytes());
+            w.rel_offsets.push(rel as u64);
+            rel = (rel + t.data.len()).next_multiple_of(align);
+        }
+        out.resize(out.len().next_multiple_of(align), 0);
+        w.data_offset = out.len();
+        for (i, t) in self.tensors.iter().enumerate() {
+            assert_eq!(out.len() - w.data_offset, w.rel_offsets[i] as usize);
+            out.extend(&t.data);
+            if i + 1 < self.tensors.len() {
+                out.resize(out.len().next_multiple_of(align), 0);
+            }
+        }
+        w
+    }
+}
+
+fn set_u32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+fn set_u64(b: &mut [u8], at: usize, v: u64) {
+    b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+// ---------------------------------------------------------------------------
+// Tensors made with blockq's quantizers.
+
+fn q8_0_blocks(seed: u64, k: usize, n: usize) -> Vec<BlockQ8_0> {
+    let w = values(seed, n * k, 1.5);
+    let mut blocks = vec![BlockQ8_0::zeroed(); n * k / QK];
+    blockq::quantize_row_q8_0(&w, &mut blocks);
+    blocks
+}
+
+fn q4_0_blocks(seed: u64, k: usize, n: usize) -> Vec<BlockQ4_0> {
+    let w = values(seed, n * k, 1.5);
+    let mut blocks = vec![BlockQ4_0::zeroed(); n * k / QK];
+    blockq::quantize_row_q4_0(&w, &mut blocks);
+    blocks
+}
+
+fn f16_bytes(v: &[f16]) -> Vec<u8> {
+    v.iter().flat_map(|h| h.to_le_bytes()).collect()
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The layers a test file holds, built directly from their parts.
+struct Model {
+    k: usize,
+    n: usize,
+    q8: Vec<BlockQ8_0>,
+    q4: Vec<BlockQ4_0>,
+    h: Vec<f16>,
+    f: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl Model {
+    fn new(seed: u64, k: usize, n: usize) -> Model {
+        Model {
+            k,
+            n,
+            q8: q8_0_blocks(seed, k, n),
+            q4: q4_0_blocks(seed + 1, k, n),
+            h: values(seed + 2, n * k, 2.0)
+                .into_iter()
+                .map(f16::from_f32)
+                .collect(),
+            f: values(seed + 3, n * k, 2.0),
+            bias: values(seed + 4, n, 0.5),
+        }
+    }
+
+    fn writer(&self, version: u32) -> Writer {
+        let (k, n) = (self.k as u64, self.n as u64);
+        Writer::new(version)
+            .kv("general.architecture", Val::Str("blockq-test".into()))
+            .kv("test.u8", Val::U8(200))
+            .kv("test.i8", Val::I8(-7))
+            .kv("test.u16", Val::U16(65535))
+            .kv("test.i16", Val::I16(-300))
+            .kv("test.u32", Val::U32(4_000_000_000))
+            .kv("test.i32", Val::I32(-5))
+            .kv("test.f32", Val::F32(0.25))
+            .kv("test.bool", Val::Bool(true))
+            .kv(
+                "test.tokens",
+                Val::Arr(8, vec![Val::Str("<s>".into()), Val::Str("hé".into())]),
+            )
+            .kv(
+                "test.scores",
+                Val::Arr(6, vec![Val::F32(1.0), Val::F32(-2.5), Val::F32(0.0)]),
+            )
+            .kv(
+                "test.nested",
+                Val::Arr(
+                    9,
+                    vec![
+                        Val::Arr(8, vec![Val::Str("a".into())]),
+                        Val::Arr(8, vec![]),
+                        Val::Arr(8, vec![Val::Str("bc".into()), Val::Str("".into())]),
+                    ],
+                ),
+            )
+            .kv("test.u64", Val::U64(u64::MAX))
+            .kv("test.i64", Val::I64(i64::MIN))
+            .kv("test.f64", Val::F64(-1.0e300))
+            .tensor(
+                "w.q8_0",
+                8,
+                &[k, n],
+                bytemuck::cast_slice(&self.q8).to_vec(),
+            )
+            .tensor(
+                "w.q4_0",
+                2,
+                &[k, n],
+                bytemuck::cast_slice(&self.q4).to_vec(),
+            )
+            .tensor("w.f16", 1, &[k, n], f16_bytes(&self.h))
+            .tensor("w.f32", 0, &[k, n], f32_bytes(&self.f))
+            .tensor("bias", 0, &[n], f32_bytes(&self.bias))
+            .tensor(
+                "bias.f16",
+                1,
+                &[n],
+                f16_bytes(
+                    &self
+                        .bias
+                        .iter()
+                        .map(|&b| f16::from_f32(b))
+                        .collect::<Vec<_>>(),
+                ),
+            )
+    }
+
+    /// (tensor name, format, the layer built directly from the parts).
+    fn direct_layers(&self) -> Vec<(&'static str, QuantType, QuantizedLinear)> {
+        let (k, n, b) = (self.k, self.n, Some(&self.bias[..]));
+        vec![
+            (
+                "w.q8_0",
+                QuantType::Q8_0,
+                QuantizedLinear::from_q8_0_blocks(&self.q8, b, k, n).unwrap(),
+            ),
+            (
+                "w.q4_0",
+                QuantType::Q4_0,
+                QuantizedLinear::from_q4_0_blocks(&self.q4, b, k, n).unwrap(),
+            ),
+            (
+                "w.f16",
+                QuantType::F16,
+                QuantizedLinear::from_f16(&self.h, b, k, n).unwrap(),
+            ),
+            (
+                "w.f32",
+                QuantType::F32,
+                QuantizedLinear::try_from_linear_params(&self.f, b, k, n, QuantType::F32).unwrap(),
+            ),
+        ]
+    }
+
+    /// What llama.cpp's dequantization gives for tensor `name`.
+    fn dequantized(&self, name: &str) -> Vec<f32> {
+        let mut out = vec![0.0f32; self.n * self.k];
+        match name {
+            "w.q8_0" => blockq::dequantize_row_q8_0(&self.q8, &mut out),
+            "w.q4_0" => blockq::dequantize_row_q4_0(&self.q4, &mut out),
+            "w.f16" => out = self.h.iter().map(|h| h.to_f32()).collect(),
+            "w.f32" => out = self.f.clone(),
+            _ => unreachable!(),
+        }
+        out
+    }
+}
+
+/// Checks everything a parsed file of `model` must show, and that each layer
+/// loaded from it equals the layer built directly from the parts.
+fn check_file<B: AsRef<[u8]>>(file: &GgufFile<B>, model: &Model, w: &Writer, written: &Written) {
+    assert_eq!(file.version(), w.version);
+    assert_eq!(file.alignment() as usize, w.align());
+    assert_eq!(file.data_offset() as usize, written.data_offset);
+    assert_eq!(file.data_offset() % file.alignment() as u64, 0);
+
+    // Metadata: every pair, in order, with its value.
+    let mut expect = w.kvs.clone();
+    if let Some(a) = w.alignment {
+        expect.insert(expect.len() / 2, ("general.alignment".into(), Val::U32(a)));
+    }
+    assert_eq!(file.metadata().len(), expect.len());
+    for (entry, (key, val)) in file.metadata().iter().zip(&expect) {
+        assert_eq!(&entry.key, key);
+        match (val, &entry.value) {
+            (Val::Arr(tag, items), MetadataValue::Array { item_type, len, .. }) => {
+                assert_eq!(*item_type, ValueType::from_tag(*tag).unwrap(), "{key}");
+                assert_eq!(*len, items.len() as u64, "{key}");
+            }
+            (v, got) => assert_eq!(got, &v.expected(), "{key}"),
+        }
+        assert_eq!(file.get(key), Some(&entry.value));
+    }
+    assert_eq!(file.get("no.such.key"), None);
+
+    // Tensor table.
+    assert_eq!(file.tensors().len(), w.tensors.len());
+    for (i, (t, want)) in file.tensors().iter().zip(&w.tensors).enumerate() {
+        assert_eq!(t.name, want.name);
+        assert_eq!(t.ggml_type.id(), want.type_id);
+        assert_eq!(t.ne, want.ne);
+        assert_eq!(t.offset, written.rel_offsets[i]);
+        assert_eq!(t.size as usize, want.data.len());
+        assert_eq!(file.tensor(&t.name), Some(t));
+        assert_eq!(file.tensor_data(&t.name).unwrap(), &want.data[..]);
+    }
+
+    let x1 = values(77, model.k, 3.0);
+    let x5 = values(78, 5 * model.k, 3.0);
+    for (name, qt, direct) in model.direct_layers() {
+        for bias in ["bias", "bias.f16"] {
+            let layer = file.linear(name, Some(bias)).unwrap();
+            let what = format!("{name} + {bias}, {}x{}", model.k, model.n);
+            assert_eq!(layer.quant_type, qt, "{what}");
+            assert_eq!(
+                (layer.in_features, layer.out_features),
+                (model.k, model.n),
+                "{what}"
+            );
+            // The exact bytes of the file, not re-quantized.
+            assert_eq!(
+                layer.to_gguf_bytes(),
+                file.tensor_data(name).unwrap(),
+                "{what}"
+            );
+            assert_same_bits(&layer.dequantize_weights(), &model.dequantized(name), &what);
+            let b: Vec<f32> = if bias == "bias" {
+                model.bias.clone()
+            } else {
+                model
+                    .bias
+                    .iter()
+                    .map(|&b| f16::from_f32(b).to_f32())
+                    .collect()
+            };
+            assert_same_bits(layer.bias().unwrap(), &b, &what);
+            if bias == "bias" {
+                assert_same_bits(
+                    &layer.forward_f32(&x1, 1),
+                    &direct.forward_f32(&x1, 1),
+                    &what,
+                );
+                assert_same_bits(
+                    &layer.forward_f32(&x5, 5),
+                    &direct.forward_f32(&x5, 5),
+                    &what,
+                );
+            }
+        }
+        let nobias = file.linear(name, None).unwrap();
+        assert!(nobias.bias().is_none());
+        assert_eq!(nobias.to_gguf_bytes(), file.tensor_data(name).unwrap());
+    }
+}
+
+const SHAPES: &[(usize, usize)] = &[(32, 1), (64, 17), (96, 3), (256, 40)];
+
+#[test]
+fn v3_files_load_bit_exactly() {
+    for (i, &(k, n)) in SHAPES.iter().enumerate() {
+        let model = Model::new(10 * i as u64, k, n);
+        let w = model.writer(3);
+        let written = w.build();
+        let file = GgufFile::parse(&written.bytes).unwrap();
+        check_file(&file, &model, &w, &written);
+        // An owned buffer works the same.
+        let owned = GgufFile::from_bytes(written.bytes.clone()).unwrap();
+        check_file(&owned, &model, &w, &written);
+    }
+}
+
+#[test]
+fn v2_files_load_like_v3() {
+    let model = Model::new(5, 64, 9);
+    let w = model.writer(2);
+    let written = w.build();
+    let file = GgufFile::parse(&written.bytes).unwrap();
+    assert_eq!(file.version(), 2);
+    check_file(&file, &model, &w, &written);
+    // The same file as v3 differs only in the version field.
+    let v3 = model.writer(3).build();
+    assert_eq!(written.bytes[..4], v3.bytes[..4]);
+    assert_eq!(written.bytes[8..], v3.bytes[8..]);
+}
+
+#[test]
+fn non_default_alignments_are_honoured() {
+    let model = Model::new(6, 96, 5);
+    for align in [1u32, 8, 64, 256, 4096] {
+        let mut w = model.writer(3);
+        w.alignment = Some(align);
+        let written = w.build();
+        let file = GgufFile::parse(&written.bytes).unwrap();
+        assert_eq!(file.alignment(), align);
+        check_file(&file, &model, &w, &written);
+        for t in file.tensors() {
+            assert_eq!(t.offset % align as u64, 0, "{align}");
+        }
+    }
+}
+
+#[test]
+fn bad_alignments_are_errors() {
+    let model = Model::new(6, 32, 2);
+    let mut w = model.writer(3);
+    w.alignment = Some(32);
+    let written = w.build();
+    // The key, its type tag, then the value.
+    let pos = find(&written.bytes, b"general.alignment") + 17 + 4;
+    for align in [0u32, 3, 48, 1000] {
+        let mut b = written.bytes.clone();
+        set_u32(&mut b, pos, align);
+        let e = GgufFile::parse(&b).unwrap_err();
+        assert!(
+            matches!(e, Error::Gguf { .. }) && e.to_string().contains("power of two"),
+            "{align}: {e}"
+        );
+    }
+    // general.alignment of another type than u32.
+    let w = Writer::new(3).kv("general.alignment", Val::U64(32));
+    let e = GgufFile::parse(&w.build().bytes).unwrap_err();
+    assert!(e.to_string().contains("must be of type u32"), "{e}");
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len())
+        .position(|w| w == needle)
+        .expect("needle present")
+}
+
+#[test]
+fn files_are_loaded_through_mmap() {
+    let model = Model::new(7, 64, 20);
+    let w = model.writer(3);
+    let written = w.build();
+    let path = std::env::temp_dir().join(format!(
+        "blockq-gguf-test-{}-{}.gguf",
+        std::process::id(),
+        line!()
+    ));
+    std::fs::write(&path, &written.bytes).unwrap();
+    let file = GgufFile::open(&path);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let file = file.unwrap();
+        assert_eq!(file.bytes(), &written.bytes[..]);
+        check_file(&file, &model, &w, &written);
+    }));
+    std::fs::remove_file(&path).unwrap();
+    result.unwrap();
+
+    let e = GgufFile::open(&path).unwrap_err();
+    assert!(matches!(e, Error::Io(_)), "{e}");
+    assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+}
+
+#[test]
+fn weights_with_trailing_unit_dimensions_load() {
+    let model = Model::new(8, 64, 3);
+    let bytes = bytemuck::cast_slice(&model.q8).to_vec();
+    let written = Writer::new(3)
+        .tensor("w3", 8, &[64, 3, 1], bytes.clone())
+        .tensor("w4", 8, &[64, 3, 1, 1], bytes.clone())
+        .tensor("b2", 0, &[3, 1], f32_bytes(&model.bias))
+        .build();
+    let file = GgufFile::parse(&written.bytes).unwrap();
+    for name in ["w3", "w4"] {
+        let l = file.linear(name, Some("b2")).unwrap();
+        assert_eq!(l.to_gguf_bytes(), bytes);
+        assert_eq!(l.bias().unwrap(), &model.bias[..]);
+    }
+}
+
+#[test]
+fn unsupported_tensor_types_are_named() {
+    // Q4_K: 256-value blocks of 144 bytes; listed, but not loadable.
+    let written = Writer::new(3)
+        .tensor("w.q4_k", 12, &[256, 2], vec![0u8; 2 * 144])
+        .tensor("w.bf16", 30, &[32, 2], vec![0u8; 2 * 32 * 2])
+        .tensor("w.ok", 0, &[32, 2], vec![0u8; 2 * 32 * 4])
+        .tensor("b.i32", 26, &[2], vec![0u8; 8])
+        .build();
+    let file = GgufFile::parse(&written.bytes).unwrap();
+    let t = file.tensor("w.q4_k").unwrap();
+    assert_eq!(t.ggml_type.name(), "Q4_K");
+    assert_eq!(t.size, 288);
+    for (name, type_name) in [("w.q4_k", "Q4_K (type 12)"), ("w.bf16", "BF16 (type 30)")] {
+        let e = file.linear(name, None).unwrap_err();
+        assert_eq!(
+            e,
+            Error::UnsupportedTensorType {
+                name: name.into(),
+                type_name: type_name.into()
+            }
+        );
+        assert!(e.to_string().contains(type_name), "{e}");
+    }
+    // A bias must be a float type.
+    let e = file.linear("w.ok", Some("b.i32")).unwrap_err();
+    assert!(e.to_string().contains("I32 (type 26)"), "{e}");
+    // BF16 tensors can still be read as f32.
+    assert_eq!(file.tensor_f32("w.bf16").unwrap(), vec![0.0; 64]);
+
+    // A type id ggml does not define is a parse error naming it.
+    let mut bytes = written.bytes.clone();
+    set_u32(&mut bytes, written.type_at[0], 99);
+    let e = GgufFile::parse(&bytes).unwrap_err();
+    assert!(e.to_string().contains("unknown ggml type 99"), "{e}");
+    assert_eq!(
+        e,
+        Error::Gguf {
+            offset: written.type_at[0] as u64,
+            reason: "tensor \"w.q4_k\" has unknown ggml type 99".into()
+        }
+    );
+}
+
+#[test]
+fn shape_and_name_errors() {
+    let model = Model::new(9, 64, 4);
+    let written = model
+        .writer(3)
+        .tensor("vec", 0, &[64], vec![0u8; 256])
+        .tensor("mat4", 0, &[64, 2, 2], vec![0u8; 64 * 4 * 4])
+        .tensor("bias.wrong", 0, &[5], vec![0u8; 20])
+        .tensor("bias.2d", 0, &[4, 2], vec![0u8; 32])
+        .build();
+    let file = GgufFile::parse(&written.bytes).unwrap();
+    for name in ["vec", "mat4"] {
+        let e = file.linear(name, None).unwrap_err();
+        assert!(
+            matches!(&e, Error::TensorShape { name: n, .. } if n == name),
+            "{e}"
+        );
+    }
+    for b in ["bias.wrong", "bias.2d"] {
+        let e = file.linear("w.q8_0", Some(b)).unwrap_err();
+        assert!(
+            matches!(&e, Error::TensorShape { name, .. } if name == b),
+            "{e}"
+        );
+        assert!(e.to_string().contains("out_features = 4"), "{e}");
+    }
+    assert_eq!(
+        file.linear("missing", None).unwrap_err(),
+        Error::TensorNotFound {
+            name: "missing".into()
+        }
+    );
+    assert!(matches!(
+        file.linear("w.q8_0", Some("missing")).unwrap_err(),
+        Error::TensorNotFound { .. }
+    ));
+    assert!(matches!(
+        file.tensor_data("missing").unwrap_err(),
+        Error::TensorNotFound { .. }
+    ));
+}
+
+#[test]
+fn nan_scales_in_the_file_are_errors() {
+    let mut model = Model::new(11, 64, 3);
+    model.q8[3].d = f16::NAN;
+    let written = model.writer(3).build();
+    let file = GgufFile::parse(&written.bytes).unwrap();
+    assert!(matches!(
+        file.linear("w.q8_0", None).unwrap_err(),
+        Error::NonFiniteScale {
+            quant_type: QuantType::Q8_0,
+            row: 1,
+            block: 1
+        }
+    ));
+}
+
+#[test]
+fn malformed_headers_are_errors() {
+    let base = Model::new(12, 32, 2).writer(3).build();
+    let parse_err = |b: &[u8]| GgufFile::parse(b).unwrap_err().to_string();
+
+    let mut b = base.bytes.clone();
+    b[0] = b'X';
+    assert!(parse_err(&b).contains("not a GGUF file"));
+    for (v, msg) in [
+        (1u32, "version 1"),
+        (4, "unsupported GGUF version 4"),
+        (0, "big-endian"),
+        (3 << 24, "big-endian"),
+    ] {
+        let mut b = base.bytes.clone();
+        set_u32(&mut b, 4, v);
+        let e = parse_err(&b);
+        assert!(e.contains(msg), "{v}: {e}");
+    }
+
+    // Duplicate keys and tensor names.
+    let w = Writer::new(3).kv("a", Val::U8(1)).kv("a", Val::U8(2));
+    assert!(parse_err(&w.build().bytes).contains("duplicate metadata key \"a\""));
+    let w = Writer::new(3)
+        .tensor("t", 0, &[1], vec![0; 4])
+        .tensor("t", 0, &[1], vec![0; 4]);
+    assert!(parse_err(&w.build().bytes).contains("duplicate tensor name \"t\""));
+    assert!(parse_err(&Writer::new(3).kv("", Val::U8(1)).build().bytes).contains("empty"));
+
+    // Unknown value types, at top level and as array items.
+    let mut b = Writer::new(3).kv("k", Val::U8(1)).build().bytes;
+    let tag_at = 24 + 8 + 1;
+    set_u32(&mut b, tag_at, 13);
+    assert!(parse_err(&b).contains("unknown value type 13"));
+    let mut b = Writer::new(3)
+        .kv("k", Val::Arr(0, vec![Val::U8(1)]))
+        .build()
+        .bytes;
+    set_u32(&mut b, tag_at + 4, 77);
+    assert!(parse_err(&b).contains("unknown value type 77"));
+
+    // Invalid UTF-8 in a key or a tensor name.
+    let mut b = Writer::new(3).kv("ké", Val::U8(1)).build().bytes;
+    b[24 + 8 + 1] = 0xFF;
+    assert!(parse_err(&b).contains("not valid UTF-8"));
+    let w = Writer::new(3).tensor("té", 0, &[1], vec![0; 4]);
+    let mut b = w.build().bytes;
+    b[24 + 8 + 1] = 0xC3;
+    b[24 + 8 + 2] = 0x28;
+    assert!(parse_err(&b).contains("tensor name is not valid UTF-8"));
+
+    // Rows that are not whole blocks, too many dimensions, misaligned offsets.
+    let w = Writer::new(3).tensor("q", 8, &[48, 1], vec![0; 51]);
+    assert!(parse_err(&w.build().bytes).contains("not a multiple of its block size 32"));
+    let w = Writer::new(3).tensor("five", 0, &[1, 1, 1, 1, 1], vec![0; 4]);
+    assert!(parse_err(&w.build().bytes).contains("5 dimensions"));
+    let w = Writer::new(3)
+        .tensor("a", 0, &[1], vec![0; 4])
+        .tensor("b", 0, &[1], vec![0; 4]);
+    let written = w.build();
+    let mut b = written.bytes.clone();
+    set_u64(&mut b, written.offset_at[1], 4);
+    assert!(parse_err(&b).contains("not a multiple of the alignment 32"));
+}
+
+#[test]
+fn out_of_range_and_overlapping_tensor_data_are_errors() {
+    let w = Writer::new(3)
+        .tensor("a", 0, &[16], vec![1; 64])
+        .tensor("b", 0, &[16], vec![2; 64])
+        .tensor("c", 0, &[16], vec![3; 64]);
+    let written = w.build();
+    assert!(GgufFile::parse(&written.bytes).is_ok());
+
+    let with_offset = |i: usize, off: u64| {
+        let mut b = written.bytes.clone();
+        set_u64(&mut b, written.offset_at[i], off);
+        GgufFile::parse(&b).map(|_| ())
+    };
+    // b moved onto a, and a onto c.
+    for (i, off, msg) in [
+        (1, 0, "tensor \"b\" overlaps tensor \"a\""),
+        (0, 128, "overlaps"),
+        (1, 32, "overlaps"),
+    ] {
+        let e = with_offset(i, off).unwrap_err().to_string();
+        assert!(e.contains(msg), "{e}");
+    }
+    // Past the end of the file, and offsets that overflow when added.
+    for off in [160, 192, 1 << 40, 1 << 63, u64::MAX - 31] {
+        let e = with_offset(2, off).unwrap_err();
+        assert!(
+            matches!(&e, Error::Gguf { reason, .. } if reason.contains("outside the file")),
+            "{off}: {e}"
+        );
+    }
+    // Dimensions whose byte size exceeds the file, or overflows.
+    let mut b = written.bytes.clone();
+    set_u64(&mut b, written.n_dims_at[0] + 4, 1 << 40);
+    assert!(GgufFile::parse(&b)
+        .unwrap_err()
+        .to_string()
+        .contains("outside the file"));
+    let w = Writer::new(3).tensor("big", 0, &[1 << 32, 1 << 31], vec![]);
+    let e = GgufFile::parse(&w.build().bytes).unwrap_err().to_string();
+    assert!(e.contains("element count overflows"), "{e}");
+    let w = Writer::new(3).tensor("big", 28, &[1 << 62], vec![]);
+    let e = GgufFile::parse(&w.build().bytes).unwrap_err().to_string();
+    assert!(e.contains("byte size overflows"), "{e}");
+    // Zero-sized tensors occupy nothing, so may share an offset.
+    let w = Writer::new(3)
+        .tensor("e1", 0, &[0], vec![])
+        .tensor("e2", 0, &[4, 0], vec![])
+        .tensor("x", 0, &[1], vec![0; 4]);
+    let bytes = w.build().bytes;
+    let file = GgufFile::parse(&bytes).unwrap();
+    assert_eq!(file.tensors()[1].size, 0);
+    assert!(matches!(
+        file.linear("e2", None).unwrap_err(),
+        Error::ZeroSize { .. }
+    ));
+}
+
+/// A small valid file with every kind of header field.
+fn small_file() -> Written {
+    let model = Model::new(13, 32, 2);
+    let mut w = model.writer(3);
+    w.alignment = Some(16);
+    w.build()
+}
+
+#[test]
+fn every_truncation_is_an_error() {
+    let written = small_file();
+    let full = &written.bytes;
+    assert!(GgufFile::parse(full).is_ok());
+    for len in 0..full.len() {
+        // A fresh allocation of exactly `len` bytes, so any read past it would
+        // be caught by the bounds checks of the slice (and by sanitizers).
+        let prefix = full[..len].to_vec();
+        let (r, largest) = largest_allocation(|| GgufFile::parse(&prefix).map(|_| ()));
+        match r.unwrap_err() {
+            Error::Gguf { offset, .. } => assert!(offset as usize <= len, "{len}: {offset}"),
+            e => panic!("{len}: {e}"),
+        }
+        assert!(largest <= 64 * 1024, "{len}: allocation of {largest} bytes");
+    }
+}
+
+#[test]
+fn huge_counts_and_lengths_are_errors_without_huge_allocations() {
+    let written = small_file();
+    let base = &written.bytes;
+    // (what, byte offset of a u64 field) for every count/length in the header.
+    let mut fields = vec![
+        ("tensor count", written.tensor_count_at),
+        ("metadata count", written.tensor_count_at + 8),
+        ("first key length", 24),
+    ];
+    for (needle, what) in [
+        (&b"test.tokens"[..], "string array length"),
+        (b"test.scores", "f32 array length"),
+        (b"test.nested", "nested array length"),
+    ] {
+        // key, value type (9), item type, then the length.
+        fields.push((what, find(base, needle) + needle.len() + 8));
+    }
+    let nested = find(base, b"test.nested") + b"test.nested".len() + 16;
+    fields.push(("inner array length", nested + 4));
+    fields.push(("inner string length", nested + 12));
+    fields.push(("tensor dimension", written.n_dims_at[0] + 4));
+    fields.push(("tensor offset", written.offset_at[1]));
+    for (what, at) in fields {
+        for v in [u64::MAX, u64::MAX / 2, 1 << 62, 1 << 40, base.len() as u64] {
+            let mut b = base.clone();
+            set_u64(&mut b, at, v);
+            let (r, largest) = largest_allocation(|| GgufFile::parse(&b).map(|_| ()));
+            assert!(r.is_err(), "{what} = {v} was accepted");
+            assert!(
+                largest <= 64 * 1024,
+                "{what} = {v}: allocation of {largest} bytes"
+            );
+        }
+    }
+}
+
+#[test]
+fn deep_array_nesting_is_bounded() {
+    // [[[...[u8]...]]] nested `depth` times.
+    let nest = |depth: usize| {
+        let mut v = Val::Arr(0, vec![Val::U8(1)]);
+        for _ in 1..depth {
+            v = Val::Arr(9, vec![v]);
+        }
+        Writer::new(3).kv("deep", v).build().bytes
+    };
+    let bytes = nest(MAX_ARRAY_DEPTH);
+    let ok = GgufFile::parse(&bytes).unwrap();
+    assert!(matches!(
+        ok.get("deep"),
+        Some(MetadataValue::Array {
+            item_type: ValueType::Array,
+            len: 1,
+            ..
+        })
+    ));
+    let e = GgufFile::parse(&nest(MAX_ARRAY_DEPTH + 1)).unwrap_err();
+    assert!(e.to_string().contains("nested more than"), "{e}");
+    // A hostile nesting far deeper than the limit stops at the limit.
+    let mut b = b"GGUF".to_vec();
+    b.extend(3u32.to_le_bytes());
+    b.extend(0u64.to_le_bytes());
+    b.extend(1u64.to_le_bytes());
+    put_str(&mut b, "deep");
+    b.extend(9u32.to_le_bytes());
+    for _ in 0..100_000 {
+        b.extend(9u32.to_le_bytes());
+        b.extend(1u64.to_le_bytes());
+    }
+    assert!(GgufFile::parse(&b).is_err());
+}
+
+#[test]
+fn empty_and_metadata_only_files_parse() {
+    // Without tensors, the padding after the header is optional.
+    let b = Writer::new(3).build().bytes;
+    for len in [24, b.len()] {
+        let file = GgufFile::parse(&b[..len]).unwrap();
+        assert!(file.tensors().is_empty() && file.metadata().is_empty());
+    }
+    let b = Writer::new(2)
+        .kv("general.name", Val::Str("x".into()))
+        .build()
+        .bytes;
+    let file = GgufFile::parse(&b).unwrap();
+    assert_eq!(
+        file.get("general.name"),
+        Some(&MetadataValue::String("x".into()))
+    );
+}
+
+#[test]
+fn ggml_type_sizes_match_blockq_formats() {
+    for q in QuantType::ALL {
+        let g = GgmlType::from(q);
+        assert_eq!(
+            g.type_size() as usize * (QK / g.block_size() as usize),
+            q.row_bytes(QK)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Property tests.
+
+/// A random valid file: random shapes, types, metadata, version, alignment.
+fn random_file(seed: u64) -> (Writer, Vec<(String, usize, usize, QuantType)>) {
+    let r = values(seed, 16, 1.0);
+    let pick = |i: usize, n: usize| ((r[i] + 1.0) * 0.5 * n as f32) as usize % n;
+    let mut w = Writer::new(2 + pick(0, 2) as u32);
+    w.alignment = [None, Some(1), Some(8), Some(64)][pick(1, 4)];
+    w = w
+        .kv("a.str", Val::Str("x".repeat(pick(2, 5))))
+        .kv(
+            "a.arr",
+            Val::Arr(
+                8,
+                (0..pick(3, 4)).map(|i| Val::Str("s".repeat(i))).collect(),
+            ),
+        )
+        .kv("a.u32", Val::U32(seed as u32));
+    let mut layers = Vec::new();
+    for t in 0..1 + pick(4, 3) {
+        let qt = QuantType::ALL[pick(5 + t, 4)];
+        let k = QK * (1 + pick(8 + t, 3));
+        let n = 1 + pick(11 + t, 5);
+        let name = format!("t{t}");
+        let data = match qt {
+            QuantType::Q8_0 => bytemuck::cast_slice(&q8_0_blocks(seed + t as u64, k, n)).to_vec(),
+            QuantType::Q4_0 => bytemuck::cast_slice(&q4_0_blocks(seed + t as u64, k, n)).to_vec(),
+            QuantType::F16 => f16_bytes(
+                &values(seed, n * k, 1.0)
+                    .into_iter()
+                    .map(f16::from_f32)
+                    .collect::<Vec<_>>(),
+            ),
+            QuantType::F32 => f32_bytes(&values(seed, n * k, 1.0)),
+        };
+        w = w.tensor(&name, GgmlType::from(qt).id(), &[k as u64, n as u64], data);
+        layers.push((name, k, n, qt));
+    }
+    (w, layers)
+}
+
+/// Whatever a parse accepts must be safe to use: every listed tensor's data is
+/// inside the input and loading it gives a layer or an error.
+fn exercise(bytes: &[u8]) -> bool {
+    match GgufFile::parse(bytes) {
+        Err(e) => !e.to_string().is_empty(),
+        Ok(file) => file.tensors().iter().all(|t| {
+            let data = file.tensor_data(&t.name).unwrap();
+            let start = data.as_ptr() as usize - bytes.as_ptr() as usize;
+            let inside = data.len() as u64 == t.size && start + data.len() <= bytes.len();
+            let _ = file.linear(&t.name, None);
+            inside
+        }),
+    }
+}
+
+#[test]
+fn quickcheck_valid_files_round_trip() {
+    fn prop(seed: u64) -> TestResult {
+        let (w, layers) = random_file(seed);
+        let written = w.build();
+        let file = match GgufFile::parse(&written.bytes) {
+            Ok(f) => f,
+            Err(e) => return TestResult::error(e.to_string()),
+        };
+        for (name, k, n, qt) in layers {
+            let t = &w.tensors.iter().find(|t| t.name == name).unwrap().data;
+            let l = file.linear(&name, None).unwrap();
+            if l.to_gguf_bytes() != *t
+                || (l.in_features, l.out_features, l.quant_type) != (k, n, qt)
+            {
+                return TestResult::failed();
+            }
+        }
+        TestResult::passed()
+    }
+    QuickCheck::new()
+        .tests(200)
+        .quickcheck(prop as fn(u64) -> TestResult);
+}
+
+#[test]
+fn quickcheck_corrupted_files_never_panic() {
+    fn prop(seed: u64, cut: u16, flips: Vec<(u16, u8)>) -> bool {
+        let mut bytes = random_file(seed).0.build().bytes;
+        for &(at, bits) in &flips {
+            let i = at as usize % bytes.len();
+            bytes[i] ^= bits;
+        }
+        let len = bytes.len();
+        bytes.truncate(len - cut as usize % (len + 1));
+        let bytes = bytes.clone(); // exact-size allocation
+        exercise(&bytes)
+    }
+    QuickCheck::new()
+        .tests(2000)
+        .quickcheck(prop as fn(u64, u16, Vec<(u16, u8)>) -> bool);
+}
+
+#[test]
+fn quickcheck_overwritten_header_fields_never_panic() {
+    // Large values written over any 8 header bytes (counts, lengths, offsets).
+    fn prop(seed: u64, at: u16, v: u64, shift: u8) -> bool {
+        let written = random_file(seed).0.build();
+        let mut bytes = written.bytes;
+        let at = at as usize % (written.data_offset.max(9) - 8);
+        set_u64(&mut bytes, at, v >> (shift % 64));
+        let (ok, largest) = largest_allocation(|| exercise(&bytes));
+        ok && largest <= (1 << 20).max(4 * bytes.len())
+    }
+    QuickCheck::new()
+        .tests(2000)
+        .quickcheck(prop as fn(u64, u16, u64, u8) -> bool);
+}
