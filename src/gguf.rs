@@ -358,11 +358,7 @@ impl GgufFile<Mmap> {
     /// The file must not be modified while the returned value is alive (see
     /// [`blockq_kernels::mmap::map_file`]).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let path = path.as_ref();
-        let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
-        let file = std::fs::File::open(path).map_err(io)?;
-        let map = blockq_kernels::mmap::map_file(&file).map_err(io)?;
-        Self::from_bytes(map)
+        Self::from_bytes(map_path(path.as_ref())?)
     }
 }
 
@@ -511,6 +507,13 @@ impl<B: AsRef<[u8]>> GgufFile<B> {
     pub fn bytes(&self) -> &[u8] {
         self.data.as_ref()
     }
+}
+
+/// Opens and maps `path` read-only (see [`blockq_kernels::mmap::map_file`]).
+pub(crate) fn map_path(path: &Path) -> Result<Mmap, Error> {
+    let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(io)?;
+    blockq_kernels::mmap::map_file(&file).map_err(io)
 }
 
 fn unsupported(name: &str, t: GgmlType) -> Error {

@@ -35,6 +35,8 @@ mod error;
 pub mod gguf;
 mod linear;
 mod quant_type;
+#[cfg(feature = "safetensors")]
+pub mod safetensors;
 
 pub use blockq_kernels::formats::{
     dequantize_row_q4_0, dequantize_row_q8_0, quantize_row_q4_0, quantize_row_q8_0,
