@@ -30,6 +30,8 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "axonml")]
+mod axonml;
 pub mod dispatch;
 mod error;
 pub mod gguf;

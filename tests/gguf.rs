@@ -1099,3 +1099,66 @@ fn quickcheck_overwritten_header_fields_never_panic() {
         .tests(2000)
         .quickcheck(prop as fn(u64, u16, u64, u8) -> bool);
 }
+
+// ---------------------------------------------------------------------------
+// A file written by gguf-py (llama.cpp's Python package), an independent
+// implementation of the format and of the Q8_0 / Q4_0 quantizers; see
+// tests/data/make_gguf_py_fixture.py.
+
+#[test]
+fn reads_files_written_by_gguf_py() {
+    let bytes = include_bytes!("data/gguf_py.gguf");
+    let file = GgufFile::parse(bytes).unwrap();
+    assert_eq!((file.version(), file.alignment()), (3, 32));
+    let s = |v: &str| Some(MetadataValue::String(v.into()));
+    assert_eq!(
+        file.get("general.architecture").cloned(),
+        s("blockq-fixture")
+    );
+    assert_eq!(file.get("general.name").cloned(), s("gguf-py fixture"));
+    assert_eq!(file.get("fixture.u32"), Some(&MetadataValue::U32(123456)));
+    assert_eq!(file.get("fixture.i32"), Some(&MetadataValue::I32(-42)));
+    assert_eq!(file.get("fixture.f32"), Some(&MetadataValue::F32(0.5)));
+    assert_eq!(file.get("fixture.bool"), Some(&MetadataValue::Bool(true)));
+    assert_eq!(file.get("fixture.u64"), Some(&MetadataValue::U64(1 << 40)));
+    for (key, item, n) in [
+        ("fixture.tokens", ValueType::String, 4),
+        ("fixture.scores", ValueType::F32, 3),
+        ("fixture.nested", ValueType::Array, 2),
+    ] {
+        assert!(
+            matches!(file.get(key), Some(MetadataValue::Array { item_type, len, .. })
+                if *item_type == item && *len == n),
+            "{key}: {:?}",
+            file.get(key)
+        );
+    }
+
+    let (k, n) = (64, 5);
+    let orig = file.tensor_f32("orig").unwrap();
+    let bias = file.tensor_f32("bias").unwrap();
+    assert_eq!((orig.len(), bias.len()), (n * k, n));
+    for qt in QuantType::ALL {
+        let weight = format!("{qt}.weight");
+        let t = file.tensor(&weight).unwrap();
+        assert_eq!(
+            (t.ggml_type, &t.ne[..]),
+            (GgmlType::from(qt), &[64u64, 5][..])
+        );
+        let layer = file.linear(&weight, Some("bias")).unwrap();
+        assert_eq!(layer.to_gguf_bytes(), file.tensor_data(&weight).unwrap());
+        // blockq dequantizes exactly as gguf-py does ...
+        assert_same_bits(
+            &layer.dequantize_weights(),
+            &file.tensor_f32(&format!("{qt}.deq")).unwrap(),
+            &weight,
+        );
+        // ... and quantizes the f32 weights to the same bytes.
+        let ours = QuantizedLinear::from_linear_params(&orig, Some(&bias), k, n, qt);
+        assert_eq!(ours.to_gguf_bytes(), layer.to_gguf_bytes(), "{weight}");
+        let x = values(3, 2 * k, 1.0);
+        assert_same_bits(&layer.forward_f32(&x, 2), &ours.forward_f32(&x, 2), &weight);
+    }
+    let e = file.linear("Q4_1.weight", None).unwrap_err();
+    assert!(e.to_string().contains("Q4_1 (type 3)"), "{e}");
+}
