@@ -24,8 +24,11 @@
 //! ```
 //!
 //! Module layout: [`QuantType`] (formats), [`QuantizedLinear`] (the layer),
-//! [`Error`], [`dispatch`] (ISA choice: `BLOCKQ_ISA`, [`QuantizedLinear::with_isa`]).
-//! Block types and quantizers are re-exported from the kernels crate.
+//! [`Error`], [`dispatch`] (ISA choice: `BLOCKQ_ISA`, [`QuantizedLinear::with_isa`]),
+//! [`gguf`] (layers from GGUF files, without re-quantizing) and `safetensors`
+//! (layers from F32/F16/BF16 safetensors weights; default feature
+//! `safetensors`). With the feature `axonml`, layers also run on axonml
+//! `Variable`s. Block types and quantizers are re-exported from the kernels crate.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]

@@ -633,9 +633,15 @@ fn weights_with_trailing_unit_dimensions_load() {
 #[test]
 fn unsupported_tensor_types_are_named() {
     // Q4_K: 256-value blocks of 144 bytes; listed, but not loadable.
+    let bf16_bits: Vec<u16> = (0..64u16).map(|i| 0x3F80 + i * 0x0101).collect();
     let written = Writer::new(3)
         .tensor("w.q4_k", 12, &[256, 2], vec![0u8; 2 * 144])
-        .tensor("w.bf16", 30, &[32, 2], vec![0u8; 2 * 32 * 2])
+        .tensor(
+            "w.bf16",
+            30,
+            &[32, 2],
+            bf16_bits.iter().flat_map(|b| b.to_le_bytes()).collect(),
+        )
         .tensor("w.ok", 0, &[32, 2], vec![0u8; 2 * 32 * 4])
         .tensor("b.i32", 26, &[2], vec![0u8; 8])
         .build();
@@ -657,8 +663,16 @@ fn unsupported_tensor_types_are_named() {
     // A bias must be a float type.
     let e = file.linear("w.ok", Some("b.i32")).unwrap_err();
     assert!(e.to_string().contains("I32 (type 26)"), "{e}");
-    // BF16 tensors can still be read as f32.
-    assert_eq!(file.tensor_f32("w.bf16").unwrap(), vec![0.0; 64]);
+    // BF16 tensors can still be read as f32: bf16 is the top half of an f32.
+    let widened: Vec<f32> = bf16_bits
+        .iter()
+        .map(|&b| f32::from_bits((b as u32) << 16))
+        .collect();
+    assert_same_bits(&file.tensor_f32("w.bf16").unwrap(), &widened, "bf16");
+    assert!(matches!(
+        file.tensor_f32("w.q4_k").unwrap_err(),
+        Error::UnsupportedTensorType { .. }
+    ));
 
     // A type id ggml does not define is a parse error naming it.
     let mut bytes = written.bytes.clone();
