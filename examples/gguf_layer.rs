@@ -13,7 +13,6 @@
 //! activations), within a bound derived from f32 rounding.
 
 use blockq::gguf::GgufFile;
-use blockq::kernels::act::{quantize_row_scalar, ActBlock};
 use blockq::{BlockQ4_0, BlockQ8_0, QuantizedLinear, QK};
 use bytemuck::Zeroable;
 use half::f16;
@@ -102,6 +101,32 @@ fn demo_file() -> Vec<u8> {
     ])
 }
 
+/// Activations as the kernels quantize them (the crate docs' canonical
+/// arithmetic), dequantized: per 32-block, `amax` from the largest |x| bit
+/// pattern, `d = amax / 127`, `q = round_half_even(x * (127 / amax))`.
+fn dequantized_acts(x: &[f32]) -> Vec<f64> {
+    x.chunks(QK)
+        .flat_map(|block| {
+            let a = block
+                .iter()
+                .map(|v| v.to_bits() & 0x7FFF_FFFF)
+                .max()
+                .unwrap_or(0);
+            let (d, id) = if a >= 0x7F80_0000 {
+                (f32::NAN, 0.0) // NaN or Inf in the block
+            } else if a < (2.0f32).powi(-120).to_bits() {
+                (0.0, 0.0)
+            } else {
+                let amax = f32::from_bits(a);
+                (amax / 127.0, 127.0 / amax)
+            };
+            block
+                .iter()
+                .map(move |&v| (v * id).round_ties_even() as f64 * d as f64)
+        })
+        .collect()
+}
+
 /// Runs `layer` on one row and checks it against f64 math; returns the
 /// largest error as a fraction of its bound.
 fn run_and_check(layer: &QuantizedLinear, x: &[f32]) -> Result<f64, String> {
@@ -110,11 +135,7 @@ fn run_and_check(layer: &QuantizedLinear, x: &[f32]) -> Result<f64, String> {
     let w = layer.dequantize_weights();
     // The activations the kernels see: quantized per 32-block for Q8_0/Q4_0.
     let xq: Vec<f64> = if layer.quant_type.is_block_quantized() {
-        let mut blocks = vec![ActBlock::zeroed(); k.div_ceil(QK)];
-        quantize_row_scalar(x, &mut blocks);
-        (0..k)
-            .map(|i| blocks[i / QK].qs[i % QK] as f64 * blocks[i / QK].d as f64)
-            .collect()
+        dequantized_acts(x)
     } else {
         x.iter().map(|&v| v as f64).collect()
     };
