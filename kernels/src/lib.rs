@@ -61,6 +61,7 @@ mod aarch64;
 pub mod act;
 pub mod formats;
 pub mod isa;
+pub mod mmap;
 pub mod pack;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
