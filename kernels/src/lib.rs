@@ -59,6 +59,7 @@ pub mod act;
 pub mod formats;
 pub mod isa;
 pub mod pack;
+pub mod peak;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
