@@ -1,0 +1,95 @@
+//! `forward_into` allocates nothing once warmed up (4096 x 4096 layers, every
+//! format, the default ISA and the default rayon pool).
+//!
+//! Allocations are counted by dhat's global allocator (all threads). On a
+//! failure dhat writes `dhat-heap.json` with a backtrace of every allocation
+//! site (view it with DHAT's `dh_view.html`). This file holds a single test so
+//! that nothing else runs in the process while it counts.
+
+use blockq::{QuantType, QuantizedLinear};
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+const CALLS: usize = 200;
+
+/// rayon queues a job that a thread outside the pool hands it in a
+/// `crossbeam_deque::Injector`, which allocates one block per 63 jobs
+/// (`Registry::inject` -> `Injector::push` -> `Block::new`). Each parallel
+/// `forward_into` called from outside the pool injects one job.
+const INJECTOR_BLOCK_JOBS: usize = 63;
+
+fn values(seed: u64, len: usize) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Blocks allocated (by any thread) while `f` runs.
+fn allocations(f: impl FnOnce()) -> u64 {
+    let before = dhat::HeapStats::get().total_blocks;
+    f();
+    dhat::HeapStats::get().total_blocks - before
+}
+
+/// Warms `layer` up on the calling thread (batch `m`), then counts the
+/// allocations of `CALLS` more calls.
+fn count(layer: &QuantizedLinear, m: usize) -> u64 {
+    let (k, n) = (layer.in_features, layer.out_features);
+    let x = values(m as u64 + 3, m * k);
+    let mut y = vec![0.0f32; m * n];
+    // Several warm-up calls: the pool's threads finish starting (and register
+    // with crossbeam's epoch GC) asynchronously after the first one.
+    for _ in 0..8 {
+        layer.forward_into(&x, m, &mut y).unwrap();
+    }
+    allocations(|| {
+        for _ in 0..CALLS {
+            layer.forward_into(&x, m, &mut y).unwrap();
+        }
+    })
+}
+
+#[test]
+fn forward_into_allocates_nothing_after_warm_up() {
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let (k, n) = (4096, 4096);
+    let w: Vec<f32> = values(1, n * k).iter().map(|v| v * 0.05).collect();
+    let bias = values(2, n);
+    // With one thread the layer never enters the pool; both counts are then 0.
+    eprintln!("default pool: {} threads", rayon::current_num_threads());
+    for qt in [QuantType::Q4_0, QuantType::Q8_0, QuantType::F16] {
+        let layer = QuantizedLinear::from_linear_params(&w, Some(&bias), k, n, qt);
+        // Called from a worker of the default pool (as inside a rayon-parallel
+        // model): the library and rayon allocate nothing.
+        let mut on_worker = [0u64; 2];
+        rayon::scope(|s| {
+            s.spawn(|_| {
+                on_worker = [count(&layer, 1), count(&layer, 8)];
+            })
+        });
+        eprintln!(
+            "{qt} ({}): {CALLS} calls on a pool thread: {} allocations (M=1), {} (M=8)",
+            layer.isa(),
+            on_worker[0],
+            on_worker[1]
+        );
+        dhat::assert_eq!(on_worker, [0, 0]);
+
+        // Called from a thread outside the pool: only rayon's job queue may
+        // allocate (one block per 63 calls); one allocation per call from the
+        // library would exceed this bound.
+        let outside = count(&layer, 1);
+        let bound = CALLS.div_ceil(INJECTOR_BLOCK_JOBS) as u64;
+        eprintln!(
+            "{qt}: {CALLS} calls from outside the pool: {outside} allocations (bound {bound})"
+        );
+        dhat::assert!(outside <= bound);
+    }
+}
