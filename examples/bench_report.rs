@@ -248,6 +248,29 @@ fn load() -> String {
     }
 }
 
+/// Cores kept busy by other processes, from `/proc/stat` over 300 ms while
+/// this process sleeps (Linux only).
+fn busy_cores() -> Option<f64> {
+    let sample = || -> Option<(f64, f64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let v: Vec<f64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal ...
+        let idle = v.get(3)? + v.get(4).unwrap_or(&0.0);
+        Some((v.iter().sum(), idle))
+    };
+    let (t0, i0) = sample()?;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (t1, i1) = sample()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    (t1 > t0).then(|| cores * (1.0 - (i1 - i0) / (t1 - t0)))
+}
+
 fn main() {
     let o = match parse_args() {
         Ok(o) => o,
@@ -271,6 +294,12 @@ fn main() {
         names(&o.isas)
     );
     println!("threads: 1 (main table), {tt} (scaling table); {}", load());
+    if let Some(busy) = busy_cores().filter(|&b| b >= 0.3) {
+        println!(
+            "WARNING: other processes keep ~{busy:.1} cores busy: times, limits and above all \
+             the scaling table are disturbed"
+        );
+    }
     println!(
         "times: median (and best) of runs; limits: best run; GB/s, GOPS, %lim from the median\n"
     );

@@ -63,6 +63,8 @@ fn forward_into_allocates_nothing_after_warm_up() {
     let w: Vec<f32> = values(1, n * k).iter().map(|v| v * 0.05).collect();
     let bias = values(2, n);
     // With one thread the layer never enters the pool; both counts are then 0.
+    // The broadcast makes every pool thread start before anything is counted.
+    rayon::broadcast(|_| ());
     eprintln!("default pool: {} threads", rayon::current_num_threads());
     for qt in [QuantType::Q4_0, QuantType::Q8_0, QuantType::F16] {
         let layer = QuantizedLinear::from_linear_params(&w, Some(&bias), k, n, qt);
@@ -83,10 +85,11 @@ fn forward_into_allocates_nothing_after_warm_up() {
         dhat::assert_eq!(on_worker, [0, 0]);
 
         // Called from a thread outside the pool: only rayon's job queue may
-        // allocate (one block per 63 calls); one allocation per call from the
-        // library would exceed this bound.
+        // allocate (one block per 63 calls, plus 2 for one-time registrations
+        // of pool threads that may land late); one allocation per call from
+        // the library would exceed this bound.
         let outside = count(&layer, 1);
-        let bound = CALLS.div_ceil(INJECTOR_BLOCK_JOBS) as u64;
+        let bound = CALLS.div_ceil(INJECTOR_BLOCK_JOBS) as u64 + 2;
         eprintln!(
             "{qt}: {CALLS} calls from outside the pool: {outside} allocations (bound {bound})"
         );
