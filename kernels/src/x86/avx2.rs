@@ -14,11 +14,12 @@ use core::arch::x86_64::*;
 
 /// The exact integer part of one block for 8 rows (one half panel).
 pub(crate) trait Dot256 {
-    /// Code offset folded into the accumulator start for Q8_0.
-    const Q8_OFFSET: i32;
+    /// Whether `q8_block` works on the unsigned codes (`q + 128`), so that the
+    /// accumulator must start at the activation correction.
+    const Q8_UNSIGNED: bool;
     /// `init + Σ_c Σ_{i<4} codes[c].u8[4r+i] * a[4c+i]`; codes <= 15.
     unsafe fn q4_block(init: __m256i, codes: &[__m256i; 8], a: *const i8) -> __m256i;
-    /// `init + Σ q*a + Q8_OFFSET * Σ a` for stored Q8_0 codes `q + 128`.
+    /// `init + Σ (q + 128) * a` if `Q8_UNSIGNED`, else `init + Σ q * a`, exactly.
     unsafe fn q8_block(init: __m256i, stored: &[__m256i; 8], a: *const i8) -> __m256i;
 }
 
@@ -32,7 +33,7 @@ unsafe fn bcast4(a: *const i8, c: usize) -> __m256i {
 pub(crate) struct Maddubs;
 
 impl Dot256 for Maddubs {
-    const Q8_OFFSET: i32 = 0;
+    const Q8_UNSIGNED: bool = false;
 
     #[inline(always)]
     unsafe fn q4_block(init: __m256i, codes: &[__m256i; 8], a: *const i8) -> __m256i {
@@ -69,7 +70,7 @@ impl Dot256 for Maddubs {
 pub(crate) struct VnniVex;
 
 impl Dot256 for VnniVex {
-    const Q8_OFFSET: i32 = 128;
+    const Q8_UNSIGNED: bool = true;
 
     #[inline(always)]
     unsafe fn q4_block(init: __m256i, codes: &[__m256i; 8], a: *const i8) -> __m256i {
@@ -120,10 +121,14 @@ unsafe fn block_isum<D: Dot256, const Q4: bool>(codes: &[__m256i; 8], act: &ActB
     // SAFETY: features enabled by the calling kernel.
     unsafe {
         if Q4 {
-            D::q4_block(_mm256_set1_epi32(-8 * act.sum), codes, act.qs.as_ptr())
+            D::q4_block(_mm256_set1_epi32(act.corr), codes, act.qs.as_ptr())
         } else {
             D::q8_block(
-                _mm256_set1_epi32(-D::Q8_OFFSET * act.sum),
+                if D::Q8_UNSIGNED {
+                    _mm256_set1_epi32(act.corr)
+                } else {
+                    _mm256_setzero_si256()
+                },
                 codes,
                 act.qs.as_ptr(),
             )
@@ -318,7 +323,7 @@ unsafe fn f_tile<const F16: bool>(a: &mut TileArgs) {
 
 /// Activation quantization of one row (canonical rule, 8 lanes at a time).
 #[inline(always)]
-unsafe fn quantize_row(x: &[f32], out: &mut [ActBlock]) {
+unsafe fn quantize_row(x: &[f32], offset: i32, out: &mut [ActBlock]) {
     for (b, blk) in out.iter_mut().enumerate() {
         let start = b * QK;
         let len = (x.len() - start).min(QK);
@@ -346,7 +351,7 @@ unsafe fn quantize_row(x: &[f32], out: &mut [ActBlock]) {
             blk.d = d;
             if id == 0.0 {
                 blk.qs = [0; QK];
-                blk.sum = 0;
+                blk.corr = 0;
                 continue;
             }
             let idv = _mm256_set1_ps(id);
@@ -356,7 +361,7 @@ unsafe fn quantize_row(x: &[f32], out: &mut [ActBlock]) {
             let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
             let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
             let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-            blk.sum = _mm_cvtsi128_si32(s);
+            blk.corr = -offset * _mm_cvtsi128_si32(s);
             let p16 = _mm256_packs_epi16(
                 _mm256_packs_epi32(q[0], q[1]),
                 _mm256_packs_epi32(q[2], q[3]),
@@ -374,9 +379,9 @@ macro_rules! avx2_kernels {
             use super::*;
 
             #[target_feature(enable = $features)]
-            unsafe fn quantize(x: &[f32], out: &mut [ActBlock]) {
+            unsafe fn quantize(x: &[f32], offset: i32, out: &mut [ActBlock]) {
                 // SAFETY: this function's features are the ones quantize_row needs.
-                unsafe { quantize_row(x, out) }
+                unsafe { quantize_row(x, offset, out) }
             }
             #[target_feature(enable = $features)]
             unsafe fn q8(a: &mut TileArgs) {
@@ -407,6 +412,7 @@ macro_rules! avx2_kernels {
                 f16,
                 f32,
                 gemv_panels: 2,
+                gemm_panels: 1,
             };
         }
     };

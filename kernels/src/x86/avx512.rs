@@ -20,12 +20,13 @@ use core::arch::x86_64::*;
 
 /// The exact integer part of one block for 16 rows.
 pub(crate) trait Dot512 {
-    /// Code offset folded into the accumulator start for Q8_0 (see `q8_block`).
-    const Q8_OFFSET: i32;
+    /// Whether `q8_block` works on the unsigned codes (`q + 128`), so that the
+    /// accumulator must start at the activation correction.
+    const Q8_UNSIGNED: bool;
     /// `init + Σ_c Σ_{i<4} codes[c].u8[4r+i] * a[4c+i]` per lane `r`; codes <= 15.
     unsafe fn q4_block(init: __m512i, codes: &[__m512i; 8], a: *const i8) -> __m512i;
-    /// Same for the stored Q8_0 codes (`q + 128`); the result must equal
-    /// `init + Σ q*a + Q8_OFFSET * Σ a` exactly.
+    /// Same for the stored Q8_0 codes: `init + Σ (q + 128) * a` if
+    /// `Q8_UNSIGNED`, else `init + Σ q * a`, exactly.
     unsafe fn q8_block(init: __m512i, stored: &[__m512i; 8], a: *const i8) -> __m512i;
 }
 
@@ -39,17 +40,19 @@ unsafe fn bcast4(a: *const i8, c: usize) -> __m512i {
 pub(crate) struct Vnni;
 
 impl Dot512 for Vnni {
-    const Q8_OFFSET: i32 = 128;
+    const Q8_UNSIGNED: bool = true;
 
     #[inline(always)]
     unsafe fn q4_block(init: __m512i, codes: &[__m512i; 8], a: *const i8) -> __m512i {
         // SAFETY: only called from functions enabling avx512f/bw/vnni; `a` holds 32 codes.
+        // Two dependency chains of 4 halve the latency of the block's integer sum.
         unsafe {
-            let mut acc = init;
-            for (c, &v) in codes.iter().enumerate() {
-                acc = _mm512_dpbusd_epi32(acc, v, bcast4(a, c));
+            let (mut acc0, mut acc1) = (init, _mm512_setzero_si512());
+            for c in (0..8).step_by(2) {
+                acc0 = _mm512_dpbusd_epi32(acc0, codes[c], bcast4(a, c));
+                acc1 = _mm512_dpbusd_epi32(acc1, codes[c + 1], bcast4(a, c + 1));
             }
-            acc
+            _mm512_add_epi32(acc0, acc1)
         }
     }
 
@@ -64,7 +67,7 @@ impl Dot512 for Vnni {
 pub(crate) struct Maddubs;
 
 impl Dot512 for Maddubs {
-    const Q8_OFFSET: i32 = 0;
+    const Q8_UNSIGNED: bool = false;
 
     #[inline(always)]
     unsafe fn q4_block(init: __m512i, codes: &[__m512i; 8], a: *const i8) -> __m512i {
@@ -132,10 +135,14 @@ unsafe fn block_isum<D: Dot512, const Q4: bool>(codes: &[__m512i; 8], act: &ActB
     // SAFETY: target features are enabled by the calling kernel.
     unsafe {
         if Q4 {
-            D::q4_block(_mm512_set1_epi32(-8 * act.sum), codes, act.qs.as_ptr())
+            D::q4_block(_mm512_set1_epi32(act.corr), codes, act.qs.as_ptr())
         } else {
             D::q8_block(
-                _mm512_set1_epi32(-D::Q8_OFFSET * act.sum),
+                if D::Q8_UNSIGNED {
+                    _mm512_set1_epi32(act.corr)
+                } else {
+                    _mm512_setzero_si512()
+                },
                 codes,
                 act.qs.as_ptr(),
             )
@@ -300,100 +307,162 @@ unsafe fn f_gemv<const F16: bool, const NP: usize>(a: &TileArgs, p0: usize, out:
     }
 }
 
-/// `R` batch rows over k-steps `k0..k0+kc` of weights `wp` (f32, 16 per step),
-/// continuing the accumulators kept in `out`.
+/// Weights of one k-chunk for a pair of panels: `P` panel pointers, each with
+/// `step` f32 between k-steps.
+#[derive(Clone, Copy)]
+struct ChunkW<const P: usize> {
+    w: [*const f32; P],
+    step: usize,
+}
+
+/// `R` batch rows x `P` panels over `kc` k-steps; `x` holds the rows' values for
+/// these steps at stride `F16_KC`. Continues the accumulators kept in `out`
+/// (row stride `ldo`, panel `i` at column `16 i`) unless `first`.
 #[inline(always)]
-unsafe fn f_gemm_chunk<const R: usize>(
-    wp: *const f32,
+unsafe fn f_gemm_chunk<const P: usize, const R: usize>(
+    cw: ChunkW<P>,
     x: *const f32,
-    k: usize,
-    k0: usize,
     kc: usize,
     out: *mut f32,
     ldo: usize,
+    first: bool,
 ) {
-    // SAFETY: features enabled by the caller; rows 0..R of x have k values,
-    // k0 + kc <= k, wp holds kc steps, out holds R rows of 16 at stride ldo.
+    // SAFETY: features enabled by the caller; x holds R rows of kc values at
+    // stride F16_KC, each cw.w[i] holds kc steps, out holds R rows at stride ldo.
     unsafe {
-        let mut acc: [__m512; R] = core::array::from_fn(|r| {
-            if k0 == 0 {
-                _mm512_setzero_ps()
-            } else {
-                _mm512_loadu_ps(out.add(r * ldo))
-            }
+        let mut acc: [[__m512; P]; R] = core::array::from_fn(|r| {
+            core::array::from_fn(|i| {
+                if first {
+                    _mm512_setzero_ps()
+                } else {
+                    _mm512_loadu_ps(out.add(r * ldo + i * NR))
+                }
+            })
         });
         for s in 0..kc {
-            let wv = _mm512_loadu_ps(wp.add(s * NR));
+            let wv: [__m512; P] =
+                core::array::from_fn(|i| _mm512_loadu_ps(cw.w[i].add(s * cw.step)));
             for (r, acc) in acc.iter_mut().enumerate() {
-                *acc = _mm512_fmadd_ps(wv, _mm512_set1_ps(*x.add(r * k + k0 + s)), *acc);
+                let xv = _mm512_set1_ps(*x.add(r * F16_KC + s));
+                for i in 0..P {
+                    acc[i] = _mm512_fmadd_ps(wv[i], xv, acc[i]);
+                }
             }
         }
         for (r, v) in acc.iter().enumerate() {
-            _mm512_storeu_ps(out.add(r * ldo), *v);
+            for (i, v) in v.iter().enumerate() {
+                _mm512_storeu_ps(out.add(r * ldo + i * NR), *v);
+            }
+        }
+    }
+}
+
+/// All `mr` rows of `P` adjacent panels starting at panel `p`.
+#[inline(always)]
+unsafe fn f_gemm<const F16: bool, const P: usize>(
+    a: &TileArgs,
+    p: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    let k = a.w.k();
+    let panels: [*const u8; P] = core::array::from_fn(|i| a.w.panel(p + i).as_ptr());
+    let mut buf = [0.0f32; F16_KC * NR * 2];
+    let mut xbuf = [0.0f32; F16_KC * 12];
+    // SAFETY: driver contract (tile size, panels, x rows); features enabled by caller;
+    // buf holds F16_KC steps of P <= 2 panels.
+    unsafe {
+        let mut k0 = 0;
+        while k0 < k {
+            let kc = (k - k0).min(F16_KC);
+            let cw = if F16 {
+                for s in 0..kc {
+                    for (i, panel) in panels.iter().enumerate() {
+                        _mm512_storeu_ps(
+                            buf.as_mut_ptr().add((s * P + i) * NR),
+                            load_w::<true>(*panel, k0 + s),
+                        );
+                    }
+                }
+                ChunkW {
+                    w: core::array::from_fn(|i| buf.as_ptr().add(i * NR)),
+                    step: P * NR,
+                }
+            } else {
+                ChunkW {
+                    w: core::array::from_fn(|i| (panels[i] as *const f32).add(k0 * NR)),
+                    step: NR,
+                }
+            };
+            let mut i0 = 0;
+            while i0 < a.mr {
+                let r = (a.mr - i0).min(12);
+                // This chunk of the tile's x rows, at a fixed stride (L1-resident,
+                // constant displacements for the broadcasts).
+                for rr in 0..r {
+                    let src = a.x.as_ptr().add((i0 + rr) * k + k0);
+                    let dst = xbuf.as_mut_ptr().add(rr * F16_KC);
+                    let mut s = 0;
+                    while s < kc {
+                        let mask: __mmask16 = if kc - s >= 16 {
+                            0xFFFF
+                        } else {
+                            ((1u32 << (kc - s)) - 1) as u16
+                        };
+                        _mm512_mask_storeu_ps(
+                            dst.add(s),
+                            mask,
+                            _mm512_maskz_loadu_ps(mask, src.add(s)),
+                        );
+                        s += 16;
+                    }
+                }
+                let (x, o) = (xbuf.as_ptr(), out.add(i0 * ldo));
+                match r {
+                    1 => f_gemm_chunk::<P, 1>(cw, x, kc, o, ldo, k0 == 0),
+                    2 => f_gemm_chunk::<P, 2>(cw, x, kc, o, ldo, k0 == 0),
+                    3 => f_gemm_chunk::<P, 3>(cw, x, kc, o, ldo, k0 == 0),
+                    4 => f_gemm_chunk::<P, 4>(cw, x, kc, o, ldo, k0 == 0),
+                    5 => f_gemm_chunk::<P, 5>(cw, x, kc, o, ldo, k0 == 0),
+                    6 => f_gemm_chunk::<P, 6>(cw, x, kc, o, ldo, k0 == 0),
+                    7 => f_gemm_chunk::<P, 7>(cw, x, kc, o, ldo, k0 == 0),
+                    8 => f_gemm_chunk::<P, 8>(cw, x, kc, o, ldo, k0 == 0),
+                    9 => f_gemm_chunk::<P, 9>(cw, x, kc, o, ldo, k0 == 0),
+                    10 => f_gemm_chunk::<P, 10>(cw, x, kc, o, ldo, k0 == 0),
+                    11 => f_gemm_chunk::<P, 11>(cw, x, kc, o, ldo, k0 == 0),
+                    _ => f_gemm_chunk::<P, 12>(cw, x, kc, o, ldo, k0 == 0),
+                }
+                i0 += r;
+            }
+            k0 += kc;
         }
     }
 }
 
 #[inline(always)]
 unsafe fn f_tile<const F16: bool>(a: &mut TileArgs) {
-    let k = a.w.k();
     let ldo = a.np * NR;
     let out = a.tile.as_mut_ptr();
     // SAFETY: driver contract (tile size, panels, x rows); features enabled by caller.
     unsafe {
-        if a.mr == 1 {
-            let mut p = 0;
-            while p < a.np {
-                let o = out.add(p * NR);
-                match a.np - p {
+        let mut p = 0;
+        while p < a.np {
+            let o = out.add(p * NR);
+            let left = a.np - p;
+            if a.mr == 1 {
+                match left {
                     1 => f_gemv::<F16, 1>(a, a.p0 + p, o),
                     2 => f_gemv::<F16, 2>(a, a.p0 + p, o),
                     3 => f_gemv::<F16, 3>(a, a.p0 + p, o),
                     _ => f_gemv::<F16, 4>(a, a.p0 + p, o),
                 }
                 p += 4;
-            }
-            return;
-        }
-        let mut buf = [0.0f32; F16_KC * NR];
-        for pi in 0..a.np {
-            let panel = a.w.panel(a.p0 + pi).as_ptr();
-            let o = out.add(pi * NR);
-            let mut k0 = 0;
-            while k0 < k {
-                let kc = (k - k0).min(F16_KC);
-                let wp = if F16 {
-                    for s in 0..kc {
-                        _mm512_storeu_ps(
-                            buf.as_mut_ptr().add(s * NR),
-                            load_w::<true>(panel, k0 + s),
-                        );
-                    }
-                    buf.as_ptr()
-                } else {
-                    panel.add(k0 * 64) as *const f32
-                };
-                let mut i0 = 0;
-                while i0 < a.mr {
-                    let r = (a.mr - i0).min(12);
-                    let (x, o) = (a.x.as_ptr().add(i0 * k), o.add(i0 * ldo));
-                    match r {
-                        1 => f_gemm_chunk::<1>(wp, x, k, k0, kc, o, ldo),
-                        2 => f_gemm_chunk::<2>(wp, x, k, k0, kc, o, ldo),
-                        3 => f_gemm_chunk::<3>(wp, x, k, k0, kc, o, ldo),
-                        4 => f_gemm_chunk::<4>(wp, x, k, k0, kc, o, ldo),
-                        5 => f_gemm_chunk::<5>(wp, x, k, k0, kc, o, ldo),
-                        6 => f_gemm_chunk::<6>(wp, x, k, k0, kc, o, ldo),
-                        7 => f_gemm_chunk::<7>(wp, x, k, k0, kc, o, ldo),
-                        8 => f_gemm_chunk::<8>(wp, x, k, k0, kc, o, ldo),
-                        9 => f_gemm_chunk::<9>(wp, x, k, k0, kc, o, ldo),
-                        10 => f_gemm_chunk::<10>(wp, x, k, k0, kc, o, ldo),
-                        11 => f_gemm_chunk::<11>(wp, x, k, k0, kc, o, ldo),
-                        _ => f_gemm_chunk::<12>(wp, x, k, k0, kc, o, ldo),
-                    }
-                    i0 += r;
-                }
-                k0 += kc;
+            } else if left >= 2 {
+                f_gemm::<F16, 2>(a, a.p0 + p, o, ldo);
+                p += 2;
+            } else {
+                f_gemm::<F16, 1>(a, a.p0 + p, o, ldo);
+                p += 1;
             }
         }
     }
@@ -401,7 +470,7 @@ unsafe fn f_tile<const F16: bool>(a: &mut TileArgs) {
 
 /// Activation quantization of one row (canonical rule, 16 lanes at a time).
 #[inline(always)]
-unsafe fn quantize_row(x: &[f32], out: &mut [ActBlock]) {
+unsafe fn quantize_row(x: &[f32], offset: i32, out: &mut [ActBlock]) {
     for (b, blk) in out.iter_mut().enumerate() {
         let start = b * QK;
         let len = (x.len() - start).min(QK);
@@ -430,13 +499,13 @@ unsafe fn quantize_row(x: &[f32], out: &mut [ActBlock]) {
             blk.d = d;
             if id == 0.0 {
                 blk.qs = [0; QK];
-                blk.sum = 0;
+                blk.corr = 0;
                 continue;
             }
             let idv = _mm512_set1_ps(id);
             let q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, idv));
             let q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, idv));
-            blk.sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+            blk.corr = -offset * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
             let dst = blk.qs.as_mut_ptr();
             _mm_storeu_si128(dst as *mut __m128i, _mm512_cvtepi32_epi8(q0));
             _mm_storeu_si128(dst.add(16) as *mut __m128i, _mm512_cvtepi32_epi8(q1));
@@ -450,9 +519,9 @@ macro_rules! avx512_kernels {
             use super::*;
 
             #[target_feature(enable = $features)]
-            unsafe fn quantize(x: &[f32], out: &mut [ActBlock]) {
+            unsafe fn quantize(x: &[f32], offset: i32, out: &mut [ActBlock]) {
                 // SAFETY: this function's features are the ones quantize_row needs.
-                unsafe { quantize_row(x, out) }
+                unsafe { quantize_row(x, offset, out) }
             }
             #[target_feature(enable = $features)]
             unsafe fn q8(a: &mut TileArgs) {
@@ -483,6 +552,7 @@ macro_rules! avx512_kernels {
                 f16,
                 f32,
                 gemv_panels: 4,
+                gemm_panels: 2,
             };
         }
     };
