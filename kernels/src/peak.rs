@@ -13,15 +13,15 @@
 //! return `None` when the CPU (or this build's architecture) lacks the ISA.
 
 use crate::Isa;
-use std::hint::black_box;
-use std::time::Instant;
 
 /// Times `run(iters)` after a short warm-up (which also brings the core to
 /// its wide-vector clock), and converts to G-ops/s.
+#[cfg(target_arch = "x86_64")]
 fn rate(iters: u64, ops_per_iter: u64, run: impl Fn(u64) -> u64) -> f64 {
+    use std::hint::black_box;
     let iters = iters.max(1);
     black_box(run(black_box(iters / 8 + 1)));
-    let t = Instant::now();
+    let t = std::time::Instant::now();
     black_box(run(black_box(iters)));
     let secs = t.elapsed().as_secs_f64().max(1e-9);
     (iters * ops_per_iter) as f64 / secs / 1e9
@@ -103,20 +103,7 @@ pub fn f32_fma_peak_gflops(isa: Isa, iters: u64) -> Option<f64> {
 pub fn read_checksum(data: &[u8]) -> u64 {
     let words = data.len() / 8;
     let (body, tail) = data.split_at(words * 8);
-    let mut sum = 0u64;
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    {
-        if Isa::Avx512.is_supported() {
-            // SAFETY: avx512f checked; the function reads only `body`.
-            let (s, n) = unsafe { x86::sum_words_zmm(body) };
-            (sum, done) = (s, n);
-        } else if Isa::Avx2.is_supported() {
-            // SAFETY: avx2 checked; the function reads only `body`.
-            let (s, n) = unsafe { x86::sum_words_ymm(body) };
-            (sum, done) = (s, n);
-        }
-    }
+    let (mut sum, done) = vector_sum(body);
     for w in body[done..].chunks_exact(8) {
         sum = sum.wrapping_add(u64::from_le_bytes(w.try_into().unwrap()));
     }
@@ -126,6 +113,27 @@ pub fn read_checksum(data: &[u8]) -> u64 {
         sum = sum.wrapping_add(u64::from_le_bytes(last));
     }
     sum
+}
+
+/// Sum of a prefix of `body` (whole u64 words) with the widest vector loads
+/// available, and the length of that prefix.
+#[cfg(target_arch = "x86_64")]
+fn vector_sum(body: &[u8]) -> (u64, usize) {
+    if Isa::Avx512.is_supported() {
+        // SAFETY: avx512f checked; the function reads only `body`.
+        unsafe { x86::sum_words_zmm(body) }
+    } else if Isa::Avx2.is_supported() {
+        // SAFETY: avx2 checked; the function reads only `body`.
+        unsafe { x86::sum_words_ymm(body) }
+    } else {
+        (0, 0)
+    }
+}
+
+/// No vector path on this architecture: the caller's word loop does it all.
+#[cfg(not(target_arch = "x86_64"))]
+fn vector_sum(_body: &[u8]) -> (u64, usize) {
+    (0, 0)
 }
 
 #[cfg(target_arch = "x86_64")]
