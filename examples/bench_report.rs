@@ -494,7 +494,7 @@ fn summary(
             .map(|&isa| {
                 let c = find(isa, qt, big, 1, 1)?;
                 let pct = 100.0 * c.gbs() / bw?;
-                Some((format!("{:.1} GB/s = {pct:.0}%", c.gbs()), pct >= 90.0))
+                Some((format!("{:.1} GB/s = {pct:.1}%", c.gbs()), pct >= 90.0))
             })
             .collect();
         line(title, r);
@@ -524,7 +524,7 @@ fn summary(
                 let pk = c.peak(peaks[&isa][0])?;
                 let pct = 100.0 * c.gops() / pk;
                 Some((
-                    format!("{:.0}/{pk:.0} GOPS = {pct:.0}%", c.gops()),
+                    format!("{:.0}/{pk:.0} GOPS = {pct:.1}%", c.gops()),
                     pct >= want,
                 ))
             })
