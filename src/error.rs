@@ -66,6 +66,39 @@ pub enum Error {
         /// Why (missing CPU features or other architecture).
         reason: String,
     },
+    /// A GGUF file is malformed, truncated or inconsistent.
+    Gguf {
+        /// Byte offset in the file where the problem was found.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A safetensors file is malformed (as reported by the `safetensors` crate).
+    Safetensors(String),
+    /// Opening or mapping a file failed.
+    Io(String),
+    /// No tensor of this name in the file.
+    TensorNotFound {
+        /// The name asked for.
+        name: String,
+    },
+    /// A tensor's element type cannot be loaded into a layer.
+    UnsupportedTensorType {
+        /// Tensor name.
+        name: String,
+        /// Its type, e.g. `Q4_K (type 12)` for GGUF or `I64` for safetensors.
+        type_name: String,
+    },
+    /// A tensor's shape does not fit its role (weight or bias).
+    TensorShape {
+        /// Tensor name.
+        name: String,
+        /// Its shape as stored in the file (GGUF: `ne`, innermost first;
+        /// safetensors: outermost first).
+        shape: Vec<u64>,
+        /// What was expected.
+        expected: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -96,6 +129,21 @@ impl fmt::Display for Error {
                 write!(f, "unknown ISA {s:?}; accepted: {}", names.join(", "))
             }
             Error::IsaUnavailable { isa, reason } => write!(f, "ISA {isa} unavailable: {reason}"),
+            Error::Gguf { offset, reason } => {
+                write!(f, "invalid GGUF file at byte {offset}: {reason}")
+            }
+            Error::Safetensors(reason) => write!(f, "invalid safetensors file: {reason}"),
+            Error::Io(reason) => write!(f, "I/O error: {reason}"),
+            Error::TensorNotFound { name } => write!(f, "no tensor named {name:?} in the file"),
+            Error::UnsupportedTensorType { name, type_name } => write!(
+                f,
+                "tensor {name:?} has type {type_name}, which cannot be loaded into a layer"
+            ),
+            Error::TensorShape {
+                name,
+                shape,
+                expected,
+            } => write!(f, "tensor {name:?} has shape {shape:?}; expected {expected}"),
         }
     }
 }

@@ -24,16 +24,24 @@
 //! ```
 //!
 //! Module layout: [`QuantType`] (formats), [`QuantizedLinear`] (the layer),
-//! [`Error`], [`dispatch`] (ISA choice: `BLOCKQ_ISA`, [`QuantizedLinear::with_isa`]).
-//! Block types and quantizers are re-exported from the kernels crate.
+//! [`Error`], [`dispatch`] (ISA choice: `BLOCKQ_ISA`, [`QuantizedLinear::with_isa`]),
+//! [`gguf`] (layers from GGUF files, without re-quantizing) and `safetensors`
+//! (layers from F32/F16/BF16 safetensors weights; default feature
+//! `safetensors`). With the feature `axonml`, layers also run on axonml
+//! `Variable`s. Block types and quantizers are re-exported from the kernels crate.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "axonml")]
+mod axonml;
 pub mod dispatch;
 mod error;
+pub mod gguf;
 mod linear;
 mod quant_type;
+#[cfg(feature = "safetensors")]
+pub mod safetensors;
 
 pub use blockq_kernels::formats::{
     dequantize_row_q4_0, dequantize_row_q8_0, quantize_row_q4_0, quantize_row_q8_0,

@@ -61,6 +61,7 @@ mod aarch64;
 pub mod act;
 pub mod formats;
 pub mod isa;
+pub mod mmap;
 pub mod pack;
 pub mod peak;
 mod scalar;
@@ -110,8 +111,9 @@ pub struct Kernels {
     gemm_panels: usize,
 }
 
-/// Batch rows per tile call (kernels split them into register tiles).
-const MAX_TILE_ROWS: usize = 32;
+/// Batch rows per tile call (kernels split them into register tiles). Large, so
+/// that a panel's weights are read from memory once for up to 128 rows.
+const MAX_TILE_ROWS: usize = 128;
 
 impl core::fmt::Debug for Kernels {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -344,15 +346,16 @@ impl Kernels {
             run(0..panels, 0..m);
         } else {
             // A few tasks per thread for balance: whole panels per task, and for
-            // large batches on few panels, whole 32-row tiles too.
+            // large batches on few panels, whole 32-row groups too.
             let want = threads * 4;
-            let row_tiles = m.div_ceil(MAX_TILE_ROWS);
+            const ROW_SPLIT: usize = 32;
+            let row_tiles = m.div_ceil(ROW_SPLIT);
             let row_groups = if panels >= want {
                 1
             } else {
                 row_tiles.min(want.div_ceil(panels))
             };
-            let rows_per = row_tiles.div_ceil(row_groups) * MAX_TILE_ROWS;
+            let rows_per = row_tiles.div_ceil(row_groups) * ROW_SPLIT;
             let panel_groups = want.div_ceil(row_groups).min(panels);
             let panels_per = panels.div_ceil(panel_groups);
             let (np, nr) = (panels.div_ceil(panels_per), m.div_ceil(rows_per));

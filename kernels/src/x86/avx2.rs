@@ -285,7 +285,9 @@ unsafe fn f_tile<const F16: bool>(a: &mut TileArgs) {
     let out = a.tile.as_mut_ptr();
     // SAFETY: driver contract (tile size, panels, x rows); features enabled by caller.
     unsafe {
-        let mut buf = [0.0f32; F16_KC * NR];
+        // Scratch written before it is read (no zeroing per call).
+        let mut buf = core::mem::MaybeUninit::<[f32; F16_KC * NR]>::uninit();
+        let buf = buf.as_mut_ptr() as *mut f32;
         for pi in 0..a.np {
             let panel = a.w.panel(a.p0 + pi).as_ptr();
             let o = out.add(pi * NR);
@@ -295,11 +297,11 @@ unsafe fn f_tile<const F16: bool>(a: &mut TileArgs) {
                 // Batches widen F16 once per chunk; batch 1 reads the panel directly.
                 let wp = if F16 && a.mr > 1 {
                     for s in 0..kc {
-                        let p = buf.as_mut_ptr().add(s * NR);
+                        let p = buf.add(s * NR);
                         _mm256_storeu_ps(p, load_w::<true>(panel, k0 + s, 0));
                         _mm256_storeu_ps(p.add(8), load_w::<true>(panel, k0 + s, 1));
                     }
-                    Some(buf.as_ptr())
+                    Some(buf as *const f32)
                 } else {
                     None
                 };

@@ -367,8 +367,10 @@ unsafe fn f_gemm<const F16: bool, const P: usize>(
 ) {
     let k = a.w.k();
     let panels: [*const u8; P] = core::array::from_fn(|i| a.w.panel(p + i).as_ptr());
-    let mut buf = [0.0f32; F16_KC * NR * 2];
-    let mut xbuf = [0.0f32; F16_KC * 12];
+    // Scratch written before it is read (no zeroing per call).
+    let mut buf = core::mem::MaybeUninit::<[f32; F16_KC * NR * 2]>::uninit();
+    let mut xbuf = core::mem::MaybeUninit::<[f32; F16_KC * 12]>::uninit();
+    let (buf, xbuf) = (buf.as_mut_ptr() as *mut f32, xbuf.as_mut_ptr() as *mut f32);
     // SAFETY: driver contract (tile size, panels, x rows); features enabled by caller;
     // buf holds F16_KC steps of P <= 2 panels.
     unsafe {
@@ -378,14 +380,11 @@ unsafe fn f_gemm<const F16: bool, const P: usize>(
             let cw = if F16 {
                 for s in 0..kc {
                     for (i, panel) in panels.iter().enumerate() {
-                        _mm512_storeu_ps(
-                            buf.as_mut_ptr().add((s * P + i) * NR),
-                            load_w::<true>(*panel, k0 + s),
-                        );
+                        _mm512_storeu_ps(buf.add((s * P + i) * NR), load_w::<true>(*panel, k0 + s));
                     }
                 }
                 ChunkW {
-                    w: core::array::from_fn(|i| buf.as_ptr().add(i * NR)),
+                    w: core::array::from_fn(|i| buf.add(i * NR) as *const f32),
                     step: P * NR,
                 }
             } else {
@@ -401,7 +400,7 @@ unsafe fn f_gemm<const F16: bool, const P: usize>(
                 // constant displacements for the broadcasts).
                 for rr in 0..r {
                     let src = a.x.as_ptr().add((i0 + rr) * k + k0);
-                    let dst = xbuf.as_mut_ptr().add(rr * F16_KC);
+                    let dst = xbuf.add(rr * F16_KC);
                     let mut s = 0;
                     while s < kc {
                         let mask: __mmask16 = if kc - s >= 16 {
@@ -417,7 +416,7 @@ unsafe fn f_gemm<const F16: bool, const P: usize>(
                         s += 16;
                     }
                 }
-                let (x, o) = (xbuf.as_ptr(), out.add(i0 * ldo));
+                let (x, o) = (xbuf as *const f32, out.add(i0 * ldo));
                 match r {
                     1 => f_gemm_chunk::<P, 1>(cw, x, kc, o, ldo, k0 == 0),
                     2 => f_gemm_chunk::<P, 2>(cw, x, kc, o, ldo, k0 == 0),
