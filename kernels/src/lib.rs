@@ -63,6 +63,7 @@ pub mod formats;
 pub mod isa;
 pub mod mmap;
 pub mod pack;
+pub mod peak;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;

@@ -1,0 +1,559 @@
+//! Performance report: kernel speed next to this machine's limits, measured in
+//! the same run, and the project's performance targets (met / not met).
+//!
+//! ```text
+//! cargo run --release --example bench_report              # every ISA, a few minutes
+//! cargo run --release --example bench_report -- --quick   # best ISA, < 1 minute
+//! cargo run --release --example bench_report -- --help
+//! ```
+//!
+//! Limits: memory read bandwidth (a vectorized sum over a buffer as large as
+//! the weights, 1 thread and all threads) bounds batch 1; the int8 dot peak of
+//! each ISA's instruction (Q8_0 / Q4_0) and the f32 FMA peak at its vector width
+//! (F16) bound large batches. "%lim" is the roofline bound
+//! `max(bytes / bandwidth, ops / peak)` divided by the measured time.
+
+use blockq::kernels::peak::{f32_fma_peak_gflops, int8_peak_gops, read_checksum};
+use blockq::{dispatch, Isa, QuantType, QuantizedLinear};
+use rayon::prelude::*;
+use rayon::ThreadPool;
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::Instant;
+
+const USAGE: &str = "\
+usage: bench_report [--quick] [--isa LIST] [--formats LIST] [--shapes LIST]
+                    [--batches LIST] [--threads N] [--min-time SECS]
+  --quick          best ISA only, shapes 4096x4096,14336x4096, batches 1,128
+  --isa LIST       ISAs to run (comma-separated names, `best` or `all`; default all)
+  --formats LIST   q4_0,q8_0,f16 (default), f32 also accepted
+  --shapes LIST    NxK list, N = outputs, K = inputs
+                   (default 4096x4096,14336x4096,4096x14336)
+  --batches LIST   batch sizes M (default 1,8,32,128)
+  --threads N      threads of the scaling table (default: all cores; 1 = none)
+  --min-time SECS  time spent per case, at least 3 runs (default 0.5; quick 0.25)
+The scalar ISA runs batch 1 only (larger batches take seconds per call).";
+
+struct Opts {
+    isas: Vec<Isa>,
+    formats: Vec<QuantType>,
+    shapes: Vec<(usize, usize)>,
+    batches: Vec<usize>,
+    threads: usize,
+    min_time: f64,
+}
+
+fn list<T>(v: &str, f: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>, String> {
+    v.split(',').filter(|s| !s.is_empty()).map(f).collect()
+}
+
+fn parse_args() -> Result<Opts, String> {
+    let avail = dispatch::available();
+    let best = *avail.last().unwrap_or(&Isa::Scalar);
+    let all_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut o = Opts {
+        isas: avail.clone(),
+        formats: vec![QuantType::Q4_0, QuantType::Q8_0, QuantType::F16],
+        shapes: vec![(4096, 4096), (14336, 4096), (4096, 14336)],
+        batches: vec![1, 8, 32, 128],
+        threads: all_cores,
+        min_time: 0.5,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--quick" => {
+                o.isas = vec![best];
+                o.shapes = vec![(4096, 4096), (14336, 4096)];
+                o.batches = vec![1, 128];
+                o.min_time = 0.25;
+            }
+            "--isa" => {
+                o.isas = list(&val()?, |s| match s {
+                    "best" => Ok(best),
+                    "all" => Err("all".into()),
+                    _ => dispatch::parse_isa(s).map_err(|e| e.to_string()),
+                })
+                .or_else(|e| {
+                    if e == "all" {
+                        Ok(avail.clone())
+                    } else {
+                        Err(e)
+                    }
+                })?;
+            }
+            "--formats" => o.formats = list(&val()?, |s| s.parse().map_err(|e| format!("{e}")))?,
+            "--shapes" => {
+                o.shapes = list(&val()?, |s| {
+                    let (n, k) = s.split_once('x').ok_or(format!("shape {s:?}: want NxK"))?;
+                    let p = |v: &str| v.parse::<usize>().map_err(|e| format!("shape {s:?}: {e}"));
+                    Ok((p(n)?, p(k)?))
+                })?
+            }
+            "--batches" => {
+                o.batches = list(&val()?, |s| {
+                    s.parse().map_err(|e| format!("batch {s:?}: {e}"))
+                })?
+            }
+            "--threads" => o.threads = val()?.parse().map_err(|e| format!("--threads: {e}"))?,
+            "--min-time" => o.min_time = val()?.parse().map_err(|e| format!("--min-time: {e}"))?,
+            "-h" | "--help" => return Err(String::new()),
+            _ => return Err(format!("unknown argument {a:?}")),
+        }
+    }
+    if o.isas.is_empty() || o.formats.is_empty() || o.shapes.is_empty() || o.batches.is_empty() {
+        return Err("empty list".into());
+    }
+    if o.threads == 0 || o.batches.contains(&0) || o.shapes.iter().any(|&(n, k)| n * k == 0) {
+        return Err("zero threads, batch or shape".into());
+    }
+    Ok(o)
+}
+
+fn values(seed: u64, len: usize, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s >> 12;
+            s ^= s << 25;
+            s ^= s >> 27;
+            let r = (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32;
+            (r * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+/// Sorted seconds of runs of `f` after one warm-up call: runs until
+/// `min_time` has passed, at least 3 and at most 50 times.
+fn run_times(min_time: f64, mut f: impl FnMut()) -> Vec<f64> {
+    f();
+    let start = Instant::now();
+    let mut t = Vec::new();
+    while t.len() < 3 || (t.len() < 50 && start.elapsed().as_secs_f64() < min_time) {
+        let s = Instant::now();
+        f();
+        t.push(s.elapsed().as_secs_f64());
+    }
+    t.sort_by(f64::total_cmp);
+    t
+}
+
+fn pool(threads: usize) -> ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool")
+}
+
+/// Read bandwidth in GB/s of `buf` on the threads of `pool` (contiguous parts),
+/// best run: the limit is what the machine can do, not its typical run.
+fn read_gbs(pool: &ThreadPool, buf: &[u8], min_time: f64) -> f64 {
+    let part = buf.len().div_ceil(pool.current_num_threads());
+    let t = run_times(min_time, || {
+        let s: u64 = pool.install(|| buf.par_chunks(part).map(read_checksum).sum());
+        black_box(s);
+    });
+    buf.len() as f64 / t[0] / 1e9
+}
+
+/// Peak of `f` (G-ops/s) over a few runs on each thread of `pool` at once: the
+/// sum over threads of each one's best run.
+fn peak(pool: &ThreadPool, f: impl Fn() -> Option<f64> + Sync) -> Option<f64> {
+    pool.broadcast(|_| (0..5).filter_map(|_| f()).reduce(f64::max))
+        .into_iter()
+        .sum()
+}
+
+#[derive(Clone, Copy)]
+struct Peaks {
+    int8: Option<f64>,
+    fma: Option<f64>,
+}
+
+struct Case {
+    isa: Isa,
+    qt: QuantType,
+    shape: (usize, usize),
+    m: usize,
+    threads: usize,
+    secs: f64,
+    best: f64,
+    bytes: usize,
+}
+
+impl Case {
+    fn gops(&self) -> f64 {
+        2.0 * (self.m * self.shape.0 * self.shape.1) as f64 / self.secs / 1e9
+    }
+    fn gbs(&self) -> f64 {
+        self.bytes as f64 / self.secs / 1e9
+    }
+    fn peak(&self, p: Peaks) -> Option<f64> {
+        if self.qt.is_block_quantized() {
+            p.int8
+        } else {
+            p.fma
+        }
+    }
+    /// (roofline bound name, % of it reached).
+    fn limit(&self, bw: f64, p: Peaks) -> (&'static str, f64) {
+        let t_mem = self.bytes as f64 / (bw * 1e9);
+        let (name, t_cmp) = match self.peak(p) {
+            Some(pk) => {
+                let name = if self.qt.is_block_quantized() {
+                    "int8"
+                } else {
+                    "fma"
+                };
+                (
+                    name,
+                    2.0 * (self.m * self.shape.0 * self.shape.1) as f64 / (pk * 1e9),
+                )
+            }
+            None => ("-", 0.0),
+        };
+        if t_mem >= t_cmp {
+            ("mem", 100.0 * t_mem / self.secs)
+        } else {
+            (name, 100.0 * t_cmp / self.secs)
+        }
+    }
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map_or("n/a".into(), |v| format!("{v:.1}"))
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// The load average, so that a reader sees when other work shared the cores.
+fn load() -> String {
+    match std::fs::read_to_string("/proc/loadavg") {
+        Ok(s) => format!(
+            "load average {} (other work on the cores makes numbers noisy)",
+            s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        ),
+        Err(_) => "load average unknown".into(),
+    }
+}
+
+/// Cores kept busy by other processes, from `/proc/stat` over 300 ms while
+/// this process sleeps (Linux only).
+fn busy_cores() -> Option<f64> {
+    let sample = || -> Option<(f64, f64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let v: Vec<f64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal ...
+        let idle = v.get(3)? + v.get(4).unwrap_or(&0.0);
+        Some((v.iter().sum(), idle))
+    };
+    let (t0, i0) = sample()?;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (t1, i1) = sample()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    (t1 > t0).then(|| cores * (1.0 - (i1 - i0) / (t1 - t0)))
+}
+
+fn main() {
+    let o = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("error: {e}");
+            }
+            eprintln!("{USAGE}");
+            std::process::exit(if e.is_empty() { 0 } else { 2 });
+        }
+    };
+    let started = Instant::now();
+    let tt = o.threads;
+    let p1 = pool(1);
+    let pt = pool(tt);
+    let names = |v: &[Isa]| v.iter().map(|i| i.name()).collect::<Vec<_>>().join(", ");
+    println!("blockq bench report: {}", cpu_model());
+    println!(
+        "ISAs available: {}; running: {}",
+        names(&dispatch::available()),
+        names(&o.isas)
+    );
+    println!("threads: 1 (main table), {tt} (scaling table); {}", load());
+    if let Some(busy) = busy_cores().filter(|&b| b >= 0.3) {
+        println!(
+            "WARNING: other processes keep ~{busy:.1} cores busy: times, limits and above all \
+             the scaling table are disturbed"
+        );
+    }
+    println!(
+        "times: median (and best) of runs; limits: best run; GB/s, GOPS, %lim from the median\n"
+    );
+
+    // Compute peaks, per ISA, 1 thread and `tt` threads.
+    println!(
+        "{:<11} {:>13} {:>13} {:>15} {:>15}",
+        "peak",
+        "int8 GOPS 1t",
+        "fma GFLOP 1t",
+        format!("int8 GOPS {tt}t"),
+        format!("fma GFLOP {tt}t")
+    );
+    let iters = 2_000_000;
+    let mut peaks: HashMap<Isa, [Peaks; 2]> = HashMap::new();
+    for &isa in &o.isas {
+        let one = Peaks {
+            int8: peak(&p1, || int8_peak_gops(isa, iters)),
+            fma: peak(&p1, || f32_fma_peak_gflops(isa, iters)),
+        };
+        let all = Peaks {
+            int8: peak(&pt, || int8_peak_gops(isa, iters)),
+            fma: peak(&pt, || f32_fma_peak_gflops(isa, iters)),
+        };
+        println!(
+            "{:<11} {:>13} {:>13} {:>15} {:>15}",
+            isa.name(),
+            fmt_opt(one.int8),
+            fmt_opt(one.fma),
+            fmt_opt(all.int8),
+            fmt_opt(all.fma)
+        );
+        peaks.insert(isa, [one, all]);
+    }
+
+    println!(
+        "\n{:<11} {:<5} {:>11} {:>4} {:>3} {:>10} {:>9} {:>8} {:>8} {:>8} {:>5} {:>6}",
+        "isa",
+        "fmt",
+        "NxK",
+        "M",
+        "thr",
+        "median ms",
+        "best ms",
+        "GB/s",
+        "GOPS",
+        "mem GB/s",
+        "bound",
+        "%lim"
+    );
+    let mut cases: Vec<Case> = Vec::new();
+    let mut bws: HashMap<(QuantType, (usize, usize)), [f64; 2]> = HashMap::new();
+    let mut scalar_skipped = false;
+    for &(n, k) in &o.shapes {
+        let w = values(n as u64 * 31 + k as u64, n * k, 0.05);
+        let bias = values(7, n, 0.5);
+        for &qt in &o.formats {
+            let mut layer = QuantizedLinear::from_linear_params(&w, Some(&bias), k, n, qt);
+            let bytes = layer.weight_bytes();
+            let buf = vec![1u8; layer.packed().storage_bytes()];
+            let bw = [
+                read_gbs(&p1, &buf, o.min_time),
+                read_gbs(&pt, &buf, o.min_time),
+            ];
+            drop(buf);
+            bws.insert((qt, (n, k)), bw);
+            for &isa in &o.isas {
+                layer.set_isa(isa).expect("ISA was checked");
+                for &m in &o.batches {
+                    if isa == Isa::Scalar && m > 1 {
+                        scalar_skipped = true;
+                        continue;
+                    }
+                    let x = values(m as u64, m * k, 1.0);
+                    let mut y = vec![0.0f32; m * n];
+                    // The scaling table: compute-bound batches, the two shapes
+                    // with K = 4096.
+                    let mut threads = vec![1];
+                    if m >= 32 && isa != Isa::Scalar && tt > 1 && k == 4096 {
+                        threads.push(tt);
+                    }
+                    for t in threads {
+                        let p = if t == 1 { &p1 } else { &pt };
+                        let runs = p.install(|| {
+                            run_times(o.min_time, || {
+                                layer.forward_into(&x, m, &mut y).expect("shapes match")
+                            })
+                        });
+                        let (secs, best) = (runs[runs.len() / 2], runs[0]);
+                        let c = Case {
+                            isa,
+                            qt,
+                            shape: (n, k),
+                            m,
+                            threads: t,
+                            secs,
+                            best,
+                            bytes,
+                        };
+                        let pk = peaks[&isa][usize::from(t > 1)];
+                        let (bound, pct) = c.limit(bw[usize::from(t > 1)], pk);
+                        println!(
+                            "{:<11} {:<5} {:>11} {:>4} {:>3} {:>10.3} {:>9.3} {:>8.1} {:>8.1} {:>8.1} {:>5} {:>5.0}%",
+                            isa.name(),
+                            qt.name(),
+                            format!("{n}x{k}"),
+                            m,
+                            t,
+                            secs * 1e3,
+                            c.best * 1e3,
+                            c.gbs(),
+                            c.gops(),
+                            bw[usize::from(t > 1)],
+                            bound,
+                            pct
+                        );
+                        cases.push(c);
+                    }
+                }
+            }
+        }
+    }
+    if scalar_skipped {
+        println!("(scalar: batch > 1 skipped, it takes seconds per call)");
+    }
+    summary(&o, &cases, &bws, &peaks);
+    println!(
+        "\nreport time: {:.1} s; {}",
+        started.elapsed().as_secs_f64(),
+        load()
+    );
+}
+
+/// Prints each target with, per ISA that ran it, the number and met / NOT MET.
+fn summary(
+    o: &Opts,
+    cases: &[Case],
+    bws: &HashMap<(QuantType, (usize, usize)), [f64; 2]>,
+    peaks: &HashMap<Isa, [Peaks; 2]>,
+) {
+    let isas: Vec<Isa> = {
+        let simd: Vec<Isa> = o
+            .isas
+            .iter()
+            .copied()
+            .filter(|&i| i != Isa::Scalar)
+            .collect();
+        if simd.is_empty() {
+            o.isas.clone()
+        } else {
+            simd
+        }
+    };
+    let find = |isa: Isa, qt: QuantType, shape: (usize, usize), m: usize, t: usize| {
+        cases
+            .iter()
+            .find(|c| c.isa == isa && c.qt == qt && c.shape == shape && c.m == m && c.threads == t)
+    };
+    let (mut met, mut missed, mut absent) = (0, 0, 0);
+    let mut line = |title: String, results: Vec<Option<(String, bool)>>| {
+        let parts: Vec<String> = isas
+            .iter()
+            .zip(results)
+            .map(|(isa, r)| match r {
+                Some((v, ok)) => {
+                    if ok {
+                        met += 1;
+                    } else {
+                        missed += 1;
+                    }
+                    format!("{isa} {v} {}", if ok { "met" } else { "NOT MET" })
+                }
+                None => {
+                    absent += 1;
+                    format!("{isa} not measured")
+                }
+            })
+            .collect();
+        println!("- {title}: {}", parts.join("; "));
+    };
+    println!("\ntargets (1 thread unless said; per ISA):");
+    let big = (14336, 4096);
+    let small = (4096, 4096);
+    for qt in [QuantType::Q4_0, QuantType::Q8_0, QuantType::F16] {
+        let bw = bws.get(&(qt, big)).map(|b| b[0]);
+        let title = format!(
+            "M=1 14336x4096 {qt} >= 90% of 1-thread read bandwidth ({} GB/s)",
+            fmt_opt(bw)
+        );
+        let r = isas
+            .iter()
+            .map(|&isa| {
+                let c = find(isa, qt, big, 1, 1)?;
+                let pct = 100.0 * c.gbs() / bw?;
+                Some((format!("{:.1} GB/s = {pct:.1}%", c.gbs()), pct >= 90.0))
+            })
+            .collect();
+        line(title, r);
+    }
+    let r = isas
+        .iter()
+        .map(|&isa| {
+            let c = find(isa, QuantType::Q4_0, small, 1, 1)?;
+            Some((format!("{:.1} GB/s", c.gbs()), c.gbs() >= 40.0))
+        })
+        .collect();
+    line("M=1 4096x4096 Q4_0 >= 40 GB/s of weights".into(), r);
+    for (qt, want) in [
+        (QuantType::Q8_0, 60.0),
+        (QuantType::Q4_0, 50.0),
+        (QuantType::F16, 90.0),
+    ] {
+        let what = if qt == QuantType::F16 {
+            "f32 FMA"
+        } else {
+            "int8"
+        };
+        let r = isas
+            .iter()
+            .map(|&isa| {
+                let c = find(isa, qt, small, 128, 1)?;
+                let pk = c.peak(peaks[&isa][0])?;
+                let pct = 100.0 * c.gops() / pk;
+                Some((
+                    format!("{:.0}/{pk:.0} GOPS = {pct:.1}%", c.gops()),
+                    pct >= want,
+                ))
+            })
+            .collect();
+        line(
+            format!("M=128 4096x4096 {qt} >= {want:.0}% of {what} peak"),
+            r,
+        );
+    }
+    let want = 0.85 * o.threads as f64;
+    let mut scaled: Vec<(QuantType, (usize, usize), usize)> = Vec::new();
+    for c in cases.iter().filter(|c| c.threads > 1) {
+        if !scaled.contains(&(c.qt, c.shape, c.m)) {
+            scaled.push((c.qt, c.shape, c.m));
+        }
+    }
+    for (qt, shape, m) in scaled {
+        let r = isas
+            .iter()
+            .map(|&isa| {
+                let s = find(isa, qt, shape, m, 1)?.secs / find(isa, qt, shape, m, o.threads)?.secs;
+                Some((format!("{s:.2}x"), s >= want))
+            })
+            .collect();
+        let title = format!(
+            "{} threads >= {want:.2}x 1 thread, {qt} M={m} {}x{}",
+            o.threads, shape.0, shape.1
+        );
+        line(title, r);
+    }
+    println!("targets: {met} met, {missed} not met, {absent} not measured");
+}

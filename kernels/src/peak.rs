@@ -1,0 +1,405 @@
+//! Machine limits for benchmark reports, measured rather than assumed.
+//!
+//! - [`int8_peak_gops`]: register-only loops of the integer dot instruction an
+//!   ISA's Q8_0 / Q4_0 kernels use (`vpdpbusd` for the VNNI levels,
+//!   `vpmaddubsw` + `vpmaddwd` + `vpaddd` for AVX2 / AVX-512 BW).
+//! - [`f32_fma_peak_gflops`]: register-only `vfmadd` loops at the ISA's vector
+//!   width (the F16 / F32 kernels' inner operation).
+//! - [`read_checksum`]: a vectorized read of a buffer, for memory bandwidth.
+//!
+//! Each loop keeps many independent accumulators so it is bound by instruction
+//! throughput, not latency. Operations count 2 per multiply-add (a `vpdpbusd`
+//! on 512 bits is 64 multiply-adds = 128 ops). The functions are safe: they
+//! return `None` when the CPU (or this build's architecture) lacks the ISA.
+
+use crate::Isa;
+
+/// Times `run(iters)` after a short warm-up (which also brings the core to
+/// its wide-vector clock), and converts to G-ops/s.
+#[cfg(target_arch = "x86_64")]
+fn rate(iters: u64, ops_per_iter: u64, run: impl Fn(u64) -> u64) -> f64 {
+    use std::hint::black_box;
+    let iters = iters.max(1);
+    black_box(run(black_box(iters / 8 + 1)));
+    let t = std::time::Instant::now();
+    black_box(run(black_box(iters)));
+    let secs = t.elapsed().as_secs_f64().max(1e-9);
+    (iters * ops_per_iter) as f64 / secs / 1e9
+}
+
+/// Peak int8 dot-product throughput of one core for `isa`'s instruction, in
+/// G-ops/s (2 ops per 8-bit multiply-add), over `iters` loop iterations.
+///
+/// `None` for ISAs without an x86 integer-dot loop here (scalar, NEON levels)
+/// or that this CPU lacks. About 10^7 iterations take a few tens of ms.
+pub fn int8_peak_gops(isa: Isa, iters: u64) -> Option<f64> {
+    if !isa.is_supported() {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let ops = |acc: usize, macs_per_instr: u64| acc as u64 * macs_per_instr * 2;
+        match isa {
+            Isa::Avx2 => Some(rate(iters, ops(x86::MADD_ACC, 32), |n| {
+                // SAFETY: `is_supported` checked avx2 (and fma, f16c) above.
+                unsafe { x86::maddubs_ymm(n) }
+            })),
+            Isa::AvxVnni => Some(rate(iters, ops(x86::DOT_ACC, 32), |n| {
+                // SAFETY: `is_supported` checked avx2 and avxvnni above.
+                unsafe { x86::dpbusd_ymm(n) }
+            })),
+            Isa::Avx512 => Some(rate(iters, ops(x86::MADD_ACC, 64), |n| {
+                // SAFETY: `is_supported` checked avx512f and avx512bw above.
+                unsafe { x86::maddubs_zmm(n) }
+            })),
+            Isa::Avx512Vnni => Some(rate(iters, ops(x86::DOT_ACC, 64), |n| {
+                // SAFETY: `is_supported` checked avx512f, avx512bw, avx512vnni above.
+                unsafe { x86::dpbusd_zmm(n) }
+            })),
+            _ => None,
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = iters;
+        None
+    }
+}
+
+/// Peak f32 FMA throughput of one core at `isa`'s vector width (256 bits for
+/// AVX2 / AVX-VNNI, 512 bits for the AVX-512 levels), in GFLOP/s (2 flops per
+/// lane and FMA), over `iters` loop iterations. `None` as for [`int8_peak_gops`].
+pub fn f32_fma_peak_gflops(isa: Isa, iters: u64) -> Option<f64> {
+    if !isa.is_supported() {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let ops = |lanes: u64| x86::FMA_ACC as u64 * lanes * 2;
+        match isa {
+            Isa::Avx2 | Isa::AvxVnni => Some(rate(iters, ops(8), |n| {
+                // SAFETY: both levels imply avx2 + fma, checked above.
+                unsafe { x86::fma_ymm(n) }
+            })),
+            Isa::Avx512 | Isa::Avx512Vnni => Some(rate(iters, ops(16), |n| {
+                // SAFETY: both levels imply avx512f + fma, checked above.
+                unsafe { x86::fma_zmm(n) }
+            })),
+            _ => None,
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = iters;
+        None
+    }
+}
+
+/// Wrapping sum of `data` read as little-endian `u64` words (the last word
+/// zero-padded), using the widest vector loads this CPU has, in four
+/// interleaved streams. Its purpose is to read every byte as fast as the memory
+/// system allows; time it over a buffer to get read bandwidth. The result is
+/// the same on every path.
+pub fn read_checksum(data: &[u8]) -> u64 {
+    let words = data.len() / 8;
+    let (body, tail) = data.split_at(words * 8);
+    let (mut sum, done) = vector_sum(body);
+    for w in body[done..].chunks_exact(8) {
+        sum = sum.wrapping_add(u64::from_le_bytes(w.try_into().unwrap()));
+    }
+    if !tail.is_empty() {
+        let mut last = [0u8; 8];
+        last[..tail.len()].copy_from_slice(tail);
+        sum = sum.wrapping_add(u64::from_le_bytes(last));
+    }
+    sum
+}
+
+/// Sum of a prefix of `body` (whole u64 words) with the widest vector loads
+/// available, and the length of that prefix.
+#[cfg(target_arch = "x86_64")]
+fn vector_sum(body: &[u8]) -> (u64, usize) {
+    if Isa::Avx512.is_supported() {
+        // SAFETY: avx512f checked; the function reads only `body`.
+        unsafe { x86::sum_words_zmm(body) }
+    } else if Isa::Avx2.is_supported() {
+        // SAFETY: avx2 checked; the function reads only `body`.
+        unsafe { x86::sum_words_ymm(body) }
+    } else {
+        (0, 0)
+    }
+}
+
+/// No vector path on this architecture: the caller's word loop does it all.
+#[cfg(not(target_arch = "x86_64"))]
+fn vector_sum(_body: &[u8]) -> (u64, usize) {
+    (0, 0)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use core::arch::asm;
+    use core::arch::x86_64::*;
+    use std::hint::black_box;
+
+    /// Independent accumulators of the `vpdpbusd` loops (latency 5 x 2 ports).
+    pub const DOT_ACC: usize = 12;
+    /// Independent accumulators of the FMA loops (latency 4 x 2 ports).
+    pub const FMA_ACC: usize = 12;
+    /// Accumulators of the `vpmaddubsw` + `vpmaddwd` + `vpaddd` loops: only the
+    /// add is on the carried chain, and 16 ymm registers must hold the rest.
+    pub const MADD_ACC: usize = 8;
+
+    // The empty `asm!` blocks below make the compiler treat a register's value
+    // as unknown and changed, at no run-time cost: without them it would hoist
+    // the loop-invariant products out of the loop or merge equal ones.
+
+    /// `iters` x DOT_ACC `vpdpbusd zmm`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn dpbusd_zmm(iters: u64) -> u64 {
+        let a = _mm512_set1_epi8(black_box(3));
+        let b = _mm512_set1_epi8(black_box(5));
+        let mut acc = [_mm512_setzero_si512(); DOT_ACC];
+        for _ in 0..iters {
+            for x in acc.iter_mut() {
+                *x = _mm512_dpbusd_epi32(*x, a, b);
+            }
+            // SAFETY: an empty template; it only pins the registers.
+            unsafe {
+                asm!("/* {0} */", inout(zmm_reg) acc[0], options(nomem, nostack, preserves_flags))
+            };
+        }
+        let s = acc
+            .iter()
+            .fold(_mm512_setzero_si512(), |s, &x| _mm512_add_epi32(s, x));
+        _mm512_reduce_add_epi32(s) as u32 as u64
+    }
+
+    /// `iters` x DOT_ACC `vpdpbusd ymm` (VEX, AVX-VNNI).
+    #[target_feature(enable = "avx2,avxvnni")]
+    pub unsafe fn dpbusd_ymm(iters: u64) -> u64 {
+        let a = _mm256_set1_epi8(black_box(3));
+        let b = _mm256_set1_epi8(black_box(5));
+        let mut acc = [_mm256_setzero_si256(); DOT_ACC];
+        for _ in 0..iters {
+            for x in acc.iter_mut() {
+                *x = _mm256_dpbusd_avx_epi32(*x, a, b);
+            }
+            // SAFETY: an empty template; it only pins the registers.
+            unsafe {
+                asm!("/* {0} */", inout(ymm_reg) acc[0], options(nomem, nostack, preserves_flags))
+            };
+        }
+        sum_ymm_epi32(&acc)
+    }
+
+    /// `iters` x MADD_ACC (`vpmaddubsw` + `vpmaddwd` + `vpaddd`) on ymm.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn maddubs_ymm(iters: u64) -> u64 {
+        let mut a = _mm256_set1_epi8(black_box(3));
+        let b = _mm256_set1_epi8(black_box(5));
+        let ones = _mm256_set1_epi16(black_box(1));
+        let mut acc = [_mm256_setzero_si256(); MADD_ACC];
+        for _ in 0..iters {
+            for x in acc.iter_mut() {
+                // SAFETY: an empty template; `a` becomes opaque, so each
+                // product below is computed (as the kernels compute new ones).
+                unsafe {
+                    asm!("/* {0} */", inout(ymm_reg) a, options(nomem, nostack, preserves_flags))
+                };
+                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones);
+                *x = _mm256_add_epi32(*x, p);
+            }
+        }
+        sum_ymm_epi32(&acc)
+    }
+
+    /// `iters` x MADD_ACC (`vpmaddubsw` + `vpmaddwd` + `vpaddd`) on zmm.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn maddubs_zmm(iters: u64) -> u64 {
+        let mut a = _mm512_set1_epi8(black_box(3));
+        let b = _mm512_set1_epi8(black_box(5));
+        let ones = _mm512_set1_epi16(black_box(1));
+        let mut acc = [_mm512_setzero_si512(); MADD_ACC];
+        for _ in 0..iters {
+            for x in acc.iter_mut() {
+                // SAFETY: an empty template; `a` becomes opaque (see maddubs_ymm).
+                unsafe {
+                    asm!("/* {0} */", inout(zmm_reg) a, options(nomem, nostack, preserves_flags))
+                };
+                let p = _mm512_madd_epi16(_mm512_maddubs_epi16(a, b), ones);
+                *x = _mm512_add_epi32(*x, p);
+            }
+        }
+        let s = acc
+            .iter()
+            .fold(_mm512_setzero_si512(), |s, &x| _mm512_add_epi32(s, x));
+        _mm512_reduce_add_epi32(s) as u32 as u64
+    }
+
+    /// `iters` x FMA_ACC `vfmadd ps ymm`: `acc = acc * a + b` (converges, so
+    /// no overflow or subnormal slows it down).
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn fma_ymm(iters: u64) -> u64 {
+        let a = _mm256_set1_ps(black_box(0.999));
+        let b = _mm256_set1_ps(black_box(1e-3));
+        let mut acc = [_mm256_setzero_ps(); FMA_ACC];
+        for _ in 0..iters {
+            for x in acc.iter_mut() {
+                *x = _mm256_fmadd_ps(*x, a, b);
+            }
+            // SAFETY: an empty template; it only pins the registers.
+            unsafe {
+                asm!("/* {0} */", inout(ymm_reg) acc[0], options(nomem, nostack, preserves_flags))
+            };
+        }
+        let s = acc
+            .iter()
+            .fold(_mm256_setzero_ps(), |s, &x| _mm256_add_ps(s, x));
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: `lanes` holds 8 f32; unaligned store.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), s) };
+        lanes.iter().sum::<f32>().to_bits() as u64
+    }
+
+    /// `iters` x FMA_ACC `vfmadd ps zmm`.
+    #[target_feature(enable = "avx512f,fma")]
+    pub unsafe fn fma_zmm(iters: u64) -> u64 {
+        let a = _mm512_set1_ps(black_box(0.999));
+        let b = _mm512_set1_ps(black_box(1e-3));
+        let mut acc = [_mm512_setzero_ps(); FMA_ACC];
+        for _ in 0..iters {
+            for x in acc.iter_mut() {
+                *x = _mm512_fmadd_ps(*x, a, b);
+            }
+            // SAFETY: an empty template; it only pins the registers.
+            unsafe {
+                asm!("/* {0} */", inout(zmm_reg) acc[0], options(nomem, nostack, preserves_flags))
+            };
+        }
+        let s = acc
+            .iter()
+            .fold(_mm512_setzero_ps(), |s, &x| _mm512_add_ps(s, x));
+        _mm512_reduce_add_ps(s).to_bits() as u64
+    }
+
+    #[target_feature(enable = "avx2")]
+    fn sum_ymm_epi32(acc: &[__m256i]) -> u64 {
+        let s = acc
+            .iter()
+            .fold(_mm256_setzero_si256(), |s, &x| _mm256_add_epi32(s, x));
+        let mut lanes = [0u32; 8];
+        // SAFETY: `lanes` holds 32 bytes; unaligned store.
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), s) };
+        lanes.iter().fold(0u32, |s, &x| s.wrapping_add(x)) as u64
+    }
+
+    /// Sums the first `4 * q` bytes of `data` as u64 words, `q` the largest
+    /// multiple of 128 with `4 * q <= data.len()`: four streams (one per
+    /// quarter) read 128 bytes each per step, into 8 zmm accumulators. Several
+    /// streams keep more cache-line misses in flight than one, as the kernels'
+    /// multi-panel loops do. Returns the sum and the bytes consumed.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn sum_words_zmm(data: &[u8]) -> (u64, usize) {
+        let q = data.len() / 4 / 128 * 128;
+        let mut acc = [_mm512_setzero_si512(); 8];
+        let p = data.as_ptr();
+        for off in (0..q).step_by(128) {
+            for (j, x) in acc.iter_mut().enumerate() {
+                let at = (j / 2) * q + off + (j % 2) * 64;
+                // SAFETY: at + 64 <= 3 * q + off + 128 <= 4 * q <= data.len().
+                let v = unsafe { _mm512_loadu_si512(p.add(at).cast()) };
+                *x = _mm512_add_epi64(*x, v);
+            }
+        }
+        let s = acc
+            .iter()
+            .fold(_mm512_setzero_si512(), |s, &x| _mm512_add_epi64(s, x));
+        (_mm512_reduce_add_epi64(s) as u64, 4 * q)
+    }
+
+    /// As [`sum_words_zmm`], with 64 bytes per stream and step, on 8 ymm
+    /// accumulators (`q` a multiple of 64).
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn sum_words_ymm(data: &[u8]) -> (u64, usize) {
+        let q = data.len() / 4 / 64 * 64;
+        let mut acc = [_mm256_setzero_si256(); 8];
+        let p = data.as_ptr();
+        for off in (0..q).step_by(64) {
+            for (j, x) in acc.iter_mut().enumerate() {
+                let at = (j / 2) * q + off + (j % 2) * 32;
+                // SAFETY: at + 32 <= 3 * q + off + 64 <= 4 * q <= data.len().
+                let v = unsafe { _mm256_loadu_si256(p.add(at).cast()) };
+                *x = _mm256_add_epi64(*x, v);
+            }
+        }
+        let s = acc
+            .iter()
+            .fold(_mm256_setzero_si256(), |s, &x| _mm256_add_epi64(s, x));
+        let mut lanes = [0u64; 4];
+        // SAFETY: `lanes` holds 32 bytes; unaligned store.
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), s) };
+        (lanes.iter().fold(0u64, |s, &x| s.wrapping_add(x)), 4 * q)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(data: &[u8]) -> u64 {
+        data.chunks(8).fold(0u64, |s, w| {
+            let mut b = [0u8; 8];
+            b[..w.len()].copy_from_slice(w);
+            s.wrapping_add(u64::from_le_bytes(b))
+        })
+    }
+
+    #[test]
+    fn read_checksum_matches_naive_sum() {
+        let data: Vec<u8> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for start in [0, 1, 7, 64] {
+            for len in [
+                0, 1, 7, 8, 9, 255, 256, 511, 512, 513, 1024, 1999, 2048, 4000,
+            ] {
+                let s = &data[start..start + len];
+                assert_eq!(read_checksum(s), naive(s), "start {start} len {len}");
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if Isa::Avx2.is_supported() {
+                        // SAFETY: avx2 checked.
+                        let (sum, n) = unsafe { x86::sum_words_ymm(s) };
+                        assert!(n <= len && len - n < 4 * 64 + 8, "{len}: {n}");
+                        assert_eq!(sum, naive(&s[..n]), "ymm start {start} len {len}");
+                    }
+                    if Isa::Avx512.is_supported() {
+                        // SAFETY: avx512f checked.
+                        let (sum, n) = unsafe { x86::sum_words_zmm(s) };
+                        assert!(n <= len && len - n < 4 * 128 + 8, "{len}: {n}");
+                        assert_eq!(sum, naive(&s[..n]), "zmm start {start} len {len}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn peaks_exist_exactly_for_supported_x86_levels() {
+        for isa in Isa::ALL {
+            let x86_simd = matches!(
+                isa,
+                Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 | Isa::Avx512Vnni
+            );
+            let expect = x86_simd && isa.is_supported();
+            let int8 = int8_peak_gops(isa, 10_000);
+            let fma = f32_fma_peak_gflops(isa, 10_000);
+            assert_eq!(int8.is_some(), expect, "{isa} int8 {int8:?}");
+            assert_eq!(fma.is_some(), expect, "{isa} fma {fma:?}");
+            for v in int8.into_iter().chain(fma) {
+                assert!(v.is_finite() && v > 0.0, "{isa}: {v}");
+            }
+        }
+    }
+}
