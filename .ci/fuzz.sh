@@ -52,11 +52,12 @@ for t in "${targets[@]}"; do
             sed "s/^/fuzz: $t: /"
     else
         failed+=("$t")
-        echo "fuzz: $t FAILED (exit $rc); fuzzer report:"
-        grep -v -E '^#[0-9]+[[:space:]]' "$log" | tail -n 80
-        for a in fuzz/artifacts/"$t"/*; do
+        echo "fuzz: $t FAILED (exit $rc); the finding (full log: $log):"
+        grep -E -A4 'panicked at|ERROR: |^SUMMARY: ' "$log" | grep -v -E '^ +(#?[0-9]+:? | *at )' | head -n 40
+        # libFuzzer names the input it saved: "Test unit written to <file>".
+        for a in $(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log"); do
             [ -f "$a" ] || continue
-            echo "fuzz: $t: crashing input $a ($(wc -c <"$a") bytes), base64: $(base64 -w0 "$a")"
+            echo "fuzz: $t: input $a ($(wc -c <"$a") bytes), base64: $(base64 -w0 "$a")"
             od -A x -t x1 "$a" | head -n 32
         done
     fi

@@ -169,7 +169,7 @@ fuzz_target!(|data: &[u8]| {
     let bias = match (flags >> 1) % 4 {
         0 | 1 => None,
         2 => Some(src.values(n.min(4096))),
-        _ => Some(src.values((n as isize + delta as isize).clamp(0, 4096) as usize)),
+        _ => Some(src.values(n.saturating_add_signed(delta as isize).min(4096))),
     };
     // The byte length the dimensions ask for (give or take a little), when small.
     let want = k
