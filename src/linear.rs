@@ -355,7 +355,7 @@ impl QuantizedLinear {
             }
             let acts = &mut acts[..nblocks];
             self.kernels
-                .quantize_rows(input, k, acts)
+                .quantize_rows(input, k, self.weights.format(), acts)
                 .map_err(shape_err)?;
             self.kernels
                 .matmul(&self.weights, Input::Blocks(acts), batch_size, bias, out)

@@ -5,7 +5,7 @@
 
 mod common;
 
-use blockq::kernels::{act::ActBlock, Kernels};
+use blockq::kernels::{act::ActBlock, Kernels, WeightFormat};
 use blockq::{dispatch, BlockQ4_0, BlockQ8_0, Isa, QuantType, QuantizedLinear};
 use bytemuck::Zeroable;
 use common::*;
@@ -59,6 +59,27 @@ fn every_isa_matches_scalar_on_edge_shapes() {
     }
     for isa in &isas {
         eprintln!("isa {isa}: {cases} layer cases equal to scalar");
+    }
+}
+
+/// Batches past one 32-row tile call and K past several 128-step chunks.
+#[test]
+fn every_isa_matches_scalar_on_large_batches() {
+    let isas = isas_under_test();
+    for qt in QuantType::ALL {
+        for &(k, n) in &[(300, 40), (1000, 33)] {
+            let layer = layer((k + n) as u64, k, n, qt, true);
+            for &batch in &[32, 33, 70] {
+                let x = values((k * batch) as u64, batch * k, 1.5);
+                compare_layer(
+                    &layer,
+                    &x,
+                    batch,
+                    &isas,
+                    &format!("{qt} k={k} n={n} m={batch}"),
+                );
+            }
+        }
     }
 }
 
@@ -127,20 +148,24 @@ fn every_isa_quantizes_activations_like_scalar() {
     for k in [1usize, 7, 32, 33, 100, x.len()] {
         let rows = x.len() / k;
         let nb = k.div_ceil(32);
-        let mut want = vec![ActBlock::zeroed(); rows * nb];
-        scalar.quantize_rows(&x[..rows * k], k, &mut want).unwrap();
-        for &isa in &isas {
-            let mut got = vec![ActBlock::zeroed(); rows * nb];
-            Kernels::for_isa(isa)
-                .unwrap()
-                .quantize_rows(&x[..rows * k], k, &mut got)
+        for format in [WeightFormat::Q8_0, WeightFormat::Q4_0] {
+            let mut want = vec![ActBlock::zeroed(); rows * nb];
+            scalar
+                .quantize_rows(&x[..rows * k], k, format, &mut want)
                 .unwrap();
-            for (b, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert_eq!(
-                    bytemuck::bytes_of(g),
-                    bytemuck::bytes_of(w),
-                    "{isa}: activation block {b} (k={k})"
-                );
+            for &isa in &isas {
+                let mut got = vec![ActBlock::zeroed(); rows * nb];
+                let kernels = Kernels::for_isa(isa).unwrap();
+                kernels
+                    .quantize_rows(&x[..rows * k], k, format, &mut got)
+                    .unwrap();
+                for (b, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(
+                        bytemuck::bytes_of(g),
+                        bytemuck::bytes_of(w),
+                        "{isa}: activation block {b} (k={k}, {format:?})"
+                    );
+                }
             }
         }
     }

@@ -69,14 +69,18 @@ fn thread_count_does_not_change_bits() {
         .num_threads(3)
         .build()
         .unwrap();
-    for qt in QuantType::ALL {
-        let layer = layer(11, k, n, qt, true);
-        let x = values(12, batch * k, 1.0);
-        let y1 = one.install(|| layer.forward_f32(&x, batch));
-        let y2 = two.install(|| layer.forward_f32(&x, batch));
-        let y3 = three.install(|| layer.forward_f32(&x, batch));
-        assert_same_bits(&y1, &y2, &format!("{qt} 1 vs 2 threads"));
-        assert_same_bits(&y1, &y3, &format!("{qt} 1 vs 3 threads"));
+    // Many panels (split over panels) and few panels with a large batch (split
+    // over 32-row tiles as well).
+    for (k, n, batch) in [(k, n, batch), (1024, 20, 256)] {
+        for qt in QuantType::ALL {
+            let layer = layer(11, k, n, qt, true);
+            let x = values(12, batch * k, 1.0);
+            let y1 = one.install(|| layer.forward_f32(&x, batch));
+            let y2 = two.install(|| layer.forward_f32(&x, batch));
+            let y3 = three.install(|| layer.forward_f32(&x, batch));
+            assert_same_bits(&y1, &y2, &format!("{qt} {k}x{n} m={batch}: 1 vs 2 threads"));
+            assert_same_bits(&y1, &y3, &format!("{qt} {k}x{n} m={batch}: 1 vs 3 threads"));
+        }
     }
 }
 

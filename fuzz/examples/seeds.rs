@@ -27,7 +27,8 @@ fn write(target: &str, name: &str, e: Enc) {
 }
 
 fn quantize() {
-    // Header: fill, k (u16, % 1100 + 1), rows (% 8 + 1), misuse (% 8, >= 4 = none), flags
+    // Header: fill, k (u16, % 1100 + 1), rows (% 8 + 1), misuse (% 8: 0-5 one bad
+    // argument, 6-7 none; bit 3: Q4_0 instead of Q8_0 activations), flags
     // (bit 0 bias, bit 1 bias one too long), values, [bias values].
     let specials: Vec<u8> = [
         f32::NAN,
@@ -62,7 +63,7 @@ fn quantize() {
         Enc::new(0)
             .u16(99)
             .u8(rows as u8 - 1)
-            .u8(4)
+            .u8(6)
             .u8(1)
             .special_values(0.0, &idx)
             .special_values(0.0, &vec![sp(1.0); rows]),
@@ -80,7 +81,7 @@ fn quantize() {
         Enc::new(0)
             .u16(63)
             .u8(0)
-            .u8(5)
+            .u8(8 + 6)
             .u8(0)
             .special_values(0.0, &ties),
     );
@@ -88,7 +89,7 @@ fn quantize() {
     write(
         "quantize",
         "raw_k1_rows8",
-        Enc::new(0).u16(0).u8(7).u8(6).u8(3).raw_values(&[
+        Enc::new(0).u16(0).u8(7).u8(8 + 5).u8(3).raw_values(&[
             1e30,
             -3.4e38,
             f32::from_bits(0x7F80_0001),

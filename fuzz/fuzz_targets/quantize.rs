@@ -12,15 +12,16 @@
 #![no_main]
 
 use blockq::kernels::act::{ActBlock, NAN_SCALE_BITS, TINY_AMAX_BITS};
-use blockq::kernels::Kernels;
+use blockq::kernels::{Kernels, WeightFormat};
 use blockq::{dispatch, BlockQ4_0, BlockQ8_0, Error, Isa, QuantType, QuantizedLinear, QK};
 use blockq_fuzz::{assert_same, bias_errors, check_result, non_finite, Src};
 use bytemuck::Zeroable;
 use half::f16;
 use libfuzzer_sys::fuzz_target;
 
-/// Checks one scalar block against the canonical definition.
-fn check_canonical(x: &[f32], blk: &ActBlock, at: &str) {
+/// Checks one scalar block against the canonical definition, for weights whose
+/// unsigned codes carry `offset` (128 for Q8_0, 8 for Q4_0).
+fn check_canonical(x: &[f32], offset: i32, blk: &ActBlock, at: &str) {
     let mut v = [0.0f32; QK];
     v[..x.len()].copy_from_slice(x);
     let amax = v.iter().map(|x| x.to_bits() & 0x7FFF_FFFF).max().unwrap();
@@ -47,7 +48,7 @@ fn check_canonical(x: &[f32], blk: &ActBlock, at: &str) {
     let want = ActBlock {
         qs: codes,
         d: f32::from_bits(d),
-        sum,
+        corr: -offset * sum,
     };
     assert!(
         bytemuck::bytes_of(blk) == bytemuck::bytes_of(&want),
@@ -56,38 +57,49 @@ fn check_canonical(x: &[f32], blk: &ActBlock, at: &str) {
     );
 }
 
+/// Activation quantization for `format` (Q8_0 or Q4_0 by `misuse >> 3`): every
+/// ISA equals scalar, scalar equals the definition, `misuse % 8` in 0..5 makes
+/// one argument wrong (k = 0, block count off by one, values not whole rows, a
+/// float weight format), which every ISA must reject.
 fn check_activations(x: &[f32], k: usize, misuse: u8) {
     let scalar = Kernels::for_isa(Isa::Scalar).expect("scalar kernels");
+    let (format, offset) = if misuse & 8 == 0 {
+        (WeightFormat::Q8_0, 128)
+    } else {
+        (WeightFormat::Q4_0, 8)
+    };
     let rows = x.len() / k;
     let nb = k.div_ceil(QK);
-    // Wrong shapes: k = 0, block count off by one, values not whole rows.
-    let bad: Option<(usize, usize, usize)> = match misuse % 8 {
-        0 => Some((0, rows * k, rows * nb)),
-        1 => Some((k, rows * k, rows * nb + 1)),
-        2 if rows * nb > 0 => Some((k, rows * k, rows * nb - 1)),
-        3 if k > 1 && rows > 0 => Some((k, rows * k - 1, rows * nb)),
+    let bad: Option<(usize, usize, usize, WeightFormat)> = match misuse % 8 {
+        0 => Some((0, rows * k, rows * nb, format)),
+        1 => Some((k, rows * k, rows * nb + 1, format)),
+        2 if rows * nb > 0 => Some((k, rows * k, rows * nb - 1, format)),
+        3 if k > 1 && rows > 0 => Some((k, rows * k - 1, rows * nb, format)),
+        4 => Some((k, rows * k, rows * nb, WeightFormat::F16)),
+        5 => Some((k, rows * k, rows * nb, WeightFormat::F32)),
         _ => None,
     };
     for isa in dispatch::available() {
         let kern = Kernels::for_isa(isa).unwrap_or_else(|e| panic!("{isa} available but {e}"));
-        if let Some((bk, len, blocks)) = bad {
+        if let Some((bk, len, blocks, f)) = bad {
             let mut out = vec![ActBlock::zeroed(); blocks];
-            let r = kern.quantize_rows(&x[..len], bk, &mut out);
+            let r = kern.quantize_rows(&x[..len], bk, f, &mut out);
             assert!(
                 r.is_err(),
-                "{isa}: quantize_rows accepted k={bk}, {len} values, {blocks} blocks"
+                "{isa}: quantize_rows accepted k={bk}, {len} values, {blocks} blocks, {f:?}"
             );
         }
     }
     let mut want = vec![ActBlock::zeroed(); rows * nb];
     scalar
-        .quantize_rows(&x[..rows * k], k, &mut want)
+        .quantize_rows(&x[..rows * k], k, format, &mut want)
         .unwrap_or_else(|e| panic!("scalar quantize_rows rejected valid shapes: {e}"));
     for (b, blk) in want.iter().enumerate() {
         let (r, c) = (b / nb, (b % nb) * QK);
         let row = &x[r * k..(r + 1) * k];
         check_canonical(
             &row[c..(c + QK).min(k)],
+            offset,
             blk,
             &format!("row {r} block {}", b % nb),
         );
@@ -96,12 +108,12 @@ fn check_activations(x: &[f32], k: usize, misuse: u8) {
         let mut got = vec![ActBlock::zeroed(); rows * nb];
         Kernels::for_isa(isa)
             .unwrap()
-            .quantize_rows(&x[..rows * k], k, &mut got)
+            .quantize_rows(&x[..rows * k], k, format, &mut got)
             .unwrap_or_else(|e| panic!("{isa}: quantize_rows rejected valid shapes: {e}"));
         for (b, (g, w)) in got.iter().zip(&want).enumerate() {
             assert!(
                 bytemuck::bytes_of(g) == bytemuck::bytes_of(w),
-                "MISMATCH {isa} vs scalar activation block {} of row {} (k={k}): got {g:?} \
+                "MISMATCH {isa} vs scalar activation block {} of row {} (k={k}, {format:?}): got {g:?} \
                  want {w:?}, input {:?}",
                 b % nb,
                 b / nb,

@@ -14,8 +14,10 @@ pub struct ActBlock {
     pub qs: [i8; QK],
     /// Scale: `amax / 127`, 0 for a (near-)zero block, NaN if the block holds NaN or ±Inf.
     pub d: f32,
-    /// Sum of `qs` (used to undo the unsigned offset of the weight codes).
-    pub sum: i32,
+    /// `-offset * Σ qs`, where `offset` is the unsigned offset of the weight
+    /// codes this row will meet (128 for Q8_0, 8 for Q4_0): the integer that,
+    /// added to the dot product with unsigned codes, gives the exact signed one.
+    pub corr: i32,
 }
 
 const _: () = assert!(core::mem::size_of::<ActBlock>() == 40);
@@ -43,20 +45,21 @@ pub fn block_scales(amax_bits: u32) -> (f32, f32) {
 }
 
 /// Scalar reference: quantizes `x` (any length) into `ceil(len / 32)` blocks;
-/// the tail of the last block is padded with zeros.
-pub fn quantize_row_scalar(x: &[f32], out: &mut [ActBlock]) {
+/// the tail of the last block is padded with zeros. `offset` is the weight-code
+/// offset folded into [`ActBlock::corr`].
+pub fn quantize_row_scalar(x: &[f32], offset: i32, out: &mut [ActBlock]) {
     assert_eq!(out.len(), x.len().div_ceil(QK), "activation block count");
     for (b, blk) in out.iter_mut().enumerate() {
         let start = b * QK;
         let end = (start + QK).min(x.len());
         let mut v = [0.0f32; QK];
         v[..end - start].copy_from_slice(&x[start..end]);
-        *blk = quantize_block_scalar(&v);
+        *blk = quantize_block_scalar(&v, offset);
     }
 }
 
 /// Scalar reference for one block.
-pub fn quantize_block_scalar(v: &[f32; QK]) -> ActBlock {
+pub fn quantize_block_scalar(v: &[f32; QK], offset: i32) -> ActBlock {
     let amax_bits = v.iter().map(|x| x.to_bits() & 0x7FFF_FFFF).max().unwrap();
     let (d, id) = block_scales(amax_bits);
     let mut qs = [0i8; QK];
@@ -67,7 +70,11 @@ pub fn quantize_block_scalar(v: &[f32; QK]) -> ActBlock {
             sum += *q as i32;
         }
     }
-    ActBlock { qs, d, sum }
+    ActBlock {
+        qs,
+        d,
+        corr: -offset * sum,
+    }
 }
 
 #[cfg(test)]
@@ -82,10 +89,10 @@ mod tests {
         v[2] = 1.5;
         v[3] = -2.5;
         v[4] = -0.5;
-        let b = quantize_block_scalar(&v);
+        let b = quantize_block_scalar(&v, 8);
         assert_eq!(b.d, 1.0);
         assert_eq!(&b.qs[..5], &[127, 0, 2, -2, 0]);
-        assert_eq!(b.sum, 127 + 2 - 2);
+        assert_eq!(b.corr, -8 * (127 + 2 - 2));
     }
 
     #[test]
@@ -93,10 +100,10 @@ mod tests {
         for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
             let mut v = [1.0f32; QK];
             v[9] = bad;
-            let b = quantize_block_scalar(&v);
+            let b = quantize_block_scalar(&v, 128);
             assert_eq!(b.d.to_bits(), NAN_SCALE_BITS);
             assert_eq!(b.qs, [0; QK]);
-            assert_eq!(b.sum, 0);
+            assert_eq!(b.corr, 0);
         }
     }
 
@@ -104,10 +111,10 @@ mod tests {
     fn tiny_blocks_are_zero() {
         let mut v = [0.0f32; QK];
         v[0] = f32::from_bits(TINY_AMAX_BITS - 1);
-        let b = quantize_block_scalar(&v);
-        assert_eq!((b.d, b.qs, b.sum), (0.0, [0; QK], 0));
+        let b = quantize_block_scalar(&v, 8);
+        assert_eq!((b.d, b.qs, b.corr), (0.0, [0; QK], 0));
         v[0] = f32::from_bits(TINY_AMAX_BITS);
-        let b = quantize_block_scalar(&v);
+        let b = quantize_block_scalar(&v, 8);
         assert_eq!(b.qs[0], 127);
         assert!(b.d > 0.0);
     }
@@ -116,11 +123,11 @@ mod tests {
     fn codes_stay_in_range_and_tail_is_padded() {
         let x: Vec<f32> = (0..45).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
         let mut out = vec![ActBlock::zeroed(); 2];
-        quantize_row_scalar(&x, &mut out);
+        quantize_row_scalar(&x, 128, &mut out);
         assert!(out.iter().all(|b| b.qs.iter().all(|&q| q != -128)));
         assert_eq!(&out[1].qs[13..], &[0; 19]);
         for b in &out {
-            assert_eq!(b.sum, b.qs.iter().map(|&q| q as i32).sum::<i32>());
+            assert_eq!(b.corr, -128 * b.qs.iter().map(|&q| q as i32).sum::<i32>());
         }
     }
 }

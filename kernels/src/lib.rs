@@ -27,7 +27,8 @@
 //!    Else if `a < bits(2^-120)`: `d = 0`, all codes 0. Else, with
 //!    `amax = from_bits(a)`: `d = amax / 127` and `id = 127 / amax` (each one
 //!    correctly rounded f32 division), and `q_j = round_half_even(x_j * id)`
-//!    (one f32 multiply). Codes lie in -127..=127; `sum = Σ q_j` (i32).
+//!    (one f32 multiply). Codes lie in -127..=127. The block also keeps
+//!    `corr = -offset * Σ q_j` (i32) for the weight-code offset below.
 //!
 //! **Block dot products.** For weight row `n` and block `b`,
 //! `isum = Σ_j w_q[j] * a_q[j]` exactly in i32 (Q4_0: `w_q = nibble - 8`;
@@ -49,23 +50,28 @@
 //! SIMD kernels vectorize across the 16 rows of a panel (one lane per output),
 //! so every lane performs the sequence above in the same order; integer dot
 //! products use unsigned weight codes (`q + 128`, `q + 8`) and subtract
-//! `offset * sum` exactly, which keeps `vpmaddubsw`/`vpdpbusd` free of
+//! `offset * Σ a` exactly (through `corr`), which keeps `vpmaddubsw`/`vpdpbusd` free of
 //! saturation for all inputs.
 
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 pub mod act;
 pub mod formats;
 pub mod isa;
 pub mod pack;
 mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 pub use act::ActBlock;
 pub use formats::{BlockQ4_0, BlockQ8_0, QK};
 pub use isa::{Isa, UnknownIsa};
 pub use pack::{PackedMatrix, WeightFormat, NR};
 
+use core::ops::Range;
 use rayon::prelude::*;
 
 /// Arguments of one tile kernel call: panels `p0..p0+np` x `mr` batch rows.
@@ -85,7 +91,7 @@ pub(crate) struct TileArgs<'a> {
 }
 
 type TileFn = unsafe fn(&mut TileArgs);
-type QuantizeFn = unsafe fn(&[f32], &mut [ActBlock]);
+type QuantizeFn = unsafe fn(&[f32], i32, &mut [ActBlock]);
 
 /// The kernel table of one ISA. Obtaining one (through [`Kernels::for_isa`])
 /// checks that the CPU has the ISA, so its functions may be called.
@@ -99,9 +105,13 @@ pub struct Kernels {
     f32: TileFn,
     /// Panels per call when the batch has one row.
     gemv_panels: usize,
-    /// Batch rows per call for batches larger than one row.
-    gemm_rows: usize,
+    /// Panels per call for batches (at most 2).
+    gemm_panels: usize,
 }
+
+/// Batch rows per tile call (kernels split them into register tiles). Large, so
+/// that a panel's weights are read from memory once for up to 128 rows.
+const MAX_TILE_ROWS: usize = 128;
 
 impl core::fmt::Debug for Kernels {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -201,6 +211,20 @@ impl Kernels {
     fn compiled(isa: Isa) -> Option<&'static Kernels> {
         match isa {
             Isa::Scalar => Some(&scalar::KERNELS),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => Some(&x86::avx2::plain::KERNELS),
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => Some(&x86::avx2::vnni::KERNELS),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Some(&x86::avx512::bw::KERNELS),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => Some(&x86::avx512::vnni::KERNELS),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => Some(&aarch64::NEON),
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonDotprod => Some(&aarch64::DOTPROD),
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonI8mm => Some(&aarch64::I8MM),
             _ => None,
         }
     }
@@ -215,13 +239,24 @@ impl Kernels {
         self.isa
     }
 
-    /// Quantizes `m` rows of `k` values into `out` (`m * ceil(k/32)` blocks).
+    /// Quantizes `m` rows of `k` values into `out` (`m * ceil(k/32)` blocks), for
+    /// use with weights of `format` (Q8_0 or Q4_0: it sets [`ActBlock::corr`]).
     pub fn quantize_rows(
         &self,
         x: &[f32],
         k: usize,
+        format: WeightFormat,
         out: &mut [ActBlock],
     ) -> Result<(), ShapeError> {
+        let offset = match format {
+            WeightFormat::Q8_0 => 128,
+            WeightFormat::Q4_0 => 8,
+            f => {
+                return Err(ShapeError(format!(
+                    "quantize_rows: {f:?} weights take float input"
+                )))
+            }
+        };
         if k == 0 {
             return Err(ShapeError("quantize_rows: k must be > 0".into()));
         }
@@ -237,7 +272,7 @@ impl Kernels {
         for (row, blocks) in x.chunks_exact(k).zip(out.chunks_exact_mut(nb)) {
             // SAFETY: `self` was handed out by `for_isa`, which checked the CPU
             // features of `self.isa`; `blocks.len() == ceil(row.len() / 32)`.
-            unsafe { (self.quantize_row)(row, blocks) };
+            unsafe { (self.quantize_row)(row, offset, blocks) };
         }
         Ok(())
     }
@@ -297,29 +332,44 @@ impl Kernels {
 
         let panels = w.panels();
         let ptr = SendPtr(out.as_mut_ptr());
-        let run = |p0: usize, p1: usize| {
-            // SAFETY (of the writes inside): each call covers panels p0..p1, i.e.
-            // output columns [p0*16, min(p1*16, n)) of every row; calls never
+        let run = |p: Range<usize>, rows: Range<usize>| {
+            // SAFETY (of the writes inside): each call covers panels `p` (output
+            // columns [16 p.start, min(16 p.end, n))) of rows `rows`; calls never
             // overlap, and `out` outlives them (the borrow is held by `matmul`).
-            self.run_panels(func, w, acts, x, m, bias, ptr, p0, p1);
+            self.run_tiles(func, w, acts, x, m, bias, ptr, p, rows);
         };
         let macs = m.saturating_mul(n).saturating_mul(k);
         let threads = rayon::current_num_threads();
-        if macs < PARALLEL_MIN_MACS || threads == 1 || panels == 1 {
-            run(0, panels);
+        if macs < PARALLEL_MIN_MACS || threads == 1 {
+            run(0..panels, 0..m);
         } else {
-            // A few tasks per thread for balance; whole panels per task.
-            let tasks = (threads * 4).min(panels);
-            let per = panels.div_ceil(tasks);
-            (0..panels.div_ceil(per))
-                .into_par_iter()
-                .for_each(|t| run(t * per, ((t + 1) * per).min(panels)));
+            // A few tasks per thread for balance: whole panels per task, and for
+            // large batches on few panels, whole 32-row groups too.
+            let want = threads * 4;
+            const ROW_SPLIT: usize = 32;
+            let row_tiles = m.div_ceil(ROW_SPLIT);
+            let row_groups = if panels >= want {
+                1
+            } else {
+                row_tiles.min(want.div_ceil(panels))
+            };
+            let rows_per = row_tiles.div_ceil(row_groups) * ROW_SPLIT;
+            let panel_groups = want.div_ceil(row_groups).min(panels);
+            let panels_per = panels.div_ceil(panel_groups);
+            let (np, nr) = (panels.div_ceil(panels_per), m.div_ceil(rows_per));
+            (0..np * nr).into_par_iter().for_each(|t| {
+                let (pg, rg) = (t / nr, t % nr);
+                run(
+                    pg * panels_per..((pg + 1) * panels_per).min(panels),
+                    rg * rows_per..((rg + 1) * rows_per).min(m),
+                )
+            });
         }
         Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn run_panels(
+    fn run_tiles(
         &self,
         func: TileFn,
         w: &PackedMatrix,
@@ -328,24 +378,24 @@ impl Kernels {
         m: usize,
         bias: Option<&[f32]>,
         out: SendPtr,
-        p0: usize,
-        p1: usize,
+        panels: Range<usize>,
+        rows: Range<usize>,
     ) {
-        const TILE: usize = 512;
+        const TILE: usize = MAX_TILE_ROWS * 2 * NR;
         let (n, k, nb) = (w.n(), w.k(), w.blocks_per_row());
         let (np, mr) = if m == 1 {
             (self.gemv_panels, 1)
         } else {
-            (1, self.gemm_rows)
+            (self.gemm_panels, MAX_TILE_ROWS)
         };
         debug_assert!(np * mr * NR <= TILE);
         let mut tile = [0.0f32; TILE];
-        let mut p = p0;
-        while p < p1 {
-            let np = np.min(p1 - p);
-            let mut i0 = 0;
-            while i0 < m {
-                let mr = mr.min(m - i0);
+        let mut p = panels.start;
+        while p < panels.end {
+            let np = np.min(panels.end - p);
+            let mut i0 = rows.start;
+            while i0 < rows.end {
+                let mr = mr.min(rows.end - i0);
                 let mut args = TileArgs {
                     w,
                     p0: p,

@@ -17,11 +17,11 @@ pub(crate) static KERNELS: Kernels = Kernels {
     f16: f16_tile,
     f32: f32_tile,
     gemv_panels: 1,
-    gemm_rows: 4,
+    gemm_panels: 1,
 };
 
-unsafe fn quantize_row(x: &[f32], out: &mut [ActBlock]) {
-    quantize_row_scalar(x, out);
+unsafe fn quantize_row(x: &[f32], offset: i32, out: &mut [ActBlock]) {
+    quantize_row_scalar(x, offset, out);
 }
 
 fn scales_f32(panel: &[u8], so: usize, b: usize) -> [f32; NR] {
@@ -30,12 +30,11 @@ fn scales_f32(panel: &[u8], so: usize, b: usize) -> [f32; NR] {
 }
 
 /// Shared block loop: `dots(codes_of_block, act_block) -> [i32; 16]` gives the raw
-/// unsigned-code dot products; `offset` is the code offset (128 or 8).
+/// unsigned-code dot products; `act.corr` undoes the code offset exactly.
 fn q_tile(
     a: &mut TileArgs,
     acts: &[ActBlock],
     code_bytes: usize,
-    offset: i32,
     dots: impl Fn(&[u8], &ActBlock) -> [i32; NR],
 ) {
     let w = a.w;
@@ -50,7 +49,7 @@ fn q_tile(
                 let raw = dots(&panel[b * code_bytes..(b + 1) * code_bytes], act);
                 let dw = scales_f32(panel, so, b);
                 for r in 0..NR {
-                    let isum = raw[r] - offset * act.sum;
+                    let isum = raw[r] + act.corr;
                     acc[r] = (dw[r] * act.d).mul_add(isum as f32, acc[r]);
                 }
             }
@@ -61,7 +60,7 @@ fn q_tile(
 
 unsafe fn q8_tile(a: &mut TileArgs) {
     let acts = a.acts;
-    q_tile(a, acts, Q8_CODE_BYTES, 128, |codes, act| {
+    q_tile(a, acts, Q8_CODE_BYTES, |codes, act| {
         core::array::from_fn(|r| {
             (0..QK)
                 .map(|j| codes[(j / 4) * 64 + r * 4 + j % 4] as i32 * act.qs[j] as i32)
@@ -72,7 +71,7 @@ unsafe fn q8_tile(a: &mut TileArgs) {
 
 unsafe fn q4_tile(a: &mut TileArgs) {
     let acts = a.acts;
-    q_tile(a, acts, Q4_CODE_BYTES, 8, |codes, act| {
+    q_tile(a, acts, Q4_CODE_BYTES, |codes, act| {
         core::array::from_fn(|r| {
             (0..QK / 2)
                 .map(|j| {

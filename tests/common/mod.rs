@@ -29,7 +29,7 @@ pub fn layer(seed: u64, k: usize, n: usize, qt: QuantType, bias: bool) -> Quanti
 pub fn dequantized_acts(x: &[f32]) -> Vec<f64> {
     let nb = x.len().div_ceil(QK);
     let mut blocks = vec![ActBlock::zeroed(); nb];
-    quantize_row_scalar(x, &mut blocks);
+    quantize_row_scalar(x, 8, &mut blocks);
     let mut out = Vec::with_capacity(x.len());
     for (i, _) in x.iter().enumerate() {
         let b = &blocks[i / QK];

@@ -1,0 +1,500 @@
+//! aarch64 kernels: NEON baseline, NEON + `sdot` (dotprod) and NEON + `usmmla`
+//! (i8mm).
+//!
+//! The three levels share everything but the integer block dot product:
+//! - the activation quantizer and the F16 / F32 tiles are plain NEON (part of
+//!   the aarch64 baseline), so all three tables use the same functions;
+//! - the Q8_0 / Q4_0 tiles run one generic driver ([`q_tile`]) that loads the
+//!   f16 scales, applies the canonical `acc = fma(dw * da, isum, acc)` per block
+//!   and writes the tile. Each level plugs in a [`BlockDot`], the exact `isum`
+//!   of 4 weight rows x `MR` batch rows for one block.
+//!
+//! One f32 lane per output row: a panel's 16 rows are 4 `float32x4_t`, so every
+//! lane performs the scalar sequence of the crate docs in the same order.
+//!
+//! `sdot`, `usdot` and `usmmla` are not stable intrinsics, so they are written
+//! with `asm!` in `#[inline(always)]` helpers. The assembler rejects them in any
+//! function that lacks the target feature, so they can only end up inside the
+//! `#[target_feature]` tile functions of their level.
+
+mod dotprod;
+mod i8mm;
+mod neon;
+
+pub(crate) use dotprod::KERNELS as DOTPROD;
+pub(crate) use i8mm::KERNELS as I8MM;
+pub(crate) use neon::KERNELS as NEON;
+
+use crate::act::{block_scales, ActBlock};
+use crate::formats::QK;
+use crate::pack::{PackedMatrix, NR};
+use crate::TileArgs;
+use core::arch::aarch64::*;
+use core::arch::asm;
+
+/// Batch rows per tile call for m > 1 (dotprod and i8mm; NEON uses 2: its
+/// widening multiplies need more registers per row).
+const GEMM_ROWS: usize = 4;
+/// Panels per tile call for m == 1 (every level).
+const GEMV_PANELS: usize = 4;
+
+/// Widens 8 f16 bit patterns to f32 (`fcvtl`, exact; part of base AdvSIMD).
+/// The `f16` vector types are unstable in Rust, hence `asm!`.
+#[inline(always)]
+fn f16x8_to_f32(h: uint16x8_t) -> [float32x4_t; 2] {
+    let (lo, hi): (float32x4_t, float32x4_t);
+    // SAFETY: register-only conversion instructions of the aarch64 baseline.
+    unsafe {
+        asm!(
+            "fcvtl {lo:v}.4s, {h:v}.4h",
+            "fcvtl2 {hi:v}.4s, {h:v}.8h",
+            h = in(vreg) h,
+            lo = out(vreg) lo,
+            hi = out(vreg) hi,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    [lo, hi]
+}
+
+/// Loads 16 little-endian f16 values at `p` as 4 f32 vectors.
+///
+/// # Safety
+/// `p..p + 32` must be readable.
+#[inline(always)]
+unsafe fn load_f16x16(p: *const u8) -> [float32x4_t; 4] {
+    // SAFETY: NEON (baseline); the caller guarantees 32 readable bytes, and `ld1`
+    // needs no alignment.
+    let (a, b) = unsafe { (vld1q_u16(p.cast()), vld1q_u16(p.add(16).cast())) };
+    let [a0, a1] = f16x8_to_f32(a);
+    let [b0, b1] = f16x8_to_f32(b);
+    [a0, a1, b0, b1]
+}
+
+/// Loads `4 * G` f16 scales at `p` (`G` even) as `G` f32 vectors.
+///
+/// # Safety
+/// `p..p + 8 * G` is readable.
+#[inline(always)]
+unsafe fn load_scales<const G: usize>(p: *const u8) -> [float32x4_t; G] {
+    // SAFETY: NEON (baseline); 16 * j + 16 <= 8 * G readable bytes (caller).
+    unsafe {
+        let mut out = [vdupq_n_f32(0.0); G];
+        for j in 0..G / 2 {
+            let [lo, hi] = f16x8_to_f32(vld1q_u16(p.add(16 * j).cast()));
+            out[2 * j] = lo;
+            out[2 * j + 1] = hi;
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Activation quantization
+// ---------------------------------------------------------------------------
+
+/// NEON activation quantizer (identical bits to `quantize_row_scalar`).
+///
+/// # Safety
+/// None beyond the NEON baseline; `out.len() == ceil(x.len() / 32)` is asserted.
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn quantize_row(x: &[f32], offset: i32, out: &mut [ActBlock]) {
+    assert_eq!(out.len(), x.len().div_ceil(QK), "activation block count");
+    let mut blocks = x.chunks_exact(QK);
+    for (blk, v) in out.iter_mut().zip(&mut blocks) {
+        *blk = quantize_block(v.try_into().unwrap(), offset);
+    }
+    let tail = blocks.remainder();
+    if !tail.is_empty() {
+        let mut v = [0.0f32; QK];
+        v[..tail.len()].copy_from_slice(tail);
+        out[out.len() - 1] = quantize_block(&v, offset);
+    }
+}
+
+#[target_feature(enable = "neon")]
+#[inline]
+fn quantize_block(v: &[f32; QK], offset: i32) -> ActBlock {
+    // SAFETY: `v` holds 32 f32, read as 8 vectors.
+    let x: [float32x4_t; 8] = core::array::from_fn(|j| unsafe { vld1q_f32(v.as_ptr().add(4 * j)) });
+    let abs_mask = vdupq_n_u32(0x7FFF_FFFF);
+    let mut m = vandq_u32(vreinterpretq_u32_f32(x[0]), abs_mask);
+    for xj in &x[1..] {
+        m = vmaxq_u32(m, vandq_u32(vreinterpretq_u32_f32(*xj), abs_mask));
+    }
+    let (d, id) = block_scales(vmaxvq_u32(m));
+    let mut blk = ActBlock {
+        qs: [0; QK],
+        d,
+        corr: 0,
+    };
+    if id != 0.0 {
+        // One f32 multiply, then round to nearest, ties to even (`fcvtns`).
+        // |x * id| <= 127 (plus rounding), so the narrowing moves are exact.
+        let q: [int32x4_t; 8] = core::array::from_fn(|j| vcvtnq_s32_f32(vmulq_n_f32(x[j], id)));
+        let h: [int16x8_t; 4] =
+            core::array::from_fn(|j| vcombine_s16(vmovn_s32(q[2 * j]), vmovn_s32(q[2 * j + 1])));
+        let b0 = vcombine_s8(vmovn_s16(h[0]), vmovn_s16(h[1]));
+        let b1 = vcombine_s8(vmovn_s16(h[2]), vmovn_s16(h[3]));
+        // SAFETY: `qs` holds 32 bytes, written as 2 vectors.
+        unsafe {
+            vst1q_s8(blk.qs.as_mut_ptr(), b0);
+            vst1q_s8(blk.qs.as_mut_ptr().add(16), b1);
+        }
+        blk.corr = -offset * (vaddlvq_s8(b0) as i32 + vaddlvq_s8(b1) as i32);
+    }
+    blk
+}
+
+// ---------------------------------------------------------------------------
+// Q8_0 / Q4_0 tiles
+// ---------------------------------------------------------------------------
+
+/// Activations of one block prepared for `MR` batch rows: two vectors per row
+/// (their layout is the [`BlockDot`] implementation's choice).
+pub(super) type Prep<const MR: usize> = [[int8x16_t; 2]; MR];
+
+/// Exact integer dot products of one block, for one ISA level and format.
+pub(super) trait BlockDot {
+    /// Bytes of codes per panel and block (`Q8_CODE_BYTES` or `Q4_CODE_BYTES`).
+    const CODE_BYTES: usize;
+    /// The code offset the raw sums carry: 0 (signed codes, `isum = raw`) or the
+    /// format's offset (128 for Q8_0, 8 for Q4_0), undone by `isum = raw + act.corr`.
+    const OFFSET: i32;
+
+    /// Prepares the activation blocks of `MR` batch rows.
+    ///
+    /// # Safety
+    /// The CPU supports the implementation's level.
+    #[inline(always)]
+    unsafe fn prep<const MR: usize>(acts: [&ActBlock; MR]) -> Prep<MR> {
+        load_acts(acts)
+    }
+
+    /// Raw sums (with the offset) of weight rows `4g..4g+4` of the block whose
+    /// codes start at `codes`, one vector per batch row.
+    ///
+    /// # Safety
+    /// `codes..codes + CODE_BYTES` is readable, `g < 4`, and the CPU supports
+    /// the implementation's level.
+    unsafe fn group<const MR: usize>(
+        codes: *const u8,
+        g: usize,
+        prep: &Prep<MR>,
+    ) -> [int32x4_t; MR];
+}
+
+/// The codes of each block as two vectors: `qs[0..16]`, `qs[16..32]`.
+#[inline(always)]
+pub(super) fn load_acts<const MR: usize>(acts: [&ActBlock; MR]) -> Prep<MR> {
+    // SAFETY: NEON (baseline); each `qs` holds 32 bytes.
+    acts.map(|a| unsafe { [vld1q_s8(a.qs.as_ptr()), vld1q_s8(a.qs.as_ptr().add(16))] })
+}
+
+/// Loads 16 Q8_0 codes and undoes the `+ 128` of the layout (XOR 0x80), giving
+/// the signed GGUF codes.
+///
+/// # Safety
+/// `p..p + 16` is readable.
+#[inline(always)]
+pub(super) unsafe fn load_q8_signed(p: *const u8) -> int8x16_t {
+    // SAFETY: NEON (baseline); 16 readable bytes (caller).
+    unsafe { vreinterpretq_s8_u8(veorq_u8(vld1q_u8(p), vdupq_n_u8(0x80))) }
+}
+
+/// Splits 16 Q4_0 bytes into low and high nibbles (0..=15 each, so valid as
+/// signed or unsigned bytes).
+#[inline(always)]
+pub(super) fn nibbles(raw: uint8x16_t) -> (uint8x16_t, uint8x16_t) {
+    // SAFETY: NEON (baseline), registers only.
+    unsafe { (vandq_u8(raw, vdupq_n_u8(0x0F)), vshrq_n_u8::<4>(raw)) }
+}
+
+/// Offset of 16-byte row group `g` of chunk `c` inside a block's codes.
+#[inline(always)]
+pub(super) const fn chunk(c: usize, g: usize) -> usize {
+    c * 64 + g * 16
+}
+
+/// One panel x `MR` batch rows. `G` row groups (of 4 rows) are done per pass
+/// over the blocks (4 = the whole panel; fewer keeps `MR` x `G` accumulators
+/// in registers).
+///
+/// # Safety
+/// `D`'s level is supported; `p < w.panels()`; every `acts[i]` holds
+/// `w.blocks_per_row()` blocks; every `out[i]` holds 16 values.
+#[inline(always)]
+unsafe fn q_panel<D: BlockDot, const MR: usize, const G: usize>(
+    w: &PackedMatrix,
+    p: usize,
+    acts: [&[ActBlock]; MR],
+    out: [&mut [f32]; MR],
+) {
+    let nb = w.blocks_per_row();
+    let so = w.scales_offset();
+    let panel = w.panel(p);
+    assert!(nb * D::CODE_BYTES <= so && so + nb * NR * 2 <= panel.len());
+    assert!(acts.iter().all(|a| a.len() >= nb) && out.iter().all(|o| o.len() >= NR));
+    let base = panel.as_ptr();
+    let mut out = out;
+    for h in 0..4 / G {
+        // SAFETY: NEON (baseline) and `D`'s level (caller); the codes and scales
+        // of every block b < nb lie inside the panel (asserted above), the pass
+        // reads scales of rows 4hG..4(h+1)G, and g = hG + gg < 4.
+        let acc = unsafe {
+            let mut acc = [[vdupq_n_f32(0.0); G]; MR];
+            #[allow(clippy::needless_range_loop)] // b also addresses codes and scales
+            for b in 0..nb {
+                let blk: [&ActBlock; MR] = core::array::from_fn(|i| &acts[i][b]);
+                let prep = D::prep(blk);
+                let dw = load_scales::<G>(base.add(so + b * NR * 2 + h * G * 8));
+                let codes = base.add(b * D::CODE_BYTES);
+                // Unrolled by hand (const index) so `acc` and `dw` stay in registers.
+                q_group::<D, MR, G, 0>(codes, h, &blk, &prep, &dw, &mut acc);
+                q_group::<D, MR, G, 1>(codes, h, &blk, &prep, &dw, &mut acc);
+                q_group::<D, MR, G, 2>(codes, h, &blk, &prep, &dw, &mut acc);
+                q_group::<D, MR, G, 3>(codes, h, &blk, &prep, &dw, &mut acc);
+            }
+            acc
+        };
+        for (o, a) in out.iter_mut().zip(&acc) {
+            for (gg, v) in a.iter().enumerate() {
+                let r = (h * G + gg) * 4;
+                // SAFETY: NEON (baseline); r + 4 <= 16 <= o.len().
+                unsafe { vst1q_f32(o[r..r + 4].as_mut_ptr(), *v) };
+            }
+        }
+    }
+}
+
+/// Row group `h * G + GG` of one block for `MR` batch rows (nothing if
+/// `GG >= G`): `acc = fma(dw * da, isum as f32, acc)`, as in the scalar kernel.
+///
+/// # Safety
+/// As for [`BlockDot::group`], with `g = h * G + GG`.
+#[inline(always)]
+unsafe fn q_group<D: BlockDot, const MR: usize, const G: usize, const GG: usize>(
+    codes: *const u8,
+    h: usize,
+    blk: &[&ActBlock; MR],
+    prep: &Prep<MR>,
+    dw: &[float32x4_t; G],
+    acc: &mut [[float32x4_t; G]; MR],
+) {
+    if GG >= G {
+        return;
+    }
+    // SAFETY: NEON (baseline), `D`'s level and readable codes (caller).
+    unsafe {
+        let raw = D::group(codes, h * G + GG, prep);
+        for i in 0..MR {
+            let isum = if D::OFFSET == 0 {
+                raw[i]
+            } else {
+                vaddq_s32(raw[i], vdupq_n_s32(blk[i].corr))
+            };
+            let s = vmulq_n_f32(dw[GG], blk[i].d);
+            acc[i][GG] = vfmaq_f32(acc[i][GG], s, vcvtq_f32_s32(isum));
+        }
+    }
+}
+
+/// Splits `a.tile` into the output rows of batch rows `i..i + MR` for panel `pi`.
+fn tile_rows<const MR: usize>(
+    tile: &mut [f32],
+    np: usize,
+    i: usize,
+    pi: usize,
+) -> [&mut [f32]; MR] {
+    let mut rows = tile.chunks_exact_mut(np * NR).skip(i).take(MR);
+    core::array::from_fn(|_| {
+        let row = rows.next().expect("tile holds mr rows");
+        &mut row[pi * NR..(pi + 1) * NR]
+    })
+}
+
+/// The Q8_0 / Q4_0 tile: `Multi` does groups of 4 (if `MAX_MR >= 4`) then 2
+/// batch rows, `Single` the last odd row (and m == 1).
+///
+/// # Safety
+/// Both levels are supported; `a` meets the [`TileArgs`] contract.
+#[inline(always)]
+pub(super) unsafe fn q_tile<Multi: BlockDot, Single: BlockDot, const MAX_MR: usize>(
+    a: &mut TileArgs,
+) {
+    let nb = a.w.blocks_per_row();
+    let acts = a.acts;
+    let row = |i: usize| &acts[i * nb..(i + 1) * nb];
+    for pi in 0..a.np {
+        let p = a.p0 + pi;
+        let mut i = 0;
+        while i < a.mr {
+            let tile = &mut *a.tile;
+            // SAFETY (all three): levels supported (caller); p < panels, rows
+            // i.. exist in `acts` and `tile` (TileArgs contract, slices checked).
+            match a.mr - i {
+                rest if rest >= 4 && MAX_MR >= 4 => unsafe {
+                    q_panel::<Multi, 4, 2>(
+                        a.w,
+                        p,
+                        [row(i), row(i + 1), row(i + 2), row(i + 3)],
+                        tile_rows::<4>(tile, a.np, i, pi),
+                    );
+                    i += 4;
+                },
+                1 => unsafe {
+                    q_panel::<Single, 1, 4>(a.w, p, [row(i)], tile_rows::<1>(tile, a.np, i, pi));
+                    i += 1;
+                },
+                _ => unsafe {
+                    q_panel::<Multi, 2, 4>(
+                        a.w,
+                        p,
+                        [row(i), row(i + 1)],
+                        tile_rows::<2>(tile, a.np, i, pi),
+                    );
+                    i += 2;
+                },
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// F16 / F32 tiles
+// ---------------------------------------------------------------------------
+
+/// How a float format's 16 weights of one k-step are loaded.
+trait FloatWeights {
+    /// Bytes per k-step of a panel.
+    const STEP: usize;
+    /// # Safety
+    /// `p..p + STEP` is readable.
+    unsafe fn load(p: *const u8) -> [float32x4_t; 4];
+}
+
+struct F32W;
+impl FloatWeights for F32W {
+    const STEP: usize = NR * 4;
+    #[inline(always)]
+    unsafe fn load(p: *const u8) -> [float32x4_t; 4] {
+        // SAFETY: NEON (baseline); 64 readable bytes (caller).
+        core::array::from_fn(|q| unsafe { vld1q_f32(p.add(16 * q).cast()) })
+    }
+}
+
+struct F16W;
+impl FloatWeights for F16W {
+    const STEP: usize = NR * 2;
+    #[inline(always)]
+    unsafe fn load(p: *const u8) -> [float32x4_t; 4] {
+        // SAFETY: 32 readable bytes (caller).
+        unsafe { load_f16x16(p) }
+    }
+}
+
+/// `NP` panels from `p` x `MR` batch rows: `acc = fma(w_k, x_k, acc)` for k in
+/// order, one lane per output. Panics if a slice is too short.
+#[target_feature(enable = "neon")]
+#[inline]
+fn float_block<W: FloatWeights, const MR: usize, const NP: usize>(
+    w: &PackedMatrix,
+    p: usize,
+    x: [&[f32]; MR],
+    out: [[&mut [f32]; NP]; MR],
+) {
+    let k = w.k();
+    let panels: [&[u8]; NP] = core::array::from_fn(|j| w.panel(p + j));
+    assert!(panels.iter().all(|pn| k * W::STEP <= pn.len()));
+    assert!(x.iter().all(|r| r.len() == k));
+    let mut acc = [[[vdupq_n_f32(0.0); 4]; NP]; MR];
+    #[allow(clippy::needless_range_loop)] // kk also addresses the weights
+    for kk in 0..k {
+        // SAFETY: NEON (baseline); kk * STEP + STEP <= k * STEP <= panel
+        // length (asserted).
+        let wv: [[float32x4_t; 4]; NP] =
+            core::array::from_fn(|j| unsafe { W::load(panels[j].as_ptr().add(kk * W::STEP)) });
+        for i in 0..MR {
+            let xv = x[i][kk];
+            for j in 0..NP {
+                for q in 0..4 {
+                    acc[i][j][q] = vfmaq_n_f32(acc[i][j][q], wv[j][q], xv);
+                }
+            }
+        }
+    }
+    for (orow, arow) in out.into_iter().zip(&acc) {
+        for (o, a) in orow.into_iter().zip(arow) {
+            for (q, v) in a.iter().enumerate() {
+                // SAFETY: 4q + 4 <= 16 <= o.len() (slice checked).
+                unsafe { vst1q_f32(o[4 * q..4 * q + 4].as_mut_ptr(), *v) };
+            }
+        }
+    }
+}
+
+/// The F16 / F32 tile: m == 1 does 2 panels at a time; otherwise 4, 2, 1 rows.
+/// Panics (instead of reading out of bounds) if `a` breaks the [`TileArgs`]
+/// contract.
+#[target_feature(enable = "neon")]
+#[inline]
+fn float_tile<W: FloatWeights>(a: &mut TileArgs) {
+    let k = a.w.k();
+    let x = a.x;
+    let row = |i: usize| &x[i * k..(i + 1) * k];
+    let np = a.np;
+    let mut pi = 0;
+    while pi < np {
+        let p = a.p0 + pi;
+        let tile = &mut *a.tile;
+        if a.mr == 1 && np - pi >= 2 {
+            let (r0, r1) = tile[..np * NR].split_at_mut((pi + 1) * NR);
+            let out = [[&mut r0[pi * NR..], &mut r1[..NR]]];
+            float_block::<W, 1, 2>(a.w, p, [row(0)], out);
+            pi += 2;
+            continue;
+        }
+        let mut i = 0;
+        while i < a.mr {
+            let tile = &mut *a.tile;
+            match a.mr - i {
+                1 => {
+                    let [o] = tile_rows::<1>(tile, np, i, pi);
+                    float_block::<W, 1, 1>(a.w, p, [row(i)], [[o]]);
+                    i += 1;
+                }
+                2 | 3 => {
+                    let [o0, o1] = tile_rows::<2>(tile, np, i, pi);
+                    float_block::<W, 2, 1>(a.w, p, [row(i), row(i + 1)], [[o0], [o1]]);
+                    i += 2;
+                }
+                _ => {
+                    let [o0, o1, o2, o3] = tile_rows::<4>(tile, np, i, pi);
+                    float_block::<W, 4, 1>(
+                        a.w,
+                        p,
+                        [row(i), row(i + 1), row(i + 2), row(i + 3)],
+                        [[o0], [o1], [o2], [o3]],
+                    );
+                    i += 4;
+                }
+            }
+        }
+        pi += 1;
+    }
+}
+
+/// F32 tile (shared by all levels: plain NEON). `unsafe` only to fit the table.
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn f32_tile(a: &mut TileArgs) {
+    float_tile::<F32W>(a)
+}
+
+/// F16 tile (shared by all levels: plain NEON + `fcvtl`).
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn f16_tile(a: &mut TileArgs) {
+    float_tile::<F16W>(a)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,160 @@
+//! NEON baseline (every aarch64 CPU): integer block dots with widening
+//! multiplies (`smull`/`smlal` into i16 lanes, `sadalp`/`saddlp` into i32).
+
+use super::{
+    chunk, f16_tile, f32_tile, load_q8_signed, nibbles, q_tile, quantize_row, BlockDot, Prep,
+    GEMV_PANELS,
+};
+use crate::pack::{Q4_CODE_BYTES, Q8_CODE_BYTES};
+use crate::{Isa, Kernels, TileArgs};
+use core::arch::aarch64::*;
+
+/// Batch rows per tile call for m > 1: with 4, the i16/i32 partial sums of
+/// the widening multiplies no longer fit in the 32 vector registers.
+const NEON_ROWS: usize = 2;
+
+pub(crate) static KERNELS: Kernels = Kernels {
+    isa: Isa::Neon,
+    quantize_row,
+    q8_0: q8_tile,
+    q4_0: q4_tile,
+    f16: f16_tile,
+    f32: f32_tile,
+    gemv_panels: GEMV_PANELS,
+    gemm_panels: 1,
+};
+
+unsafe fn q8_tile(a: &mut TileArgs) {
+    // SAFETY: NEON is the aarch64 baseline; the caller meets the TileArgs contract.
+    unsafe { q_tile::<Q8, Q8, NEON_ROWS>(a) }
+}
+
+unsafe fn q4_tile(a: &mut TileArgs) {
+    // SAFETY: as above.
+    unsafe { q_tile::<Q4, Q4, NEON_ROWS>(a) }
+}
+
+/// Broadcasts 4-byte lane `lane` (0..4, a constant after inlining) of `v`.
+#[inline(always)]
+fn bcast(v: int8x16_t, lane: usize) -> int8x16_t {
+    // SAFETY: NEON (baseline), registers only.
+    unsafe {
+        let v = vreinterpretq_s32_s8(v);
+        vreinterpretq_s8_s32(match lane {
+            0 => vdupq_laneq_s32::<0>(v),
+            1 => vdupq_laneq_s32::<1>(v),
+            2 => vdupq_laneq_s32::<2>(v),
+            _ => vdupq_laneq_s32::<3>(v),
+        })
+    }
+}
+
+/// Q8_0: codes made signed (XOR 0x80), so no offset.
+pub(super) struct Q8;
+
+impl BlockDot for Q8 {
+    const CODE_BYTES: usize = Q8_CODE_BYTES;
+    const OFFSET: i32 = 0;
+
+    #[inline(always)]
+    unsafe fn group<const MR: usize>(
+        codes: *const u8,
+        g: usize,
+        prep: &Prep<MR>,
+    ) -> [int32x4_t; MR] {
+        // SAFETY: NEON (baseline); chunks 0..8 of group g lie in the block (caller).
+        unsafe {
+            let mut acc = [[vdupq_n_s32(0); 2]; MR];
+            q8_pair::<0, MR>(codes, g, prep, &mut acc);
+            q8_pair::<2, MR>(codes, g, prep, &mut acc);
+            q8_pair::<4, MR>(codes, g, prep, &mut acc);
+            q8_pair::<6, MR>(codes, g, prep, &mut acc);
+            // [r0 r0 r1 r1] + [r2 r2 r3 r3] pairwise -> [r0 r1 r2 r3]
+            acc.map(|[a, b]| vpaddq_s32(a, b))
+        }
+    }
+}
+
+/// Chunks `C` and `C + 1` (elements `4C..4C+8`). Each i16 lane sums two
+/// products, `|sum| <= 2 * 128 * 127 < 2^15`, so it is exact.
+///
+/// # Safety
+/// Both chunks of group `g` are readable.
+#[inline(always)]
+unsafe fn q8_pair<const C: usize, const MR: usize>(
+    codes: *const u8,
+    g: usize,
+    prep: &Prep<MR>,
+    acc: &mut [[int32x4_t; 2]; MR],
+) {
+    // SAFETY: NEON (baseline); both chunks are readable (caller).
+    unsafe {
+        let w0 = load_q8_signed(codes.add(chunk(C, g)));
+        let w1 = load_q8_signed(codes.add(chunk(C + 1, g)));
+        for (acc, p) in acc.iter_mut().zip(prep) {
+            let a0 = bcast(p[C / 4], C % 4);
+            let a1 = bcast(p[(C + 1) / 4], (C + 1) % 4);
+            // rows 4g, 4g+1 in the low halves, rows 4g+2, 4g+3 in the high halves
+            let lo = vmlal_s8(
+                vmull_s8(vget_low_s8(w0), vget_low_s8(a0)),
+                vget_low_s8(w1),
+                vget_low_s8(a1),
+            );
+            let hi = vmlal_high_s8(vmull_high_s8(w0, a0), w1, a1);
+            acc[0] = vpadalq_s16(acc[0], lo);
+            acc[1] = vpadalq_s16(acc[1], hi);
+        }
+    }
+}
+
+/// Q4_0: unsigned nibbles (0..=15), offset 8.
+pub(super) struct Q4;
+
+impl BlockDot for Q4 {
+    const CODE_BYTES: usize = Q4_CODE_BYTES;
+    const OFFSET: i32 = 8;
+
+    #[inline(always)]
+    unsafe fn group<const MR: usize>(
+        codes: *const u8,
+        g: usize,
+        prep: &Prep<MR>,
+    ) -> [int32x4_t; MR] {
+        // SAFETY: NEON (baseline); chunks 0..4 of group g lie in the block (caller).
+        unsafe {
+            let mut acc = [[vdupq_n_s16(0); 2]; MR];
+            q4_chunk::<0, MR>(codes, g, prep, &mut acc);
+            q4_chunk::<1, MR>(codes, g, prep, &mut acc);
+            q4_chunk::<2, MR>(codes, g, prep, &mut acc);
+            q4_chunk::<3, MR>(codes, g, prep, &mut acc);
+            acc.map(|[a, b]| vpaddq_s32(vpaddlq_s16(a), vpaddlq_s16(b)))
+        }
+    }
+}
+
+/// Chunk `C`: low nibbles are elements `4C..4C+4`, high ones `16+4C..`. Each
+/// i16 lane sums 8 products over the block, `|sum| <= 8 * 15 * 127 < 2^15`.
+///
+/// # Safety
+/// Chunk `C` of group `g` is readable.
+#[inline(always)]
+unsafe fn q4_chunk<const C: usize, const MR: usize>(
+    codes: *const u8,
+    g: usize,
+    prep: &Prep<MR>,
+    acc: &mut [[int16x8_t; 2]; MR],
+) {
+    // SAFETY: NEON (baseline); chunk C is readable (caller).
+    unsafe {
+        let (lo, hi) = nibbles(vld1q_u8(codes.add(chunk(C, g))));
+        let (lo, hi) = (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi));
+        for (acc, p) in acc.iter_mut().zip(prep) {
+            let alo = bcast(p[0], C);
+            let ahi = bcast(p[1], C);
+            let a01 = vmlal_s8(acc[0], vget_low_s8(lo), vget_low_s8(alo));
+            acc[0] = vmlal_s8(a01, vget_low_s8(hi), vget_low_s8(ahi));
+            let a23 = vmlal_high_s8(acc[1], lo, alo);
+            acc[1] = vmlal_high_s8(a23, hi, ahi);
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! AVX2 kernels (+FMA, F16C), with `vpmaddubsw` or AVX-VNNI's VEX `vpdpbusd`.
+//!
+//! A 16-row panel is two ymm halves of 8 rows; each half runs the canonical
+//! sequence lane by lane. With 16 ymm registers, batched tiles are one half
+//! panel x up to 4 batch rows (block formats) or one panel x up to 4 rows
+//! (float formats); batch 1 runs two panels at once.
+
+use super::F16_KC;
+use crate::act::{block_scales, ActBlock};
+use crate::formats::QK;
+use crate::pack::{NR, Q4_CODE_BYTES, Q8_CODE_BYTES};
+use crate::TileArgs;
+use core::arch::x86_64::*;
+
+/// The exact integer part of one block for 8 rows (one half panel).
+pub(crate) trait Dot256 {
+    /// Whether `q8_block` works on the unsigned codes (`q + 128`), so that the
+    /// accumulator must start at the activation correction.
+    const Q8_UNSIGNED: bool;
+    /// `init + Σ_c Σ_{i<4} codes[c].u8[4r+i] * a[4c+i]`; codes <= 15.
+    unsafe fn q4_block(init: __m256i, codes: &[__m256i; 8], a: *const i8) -> __m256i;
+    /// `init + Σ (q + 128) * a` if `Q8_UNSIGNED`, else `init + Σ q * a`, exactly.
+    unsafe fn q8_block(init: __m256i, stored: &[__m256i; 8], a: *const i8) -> __m256i;
+}
+
+#[inline(always)]
+unsafe fn bcast4(a: *const i8, c: usize) -> __m256i {
+    // SAFETY: `a` points at 32 activation codes and c < 8.
+    unsafe { _mm256_set1_epi32((a.add(4 * c) as *const i32).read_unaligned()) }
+}
+
+/// AVX2: `vpmaddubsw` + `vpmaddwd`.
+pub(crate) struct Maddubs;
+
+impl Dot256 for Maddubs {
+    const Q8_UNSIGNED: bool = false;
+
+    #[inline(always)]
+    unsafe fn q4_block(init: __m256i, codes: &[__m256i; 8], a: *const i8) -> __m256i {
+        // SAFETY: called from avx2 functions. Pair sums <= 2*15*127 = 3810; eight
+        // of them fit in i16, so the sum is exact.
+        unsafe {
+            let mut s16 = _mm256_setzero_si256();
+            for (c, &v) in codes.iter().enumerate() {
+                s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(v, bcast4(a, c)));
+            }
+            _mm256_add_epi32(init, _mm256_madd_epi16(s16, _mm256_set1_epi16(1)))
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn q8_block(init: __m256i, stored: &[__m256i; 8], a: *const i8) -> __m256i {
+        // SAFETY: called from avx2 functions. Sign trick: |w| <= 128 as u8 and
+        // sign(a, w) in -127..=127 keep every i16 pair <= 32512: exact.
+        unsafe {
+            let ones = _mm256_set1_epi16(1);
+            let flip = _mm256_set1_epi8(0x80u8 as i8);
+            let mut acc = init;
+            for (c, &v) in stored.iter().enumerate() {
+                let w = _mm256_xor_si256(v, flip);
+                let p = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(bcast4(a, c), w));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
+            }
+            acc
+        }
+    }
+}
+
+/// AVX-VNNI: VEX-encoded `vpdpbusd` (no saturation).
+pub(crate) struct VnniVex;
+
+impl Dot256 for VnniVex {
+    const Q8_UNSIGNED: bool = true;
+
+    #[inline(always)]
+    unsafe fn q4_block(init: __m256i, codes: &[__m256i; 8], a: *const i8) -> __m256i {
+        // SAFETY: called from functions enabling avxvnni; `a` holds 32 codes.
+        unsafe {
+            let mut acc = init;
+            for (c, &v) in codes.iter().enumerate() {
+                acc = _mm256_dpbusd_avx_epi32(acc, v, bcast4(a, c));
+            }
+            acc
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn q8_block(init: __m256i, stored: &[__m256i; 8], a: *const i8) -> __m256i {
+        // SAFETY: as above; stored codes are q + 128 (offset undone through init).
+        unsafe { Self::q4_block(init, stored, a) }
+    }
+}
+
+/// The 8 code vectors of half `h` of one block.
+#[inline(always)]
+unsafe fn load_codes<const Q4: bool>(p: *const u8, h: usize) -> [__m256i; 8] {
+    // SAFETY: p points at one block's codes inside a panel, 32-byte aligned halves.
+    unsafe {
+        let ld = |c: usize| _mm256_load_si256(p.add(64 * c + 32 * h) as *const __m256i);
+        if Q4 {
+            let m = _mm256_set1_epi8(0x0F);
+            let v = [ld(0), ld(1), ld(2), ld(3)];
+            [
+                _mm256_and_si256(v[0], m),
+                _mm256_and_si256(v[1], m),
+                _mm256_and_si256(v[2], m),
+                _mm256_and_si256(v[3], m),
+                _mm256_and_si256(_mm256_srli_epi16(v[0], 4), m),
+                _mm256_and_si256(_mm256_srli_epi16(v[1], 4), m),
+                _mm256_and_si256(_mm256_srli_epi16(v[2], 4), m),
+                _mm256_and_si256(_mm256_srli_epi16(v[3], 4), m),
+            ]
+        } else {
+            core::array::from_fn(ld)
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn block_isum<D: Dot256, const Q4: bool>(codes: &[__m256i; 8], act: &ActBlock) -> __m256i {
+    // SAFETY: features enabled by the calling kernel.
+    unsafe {
+        if Q4 {
+            D::q4_block(_mm256_set1_epi32(act.corr), codes, act.qs.as_ptr())
+        } else {
+            D::q8_block(
+                if D::Q8_UNSIGNED {
+                    _mm256_set1_epi32(act.corr)
+                } else {
+                    _mm256_setzero_si256()
+                },
+                codes,
+                act.qs.as_ptr(),
+            )
+        }
+    }
+}
+
+/// `acc = fma(dw * da, isum as f32, acc)`, lane-wise.
+#[inline(always)]
+unsafe fn accumulate(acc: __m256, dw: __m256, da: f32, isum: __m256i) -> __m256 {
+    // SAFETY: features enabled by the calling kernel.
+    unsafe {
+        _mm256_fmadd_ps(
+            _mm256_mul_ps(dw, _mm256_set1_ps(da)),
+            _mm256_cvtepi32_ps(isum),
+            acc,
+        )
+    }
+}
+
+#[inline(always)]
+unsafe fn scales(p: *const u8, h: usize) -> __m256 {
+    // SAFETY: p points at 16 f16 scales inside a panel; half h is 16 bytes.
+    unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.add(16 * h) as *const __m128i)) }
+}
+
+/// Half `h` of one panel for `R` batch rows (R = 1 is the batch-1 path).
+#[inline(always)]
+unsafe fn q_half<D: Dot256, const Q4: bool, const R: usize>(
+    a: &TileArgs,
+    panel: *const u8,
+    h: usize,
+    i0: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    let w = a.w;
+    let nb = w.blocks_per_row();
+    let cb = if Q4 { Q4_CODE_BYTES } else { Q8_CODE_BYTES };
+    let so = w.scales_offset();
+    // SAFETY: features enabled by the caller; rows i0..i0+R exist in acts; the
+    // panel pointers stay inside the panel; out has R rows at stride ldo.
+    unsafe {
+        let acts = a.acts.as_ptr().add(i0 * nb);
+        let mut acc = [_mm256_setzero_ps(); R];
+        for b in 0..nb {
+            let codes = load_codes::<Q4>(panel.add(b * cb), h);
+            let dw = scales(panel.add(so + b * 32), h);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let act = &*acts.add(r * nb + b);
+                *acc = accumulate(*acc, dw, act.d, block_isum::<D, Q4>(&codes, act));
+            }
+        }
+        for (r, v) in acc.iter().enumerate() {
+            _mm256_storeu_ps(out.add((i0 + r) * ldo + 8 * h), *v);
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn q_tile<D: Dot256, const Q4: bool>(a: &mut TileArgs) {
+    let ldo = a.np * NR;
+    let out = a.tile.as_mut_ptr();
+    // SAFETY: driver contract (tile size, panels, act rows); features enabled by caller.
+    unsafe {
+        for pi in 0..a.np {
+            let panel = a.w.panel(a.p0 + pi).as_ptr();
+            let o = out.add(pi * NR);
+            for h in 0..2 {
+                let mut i0 = 0;
+                while i0 < a.mr {
+                    let r = (a.mr - i0).min(4);
+                    match r {
+                        1 => q_half::<D, Q4, 1>(a, panel, h, i0, o, ldo),
+                        2 => q_half::<D, Q4, 2>(a, panel, h, i0, o, ldo),
+                        3 => q_half::<D, Q4, 3>(a, panel, h, i0, o, ldo),
+                        _ => q_half::<D, Q4, 4>(a, panel, h, i0, o, ldo),
+                    }
+                    i0 += r;
+                }
+            }
+        }
+    }
+}
+
+/// Loads the weights of half `h` of k-step `kk`.
+#[inline(always)]
+unsafe fn load_w<const F16: bool>(panel: *const u8, kk: usize, h: usize) -> __m256 {
+    // SAFETY: kk < k, so the bytes lie inside the panel.
+    unsafe {
+        if F16 {
+            _mm256_cvtph_ps(_mm_load_si128(panel.add(kk * 32 + 16 * h) as *const __m128i))
+        } else {
+            _mm256_load_ps(panel.add(kk * 64 + 32 * h) as *const f32)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+/// `R` rows of one panel over k-steps `k0..k0+kc`; weights are read from `wp`
+/// (`kc` steps of 16 f32) or straight from the panel (F32, `wp == None`).
+#[inline(always)]
+unsafe fn f_chunk<const F16: bool, const R: usize>(
+    panel: *const u8,
+    wp: Option<*const f32>,
+    x: *const f32,
+    k: usize,
+    k0: usize,
+    kc: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    // SAFETY: features enabled by the caller; rows 0..R of x hold k values;
+    // k0 + kc <= k; out holds R rows of 16 at stride ldo.
+    unsafe {
+        let mut acc: [[__m256; 2]; R] = core::array::from_fn(|r| {
+            if k0 == 0 {
+                [_mm256_setzero_ps(); 2]
+            } else {
+                [
+                    _mm256_loadu_ps(out.add(r * ldo)),
+                    _mm256_loadu_ps(out.add(r * ldo + 8)),
+                ]
+            }
+        });
+        for s in 0..kc {
+            let (w0, w1) = match wp {
+                Some(p) => (
+                    _mm256_loadu_ps(p.add(s * NR)),
+                    _mm256_loadu_ps(p.add(s * NR + 8)),
+                ),
+                None => (
+                    load_w::<F16>(panel, k0 + s, 0),
+                    load_w::<F16>(panel, k0 + s, 1),
+                ),
+            };
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let xv = _mm256_set1_ps(*x.add(r * k + k0 + s));
+                acc[0] = _mm256_fmadd_ps(w0, xv, acc[0]);
+                acc[1] = _mm256_fmadd_ps(w1, xv, acc[1]);
+            }
+        }
+        for (r, v) in acc.iter().enumerate() {
+            _mm256_storeu_ps(out.add(r * ldo), v[0]);
+            _mm256_storeu_ps(out.add(r * ldo + 8), v[1]);
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn f_tile<const F16: bool>(a: &mut TileArgs) {
+    let k = a.w.k();
+    let ldo = a.np * NR;
+    let out = a.tile.as_mut_ptr();
+    // SAFETY: driver contract (tile size, panels, x rows); features enabled by caller.
+    unsafe {
+        // Scratch written before it is read (no zeroing per call).
+        let mut buf = core::mem::MaybeUninit::<[f32; F16_KC * NR]>::uninit();
+        let buf = buf.as_mut_ptr() as *mut f32;
+        for pi in 0..a.np {
+            let panel = a.w.panel(a.p0 + pi).as_ptr();
+            let o = out.add(pi * NR);
+            let mut k0 = 0;
+            while k0 < k {
+                let kc = (k - k0).min(F16_KC);
+                // Batches widen F16 once per chunk; batch 1 reads the panel directly.
+                let wp = if F16 && a.mr > 1 {
+                    for s in 0..kc {
+                        let p = buf.add(s * NR);
+                        _mm256_storeu_ps(p, load_w::<true>(panel, k0 + s, 0));
+                        _mm256_storeu_ps(p.add(8), load_w::<true>(panel, k0 + s, 1));
+                    }
+                    Some(buf as *const f32)
+                } else {
+                    None
+                };
+                let mut i0 = 0;
+                while i0 < a.mr {
+                    let r = (a.mr - i0).min(4);
+                    let (x, o) = (a.x.as_ptr().add(i0 * k), o.add(i0 * ldo));
+                    match r {
+                        1 => f_chunk::<F16, 1>(panel, wp, x, k, k0, kc, o, ldo),
+                        2 => f_chunk::<F16, 2>(panel, wp, x, k, k0, kc, o, ldo),
+                        3 => f_chunk::<F16, 3>(panel, wp, x, k, k0, kc, o, ldo),
+                        _ => f_chunk::<F16, 4>(panel, wp, x, k, k0, kc, o, ldo),
+                    }
+                    i0 += r;
+                }
+                k0 += kc;
+            }
+        }
+    }
+}
+
+/// Activation quantization of one row (canonical rule, 8 lanes at a time).
+#[inline(always)]
+unsafe fn quantize_row(x: &[f32], offset: i32, out: &mut [ActBlock]) {
+    for (b, blk) in out.iter_mut().enumerate() {
+        let start = b * QK;
+        let len = (x.len() - start).min(QK);
+        let mut pad = [0.0f32; QK];
+        let src = if len == QK {
+            &x[start..start + QK]
+        } else {
+            pad[..len].copy_from_slice(&x[start..]);
+            &pad[..]
+        };
+        // SAFETY: src holds 32 values; features enabled by the caller.
+        unsafe {
+            let p = src.as_ptr();
+            let v: [__m256; 4] = core::array::from_fn(|i| _mm256_loadu_ps(p.add(8 * i)));
+            let mask = _mm256_set1_epi32(0x7FFF_FFFF);
+            let abs = |v: __m256| _mm256_and_si256(_mm256_castps_si256(v), mask);
+            let m = _mm256_max_epu32(
+                _mm256_max_epu32(abs(v[0]), abs(v[1])),
+                _mm256_max_epu32(abs(v[2]), abs(v[3])),
+            );
+            let m = _mm_max_epu32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+            let m = _mm_max_epu32(m, _mm_shuffle_epi32(m, 0b01_00_11_10));
+            let m = _mm_max_epu32(m, _mm_shuffle_epi32(m, 0b10_11_00_01));
+            let (d, id) = block_scales(_mm_cvtsi128_si32(m) as u32);
+            blk.d = d;
+            if id == 0.0 {
+                blk.qs = [0; QK];
+                blk.corr = 0;
+                continue;
+            }
+            let idv = _mm256_set1_ps(id);
+            let q: [__m256i; 4] =
+                core::array::from_fn(|i| _mm256_cvtps_epi32(_mm256_mul_ps(v[i], idv)));
+            let s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+            let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+            blk.corr = -offset * _mm_cvtsi128_si32(s);
+            let p16 = _mm256_packs_epi16(
+                _mm256_packs_epi32(q[0], q[1]),
+                _mm256_packs_epi32(q[2], q[3]),
+            );
+            let ordered =
+                _mm256_permutevar8x32_epi32(p16, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256(blk.qs.as_mut_ptr() as *mut __m256i, ordered);
+        }
+    }
+}
+
+macro_rules! avx2_kernels {
+    ($name:ident, $isa:expr, $features:literal, $dot:ty) => {
+        pub(crate) mod $name {
+            use super::*;
+
+            #[target_feature(enable = $features)]
+            unsafe fn quantize(x: &[f32], offset: i32, out: &mut [ActBlock]) {
+                // SAFETY: this function's features are the ones quantize_row needs.
+                unsafe { quantize_row(x, offset, out) }
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn q8(a: &mut TileArgs) {
+                // SAFETY: features enabled here; the driver upholds TileArgs' contract.
+                unsafe { q_tile::<$dot, false>(a) }
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn q4(a: &mut TileArgs) {
+                // SAFETY: as for q8.
+                unsafe { q_tile::<$dot, true>(a) }
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn f16(a: &mut TileArgs) {
+                // SAFETY: as for q8.
+                unsafe { f_tile::<true>(a) }
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn f32(a: &mut TileArgs) {
+                // SAFETY: as for q8.
+                unsafe { f_tile::<false>(a) }
+            }
+
+            pub(crate) static KERNELS: crate::Kernels = crate::Kernels {
+                isa: $isa,
+                quantize_row: quantize,
+                q8_0: q8,
+                q4_0: q4,
+                f16,
+                f32,
+                gemv_panels: 2,
+                gemm_panels: 1,
+            };
+        }
+    };
+}
+
+avx2_kernels!(plain, crate::Isa::Avx2, "avx2,fma,f16c", Maddubs);
+avx2_kernels!(vnni, crate::Isa::AvxVnni, "avx2,fma,f16c,avxvnni", VnniVex);

@@ -1,0 +1,571 @@
+//! AVX-512 kernels (F/BW/VL), with and without VNNI.
+//!
+//! One zmm holds the 16 rows of a panel (one i32/f32 lane per output row), so
+//! each lane runs the canonical sequence of the scalar kernels. The integer
+//! block dot is the only part that differs between the two levels, behind
+//! [`Dot512`]: `vpdpbusd` (VNNI) or `vpmaddubsw` + `vpmaddwd` (BW).
+//!
+//! Tiles: batch 1 runs up to 4 panels at once (the activation broadcasts are
+//! shared); larger batches run one panel against register tiles of up to 8
+//! (block formats) or 12 (float formats) batch rows, so each weight load
+//! serves every row of the tile. F16 weights of a panel are widened to f32 in
+//! K-chunks on the stack once per call and reused by every row tile.
+
+use super::F16_KC;
+use crate::act::{block_scales, ActBlock};
+use crate::formats::QK;
+use crate::pack::{NR, Q4_CODE_BYTES, Q8_CODE_BYTES};
+use crate::TileArgs;
+use core::arch::x86_64::*;
+
+/// The exact integer part of one block for 16 rows.
+pub(crate) trait Dot512 {
+    /// Whether `q8_block` works on the unsigned codes (`q + 128`), so that the
+    /// accumulator must start at the activation correction.
+    const Q8_UNSIGNED: bool;
+    /// `init + Σ_c Σ_{i<4} codes[c].u8[4r+i] * a[4c+i]` per lane `r`; codes <= 15.
+    unsafe fn q4_block(init: __m512i, codes: &[__m512i; 8], a: *const i8) -> __m512i;
+    /// Same for the stored Q8_0 codes: `init + Σ (q + 128) * a` if
+    /// `Q8_UNSIGNED`, else `init + Σ q * a`, exactly.
+    unsafe fn q8_block(init: __m512i, stored: &[__m512i; 8], a: *const i8) -> __m512i;
+}
+
+#[inline(always)]
+unsafe fn bcast4(a: *const i8, c: usize) -> __m512i {
+    // SAFETY: the caller passes a pointer to 32 activation codes and c < 8.
+    unsafe { _mm512_set1_epi32((a.add(4 * c) as *const i32).read_unaligned()) }
+}
+
+/// AVX512-VNNI: `vpdpbusd` sums four u8*i8 products into i32 without saturation.
+pub(crate) struct Vnni;
+
+impl Dot512 for Vnni {
+    const Q8_UNSIGNED: bool = true;
+
+    #[inline(always)]
+    unsafe fn q4_block(init: __m512i, codes: &[__m512i; 8], a: *const i8) -> __m512i {
+        // SAFETY: only called from functions enabling avx512f/bw/vnni; `a` holds 32 codes.
+        // Two dependency chains of 4 halve the latency of the block's integer sum.
+        unsafe {
+            let (mut acc0, mut acc1) = (init, _mm512_setzero_si512());
+            for c in (0..8).step_by(2) {
+                acc0 = _mm512_dpbusd_epi32(acc0, codes[c], bcast4(a, c));
+                acc1 = _mm512_dpbusd_epi32(acc1, codes[c + 1], bcast4(a, c + 1));
+            }
+            _mm512_add_epi32(acc0, acc1)
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn q8_block(init: __m512i, stored: &[__m512i; 8], a: *const i8) -> __m512i {
+        // SAFETY: as above; stored codes are u8 = q + 128, so the sum carries +128*Σa.
+        unsafe { Self::q4_block(init, stored, a) }
+    }
+}
+
+/// AVX512-BW: `vpmaddubsw` (u8*i8 pairs to saturating i16) then `vpmaddwd`.
+pub(crate) struct Maddubs;
+
+impl Dot512 for Maddubs {
+    const Q8_UNSIGNED: bool = false;
+
+    #[inline(always)]
+    unsafe fn q4_block(init: __m512i, codes: &[__m512i; 8], a: *const i8) -> __m512i {
+        // SAFETY: only called from functions enabling avx512f/bw. Each i16 pair
+        // sum is <= 2*15*127 = 3810, so eight of them (30480) fit in i16: exact.
+        unsafe {
+            let mut s16 = _mm512_setzero_si512();
+            for (c, &v) in codes.iter().enumerate() {
+                s16 = _mm512_add_epi16(s16, _mm512_maddubs_epi16(v, bcast4(a, c)));
+            }
+            _mm512_add_epi32(init, _mm512_madd_epi16(s16, _mm512_set1_epi16(1)))
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn q8_block(init: __m512i, stored: &[__m512i; 8], a: *const i8) -> __m512i {
+        // SAFETY: only called from functions enabling avx512f/bw. Sign trick on the
+        // signed code w: |w| <= 128 as u8 and a*sign(w) in -127..=127, so each i16
+        // pair is <= 2*128*127 = 32512: no saturation, the sum is exact.
+        unsafe {
+            let ones = _mm512_set1_epi16(1);
+            let flip = _mm512_set1_epi8(0x80u8 as i8);
+            let mut acc = init;
+            for (c, &v) in stored.iter().enumerate() {
+                let w = _mm512_xor_si512(v, flip);
+                let neg = _mm512_movepi8_mask(w);
+                let b = bcast4(a, c);
+                let sa = _mm512_mask_sub_epi8(b, neg, _mm512_setzero_si512(), b);
+                let p = _mm512_maddubs_epi16(_mm512_abs_epi8(w), sa);
+                acc = _mm512_add_epi32(acc, _mm512_madd_epi16(p, ones));
+            }
+            acc
+        }
+    }
+}
+
+/// Loads the 8 code vectors of one block (Q4_0: 4 loads, nibbles split).
+#[inline(always)]
+unsafe fn load_codes<const Q4: bool>(p: *const u8) -> [__m512i; 8] {
+    // SAFETY: p points at one block's codes inside a panel (256 or 512 bytes),
+    // 64-byte aligned by the packed layout.
+    unsafe {
+        if Q4 {
+            let m = _mm512_set1_epi8(0x0F);
+            let v: [__m512i; 4] =
+                core::array::from_fn(|c| _mm512_load_si512(p.add(64 * c) as *const _));
+            [
+                _mm512_and_si512(v[0], m),
+                _mm512_and_si512(v[1], m),
+                _mm512_and_si512(v[2], m),
+                _mm512_and_si512(v[3], m),
+                _mm512_and_si512(_mm512_srli_epi16(v[0], 4), m),
+                _mm512_and_si512(_mm512_srli_epi16(v[1], 4), m),
+                _mm512_and_si512(_mm512_srli_epi16(v[2], 4), m),
+                _mm512_and_si512(_mm512_srli_epi16(v[3], 4), m),
+            ]
+        } else {
+            core::array::from_fn(|c| _mm512_load_si512(p.add(64 * c) as *const _))
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn block_isum<D: Dot512, const Q4: bool>(codes: &[__m512i; 8], act: &ActBlock) -> __m512i {
+    // SAFETY: target features are enabled by the calling kernel.
+    unsafe {
+        if Q4 {
+            D::q4_block(_mm512_set1_epi32(act.corr), codes, act.qs.as_ptr())
+        } else {
+            D::q8_block(
+                if D::Q8_UNSIGNED {
+                    _mm512_set1_epi32(act.corr)
+                } else {
+                    _mm512_setzero_si512()
+                },
+                codes,
+                act.qs.as_ptr(),
+            )
+        }
+    }
+}
+
+/// `acc = fma(dw * da, isum as f32, acc)`, lane-wise.
+#[inline(always)]
+unsafe fn accumulate(acc: __m512, dw: __m512, da: f32, isum: __m512i) -> __m512 {
+    // SAFETY: target features are enabled by the calling kernel.
+    unsafe {
+        _mm512_fmadd_ps(
+            _mm512_mul_ps(dw, _mm512_set1_ps(da)),
+            _mm512_cvtepi32_ps(isum),
+            acc,
+        )
+    }
+}
+
+#[inline(always)]
+unsafe fn scales(p: *const u8) -> __m512 {
+    // SAFETY: p points at 16 f16 scales (32 bytes) inside a panel.
+    unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)) }
+}
+
+/// Batch 1, `NP` panels at once.
+#[inline(always)]
+unsafe fn q_gemv<D: Dot512, const Q4: bool, const NP: usize>(
+    a: &TileArgs,
+    p0: usize,
+    out: *mut f32,
+) {
+    let w = a.w;
+    let nb = w.blocks_per_row();
+    let cb = if Q4 { Q4_CODE_BYTES } else { Q8_CODE_BYTES };
+    let so = w.scales_offset();
+    let panels: [*const u8; NP] = core::array::from_fn(|i| w.panel(p0 + i).as_ptr());
+    // SAFETY: target features enabled by the caller; every pointer stays inside its
+    // panel (b < nb), acts holds nb blocks (driver contract), out holds NP*16 values.
+    unsafe {
+        let mut acc = [_mm512_setzero_ps(); NP];
+        for b in 0..nb {
+            let act = a.acts.get_unchecked(b);
+            for i in 0..NP {
+                let codes = load_codes::<Q4>(panels[i].add(b * cb));
+                let isum = block_isum::<D, Q4>(&codes, act);
+                acc[i] = accumulate(acc[i], scales(panels[i].add(so + b * 32)), act.d, isum);
+            }
+        }
+        for (i, v) in acc.iter().enumerate() {
+            _mm512_storeu_ps(out.add(i * NR), *v);
+        }
+    }
+}
+
+/// One panel, `R` batch rows.
+#[inline(always)]
+unsafe fn q_gemm<D: Dot512, const Q4: bool, const R: usize>(
+    a: &TileArgs,
+    panel: *const u8,
+    i0: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    let w = a.w;
+    let nb = w.blocks_per_row();
+    let cb = if Q4 { Q4_CODE_BYTES } else { Q8_CODE_BYTES };
+    let so = w.scales_offset();
+    // SAFETY: target features enabled by the caller; rows i0..i0+R < mr exist in
+    // acts (driver contract); panel pointers stay in the panel; out rows are in the tile.
+    unsafe {
+        let acts = a.acts.as_ptr().add(i0 * nb);
+        let mut acc = [_mm512_setzero_ps(); R];
+        for b in 0..nb {
+            let codes = load_codes::<Q4>(panel.add(b * cb));
+            let dw = scales(panel.add(so + b * 32));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let act = &*acts.add(r * nb + b);
+                *acc = accumulate(*acc, dw, act.d, block_isum::<D, Q4>(&codes, act));
+            }
+        }
+        for (r, v) in acc.iter().enumerate() {
+            _mm512_storeu_ps(out.add((i0 + r) * ldo), *v);
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn q_tile<D: Dot512, const Q4: bool>(a: &mut TileArgs) {
+    let ldo = a.np * NR;
+    let out = a.tile.as_mut_ptr();
+    // SAFETY: the tile holds mr * np * 16 values and panels p0..p0+np exist
+    // (driver contract); features are enabled by the calling kernel.
+    unsafe {
+        if a.mr == 1 {
+            let mut p = 0;
+            while p < a.np {
+                let o = out.add(p * NR);
+                match a.np - p {
+                    1 => q_gemv::<D, Q4, 1>(a, a.p0 + p, o),
+                    2 => q_gemv::<D, Q4, 2>(a, a.p0 + p, o),
+                    3 => q_gemv::<D, Q4, 3>(a, a.p0 + p, o),
+                    _ => q_gemv::<D, Q4, 4>(a, a.p0 + p, o),
+                }
+                p += 4;
+            }
+            return;
+        }
+        for pi in 0..a.np {
+            let panel = a.w.panel(a.p0 + pi).as_ptr();
+            let o = out.add(pi * NR);
+            let mut i0 = 0;
+            while i0 < a.mr {
+                let r = (a.mr - i0).min(8);
+                match r {
+                    1 => q_gemm::<D, Q4, 1>(a, panel, i0, o, ldo),
+                    2 => q_gemm::<D, Q4, 2>(a, panel, i0, o, ldo),
+                    3 => q_gemm::<D, Q4, 3>(a, panel, i0, o, ldo),
+                    4 => q_gemm::<D, Q4, 4>(a, panel, i0, o, ldo),
+                    5 => q_gemm::<D, Q4, 5>(a, panel, i0, o, ldo),
+                    6 => q_gemm::<D, Q4, 6>(a, panel, i0, o, ldo),
+                    7 => q_gemm::<D, Q4, 7>(a, panel, i0, o, ldo),
+                    _ => q_gemm::<D, Q4, 8>(a, panel, i0, o, ldo),
+                }
+                i0 += r;
+            }
+        }
+    }
+}
+
+/// Loads the 16 weights of k-step `kk` (f16 widened, or f32).
+#[inline(always)]
+unsafe fn load_w<const F16: bool>(panel: *const u8, kk: usize) -> __m512 {
+    // SAFETY: kk < k, so the 32 or 64 bytes lie inside the panel.
+    unsafe {
+        if F16 {
+            _mm512_cvtph_ps(_mm256_load_si256(panel.add(kk * 32) as *const __m256i))
+        } else {
+            _mm512_loadu_ps(panel.add(kk * 64) as *const f32)
+        }
+    }
+}
+
+/// Batch 1, `NP` panels: `acc = fma(w_k, x_k, acc)` for k in order.
+#[inline(always)]
+unsafe fn f_gemv<const F16: bool, const NP: usize>(a: &TileArgs, p0: usize, out: *mut f32) {
+    let k = a.w.k();
+    let panels: [*const u8; NP] = core::array::from_fn(|i| a.w.panel(p0 + i).as_ptr());
+    // SAFETY: features enabled by the caller; x holds k values (driver contract).
+    unsafe {
+        let mut acc = [_mm512_setzero_ps(); NP];
+        for kk in 0..k {
+            let x = _mm512_set1_ps(*a.x.get_unchecked(kk));
+            for i in 0..NP {
+                acc[i] = _mm512_fmadd_ps(load_w::<F16>(panels[i], kk), x, acc[i]);
+            }
+        }
+        for (i, v) in acc.iter().enumerate() {
+            _mm512_storeu_ps(out.add(i * NR), *v);
+        }
+    }
+}
+
+/// Weights of one k-chunk for a pair of panels: `P` panel pointers, each with
+/// `step` f32 between k-steps.
+#[derive(Clone, Copy)]
+struct ChunkW<const P: usize> {
+    w: [*const f32; P],
+    step: usize,
+}
+
+/// `R` batch rows x `P` panels over `kc` k-steps; `x` holds the rows' values for
+/// these steps at stride `F16_KC`. Continues the accumulators kept in `out`
+/// (row stride `ldo`, panel `i` at column `16 i`) unless `first`.
+#[inline(always)]
+unsafe fn f_gemm_chunk<const P: usize, const R: usize>(
+    cw: ChunkW<P>,
+    x: *const f32,
+    kc: usize,
+    out: *mut f32,
+    ldo: usize,
+    first: bool,
+) {
+    // SAFETY: features enabled by the caller; x holds R rows of kc values at
+    // stride F16_KC, each cw.w[i] holds kc steps, out holds R rows at stride ldo.
+    unsafe {
+        let mut acc: [[__m512; P]; R] = core::array::from_fn(|r| {
+            core::array::from_fn(|i| {
+                if first {
+                    _mm512_setzero_ps()
+                } else {
+                    _mm512_loadu_ps(out.add(r * ldo + i * NR))
+                }
+            })
+        });
+        for s in 0..kc {
+            let wv: [__m512; P] =
+                core::array::from_fn(|i| _mm512_loadu_ps(cw.w[i].add(s * cw.step)));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let xv = _mm512_set1_ps(*x.add(r * F16_KC + s));
+                for i in 0..P {
+                    acc[i] = _mm512_fmadd_ps(wv[i], xv, acc[i]);
+                }
+            }
+        }
+        for (r, v) in acc.iter().enumerate() {
+            for (i, v) in v.iter().enumerate() {
+                _mm512_storeu_ps(out.add(r * ldo + i * NR), *v);
+            }
+        }
+    }
+}
+
+/// All `mr` rows of `P` adjacent panels starting at panel `p`.
+#[inline(always)]
+unsafe fn f_gemm<const F16: bool, const P: usize>(
+    a: &TileArgs,
+    p: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    let k = a.w.k();
+    let panels: [*const u8; P] = core::array::from_fn(|i| a.w.panel(p + i).as_ptr());
+    // Scratch written before it is read (no zeroing per call).
+    let mut buf = core::mem::MaybeUninit::<[f32; F16_KC * NR * 2]>::uninit();
+    let mut xbuf = core::mem::MaybeUninit::<[f32; F16_KC * 12]>::uninit();
+    let (buf, xbuf) = (buf.as_mut_ptr() as *mut f32, xbuf.as_mut_ptr() as *mut f32);
+    // SAFETY: driver contract (tile size, panels, x rows); features enabled by caller;
+    // buf holds F16_KC steps of P <= 2 panels.
+    unsafe {
+        let mut k0 = 0;
+        while k0 < k {
+            let kc = (k - k0).min(F16_KC);
+            let cw = if F16 {
+                for s in 0..kc {
+                    for (i, panel) in panels.iter().enumerate() {
+                        _mm512_storeu_ps(buf.add((s * P + i) * NR), load_w::<true>(*panel, k0 + s));
+                    }
+                }
+                ChunkW {
+                    w: core::array::from_fn(|i| buf.add(i * NR) as *const f32),
+                    step: P * NR,
+                }
+            } else {
+                ChunkW {
+                    w: core::array::from_fn(|i| (panels[i] as *const f32).add(k0 * NR)),
+                    step: NR,
+                }
+            };
+            let mut i0 = 0;
+            while i0 < a.mr {
+                let r = (a.mr - i0).min(12);
+                // This chunk of the tile's x rows, at a fixed stride (L1-resident,
+                // constant displacements for the broadcasts).
+                for rr in 0..r {
+                    let src = a.x.as_ptr().add((i0 + rr) * k + k0);
+                    let dst = xbuf.add(rr * F16_KC);
+                    let mut s = 0;
+                    while s < kc {
+                        let mask: __mmask16 = if kc - s >= 16 {
+                            0xFFFF
+                        } else {
+                            ((1u32 << (kc - s)) - 1) as u16
+                        };
+                        _mm512_mask_storeu_ps(
+                            dst.add(s),
+                            mask,
+                            _mm512_maskz_loadu_ps(mask, src.add(s)),
+                        );
+                        s += 16;
+                    }
+                }
+                let (x, o) = (xbuf as *const f32, out.add(i0 * ldo));
+                match r {
+                    1 => f_gemm_chunk::<P, 1>(cw, x, kc, o, ldo, k0 == 0),
+                    2 => f_gemm_chunk::<P, 2>(cw, x, kc, o, ldo, k0 == 0),
+                    3 => f_gemm_chunk::<P, 3>(cw, x, kc, o, ldo, k0 == 0),
+                    4 => f_gemm_chunk::<P, 4>(cw, x, kc, o, ldo, k0 == 0),
+                    5 => f_gemm_chunk::<P, 5>(cw, x, kc, o, ldo, k0 == 0),
+                    6 => f_gemm_chunk::<P, 6>(cw, x, kc, o, ldo, k0 == 0),
+                    7 => f_gemm_chunk::<P, 7>(cw, x, kc, o, ldo, k0 == 0),
+                    8 => f_gemm_chunk::<P, 8>(cw, x, kc, o, ldo, k0 == 0),
+                    9 => f_gemm_chunk::<P, 9>(cw, x, kc, o, ldo, k0 == 0),
+                    10 => f_gemm_chunk::<P, 10>(cw, x, kc, o, ldo, k0 == 0),
+                    11 => f_gemm_chunk::<P, 11>(cw, x, kc, o, ldo, k0 == 0),
+                    _ => f_gemm_chunk::<P, 12>(cw, x, kc, o, ldo, k0 == 0),
+                }
+                i0 += r;
+            }
+            k0 += kc;
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn f_tile<const F16: bool>(a: &mut TileArgs) {
+    let ldo = a.np * NR;
+    let out = a.tile.as_mut_ptr();
+    // SAFETY: driver contract (tile size, panels, x rows); features enabled by caller.
+    unsafe {
+        let mut p = 0;
+        while p < a.np {
+            let o = out.add(p * NR);
+            let left = a.np - p;
+            if a.mr == 1 {
+                match left {
+                    1 => f_gemv::<F16, 1>(a, a.p0 + p, o),
+                    2 => f_gemv::<F16, 2>(a, a.p0 + p, o),
+                    3 => f_gemv::<F16, 3>(a, a.p0 + p, o),
+                    _ => f_gemv::<F16, 4>(a, a.p0 + p, o),
+                }
+                p += 4;
+            } else if left >= 2 {
+                f_gemm::<F16, 2>(a, a.p0 + p, o, ldo);
+                p += 2;
+            } else {
+                f_gemm::<F16, 1>(a, a.p0 + p, o, ldo);
+                p += 1;
+            }
+        }
+    }
+}
+
+/// Activation quantization of one row (canonical rule, 16 lanes at a time).
+#[inline(always)]
+unsafe fn quantize_row(x: &[f32], offset: i32, out: &mut [ActBlock]) {
+    for (b, blk) in out.iter_mut().enumerate() {
+        let start = b * QK;
+        let len = (x.len() - start).min(QK);
+        // SAFETY: masked loads read only x[start..start+len]; features enabled by caller.
+        unsafe {
+            let m0: __mmask16 = if len >= 16 {
+                0xFFFF
+            } else {
+                (1u32 << len) as u16 - 1
+            };
+            let m1: __mmask16 = if len >= 32 {
+                0xFFFF
+            } else if len > 16 {
+                ((1u32 << (len - 16)) - 1) as u16
+            } else {
+                0
+            };
+            let p = x.as_ptr().add(start);
+            let v0 = _mm512_maskz_loadu_ps(m0, p);
+            let v1 = _mm512_maskz_loadu_ps(m1, p.add(16));
+            let abs_mask = _mm512_set1_epi32(0x7FFF_FFFF);
+            let a0 = _mm512_and_si512(_mm512_castps_si512(v0), abs_mask);
+            let a1 = _mm512_and_si512(_mm512_castps_si512(v1), abs_mask);
+            let amax = _mm512_reduce_max_epu32(_mm512_max_epu32(a0, a1));
+            let (d, id) = block_scales(amax);
+            blk.d = d;
+            if id == 0.0 {
+                blk.qs = [0; QK];
+                blk.corr = 0;
+                continue;
+            }
+            let idv = _mm512_set1_ps(id);
+            let q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, idv));
+            let q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, idv));
+            blk.corr = -offset * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+            let dst = blk.qs.as_mut_ptr();
+            _mm_storeu_si128(dst as *mut __m128i, _mm512_cvtepi32_epi8(q0));
+            _mm_storeu_si128(dst.add(16) as *mut __m128i, _mm512_cvtepi32_epi8(q1));
+        }
+    }
+}
+
+macro_rules! avx512_kernels {
+    ($name:ident, $isa:expr, $features:literal, $dot:ty) => {
+        pub(crate) mod $name {
+            use super::*;
+
+            #[target_feature(enable = $features)]
+            unsafe fn quantize(x: &[f32], offset: i32, out: &mut [ActBlock]) {
+                // SAFETY: this function's features are the ones quantize_row needs.
+                unsafe { quantize_row(x, offset, out) }
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn q8(a: &mut TileArgs) {
+                // SAFETY: features enabled here; the driver upholds TileArgs' contract.
+                unsafe { q_tile::<$dot, false>(a) }
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn q4(a: &mut TileArgs) {
+                // SAFETY: as for q8.
+                unsafe { q_tile::<$dot, true>(a) }
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn f16(a: &mut TileArgs) {
+                // SAFETY: as for q8.
+                unsafe { f_tile::<true>(a) }
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn f32(a: &mut TileArgs) {
+                // SAFETY: as for q8.
+                unsafe { f_tile::<false>(a) }
+            }
+
+            pub(crate) static KERNELS: crate::Kernels = crate::Kernels {
+                isa: $isa,
+                quantize_row: quantize,
+                q8_0: q8,
+                q4_0: q4,
+                f16,
+                f32,
+                gemv_panels: 4,
+                gemm_panels: 2,
+            };
+        }
+    };
+}
+
+avx512_kernels!(
+    bw,
+    crate::Isa::Avx512,
+    "avx512f,avx512bw,avx512vl,avx2,fma,f16c",
+    Maddubs
+);
+avx512_kernels!(
+    vnni,
+    crate::Isa::Avx512Vnni,
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+    Vnni
+);
