@@ -313,6 +313,8 @@ impl QuantizedLinear {
 
     /// Fallible [`Self::forward_f32`].
     pub fn try_forward_f32(&self, input: &[f32], batch_size: usize) -> Result<Vec<f32>, Error> {
+        // Validate the input first: a bad batch size must not allocate its output.
+        self.check_input(input, batch_size)?;
         let len = batch_size
             .checked_mul(self.weights.n())
             .ok_or(Error::SizeOverflow {
@@ -332,16 +334,10 @@ impl QuantizedLinear {
         out: &mut [f32],
     ) -> Result<(), Error> {
         let (n, k) = (self.weights.n(), self.weights.k());
-        if batch_size == 0 {
-            return Err(Error::ZeroSize { what: "batch_size" });
-        }
-        let in_len = batch_size.checked_mul(k).ok_or(Error::SizeOverflow {
-            what: "batch_size * in_features",
-        })?;
+        self.check_input(input, batch_size)?;
         let out_len = batch_size.checked_mul(n).ok_or(Error::SizeOverflow {
             what: "batch_size * out_features",
         })?;
-        check_len("input", in_len, input.len())?;
         check_len("output", out_len, out.len())?;
         let bias = self.bias.as_deref();
         let shape_err =
@@ -371,6 +367,19 @@ impl QuantizedLinear {
             // forward while it waits): use a private buffer.
             Err(_) => run(&mut Vec::new()),
         })
+    }
+
+    /// Checks `batch_size > 0` and `input.len() == batch_size * in_features`.
+    fn check_input(&self, input: &[f32], batch_size: usize) -> Result<(), Error> {
+        if batch_size == 0 {
+            return Err(Error::ZeroSize { what: "batch_size" });
+        }
+        let in_len = batch_size
+            .checked_mul(self.weights.k())
+            .ok_or(Error::SizeOverflow {
+                what: "batch_size * in_features",
+            })?;
+        check_len("input", in_len, input.len())
     }
 
     /// Bytes of the weights in their GGUF encoding (excluding bias and the
