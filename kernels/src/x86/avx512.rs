@@ -512,60 +512,19 @@ unsafe fn quantize_row(x: &[f32], offset: i32, out: &mut [ActBlock]) {
     }
 }
 
-macro_rules! avx512_kernels {
-    ($name:ident, $isa:expr, $features:literal, $dot:ty) => {
-        pub(crate) mod $name {
-            use super::*;
-
-            #[target_feature(enable = $features)]
-            unsafe fn quantize(x: &[f32], offset: i32, out: &mut [ActBlock]) {
-                // SAFETY: this function's features are the ones quantize_row needs.
-                unsafe { quantize_row(x, offset, out) }
-            }
-            #[target_feature(enable = $features)]
-            unsafe fn q8(a: &mut TileArgs) {
-                // SAFETY: features enabled here; the driver upholds TileArgs' contract.
-                unsafe { q_tile::<$dot, false>(a) }
-            }
-            #[target_feature(enable = $features)]
-            unsafe fn q4(a: &mut TileArgs) {
-                // SAFETY: as for q8.
-                unsafe { q_tile::<$dot, true>(a) }
-            }
-            #[target_feature(enable = $features)]
-            unsafe fn f16(a: &mut TileArgs) {
-                // SAFETY: as for q8.
-                unsafe { f_tile::<true>(a) }
-            }
-            #[target_feature(enable = $features)]
-            unsafe fn f32(a: &mut TileArgs) {
-                // SAFETY: as for q8.
-                unsafe { f_tile::<false>(a) }
-            }
-
-            pub(crate) static KERNELS: crate::Kernels = crate::Kernels {
-                isa: $isa,
-                quantize_row: quantize,
-                q8_0: q8,
-                q4_0: q4,
-                f16,
-                f32,
-                gemv_panels: 4,
-                gemm_panels: 2,
-            };
-        }
-    };
-}
-
-avx512_kernels!(
+kernel_table!(
     bw,
     crate::Isa::Avx512,
     "avx512f,avx512bw,avx512vl,avx2,fma,f16c",
-    Maddubs
+    Maddubs,
+    gemv_panels: 4,
+    gemm_panels: 2
 );
-avx512_kernels!(
+kernel_table!(
     vnni,
     crate::Isa::Avx512Vnni,
     "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
-    Vnni
+    Vnni,
+    gemv_panels: 4,
+    gemm_panels: 2
 );

@@ -3,6 +3,54 @@
 //! for its two integer-dot variants, so the levels differ only where the
 //! instructions do.
 
+/// Defines module `$name` holding the kernel table of one ISA level: thin
+/// `#[target_feature]` entry points around the parent module's generic
+/// `quantize_row`, `q_tile::<Dot, Q4>` and `f_tile::<F16>`.
+macro_rules! kernel_table {
+    ($name:ident, $isa:expr, $features:literal, $dot:ty, gemv_panels: $gemv:expr, gemm_panels: $gemm:expr) => {
+        pub(crate) mod $name {
+            use super::*;
+
+            #[target_feature(enable = $features)]
+            unsafe fn quantize(x: &[f32], offset: i32, out: &mut [ActBlock]) {
+                // SAFETY: this function's features are the ones quantize_row needs.
+                unsafe { quantize_row(x, offset, out) }
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn q8(a: &mut TileArgs) {
+                // SAFETY: features enabled here; the driver upholds TileArgs' contract.
+                unsafe { q_tile::<$dot, false>(a) }
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn q4(a: &mut TileArgs) {
+                // SAFETY: as for q8.
+                unsafe { q_tile::<$dot, true>(a) }
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn f16(a: &mut TileArgs) {
+                // SAFETY: as for q8.
+                unsafe { f_tile::<true>(a) }
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn f32(a: &mut TileArgs) {
+                // SAFETY: as for q8.
+                unsafe { f_tile::<false>(a) }
+            }
+
+            pub(crate) static KERNELS: crate::Kernels = crate::Kernels {
+                isa: $isa,
+                quantize_row: quantize,
+                q8_0: q8,
+                q4_0: q4,
+                f16,
+                f32,
+                gemv_panels: $gemv,
+                gemm_panels: $gemm,
+            };
+        }
+    };
+}
+
 pub(crate) mod avx2;
 pub(crate) mod avx512;
 
