@@ -326,7 +326,9 @@ impl QuantizedLinear {
     }
 
     /// Writes `[batch, out_features]` into `out`. Allocates nothing once the
-    /// calling thread's activation scratch has grown to the batch size.
+    /// calling thread's activation scratch has grown to the batch size (large
+    /// layers run on rayon's current pool; see the README on calls made from
+    /// outside any pool).
     pub fn forward_into(
         &self,
         input: &[f32],
