@@ -2,6 +2,7 @@
 
 use crate::dispatch::{self, Isa};
 use crate::{Error, QuantType};
+use blockq_kernels::pack::PackedBlock;
 use blockq_kernels::{formats, ActBlock, BlockQ4_0, BlockQ8_0, Input, Kernels, PackedMatrix, QK};
 use bytemuck::Zeroable;
 use half::f16;
@@ -183,15 +184,7 @@ impl QuantizedLinear {
         in_features: usize,
         out_features: usize,
     ) -> Result<Self, Error> {
-        check_dims(in_features, out_features)?;
-        let nb = in_features.div_ceil(QK);
-        check_len("Q8_0 blocks", out_features * nb, blocks.len())?;
-        let bias = check_bias(bias, out_features)?;
-        let w = PackedMatrix::pack_q8_0(out_features, in_features, |r, out| {
-            out.copy_from_slice(&blocks[r * nb..(r + 1) * nb]);
-            finite_scales(QuantType::Q8_0, r, out.iter().map(|b| b.d), true)
-        })?;
-        Self::assemble(w, bias, QuantType::Q8_0)
+        Self::from_blocks(QuantType::Q8_0, blocks, bias, in_features, out_features)
     }
 
     /// A layer from GGUF Q4_0 blocks, used as they are.
@@ -201,15 +194,29 @@ impl QuantizedLinear {
         in_features: usize,
         out_features: usize,
     ) -> Result<Self, Error> {
+        Self::from_blocks(QuantType::Q4_0, blocks, bias, in_features, out_features)
+    }
+
+    fn from_blocks<B: PackedBlock>(
+        quant_type: QuantType,
+        blocks: &[B],
+        bias: Option<&[f32]>,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<Self, Error> {
         check_dims(in_features, out_features)?;
         let nb = in_features.div_ceil(QK);
-        check_len("Q4_0 blocks", out_features * nb, blocks.len())?;
+        let what = match quant_type {
+            QuantType::Q8_0 => "Q8_0 blocks",
+            _ => "Q4_0 blocks",
+        };
+        check_len(what, out_features * nb, blocks.len())?;
         let bias = check_bias(bias, out_features)?;
-        let w = PackedMatrix::pack_q4_0(out_features, in_features, |r, out| {
+        let w = PackedMatrix::pack_blocks(out_features, in_features, |r, out: &mut [B]| {
             out.copy_from_slice(&blocks[r * nb..(r + 1) * nb]);
-            finite_scales(QuantType::Q4_0, r, out.iter().map(|b| b.d), true)
+            finite_scales(quant_type, r, out.iter().map(|b| b.scale()), true)
         })?;
-        Self::assemble(w, bias, QuantType::Q4_0)
+        Self::assemble(w, bias, quant_type)
     }
 
     /// A layer from f16 weights (`[out_features, in_features]`), used as they are.
@@ -411,23 +418,10 @@ impl QuantizedLinear {
     /// from, or that llama.cpp's quantizer would write.
     pub fn to_gguf_bytes(&self) -> Vec<u8> {
         let (n, k) = (self.weights.n(), self.weights.k());
-        let nb = k.div_ceil(QK);
         let mut out = Vec::with_capacity(self.weight_bytes());
         match self.quant_type {
-            QuantType::Q8_0 => {
-                let mut row = vec![BlockQ8_0::zeroed(); nb];
-                for r in 0..n {
-                    self.weights.row_q8_0(r, &mut row);
-                    out.extend_from_slice(bytemuck::cast_slice(&row));
-                }
-            }
-            QuantType::Q4_0 => {
-                let mut row = vec![BlockQ4_0::zeroed(); nb];
-                for r in 0..n {
-                    self.weights.row_q4_0(r, &mut row);
-                    out.extend_from_slice(bytemuck::cast_slice(&row));
-                }
-            }
+            QuantType::Q8_0 => self.extend_blocks::<BlockQ8_0>(&mut out),
+            QuantType::Q4_0 => self.extend_blocks::<BlockQ4_0>(&mut out),
             QuantType::F16 => {
                 for r in 0..n {
                     for c in 0..k {
@@ -445,6 +439,15 @@ impl QuantizedLinear {
             }
         }
         out
+    }
+
+    /// Appends the GGUF bytes of every row's blocks.
+    fn extend_blocks<B: PackedBlock>(&self, out: &mut Vec<u8>) {
+        let mut row = vec![B::zeroed(); self.weights.blocks_per_row()];
+        for r in 0..self.weights.n() {
+            self.weights.row_blocks(r, &mut row);
+            out.extend_from_slice(bytemuck::cast_slice(&row));
+        }
     }
 
     /// The bias, if any.

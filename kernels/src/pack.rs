@@ -29,6 +29,61 @@ pub const Q8_CODE_BYTES: usize = NR * QK;
 /// Bytes of Q4_0 codes per panel and block.
 pub const Q4_CODE_BYTES: usize = NR * QK / 2;
 
+/// A GGUF block type stored in the packed layout: its codes go to the panel
+/// as `GROUPS` 4-byte lane groups (group `c` of a row in chunk `c`).
+pub trait PackedBlock: bytemuck::Pod {
+    /// The matrix format holding these blocks.
+    const FORMAT: WeightFormat;
+    /// 4-byte lane groups per block (8 for Q8_0, 4 for Q4_0).
+    const GROUPS: usize;
+    /// Stored byte of a zero code (padding rows).
+    const ZERO_CODE: u8;
+    /// The block scale.
+    fn scale(&self) -> f16;
+    /// Stored bytes of lane group `c`.
+    fn packed_group(&self, c: usize) -> [u8; 4];
+    /// The block back from its scale and stored lane groups.
+    fn from_packed(d: f16, group: impl Fn(usize) -> [u8; 4]) -> Self;
+}
+
+impl PackedBlock for BlockQ8_0 {
+    const FORMAT: WeightFormat = WeightFormat::Q8_0;
+    const GROUPS: usize = 8;
+    const ZERO_CODE: u8 = 0x80;
+    fn scale(&self) -> f16 {
+        self.d
+    }
+    /// Codes `4c..4c+4` as `q + 128`.
+    fn packed_group(&self, c: usize) -> [u8; 4] {
+        core::array::from_fn(|i| self.qs[4 * c + i] as u8 ^ 0x80)
+    }
+    fn from_packed(d: f16, group: impl Fn(usize) -> [u8; 4]) -> Self {
+        BlockQ8_0 {
+            d,
+            qs: core::array::from_fn(|j| (group(j / 4)[j % 4] ^ 0x80) as i8),
+        }
+    }
+}
+
+impl PackedBlock for BlockQ4_0 {
+    const FORMAT: WeightFormat = WeightFormat::Q4_0;
+    const GROUPS: usize = 4;
+    const ZERO_CODE: u8 = 0x88;
+    fn scale(&self) -> f16 {
+        self.d
+    }
+    /// GGUF bytes `4c..4c+4` as they are (elements `4c+i` and `16+4c+i`).
+    fn packed_group(&self, c: usize) -> [u8; 4] {
+        self.qs[4 * c..4 * c + 4].try_into().unwrap()
+    }
+    fn from_packed(d: f16, group: impl Fn(usize) -> [u8; 4]) -> Self {
+        BlockQ4_0 {
+            d,
+            qs: core::array::from_fn(|j| group(j / 4)[j % 4]),
+        }
+    }
+}
+
 /// Storage format of a packed matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WeightFormat {
@@ -98,75 +153,50 @@ impl PackedMatrix {
         }
     }
 
-    /// Packs Q8_0 rows produced by `fill(row, blocks_of_that_row)`; `fill` may fail,
-    /// which stops packing. Only one panel of GGUF blocks is held at a time.
-    pub fn pack_q8_0<E>(
+    /// Packs GGUF block rows produced by `fill(row, blocks_of_that_row)`; `fill`
+    /// may fail, which stops packing. Only one row of blocks is held at a time.
+    pub fn pack_blocks<B: PackedBlock, E>(
         n: usize,
         k: usize,
-        mut fill: impl FnMut(usize, &mut [BlockQ8_0]) -> Result<(), E>,
+        mut fill: impl FnMut(usize, &mut [B]) -> Result<(), E>,
     ) -> Result<Self, E> {
-        let mut m = Self::alloc(WeightFormat::Q8_0, n, k);
-        let nb = m.blocks_per_row();
-        let mut rows = vec![
-            BlockQ8_0 {
-                d: f16::ZERO,
-                qs: [0; QK]
-            };
-            nb
-        ];
+        let mut m = Self::alloc(B::FORMAT, n, k);
+        let mut rows = vec![B::zeroed(); m.blocks_per_row()];
+        let code_bytes = B::GROUPS * 64;
         for r in 0..n {
             fill(r, &mut rows)?;
-            let (p, lane) = (r / NR, r % NR);
-            let base = p * m.panel_stride;
-            let so = m.scales_offset;
+            let base = (r / NR) * m.panel_stride;
+            let (lane, so) = (r % NR, m.scales_offset);
             let bytes = m.bytes_mut();
             for (b, blk) in rows.iter().enumerate() {
-                for (c, q4) in blk.qs.chunks_exact(4).enumerate() {
-                    let o = base + b * Q8_CODE_BYTES + c * 64 + lane * 4;
-                    for (dst, &q) in bytes[o..o + 4].iter_mut().zip(q4) {
-                        *dst = q as u8 ^ 0x80;
-                    }
+                for c in 0..B::GROUPS {
+                    let o = base + b * code_bytes + c * 64 + lane * 4;
+                    bytes[o..o + 4].copy_from_slice(&blk.packed_group(c));
                 }
                 let o = base + so + (b * NR + lane) * 2;
-                bytes[o..o + 2].copy_from_slice(&blk.d.to_le_bytes());
+                bytes[o..o + 2].copy_from_slice(&blk.scale().to_le_bytes());
             }
         }
-        m.fill_padding_codes(0x80);
+        m.fill_padding_codes(B::ZERO_CODE);
         Ok(m)
     }
 
-    /// Packs Q4_0 rows produced by `fill(row, blocks_of_that_row)`.
+    /// [`Self::pack_blocks`] for Q8_0.
+    pub fn pack_q8_0<E>(
+        n: usize,
+        k: usize,
+        fill: impl FnMut(usize, &mut [BlockQ8_0]) -> Result<(), E>,
+    ) -> Result<Self, E> {
+        Self::pack_blocks(n, k, fill)
+    }
+
+    /// [`Self::pack_blocks`] for Q4_0.
     pub fn pack_q4_0<E>(
         n: usize,
         k: usize,
-        mut fill: impl FnMut(usize, &mut [BlockQ4_0]) -> Result<(), E>,
+        fill: impl FnMut(usize, &mut [BlockQ4_0]) -> Result<(), E>,
     ) -> Result<Self, E> {
-        let mut m = Self::alloc(WeightFormat::Q4_0, n, k);
-        let nb = m.blocks_per_row();
-        let mut rows = vec![
-            BlockQ4_0 {
-                d: f16::ZERO,
-                qs: [0; QK / 2]
-            };
-            nb
-        ];
-        for r in 0..n {
-            fill(r, &mut rows)?;
-            let (p, lane) = (r / NR, r % NR);
-            let base = p * m.panel_stride;
-            let so = m.scales_offset;
-            let bytes = m.bytes_mut();
-            for (b, blk) in rows.iter().enumerate() {
-                for (c, q4) in blk.qs.chunks_exact(4).enumerate() {
-                    let o = base + b * Q4_CODE_BYTES + c * 64 + lane * 4;
-                    bytes[o..o + 4].copy_from_slice(q4);
-                }
-                let o = base + so + (b * NR + lane) * 2;
-                bytes[o..o + 2].copy_from_slice(&blk.d.to_le_bytes());
-            }
-        }
-        m.fill_padding_codes(0x88);
-        Ok(m)
+        Self::pack_blocks(n, k, fill)
     }
 
     /// Packs f16 weights, `w.len() == n * k`, row-major.
@@ -319,31 +349,31 @@ impl PackedMatrix {
         }
     }
 
-    /// The GGUF Q8_0 blocks of `row` (exactly the bytes packed).
-    pub fn row_q8_0(&self, row: usize, out: &mut [BlockQ8_0]) {
-        assert_eq!(self.format, WeightFormat::Q8_0);
-        assert_eq!(out.len(), self.blocks_per_row());
-        for (b, blk) in out.iter_mut().enumerate() {
-            blk.d = self.scale(row, b);
-            for (j, q) in blk.qs.iter_mut().enumerate() {
-                *q = self.code(row, b, j) as i8;
-            }
-        }
-    }
-
-    /// The GGUF Q4_0 blocks of `row` (exactly the bytes packed).
-    pub fn row_q4_0(&self, row: usize, out: &mut [BlockQ4_0]) {
-        assert_eq!(self.format, WeightFormat::Q4_0);
+    /// The GGUF blocks of `row` (exactly the bytes packed); panics if `B` is
+    /// not this matrix's format or `out` is not one row of blocks.
+    pub fn row_blocks<B: PackedBlock>(&self, row: usize, out: &mut [B]) {
+        assert_eq!(self.format, B::FORMAT, "row_blocks: wrong block type");
         assert_eq!(out.len(), self.blocks_per_row());
         let base = (row / NR) * self.panel_stride + (row % NR) * 4;
         let bytes = self.bytes();
         for (b, blk) in out.iter_mut().enumerate() {
-            blk.d = self.scale(row, b);
-            for (c, q4) in blk.qs.chunks_exact_mut(4).enumerate() {
-                let o = base + b * Q4_CODE_BYTES + c * 64;
-                q4.copy_from_slice(&bytes[o..o + 4]);
-            }
+            let codes = base + b * B::GROUPS * 64;
+            *blk = B::from_packed(self.scale(row, b), |c| {
+                bytes[codes + c * 64..codes + c * 64 + 4]
+                    .try_into()
+                    .unwrap()
+            });
         }
+    }
+
+    /// The GGUF Q8_0 blocks of `row`.
+    pub fn row_q8_0(&self, row: usize, out: &mut [BlockQ8_0]) {
+        self.row_blocks(row, out)
+    }
+
+    /// The GGUF Q4_0 blocks of `row`.
+    pub fn row_q4_0(&self, row: usize, out: &mut [BlockQ4_0]) {
+        self.row_blocks(row, out)
     }
 
     /// Dequantizes `row` into `out` (`k` values), as llama.cpp dequantizes.
