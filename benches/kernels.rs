@@ -72,6 +72,12 @@ fn cases(threads: usize, (n, k): (usize, usize)) -> Vec<(Isa, usize)> {
 }
 
 fn bench_forward(c: &mut Criterion) {
+    if cfg!(target_arch = "aarch64") {
+        eprintln!(
+            "note: on aarch64 under qemu-user (as in CI) these timings are emulated and are \
+             not performance figures; benchmark on real hardware"
+        );
+    }
     for threads in [1, 2] {
         let pool = pool(threads);
         for shape @ (n, k) in SHAPES {

@@ -272,6 +272,12 @@ fn busy_cores() -> Option<f64> {
 }
 
 fn main() {
+    if cfg!(target_arch = "aarch64") {
+        eprintln!(
+            "note: on aarch64 under qemu-user (as in CI) timings are emulated and are not \
+             performance figures; run on real hardware"
+        );
+    }
     let o = match parse_args() {
         Ok(o) => o,
         Err(e) => {
