@@ -6,10 +6,12 @@
 //! [`Dot512`]: `vpdpbusd` (VNNI) or `vpmaddubsw` + `vpmaddwd` (BW).
 //!
 //! Tiles: batch 1 runs up to 4 panels at once (the activation broadcasts are
-//! shared); larger batches run one panel against register tiles of up to 8
-//! (block formats) or 12 (float formats) batch rows, so each weight load
-//! serves every row of the tile. F16 weights of a panel are widened to f32 in
-//! K-chunks on the stack once per call and reused by every row tile.
+//! shared) and prefetches each panel stream ahead. Larger batches run one
+//! panel x 8 batch rows (block formats) or two panels x 12 batch rows (float
+//! formats) per register tile, so each weight load serves every row of the
+//! tile; a call covers up to 128 rows. Float weights go through K-chunks of
+//! 128 steps (F16 widened to f32 once per chunk on the stack), with the rows'
+//! x values for the chunk copied to a fixed stride next to them.
 
 use super::F16_KC;
 use crate::act::{block_scales, ActBlock};
