@@ -391,7 +391,15 @@ impl Kernels {
             (self.gemm_panels, MAX_TILE_ROWS)
         };
         debug_assert!(np * mr * NR <= TILE);
-        let mut tile = [0.0f32; TILE];
+        // Batch 1 needs np * 16 values; only batches zero the 16 KiB tile.
+        let mut small = [0.0f32; 8 * NR];
+        let mut big;
+        let tile: &mut [f32] = if np * mr * NR <= small.len() {
+            &mut small
+        } else {
+            big = [0.0f32; TILE];
+            &mut big
+        };
         let mut p = panels.start;
         while p < panels.end {
             let np = np.min(panels.end - p);
