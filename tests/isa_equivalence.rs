@@ -62,22 +62,30 @@ fn every_isa_matches_scalar_on_edge_shapes() {
     }
 }
 
-/// Batches past one 32-row tile call and K past several 128-step chunks.
+/// Batches past one 32-row group and one 128-row tile call, K past several
+/// 128-step chunks and 16-block passes, N past one 8-panel tile call (with a
+/// partial last panel), on one thread (whole tile calls) and on the default pool.
 #[test]
 fn every_isa_matches_scalar_on_large_batches() {
     let isas = isas_under_test();
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
     for qt in QuantType::ALL {
-        for &(k, n) in &[(300, 40), (1000, 33)] {
+        for &(k, n, batches) in &[
+            (300, 40, &[32, 33, 70][..]),
+            (1000, 33, &[32, 33, 70]),
+            (1100, 150, &[33, 135]),
+        ] {
             let layer = layer((k + n) as u64, k, n, qt, true);
-            for &batch in &[32, 33, 70] {
+            for &batch in batches {
                 let x = values((k * batch) as u64, batch * k, 1.5);
-                compare_layer(
-                    &layer,
-                    &x,
-                    batch,
-                    &isas,
-                    &format!("{qt} k={k} n={n} m={batch}"),
-                );
+                let what = format!("{qt} k={k} n={n} m={batch}");
+                compare_layer(&layer, &x, batch, &isas, &what);
+                one.install(|| {
+                    compare_layer(&layer, &x, batch, &isas, &format!("{what}, 1 thread"))
+                });
             }
         }
     }

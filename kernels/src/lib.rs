@@ -80,8 +80,10 @@ use rayon::prelude::*;
 ///
 /// The driver guarantees, before any call: `p0 + np <= w.panels()`,
 /// `acts.len() >= mr * nb` (block formats) or `x.len() >= mr * k` (float
-/// formats), and `tile.len() >= mr * np * NR`. Kernels write raw accumulators
-/// (before bias) to `tile[i * np * NR + pi * NR + r]`.
+/// formats), `tile.len() >= mr * np * NR`, and, when `mr > 1`,
+/// `scratch.len() >= SCRATCH_FLOATS`. Kernels write raw accumulators (before
+/// bias) to `tile[i * np * NR + pi * NR + r]`; `scratch` is theirs to use
+/// (its contents on entry are unspecified).
 pub(crate) struct TileArgs<'a> {
     pub w: &'a PackedMatrix,
     pub p0: usize,
@@ -90,6 +92,7 @@ pub(crate) struct TileArgs<'a> {
     pub x: &'a [f32],
     pub mr: usize,
     pub tile: &'a mut [f32],
+    pub scratch: &'a mut [f32],
 }
 
 type TileFn = unsafe fn(&mut TileArgs);
@@ -107,13 +110,29 @@ pub struct Kernels {
     f32: TileFn,
     /// Panels per call when the batch has one row.
     gemv_panels: usize,
-    /// Panels per call for batches (at most 2).
+    /// Panels per call for batches (at most `MAX_GEMM_PANELS`).
     gemm_panels: usize,
+}
+
+/// Upper bound of [`Kernels`]' panels per batched call.
+const MAX_GEMM_PANELS: usize = 8;
+
+/// k-steps per chunk of the batched float kernels (x values of a chunk are
+/// staged at this stride; F16 weights are widened to f32 a chunk at a time).
+pub(crate) const F16_KC: usize = 128;
+
+/// Kernel scratch per batched call: one chunk of x values for every row.
+pub(crate) const SCRATCH_FLOATS: usize = MAX_TILE_ROWS * F16_KC;
+
+std::thread_local! {
+    /// Per-thread buffer of batched calls (tile, then kernel scratch): too
+    /// large for the stack of every thread a caller may use, allocated once.
+    static BATCH_BUF: core::cell::RefCell<Vec<f32>> = const { core::cell::RefCell::new(Vec::new()) };
 }
 
 /// Batch rows per tile call (kernels split them into register tiles). Large, so
 /// that a panel's weights are read from memory once for up to 128 rows.
-const MAX_TILE_ROWS: usize = 128;
+pub(crate) const MAX_TILE_ROWS: usize = 128;
 
 impl core::fmt::Debug for Kernels {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -383,23 +402,70 @@ impl Kernels {
         panels: Range<usize>,
         rows: Range<usize>,
     ) {
-        const TILE: usize = MAX_TILE_ROWS * 2 * NR;
-        let (n, k, nb) = (w.n(), w.k(), w.blocks_per_row());
+        const TILE: usize = MAX_TILE_ROWS * MAX_GEMM_PANELS * NR;
         let (np, mr) = if m == 1 {
             (self.gemv_panels, 1)
         } else {
             (self.gemm_panels, MAX_TILE_ROWS)
         };
         debug_assert!(np * mr * NR <= TILE);
-        // Batch 1 needs np * 16 values; only batches zero the 16 KiB tile.
-        let mut small = [0.0f32; 8 * NR];
-        let mut big;
-        let tile: &mut [f32] = if np * mr * NR <= small.len() {
-            &mut small
-        } else {
-            big = [0.0f32; TILE];
-            &mut big
-        };
+        if m == 1 {
+            // Batch 1 needs np * 16 values: on the stack, no scratch.
+            let mut tile = [0.0f32; 8 * NR];
+            debug_assert!(np * NR <= tile.len());
+            return self.run_tiles_in(
+                func,
+                w,
+                acts,
+                x,
+                bias,
+                out,
+                panels,
+                rows,
+                (np, 1),
+                &mut tile,
+                &mut [],
+            );
+        }
+        BATCH_BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            if buf.len() < TILE + SCRATCH_FLOATS {
+                buf.resize(TILE + SCRATCH_FLOATS, 0.0);
+            }
+            let (tile, scratch) = buf.split_at_mut(TILE);
+            self.run_tiles_in(
+                func,
+                w,
+                acts,
+                x,
+                bias,
+                out,
+                panels,
+                rows,
+                (np, mr),
+                tile,
+                scratch,
+            );
+        });
+    }
+
+    /// `run_tiles` with its buffers: tile calls of up to `np` panels x `mr` rows.
+    #[allow(clippy::too_many_arguments)]
+    fn run_tiles_in(
+        &self,
+        func: TileFn,
+        w: &PackedMatrix,
+        acts: &[ActBlock],
+        x: &[f32],
+        bias: Option<&[f32]>,
+        out: SendPtr,
+        panels: Range<usize>,
+        rows: Range<usize>,
+        (np, mr): (usize, usize),
+        tile: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        let (n, k, nb) = (w.n(), w.k(), w.blocks_per_row());
         let mut p = panels.start;
         while p < panels.end {
             let np = np.min(panels.end - p);
@@ -418,6 +484,7 @@ impl Kernels {
                     x: if x.is_empty() { x } else { &x[i0 * k..] },
                     mr,
                     tile: &mut tile[..mr * np * NR],
+                    scratch: &mut *scratch,
                 };
                 // SAFETY: the table's ISA was checked at `for_isa`; matmul checked
                 // acts/x hold m rows, so rows i0..i0+mr exist; p + np <= panels;

@@ -54,6 +54,4 @@ macro_rules! kernel_table {
 pub(crate) mod avx2;
 pub(crate) mod avx512;
 
-/// k-steps of F16 weights widened to f32 per chunk in batched float kernels
-/// (16 rows x 128 steps x 4 bytes = 8 KiB of stack, L1-resident).
-pub(crate) const F16_KC: usize = 128;
+pub(crate) use crate::F16_KC;
