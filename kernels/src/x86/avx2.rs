@@ -11,6 +11,7 @@ use crate::formats::QK;
 use crate::pack::{NR, Q4_CODE_BYTES, Q8_CODE_BYTES};
 use crate::TileArgs;
 use core::arch::x86_64::*;
+use core::ops::Range;
 
 /// The exact integer part of one block for 8 rows (one half panel).
 pub(crate) trait Dot256 {
@@ -21,6 +22,9 @@ pub(crate) trait Dot256 {
     unsafe fn q4_block(init: __m256i, codes: &[__m256i; 8], a: *const i8) -> __m256i;
     /// `init + Σ (q + 128) * a` if `Q8_UNSIGNED`, else `init + Σ q * a`, exactly.
     unsafe fn q8_block(init: __m256i, stored: &[__m256i; 8], a: *const i8) -> __m256i;
+    /// The batched part of a tile (`mr > 1`), with the register tiling that
+    /// measured fastest for this dot (see the module docs).
+    unsafe fn gemm_tile<const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize);
 }
 
 #[inline(always)]
@@ -64,6 +68,12 @@ impl Dot256 for Maddubs {
             acc
         }
     }
+
+    #[inline(always)]
+    unsafe fn gemm_tile<const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize) {
+        // SAFETY: forwarded contract; features enabled by the calling kernel.
+        unsafe { q_gemm_halves::<Self, Q4>(a, out, ldo) }
+    }
 }
 
 /// AVX-VNNI: VEX-encoded `vpdpbusd` (no saturation).
@@ -88,6 +98,12 @@ impl Dot256 for VnniVex {
     unsafe fn q8_block(init: __m256i, stored: &[__m256i; 8], a: *const i8) -> __m256i {
         // SAFETY: as above; stored codes are q + 128 (offset undone through init).
         unsafe { Self::q4_block(init, stored, a) }
+    }
+
+    #[inline(always)]
+    unsafe fn gemm_tile<const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize) {
+        // SAFETY: forwarded contract; features enabled by the calling kernel.
+        unsafe { q_gemm_vnni::<Q4>(a, out, ldo) }
     }
 }
 
@@ -188,10 +204,9 @@ unsafe fn q_half<D: Dot256, const Q4: bool, const R: usize>(
     }
 }
 
+/// Batched tile of the maddubs dot: each half panel x 4 rows, whole K.
 #[inline(always)]
-unsafe fn q_tile<D: Dot256, const Q4: bool>(a: &mut TileArgs) {
-    let ldo = a.np * NR;
-    let out = a.tile.as_mut_ptr();
+unsafe fn q_gemm_halves<D: Dot256, const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize) {
     // SAFETY: driver contract (tile size, panels, act rows); features enabled by caller.
     unsafe {
         for pi in 0..a.np {
@@ -211,6 +226,126 @@ unsafe fn q_tile<D: Dot256, const Q4: bool>(a: &mut TileArgs) {
                 }
             }
         }
+    }
+}
+
+/// Blocks per pass of the AVX-VNNI batched tile (a panel's codes for the
+/// pass, 16 x 544 bytes, stay in L1 while every row group runs over them).
+const GEMM_KB: usize = 16;
+
+/// Batched AVX-VNNI tile: per panel, K in passes of `GEMM_KB` blocks, each
+/// pass over 5-row groups.
+#[inline(always)]
+unsafe fn q_gemm_vnni<const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize) {
+    let nb = a.w.blocks_per_row();
+    for pi in 0..a.np {
+        let panel = a.w.panel(a.p0 + pi).as_ptr();
+        // SAFETY: forwarded driver contract; panel pi < np.
+        let o = unsafe { out.add(pi * NR) };
+        let mut b0 = 0;
+        while b0 < nb {
+            let blocks = b0..(b0 + GEMM_KB).min(nb);
+            let mut i0 = 0;
+            while i0 < a.mr {
+                let r = (a.mr - i0).min(5);
+                let bl = blocks.clone();
+                // SAFETY: forwarded driver contract; rows i0..i0+r < mr.
+                unsafe {
+                    match r {
+                        1 => q_gemm_chunks::<Q4, 1>(a, panel, i0, bl, o, ldo),
+                        2 => q_gemm_chunks::<Q4, 2>(a, panel, i0, bl, o, ldo),
+                        3 => q_gemm_chunks::<Q4, 3>(a, panel, i0, bl, o, ldo),
+                        4 => q_gemm_chunks::<Q4, 4>(a, panel, i0, bl, o, ldo),
+                        _ => q_gemm_chunks::<Q4, 5>(a, panel, i0, bl, o, ldo),
+                    }
+                }
+                i0 += r;
+            }
+            b0 = blocks.end;
+        }
+    }
+}
+
+/// Both halves of one panel x `R` rows over `blocks`, chunk by chunk: each
+/// 4-code chunk is loaded once for all rows and each activation broadcast
+/// serves both halves, so `2 R` independent `vpdpbusd` chains are in flight.
+/// With 16 ymm registers the float accumulators live in `out` (row stride
+/// `ldo`), zeroed when the pass starts at block 0.
+#[inline(always)]
+unsafe fn q_gemm_chunks<const Q4: bool, const R: usize>(
+    a: &TileArgs,
+    panel: *const u8,
+    i0: usize,
+    blocks: Range<usize>,
+    out: *mut f32,
+    ldo: usize,
+) {
+    let nb = a.w.blocks_per_row();
+    let cb = if Q4 { Q4_CODE_BYTES } else { Q8_CODE_BYTES };
+    let so = a.w.scales_offset();
+    // SAFETY: features (avx2, fma, f16c, avxvnni) enabled by the caller; rows
+    // i0..i0+R < mr exist in acts; blocks < nb keep pointers in the panel; out
+    // rows are in the tile.
+    unsafe {
+        let acts = a.acts.as_ptr().add(i0 * nb);
+        let out = out.add(i0 * ldo);
+        if blocks.start == 0 {
+            for r in 0..R {
+                _mm256_storeu_ps(out.add(r * ldo), _mm256_setzero_ps());
+                _mm256_storeu_ps(out.add(r * ldo + 8), _mm256_setzero_ps());
+            }
+        }
+        for b in blocks {
+            let act: [&ActBlock; R] = core::array::from_fn(|r| &*acts.add(r * nb + b));
+            // Nibbles and stored Q8 codes (q + 128) are unsigned: both start
+            // at the activation correction.
+            let mut isum: [[__m256i; 2]; R] =
+                core::array::from_fn(|r| [_mm256_set1_epi32(act[r].corr); 2]);
+            let p = panel.add(b * cb);
+            for c in 0..8 {
+                // Q4: chunks c and c + 4 share a load (low and high nibbles).
+                let w: [__m256i; 2] = core::array::from_fn(|h| {
+                    if Q4 {
+                        let v = _mm256_load_si256(p.add(64 * (c % 4) + 32 * h) as *const __m256i);
+                        let v = if c < 4 { v } else { _mm256_srli_epi16(v, 4) };
+                        _mm256_and_si256(v, _mm256_set1_epi8(0x0F))
+                    } else {
+                        _mm256_load_si256(p.add(64 * c + 32 * h) as *const __m256i)
+                    }
+                });
+                for (r, isum) in isum.iter_mut().enumerate() {
+                    let av = bcast4(act[r].qs.as_ptr(), c);
+                    isum[0] = _mm256_dpbusd_avx_epi32(isum[0], w[0], av);
+                    isum[1] = _mm256_dpbusd_avx_epi32(isum[1], w[1], av);
+                }
+            }
+            for h in 0..2 {
+                let dw = scales(panel.add(so + b * 32), h);
+                for (r, (act, isum)) in act.iter().zip(&isum).enumerate() {
+                    let o = out.add(r * ldo + 8 * h);
+                    _mm256_storeu_ps(o, accumulate(_mm256_loadu_ps(o), dw, act.d, isum[h]));
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn q_tile<D: Dot256, const Q4: bool>(a: &mut TileArgs) {
+    let ldo = a.np * NR;
+    let out = a.tile.as_mut_ptr();
+    // SAFETY: driver contract (tile size, panels, act rows); features enabled by caller.
+    unsafe {
+        if a.mr == 1 {
+            for pi in 0..a.np {
+                let panel = a.w.panel(a.p0 + pi).as_ptr();
+                let o = out.add(pi * NR);
+                q_half::<D, Q4, 1>(a, panel, 0, 0, o, ldo);
+                q_half::<D, Q4, 1>(a, panel, 1, 0, o, ldo);
+            }
+            return;
+        }
+        D::gemm_tile::<Q4>(a, out, ldo);
     }
 }
 
