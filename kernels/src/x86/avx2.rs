@@ -1,9 +1,15 @@
 //! AVX2 kernels (+FMA, F16C), with `vpmaddubsw` or AVX-VNNI's VEX `vpdpbusd`.
 //!
 //! A 16-row panel is two ymm halves of 8 rows; each half runs the canonical
-//! sequence lane by lane. With 16 ymm registers, batched tiles are one half
-//! panel x up to 4 batch rows (block formats) or one panel x up to 4 rows
-//! (float formats); batch 1 runs two panels at once.
+//! sequence lane by lane. With 16 ymm registers, batched tiles are:
+//! - maddubs block formats: one half panel x up to 4 batch rows, whole K;
+//! - AVX-VNNI block formats: both halves x up to 5 rows over K passes of 16
+//!   blocks, chunk-outer (each code load serves 5 rows, each activation
+//!   broadcast both halves: 10 independent `vpdpbusd` chains), with the f32
+//!   accumulators in the tile since the registers hold the integer chains;
+//! - float formats: one panel x up to 4 rows.
+//!
+//! Batch 1 runs two panels per call.
 
 use super::F16_KC;
 use crate::act::{block_scales, ActBlock};
