@@ -92,6 +92,8 @@ pub(crate) struct TileArgs<'a> {
     pub x: &'a [f32],
     pub mr: usize,
     pub tile: &'a mut [f32],
+    /// Only the x86 float kernels stage data here so far.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub scratch: &'a mut [f32],
 }
 
@@ -488,7 +490,8 @@ impl Kernels {
                 };
                 // SAFETY: the table's ISA was checked at `for_isa`; matmul checked
                 // acts/x hold m rows, so rows i0..i0+mr exist; p + np <= panels;
-                // the tile holds mr * np * NR values.
+                // the tile holds mr * np * NR values and, for batches (mr > 1 only
+                // occurs when m > 1), scratch holds SCRATCH_FLOATS.
                 unsafe { func(&mut args) };
                 let c0 = p * NR;
                 let cols = (np * NR).min(n - c0);
