@@ -105,6 +105,28 @@ fn shared_layer_forwards_concurrently() {
     });
 }
 
+/// Batched calls keep their large buffers off the stack: a thread with a
+/// 128 KiB stack (tile calls run inline there: the layer is below the
+/// parallel threshold) gives the same bits as the main thread.
+#[test]
+fn batched_forward_runs_on_a_small_stack() {
+    for qt in QuantType::ALL {
+        let layer = layer(41, 300, 150, qt, true);
+        let x = values(42, 40 * 300, 1.0);
+        let want = layer.forward_f32(&x, 40);
+        let got = std::thread::Builder::new()
+            .stack_size(128 * 1024)
+            .spawn({
+                let (layer, x) = (layer.clone(), x.clone());
+                move || layer.forward_f32(&x, 40)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_same_bits(&got, &want, &format!("{qt} on a 128 KiB stack"));
+    }
+}
+
 #[test]
 fn gguf_bytes_round_trip_exactly() {
     for qt in QuantType::ALL {
