@@ -564,6 +564,9 @@ unsafe fn f_gemm_chunk<const P: usize, const R: usize, const H: bool>(
             let wv: [__m512; P] = core::array::from_fn(|i| {
                 let w = cw.w[i].add(s * cw.step);
                 if H {
+                    // Weights stream from memory here, once: prefetch ahead as
+                    // the batch-1 kernels do.
+                    prefetch((w as *const u8).wrapping_add(GEMV_PREFETCH));
                     _mm512_cvtph_ps(_mm256_loadu_si256(w as *const __m256i))
                 } else {
                     _mm512_loadu_ps(w)
