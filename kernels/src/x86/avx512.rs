@@ -17,8 +17,11 @@
 //! - BW block formats: one panel x 8 rows over whole blocks (the maddubs dot
 //!   keeps i16 partial sums per block, which the chunk loop cannot share).
 //! - Float formats: K in chunks of 128 steps; per chunk, every row's x values
-//!   are staged once at a fixed stride (kernel scratch), each panel pair is
-//!   widened to f32 once (F16), then two panels x 12 rows per register tile.
+//!   are staged once at a fixed stride (kernel scratch), then two panels x 12
+//!   rows per register tile. F16: the first row group widens the pair's
+//!   weights inside its FMA loop (loads from memory overlap the compute) and
+//!   keeps the f32 for the other groups; batches of up to 12 rows widen in
+//!   the loop with prefetch, as batch 1 does.
 
 use super::F16_KC;
 use crate::act::{block_scales, ActBlock};
@@ -527,6 +530,9 @@ const NO_LINES: Lines = Lines {
 struct ChunkW<const P: usize> {
     w: [*const f32; P],
     step: usize,
+    /// With `KEEP`, where to also store the widened f16 weights (step `s`,
+    /// panel `i` at `(s * P + i) * 16`) for the row groups that follow.
+    keep: *mut f32,
 }
 
 /// `R` batch rows x `P` panels over `kc` k-steps; `x` holds the rows' values for
@@ -535,7 +541,7 @@ struct ChunkW<const P: usize> {
 ///
 /// `pf`: lines to prefetch into L2 meanwhile (see [`Lines`]).
 #[inline(always)]
-unsafe fn f_gemm_chunk<const P: usize, const R: usize, const H: bool>(
+unsafe fn f_gemm_chunk<const P: usize, const R: usize, const H: bool, const KEEP: bool>(
     cw: ChunkW<P>,
     x: *const f32,
     kc: usize,
@@ -567,7 +573,11 @@ unsafe fn f_gemm_chunk<const P: usize, const R: usize, const H: bool>(
                     // Weights stream from memory here, once: prefetch ahead as
                     // the batch-1 kernels do.
                     prefetch((w as *const u8).wrapping_add(GEMV_PREFETCH));
-                    _mm512_cvtph_ps(_mm256_loadu_si256(w as *const __m256i))
+                    let v = _mm512_cvtph_ps(_mm256_loadu_si256(w as *const __m256i));
+                    if KEEP {
+                        _mm512_storeu_ps(cw.keep.add((s * P + i) * NR), v);
+                    }
+                    v
                 } else {
                     _mm512_loadu_ps(w)
                 }
@@ -610,20 +620,25 @@ unsafe fn f_gemm<const F16: bool, const P: usize>(
     // SAFETY: driver contract (tile size, panels, x rows); features enabled by caller;
     // buf holds F16_KC steps of P <= 2 panels; k0 + kc <= k.
     unsafe {
+        let widen_first = F16 && a.mr >= 12;
         let cw = if F16 {
-            for s in 0..kc {
-                for (i, panel) in panels.iter().enumerate() {
-                    _mm512_storeu_ps(buf.add((s * P + i) * NR), load_w::<true>(*panel, k0 + s));
+            if !widen_first {
+                for s in 0..kc {
+                    for (i, panel) in panels.iter().enumerate() {
+                        _mm512_storeu_ps(buf.add((s * P + i) * NR), load_w::<true>(*panel, k0 + s));
+                    }
                 }
             }
             ChunkW {
                 w: core::array::from_fn(|i| buf.add(i * NR) as *const f32),
                 step: P * NR,
+                keep: core::ptr::null_mut(),
             }
         } else {
             ChunkW {
                 w: core::array::from_fn(|i| (panels[i] as *const f32).add(k0 * NR)),
                 step: NR,
+                keep: core::ptr::null_mut(),
             }
         };
         let mut i0 = 0;
@@ -642,19 +657,29 @@ unsafe fn f_gemm<const F16: bool, const P: usize>(
                 NO_LINES
             };
             let (x, o) = (xc.add(i0 * F16_KC), out.add(i0 * ldo));
+            if widen_first && i0 == 0 {
+                let src = ChunkW::<P> {
+                    w: core::array::from_fn(|i| panels[i].add(k0 * 32) as *const f32),
+                    step: 8,
+                    keep: buf,
+                };
+                f_gemm_chunk::<P, 12, true, true>(src, x, kc, o, ldo, k0 == 0, pf);
+                i0 += 12;
+                continue;
+            }
             match r {
-                1 => f_gemm_chunk::<P, 1, false>(cw, x, kc, o, ldo, k0 == 0, pf),
-                2 => f_gemm_chunk::<P, 2, false>(cw, x, kc, o, ldo, k0 == 0, pf),
-                3 => f_gemm_chunk::<P, 3, false>(cw, x, kc, o, ldo, k0 == 0, pf),
-                4 => f_gemm_chunk::<P, 4, false>(cw, x, kc, o, ldo, k0 == 0, pf),
-                5 => f_gemm_chunk::<P, 5, false>(cw, x, kc, o, ldo, k0 == 0, pf),
-                6 => f_gemm_chunk::<P, 6, false>(cw, x, kc, o, ldo, k0 == 0, pf),
-                7 => f_gemm_chunk::<P, 7, false>(cw, x, kc, o, ldo, k0 == 0, pf),
-                8 => f_gemm_chunk::<P, 8, false>(cw, x, kc, o, ldo, k0 == 0, pf),
-                9 => f_gemm_chunk::<P, 9, false>(cw, x, kc, o, ldo, k0 == 0, pf),
-                10 => f_gemm_chunk::<P, 10, false>(cw, x, kc, o, ldo, k0 == 0, pf),
-                11 => f_gemm_chunk::<P, 11, false>(cw, x, kc, o, ldo, k0 == 0, pf),
-                _ => f_gemm_chunk::<P, 12, false>(cw, x, kc, o, ldo, k0 == 0, pf),
+                1 => f_gemm_chunk::<P, 1, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
+                2 => f_gemm_chunk::<P, 2, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
+                3 => f_gemm_chunk::<P, 3, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
+                4 => f_gemm_chunk::<P, 4, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
+                5 => f_gemm_chunk::<P, 5, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
+                6 => f_gemm_chunk::<P, 6, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
+                7 => f_gemm_chunk::<P, 7, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
+                8 => f_gemm_chunk::<P, 8, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
+                9 => f_gemm_chunk::<P, 9, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
+                10 => f_gemm_chunk::<P, 10, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
+                11 => f_gemm_chunk::<P, 11, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
+                _ => f_gemm_chunk::<P, 12, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
             }
             i0 += r;
         }
@@ -682,21 +707,22 @@ unsafe fn f_gemm_few<const P: usize>(
         let cw = ChunkW::<P> {
             w: core::array::from_fn(|i| a.w.panel(p + i).as_ptr().add(k0 * 32) as *const f32),
             step: 8,
+            keep: core::ptr::null_mut(),
         };
         let first = k0 == 0;
         match a.mr {
-            1 => f_gemm_chunk::<P, 1, true>(cw, xc, kc, out, ldo, first, NO_LINES),
-            2 => f_gemm_chunk::<P, 2, true>(cw, xc, kc, out, ldo, first, NO_LINES),
-            3 => f_gemm_chunk::<P, 3, true>(cw, xc, kc, out, ldo, first, NO_LINES),
-            4 => f_gemm_chunk::<P, 4, true>(cw, xc, kc, out, ldo, first, NO_LINES),
-            5 => f_gemm_chunk::<P, 5, true>(cw, xc, kc, out, ldo, first, NO_LINES),
-            6 => f_gemm_chunk::<P, 6, true>(cw, xc, kc, out, ldo, first, NO_LINES),
-            7 => f_gemm_chunk::<P, 7, true>(cw, xc, kc, out, ldo, first, NO_LINES),
-            8 => f_gemm_chunk::<P, 8, true>(cw, xc, kc, out, ldo, first, NO_LINES),
-            9 => f_gemm_chunk::<P, 9, true>(cw, xc, kc, out, ldo, first, NO_LINES),
-            10 => f_gemm_chunk::<P, 10, true>(cw, xc, kc, out, ldo, first, NO_LINES),
-            11 => f_gemm_chunk::<P, 11, true>(cw, xc, kc, out, ldo, first, NO_LINES),
-            _ => f_gemm_chunk::<P, 12, true>(cw, xc, kc, out, ldo, first, NO_LINES),
+            1 => f_gemm_chunk::<P, 1, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
+            2 => f_gemm_chunk::<P, 2, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
+            3 => f_gemm_chunk::<P, 3, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
+            4 => f_gemm_chunk::<P, 4, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
+            5 => f_gemm_chunk::<P, 5, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
+            6 => f_gemm_chunk::<P, 6, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
+            7 => f_gemm_chunk::<P, 7, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
+            8 => f_gemm_chunk::<P, 8, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
+            9 => f_gemm_chunk::<P, 9, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
+            10 => f_gemm_chunk::<P, 10, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
+            11 => f_gemm_chunk::<P, 11, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
+            _ => f_gemm_chunk::<P, 12, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
         }
     }
 }
