@@ -435,8 +435,10 @@ unsafe fn f_tile<const F16: bool>(a: &mut TileArgs) {
             let mut k0 = 0;
             while k0 < k {
                 let kc = (k - k0).min(F16_KC);
-                // Batches widen F16 once per chunk; batch 1 reads the panel directly.
-                let wp = if F16 && a.mr > 1 {
+                // Several row groups share F16 widened once per chunk; one row
+                // group widens as it goes (staging would store and reload every
+                // weight for a single use).
+                let wp = if F16 && a.mr > 4 {
                     for s in 0..kc {
                         let p = buf.add(s * NR);
                         _mm256_storeu_ps(p, load_w::<true>(panel, k0 + s, 0));
