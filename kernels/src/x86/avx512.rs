@@ -551,7 +551,8 @@ unsafe fn f_gemm_chunk<const P: usize, const R: usize, const H: bool, const KEEP
     pf: Lines,
 ) {
     // SAFETY: features enabled by the caller; x holds R rows of kc values at
-    // stride F16_KC, each cw.w[i] holds kc steps, out holds R rows at stride ldo.
+    // stride F16_KC, each cw.w[i] holds kc steps, out holds R rows at stride
+    // ldo, and with KEEP cw.keep holds kc * P * 16 values (f_gemm's buffer).
     unsafe {
         let mut acc: [[__m512; P]; R] = core::array::from_fn(|r| {
             core::array::from_fn(|i| {
