@@ -7,7 +7,8 @@
 //!   blocks, chunk-outer (each code load serves 5 rows, each activation
 //!   broadcast both halves: 10 independent `vpdpbusd` chains), with the f32
 //!   accumulators in the tile since the registers hold the integer chains;
-//! - float formats: one panel x up to 4 rows.
+//! - float formats: one panel x up to 4 rows; F16 is widened by the first
+//!   row group as it computes and kept as f32 for the chunk's other groups.
 //!
 //! Batch 1 runs two panels per call.
 
@@ -370,9 +371,11 @@ unsafe fn load_w<const F16: bool>(panel: *const u8, kk: usize, h: usize) -> __m2
 
 #[allow(clippy::too_many_arguments)]
 /// `R` rows of one panel over k-steps `k0..k0+kc`; weights are read from `wp`
-/// (`kc` steps of 16 f32) or straight from the panel (F32, `wp == None`).
+/// (`kc` steps of 16 f32) or straight from the panel (`wp == None`, F16
+/// widened as used). With `KEEP` (and `wp == None`) the widened weights are
+/// also stored to `keep`, at the layout `wp` reads, for the next row groups.
 #[inline(always)]
-unsafe fn f_chunk<const F16: bool, const R: usize>(
+unsafe fn f_chunk<const F16: bool, const R: usize, const KEEP: bool>(
     panel: *const u8,
     wp: Option<*const f32>,
     x: *const f32,
@@ -381,9 +384,11 @@ unsafe fn f_chunk<const F16: bool, const R: usize>(
     kc: usize,
     out: *mut f32,
     ldo: usize,
+    keep: *mut f32,
 ) {
     // SAFETY: features enabled by the caller; rows 0..R of x hold k values;
-    // k0 + kc <= k; out holds R rows of 16 at stride ldo.
+    // k0 + kc <= k; out holds R rows of 16 at stride ldo; with KEEP, keep
+    // holds kc * 16 values.
     unsafe {
         let mut acc: [[__m256; 2]; R] = core::array::from_fn(|r| {
             if k0 == 0 {
@@ -406,6 +411,10 @@ unsafe fn f_chunk<const F16: bool, const R: usize>(
                     load_w::<F16>(panel, k0 + s, 1),
                 ),
             };
+            if KEEP {
+                _mm256_storeu_ps(keep.add(s * NR), w0);
+                _mm256_storeu_ps(keep.add(s * NR + 8), w1);
+            }
             for (r, acc) in acc.iter_mut().enumerate() {
                 let xv = _mm256_set1_ps(*x.add(r * k + k0 + s));
                 acc[0] = _mm256_fmadd_ps(w0, xv, acc[0]);
@@ -435,28 +444,66 @@ unsafe fn f_tile<const F16: bool>(a: &mut TileArgs) {
             let mut k0 = 0;
             while k0 < k {
                 let kc = (k - k0).min(F16_KC);
-                // Several row groups share F16 widened once per chunk; one row
-                // group widens as it goes (staging would store and reload every
-                // weight for a single use).
+                // F16: the first row group widens as it goes; with more groups
+                // it keeps the f32 weights for them (loads from memory overlap
+                // its FMAs, and one group alone stores nothing).
+                let mut i0 = 0;
                 let wp = if F16 && a.mr > 4 {
-                    for s in 0..kc {
-                        let p = buf.add(s * NR);
-                        _mm256_storeu_ps(p, load_w::<true>(panel, k0 + s, 0));
-                        _mm256_storeu_ps(p.add(8), load_w::<true>(panel, k0 + s, 1));
-                    }
+                    let x = a.x.as_ptr();
+                    f_chunk::<F16, 4, true>(panel, None, x, k, k0, kc, o, ldo, buf);
+                    i0 = 4;
                     Some(buf as *const f32)
                 } else {
                     None
                 };
-                let mut i0 = 0;
                 while i0 < a.mr {
                     let r = (a.mr - i0).min(4);
                     let (x, o) = (a.x.as_ptr().add(i0 * k), o.add(i0 * ldo));
                     match r {
-                        1 => f_chunk::<F16, 1>(panel, wp, x, k, k0, kc, o, ldo),
-                        2 => f_chunk::<F16, 2>(panel, wp, x, k, k0, kc, o, ldo),
-                        3 => f_chunk::<F16, 3>(panel, wp, x, k, k0, kc, o, ldo),
-                        _ => f_chunk::<F16, 4>(panel, wp, x, k, k0, kc, o, ldo),
+                        1 => f_chunk::<F16, 1, false>(
+                            panel,
+                            wp,
+                            x,
+                            k,
+                            k0,
+                            kc,
+                            o,
+                            ldo,
+                            core::ptr::null_mut(),
+                        ),
+                        2 => f_chunk::<F16, 2, false>(
+                            panel,
+                            wp,
+                            x,
+                            k,
+                            k0,
+                            kc,
+                            o,
+                            ldo,
+                            core::ptr::null_mut(),
+                        ),
+                        3 => f_chunk::<F16, 3, false>(
+                            panel,
+                            wp,
+                            x,
+                            k,
+                            k0,
+                            kc,
+                            o,
+                            ldo,
+                            core::ptr::null_mut(),
+                        ),
+                        _ => f_chunk::<F16, 4, false>(
+                            panel,
+                            wp,
+                            x,
+                            k,
+                            k0,
+                            kc,
+                            o,
+                            ldo,
+                            core::ptr::null_mut(),
+                        ),
                     }
                     i0 += r;
                 }
