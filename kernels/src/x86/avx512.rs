@@ -621,15 +621,11 @@ unsafe fn f_gemm<const F16: bool, const P: usize>(
     // SAFETY: driver contract (tile size, panels, x rows); features enabled by caller;
     // buf holds F16_KC steps of P <= 2 panels; k0 + kc <= k.
     unsafe {
-        let widen_first = F16 && a.mr >= 12;
+        // F16 batches here have more than 12 rows (f_tile sends smaller ones
+        // to f_gemm_few): the first, full row group widens the weights into
+        // `buf` as it computes, the others read them from there.
+        debug_assert!(!F16 || a.mr > 12);
         let cw = if F16 {
-            if !widen_first {
-                for s in 0..kc {
-                    for (i, panel) in panels.iter().enumerate() {
-                        _mm512_storeu_ps(buf.add((s * P + i) * NR), load_w::<true>(*panel, k0 + s));
-                    }
-                }
-            }
             ChunkW {
                 w: core::array::from_fn(|i| buf.add(i * NR) as *const f32),
                 step: P * NR,
@@ -658,7 +654,7 @@ unsafe fn f_gemm<const F16: bool, const P: usize>(
                 NO_LINES
             };
             let (x, o) = (xc.add(i0 * F16_KC), out.add(i0 * ldo));
-            if widen_first && i0 == 0 {
+            if F16 && i0 == 0 {
                 let src = ChunkW::<P> {
                     w: core::array::from_fn(|i| panels[i].add(k0 * 32) as *const f32),
                     step: 8,
