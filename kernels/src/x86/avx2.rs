@@ -211,7 +211,8 @@ unsafe fn q_half<D: Dot256, const Q4: bool, const R: usize>(
     }
 }
 
-/// Batched tile of the maddubs dot: each half panel x 4 rows, whole K.
+/// Each half panel x up to 4 rows, whole K: the maddubs dot's batched tile,
+/// and batch 1 for both dots.
 #[inline(always)]
 unsafe fn q_gemm_halves<D: Dot256, const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize) {
     // SAFETY: driver contract (tile size, panels, act rows); features enabled by caller.
@@ -343,16 +344,12 @@ unsafe fn q_tile<D: Dot256, const Q4: bool>(a: &mut TileArgs) {
     let out = a.tile.as_mut_ptr();
     // SAFETY: driver contract (tile size, panels, act rows); features enabled by caller.
     unsafe {
+        // Batch 1: the half-panel loop (one row) for either dot.
         if a.mr == 1 {
-            for pi in 0..a.np {
-                let panel = a.w.panel(a.p0 + pi).as_ptr();
-                let o = out.add(pi * NR);
-                q_half::<D, Q4, 1>(a, panel, 0, 0, o, ldo);
-                q_half::<D, Q4, 1>(a, panel, 1, 0, o, ldo);
-            }
-            return;
+            q_gemm_halves::<D, Q4>(a, out, ldo);
+        } else {
+            D::gemm_tile::<Q4>(a, out, ldo);
         }
-        D::gemm_tile::<Q4>(a, out, ldo);
     }
 }
 
