@@ -99,6 +99,16 @@ fn forward_into_allocates_nothing_after_warm_up() {
     );
     for qt in [QuantType::Q4_0, QuantType::Q8_0, QuantType::F16] {
         let layer = QuantizedLinear::from_linear_params(&w, Some(&bias), k, n, qt);
+        // A thread allocates its batch buffer the first time it runs a tile,
+        // and which pool thread steals which tile is up to rayon: warm up
+        // every thread with a batched call of its own (the caller always runs
+        // the first part of its call itself), so that the count below does
+        // not depend on how earlier calls happened to be split.
+        rayon::broadcast(|_| {
+            let x = values(11, 8 * k);
+            let mut y = vec![0.0f32; 8 * n];
+            layer.forward_into(&x, 8, &mut y).unwrap();
+        });
         // Called from a worker of the default pool (as inside a rayon-parallel
         // model): the library and rayon allocate nothing.
         let mut on_worker = [0u64; 2];
