@@ -126,10 +126,16 @@ pub(crate) const F16_KC: usize = 128;
 /// Kernel scratch per batched call: one chunk of x values for every row.
 pub(crate) const SCRATCH_FLOATS: usize = MAX_TILE_ROWS * F16_KC;
 
+/// 16 f32 values on one cache line: the unit of the kernels' buffers, so that
+/// their 64-byte vector loads and stores never straddle two lines.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct F32Line(pub(crate) [f32; 16]);
+
 std::thread_local! {
     /// Per-thread buffer of batched calls (tile, then kernel scratch): too
     /// large for the stack of every thread a caller may use, allocated once.
-    static BATCH_BUF: core::cell::RefCell<Vec<f32>> = const { core::cell::RefCell::new(Vec::new()) };
+    static BATCH_BUF: core::cell::RefCell<Vec<F32Line>> = const { core::cell::RefCell::new(Vec::new()) };
 }
 
 /// Batch rows per tile call (kernels split them into register tiles). Large, so
@@ -413,7 +419,8 @@ impl Kernels {
         debug_assert!(np * mr * NR <= TILE);
         if m == 1 {
             // Batch 1 needs np * 16 values: on the stack, no scratch.
-            let mut tile = [0.0f32; 8 * NR];
+            let mut tile = [F32Line([0.0; 16]); 8 * NR / 16];
+            let tile: &mut [f32] = bytemuck::cast_slice_mut(&mut tile);
             debug_assert!(np * NR <= tile.len());
             return self.run_tiles_in(
                 func,
@@ -425,16 +432,18 @@ impl Kernels {
                 panels,
                 rows,
                 (np, 1),
-                &mut tile,
+                tile,
                 &mut [],
             );
         }
         BATCH_BUF.with(|buf| {
             let mut buf = buf.borrow_mut();
-            if buf.len() < TILE + SCRATCH_FLOATS {
-                buf.resize(TILE + SCRATCH_FLOATS, 0.0);
+            let lines = (TILE + SCRATCH_FLOATS) / 16;
+            if buf.len() < lines {
+                buf.resize(lines, F32Line([0.0; 16]));
             }
-            let (tile, scratch) = buf.split_at_mut(TILE);
+            let floats: &mut [f32] = bytemuck::cast_slice_mut(&mut buf[..]);
+            let (tile, scratch) = floats.split_at_mut(TILE);
             self.run_tiles_in(
                 func,
                 w,

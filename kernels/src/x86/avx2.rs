@@ -16,7 +16,7 @@ use super::F16_KC;
 use crate::act::{block_scales, ActBlock};
 use crate::formats::QK;
 use crate::pack::{NR, Q4_CODE_BYTES, Q8_CODE_BYTES};
-use crate::TileArgs;
+use crate::{F32Line, TileArgs};
 use core::arch::x86_64::*;
 use core::ops::Range;
 
@@ -433,7 +433,7 @@ unsafe fn f_tile<const F16: bool>(a: &mut TileArgs) {
     // SAFETY: driver contract (tile size, panels, x rows); features enabled by caller.
     unsafe {
         // Scratch written before it is read (no zeroing per call).
-        let mut buf = core::mem::MaybeUninit::<[f32; F16_KC * NR]>::uninit();
+        let mut buf = core::mem::MaybeUninit::<[F32Line; F16_KC * NR / 16]>::uninit();
         let buf = buf.as_mut_ptr() as *mut f32;
         for pi in 0..a.np {
             let panel = a.w.panel(a.p0 + pi).as_ptr();

@@ -27,7 +27,7 @@ use super::F16_KC;
 use crate::act::{block_scales, ActBlock};
 use crate::formats::QK;
 use crate::pack::{NR, Q4_CODE_BYTES, Q8_CODE_BYTES};
-use crate::{TileArgs, MAX_TILE_ROWS, SCRATCH_FLOATS};
+use crate::{F32Line, TileArgs, MAX_TILE_ROWS, SCRATCH_FLOATS};
 use core::arch::x86_64::*;
 use core::ops::Range;
 
@@ -616,7 +616,7 @@ unsafe fn f_gemm<const F16: bool, const P: usize>(
     let ldo = a.np * NR;
     let panels: [*const u8; P] = core::array::from_fn(|i| a.w.panel(p + i).as_ptr());
     // Scratch written before it is read (no zeroing per call).
-    let mut buf = core::mem::MaybeUninit::<[f32; F16_KC * NR * 2]>::uninit();
+    let mut buf = core::mem::MaybeUninit::<[F32Line; F16_KC * NR * 2 / 16]>::uninit();
     let buf = buf.as_mut_ptr() as *mut f32;
     // SAFETY: driver contract (tile size, panels, x rows); features enabled by caller;
     // buf holds F16_KC steps of P <= 2 panels; k0 + kc <= k.
