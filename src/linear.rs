@@ -335,7 +335,7 @@ impl QuantizedLinear {
     /// Writes `[batch, out_features]` into `out`. Allocates nothing once the
     /// calling thread's activation scratch has grown to the batch size and,
     /// for batches, every thread that runs part of the call has its tile
-    /// buffer (allocated on its first batched tile). Large layers run on
+    /// buffer (grown on the first batched tile that needs more). Large layers run on
     /// rayon's current pool; see the README on calls made from outside any
     /// pool.
     pub fn forward_into(

@@ -80,21 +80,23 @@ use rayon::prelude::*;
 ///
 /// The driver guarantees, before any call: `p0 + np <= w.panels()`,
 /// `acts.len() >= mr * nb` (block formats) or `x.len() >= mr * k` (float
-/// formats), `tile.len() >= mr * np * NR`, and, when `mr > 1`,
-/// `scratch.len() >= SCRATCH_FLOATS`. Kernels write raw accumulators (before
-/// bias) to `tile[i * np * NR + pi * NR + r]`; `scratch` is theirs to use
-/// (its contents on entry are unspecified).
+/// formats), `tile.len() >= mr * np * NR`, and `xp` as its field says.
+/// Kernels write raw accumulators (before bias) to
+/// `tile[i * np * NR + pi * NR + r]`.
 pub(crate) struct TileArgs<'a> {
     pub w: &'a PackedMatrix,
     pub p0: usize,
     pub np: usize,
     pub acts: &'a [ActBlock],
     pub x: &'a [f32],
+    /// The tile's `mr` rows of `x` packed chunk-major, when the table asks for
+    /// it (`pack_x`, float formats, `mr > 1`), else empty: the values of row
+    /// `r` for k-steps `c * F16_KC..` start at `xp[(c * mr + r) * F16_KC]`, and
+    /// `xp.len() >= ceil(k / F16_KC) * mr * F16_KC`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub xp: &'a [f32],
     pub mr: usize,
     pub tile: &'a mut [f32],
-    /// Only the x86 float kernels stage data here so far.
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    pub scratch: &'a mut [f32],
 }
 
 type TileFn = unsafe fn(&mut TileArgs);
@@ -114,17 +116,17 @@ pub struct Kernels {
     gemv_panels: usize,
     /// Panels per call for batches (at most `MAX_GEMM_PANELS`).
     gemm_panels: usize,
+    /// Whether batched float tiles read x packed chunk-major (`TileArgs::xp`):
+    /// packed once per row group and thread, read by all the group's tiles.
+    pack_x: bool,
 }
 
 /// Upper bound of [`Kernels`]' panels per batched call.
 const MAX_GEMM_PANELS: usize = 8;
 
-/// k-steps per chunk of the batched float kernels (x values of a chunk are
-/// staged at this stride; F16 weights are widened to f32 a chunk at a time).
+/// k-steps per chunk of the batched float kernels (the chunks of packed x;
+/// F16 weights are widened to f32 a chunk at a time).
 pub(crate) const F16_KC: usize = 128;
-
-/// Kernel scratch per batched call: one chunk of x values for every row.
-pub(crate) const SCRATCH_FLOATS: usize = MAX_TILE_ROWS * F16_KC;
 
 /// 16 f32 values on one cache line: the unit of the kernels' buffers, so that
 /// their 64-byte vector loads and stores never straddle two lines.
@@ -133,8 +135,9 @@ pub(crate) const SCRATCH_FLOATS: usize = MAX_TILE_ROWS * F16_KC;
 pub(crate) struct F32Line(pub(crate) [f32; 16]);
 
 std::thread_local! {
-    /// Per-thread buffer of batched calls (tile, then kernel scratch): too
-    /// large for the stack of every thread a caller may use, allocated once.
+    /// Per-thread buffer of batched calls (tile, then packed x): too large
+    /// for the stack of every thread a caller may use; grows to the largest
+    /// call the thread has run, then is reused.
     static BATCH_BUF: core::cell::RefCell<Vec<F32Line>> = const { core::cell::RefCell::new(Vec::new()) };
 }
 
@@ -436,14 +439,19 @@ impl Kernels {
                 &mut [],
             );
         }
+        let xp_len = if self.pack_x && !x.is_empty() {
+            rows.len().min(MAX_TILE_ROWS) * w.k().div_ceil(F16_KC) * F16_KC
+        } else {
+            0
+        };
         BATCH_BUF.with(|buf| {
             let mut buf = buf.borrow_mut();
-            let lines = (TILE + SCRATCH_FLOATS) / 16;
+            let lines = (TILE + xp_len) / 16;
             if buf.len() < lines {
                 buf.resize(lines, F32Line([0.0; 16]));
             }
-            let floats: &mut [f32] = bytemuck::cast_slice_mut(&mut buf[..]);
-            let (tile, scratch) = floats.split_at_mut(TILE);
+            let floats: &mut [f32] = bytemuck::cast_slice_mut(&mut buf[..lines]);
+            let (tile, xp) = floats.split_at_mut(TILE);
             self.run_tiles_in(
                 func,
                 w,
@@ -455,12 +463,14 @@ impl Kernels {
                 rows,
                 (np, mr),
                 tile,
-                scratch,
+                xp,
             );
         });
     }
 
-    /// `run_tiles` with its buffers: tile calls of up to `np` panels x `mr` rows.
+    /// `run_tiles` with its buffers: tile calls of up to `np` panels x `mr`
+    /// rows. With a non-empty `xp_buf` (float formats, tables with `pack_x`)
+    /// each group of `mr` rows is packed into it once, then runs all panels.
     #[allow(clippy::too_many_arguments)]
     fn run_tiles_in(
         &self,
@@ -474,56 +484,94 @@ impl Kernels {
         rows: Range<usize>,
         (np, mr): (usize, usize),
         tile: &mut [f32],
-        scratch: &mut [f32],
+        xp_buf: &mut [f32],
     ) {
         let (n, k, nb) = (w.n(), w.k(), w.blocks_per_row());
-        let mut p = panels.start;
-        while p < panels.end {
-            let np = np.min(panels.end - p);
+        let mut call = |p: usize, np: usize, i0: usize, mr: usize, xp: &[f32]| {
+            let mut args = TileArgs {
+                w,
+                p0: p,
+                np,
+                acts: if acts.is_empty() {
+                    acts
+                } else {
+                    &acts[i0 * nb..]
+                },
+                x: if x.is_empty() { x } else { &x[i0 * k..] },
+                xp,
+                mr,
+                tile: &mut tile[..mr * np * NR],
+            };
+            // SAFETY: the table's ISA was checked at `for_isa`; matmul checked
+            // acts/x hold m rows, so rows i0..i0+mr exist; p + np <= panels;
+            // the tile holds mr * np * NR values; xp is empty or packs these
+            // rows (pack_chunks).
+            unsafe { func(&mut args) };
+            let c0 = p * NR;
+            let cols = (np * NR).min(n - c0);
+            for i in 0..mr {
+                let src = &tile[i * np * NR..i * np * NR + cols];
+                let row = (i0 + i) * n + c0;
+                // SAFETY: row + cols <= m * n = out.len(); this task owns
+                // columns c0..c0+cols of every row (see `matmul`).
+                let dst = unsafe { core::slice::from_raw_parts_mut(out.0.add(row), cols) };
+                match bias {
+                    Some(b) => {
+                        for ((d, &s), &bv) in dst.iter_mut().zip(src).zip(&b[c0..c0 + cols]) {
+                            *d = s + bv;
+                        }
+                    }
+                    None => dst.copy_from_slice(src),
+                }
+            }
+        };
+        if xp_buf.is_empty() {
+            // Panels outer: a panel group's weights stay in cache across the
+            // row groups.
+            let mut p = panels.start;
+            while p < panels.end {
+                let np = np.min(panels.end - p);
+                let mut i0 = rows.start;
+                while i0 < rows.end {
+                    let mr = mr.min(rows.end - i0);
+                    call(p, np, i0, mr, &[]);
+                    i0 += mr;
+                }
+                p += np;
+            }
+        } else {
+            // Rows outer: a row group's x is packed once for all its tiles.
             let mut i0 = rows.start;
             while i0 < rows.end {
                 let mr = mr.min(rows.end - i0);
-                let mut args = TileArgs {
-                    w,
-                    p0: p,
-                    np,
-                    acts: if acts.is_empty() {
-                        acts
-                    } else {
-                        &acts[i0 * nb..]
-                    },
-                    x: if x.is_empty() { x } else { &x[i0 * k..] },
-                    mr,
-                    tile: &mut tile[..mr * np * NR],
-                    scratch: &mut *scratch,
-                };
-                // SAFETY: the table's ISA was checked at `for_isa`; matmul checked
-                // acts/x hold m rows, so rows i0..i0+mr exist; p + np <= panels;
-                // the tile holds mr * np * NR values and, for batches (mr > 1 only
-                // occurs when m > 1), scratch holds SCRATCH_FLOATS.
-                unsafe { func(&mut args) };
-                let c0 = p * NR;
-                let cols = (np * NR).min(n - c0);
-                for i in 0..mr {
-                    let src = &tile[i * np * NR..i * np * NR + cols];
-                    let row = (i0 + i) * n + c0;
-                    // SAFETY: row + cols <= m * n = out.len(); this task owns
-                    // columns c0..c0+cols of every row (see `matmul`).
-                    let dst = unsafe { core::slice::from_raw_parts_mut(out.0.add(row), cols) };
-                    match bias {
-                        Some(b) => {
-                            for ((d, &s), &bv) in dst.iter_mut().zip(src).zip(&b[c0..c0 + cols]) {
-                                *d = s + bv;
-                            }
-                        }
-                        None => dst.copy_from_slice(src),
-                    }
+                let xp = pack_chunks(&x[i0 * k..(i0 + mr) * k], k, xp_buf);
+                let mut p = panels.start;
+                while p < panels.end {
+                    let np = np.min(panels.end - p);
+                    call(p, np, i0, mr, xp);
+                    p += np;
                 }
                 i0 += mr;
             }
-            p += np;
         }
     }
+}
+
+/// Packs rows of `k` values chunk-major into `buf` (the layout of
+/// [`TileArgs::xp`]): consecutive rows of one chunk are adjacent, at a fixed
+/// stride, so a tile's x loads never compete for the same cache sets (rows
+/// of `k` floats are often a multiple of 4 KiB apart).
+fn pack_chunks<'b>(x: &[f32], k: usize, buf: &'b mut [f32]) -> &'b [f32] {
+    let mr = x.len() / k;
+    let xp = &mut buf[..k.div_ceil(F16_KC) * mr * F16_KC];
+    for (c, chunk) in xp.chunks_exact_mut(mr * F16_KC).enumerate() {
+        let k0 = c * F16_KC;
+        let kc = (k - k0).min(F16_KC);
+        for (dst, row) in chunk.chunks_exact_mut(F16_KC).zip(x.chunks_exact(k)) {
+            dst[..kc].copy_from_slice(&row[k0..k0 + kc]);
+        }
+    }
+    xp
 }
 
 /// Compares two f32 slices bit for bit, with every NaN equal to every NaN.

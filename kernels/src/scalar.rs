@@ -18,6 +18,7 @@ pub(crate) static KERNELS: Kernels = Kernels {
     f32: f32_tile,
     gemv_panels: 1,
     gemm_panels: 1,
+    pack_x: false,
 };
 
 unsafe fn quantize_row(x: &[f32], offset: i32, out: &mut [ActBlock]) {

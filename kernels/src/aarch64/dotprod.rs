@@ -19,6 +19,7 @@ pub(crate) static KERNELS: Kernels = Kernels {
     f32: f32_tile,
     gemv_panels: GEMV_PANELS,
     gemm_panels: 1,
+    pack_x: false,
 };
 
 #[target_feature(enable = "dotprod")]

@@ -101,7 +101,6 @@ fn run_tile(
     );
     // Garbage first, so a lane the kernel fails to write shows up.
     let mut tile = vec![f32::from_bits(0x7F80_1234); mr * np * NR];
-    let mut scratch = vec![f32::from_bits(0x7F80_1234); crate::SCRATCH_FLOATS];
     let mut args = TileArgs {
         w,
         p0,
@@ -110,10 +109,10 @@ fn run_tile(
         x: if block { &[] } else { x },
         mr,
         tile: &mut tile,
-        scratch: &mut scratch,
+        xp: &[],
     };
     // SAFETY: `t` came from `Kernels::for_isa` (CPU checked); p0 + np <= panels,
-    // acts / x hold mr rows, the tile mr * np * NR values, scratch SCRATCH_FLOATS.
+    // acts / x hold mr rows, the tile mr * np * NR values; these tables do not pack x.
     unsafe { tile_fn(t, w)(&mut args) };
     tile
 }

@@ -568,7 +568,8 @@ kernel_table!(
     "avx2,fma,f16c",
     Maddubs,
     gemv_panels: 2,
-    gemm_panels: 1
+    gemm_panels: 1,
+    pack_x: false
 );
 kernel_table!(
     vnni,
@@ -576,5 +577,6 @@ kernel_table!(
     "avx2,fma,f16c,avxvnni",
     VnniVex,
     gemv_panels: 2,
-    gemm_panels: 1
+    gemm_panels: 1,
+    pack_x: false
 );

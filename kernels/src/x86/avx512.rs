@@ -16,9 +16,9 @@
 //!   chains hide its latency (measured: +10-35% over one panel x 8 rows).
 //! - BW block formats: one panel x 8 rows over whole blocks (the maddubs dot
 //!   keeps i16 partial sums per block, which the chunk loop cannot share).
-//! - Float formats: K in chunks of 128 steps; per chunk, every row's x values
-//!   are staged once at a fixed stride (kernel scratch), then two panels x 12
-//!   rows per register tile. F16: the first row group widens the pair's
+//! - Float formats: K in chunks of 128 steps over x packed chunk-major by the
+//!   driver (once per row group, for all its tiles); per chunk, two panels x
+//!   12 rows per register tile. F16: the first row group widens the pair's
 //!   weights inside its FMA loop (loads from memory overlap the compute) and
 //!   keeps the f32 for the other groups; batches of up to 12 rows widen in
 //!   the loop with prefetch, as batch 1 does.
@@ -27,7 +27,7 @@ use super::F16_KC;
 use crate::act::{block_scales, ActBlock};
 use crate::formats::QK;
 use crate::pack::{NR, Q4_CODE_BYTES, Q8_CODE_BYTES};
-use crate::{F32Line, TileArgs, MAX_TILE_ROWS, SCRATCH_FLOATS};
+use crate::{F32Line, TileArgs, MAX_TILE_ROWS};
 use core::arch::x86_64::*;
 use core::ops::Range;
 
@@ -642,12 +642,11 @@ unsafe fn f_gemm<const F16: bool, const P: usize>(
         while i0 < a.mr {
             let r = (a.mr - i0).min(12);
             // On a chunk's last pair, each row group prefetches its rows' next
-            // x chunk: the staging copy would otherwise wait on L3 (+3%
-            // measured; prefetching the next pair's weights gained nothing).
+            // x chunk (prefetching the next pair's weights gained nothing).
             let pf = if let Some(nk0) = prefetch_x {
                 Lines {
-                    base: a.x.as_ptr().wrapping_add(i0 * a.w.k() + nk0) as *const u8,
-                    stride: a.w.k() * 4,
+                    base: a.xp.as_ptr().wrapping_add(nk0 * a.mr + i0 * F16_KC) as *const u8,
+                    stride: F16_KC * 4,
                     steps: 8 * r,
                 }
             } else {
@@ -744,34 +743,16 @@ unsafe fn f_tile<const F16: bool>(a: &mut TileArgs) {
             return;
         }
         // K-chunk outer: the rows' x values of a chunk are read from cache by
-        // every panel pair of the tile, not streamed again per pair.
+        // every panel pair of the tile, not streamed again per pair. x comes
+        // packed (rows of a chunk at stride F16_KC: constant displacements
+        // for the broadcasts, no cache-set conflicts between rows).
         let k = a.w.k();
-        debug_assert!(a.mr <= MAX_TILE_ROWS && a.scratch.len() >= SCRATCH_FLOATS);
-        let xbuf = a.scratch.as_mut_ptr();
+        debug_assert!(a.mr <= MAX_TILE_ROWS);
+        debug_assert!(a.xp.len() >= k.div_ceil(F16_KC) * a.mr * F16_KC);
         let mut k0 = 0;
         while k0 < k {
             let kc = (k - k0).min(F16_KC);
-            // This chunk of every row's x values, at a fixed stride (constant
-            // displacements for the broadcasts, no cache-set conflicts between rows).
-            for r in 0..a.mr {
-                let src = a.x.as_ptr().add(r * k + k0);
-                let dst = xbuf.add(r * F16_KC);
-                let mut s = 0;
-                while s < kc {
-                    let mask: __mmask16 = if kc - s >= 16 {
-                        0xFFFF
-                    } else {
-                        ((1u32 << (kc - s)) - 1) as u16
-                    };
-                    _mm512_mask_storeu_ps(
-                        dst.add(s),
-                        mask,
-                        _mm512_maskz_loadu_ps(mask, src.add(s)),
-                    );
-                    s += 16;
-                }
-            }
-            let xc = xbuf as *const f32;
+            let xc = a.xp.as_ptr().add(k0 * a.mr);
             let mut p = 0;
             while p < a.np {
                 let o = out.add(p * NR);
@@ -849,7 +830,8 @@ kernel_table!(
     "avx512f,avx512bw,avx512vl,avx2,fma,f16c",
     Maddubs,
     gemv_panels: 4,
-    gemm_panels: 8
+    gemm_panels: 8,
+    pack_x: true
 );
 kernel_table!(
     vnni,
@@ -857,5 +839,6 @@ kernel_table!(
     "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
     Vnni,
     gemv_panels: 4,
-    gemm_panels: 8
+    gemm_panels: 8,
+    pack_x: true
 );

@@ -7,7 +7,7 @@
 /// `#[target_feature]` entry points around the parent module's generic
 /// `quantize_row`, `q_tile::<Dot, Q4>` and `f_tile::<F16>`.
 macro_rules! kernel_table {
-    ($name:ident, $isa:expr, $features:literal, $dot:ty, gemv_panels: $gemv:expr, gemm_panels: $gemm:expr) => {
+    ($name:ident, $isa:expr, $features:literal, $dot:ty, gemv_panels: $gemv:expr, gemm_panels: $gemm:expr, pack_x: $pack:expr) => {
         pub(crate) mod $name {
             use super::*;
 
@@ -46,6 +46,7 @@ macro_rules! kernel_table {
                 f32,
                 gemv_panels: $gemv,
                 gemm_panels: $gemm,
+                pack_x: $pack,
             };
         }
     };
