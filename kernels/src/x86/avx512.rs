@@ -541,7 +541,13 @@ struct ChunkW<const P: usize> {
 ///
 /// `pf`: lines to prefetch into L2 meanwhile (see [`Lines`]).
 #[inline(always)]
-unsafe fn f_gemm_chunk<const P: usize, const R: usize, const H: bool, const KEEP: bool>(
+unsafe fn f_gemm_chunk<
+    const P: usize,
+    const R: usize,
+    const H: bool,
+    const S: bool,
+    const KEEP: bool,
+>(
     cw: ChunkW<P>,
     x: *const f32,
     kc: usize,
@@ -570,18 +576,20 @@ unsafe fn f_gemm_chunk<const P: usize, const R: usize, const H: bool, const KEEP
             }
             let wv: [__m512; P] = core::array::from_fn(|i| {
                 let w = cw.w[i].add(s * cw.step);
-                if H {
+                if S {
                     // Weights stream from memory here, once: prefetch ahead as
                     // the batch-1 kernels do.
                     prefetch((w as *const u8).wrapping_add(GEMV_PREFETCH));
-                    let v = _mm512_cvtph_ps(_mm256_loadu_si256(w as *const __m256i));
-                    if KEEP {
-                        _mm512_storeu_ps(cw.keep.add((s * P + i) * NR), v);
-                    }
-                    v
+                }
+                let v = if H {
+                    _mm512_cvtph_ps(_mm256_loadu_si256(w as *const __m256i))
                 } else {
                     _mm512_loadu_ps(w)
+                };
+                if KEEP {
+                    _mm512_storeu_ps(cw.keep.add((s * P + i) * NR), v);
                 }
+                v
             });
             for (r, acc) in acc.iter_mut().enumerate() {
                 let xv = _mm512_set1_ps(*x.add(r * F16_KC + s));
@@ -614,29 +622,21 @@ unsafe fn f_gemm<const F16: bool, const P: usize>(
     prefetch_x: Option<usize>,
 ) {
     let ldo = a.np * NR;
-    let panels: [*const u8; P] = core::array::from_fn(|i| a.w.panel(p + i).as_ptr());
     // Scratch written before it is read (no zeroing per call).
     let mut buf = core::mem::MaybeUninit::<[F32Line; F16_KC * NR * 2 / 16]>::uninit();
     let buf = buf.as_mut_ptr() as *mut f32;
     // SAFETY: driver contract (tile size, panels, x rows); features enabled by caller;
     // buf holds F16_KC steps of P <= 2 panels; k0 + kc <= k.
     unsafe {
-        // F16 batches here have more than 12 rows (f_tile sends smaller ones
-        // to f_gemm_few): the first, full row group widens the weights into
-        // `buf` as it computes, the others read them from there.
-        debug_assert!(!F16 || a.mr > 12);
-        let cw = if F16 {
-            ChunkW {
-                w: core::array::from_fn(|i| buf.add(i * NR) as *const f32),
-                step: P * NR,
-                keep: core::ptr::null_mut(),
-            }
-        } else {
-            ChunkW {
-                w: core::array::from_fn(|i| (panels[i] as *const f32).add(k0 * NR)),
-                step: NR,
-                keep: core::ptr::null_mut(),
-            }
+        // Batches here have more than 12 rows (f_tile sends smaller ones to
+        // f_gemm_few): the first, full row group streams the weights from the
+        // panels (F16: widens them) as it computes and keeps the f32 in `buf`
+        // (aligned, in L1), the others read them from there.
+        debug_assert!(a.mr > 12);
+        let cw = ChunkW {
+            w: core::array::from_fn(|i| buf.add(i * NR) as *const f32),
+            step: P * NR,
+            keep: core::ptr::null_mut(),
         };
         let mut i0 = 0;
         while i0 < a.mr {
@@ -653,42 +653,71 @@ unsafe fn f_gemm<const F16: bool, const P: usize>(
                 NO_LINES
             };
             let (x, o) = (xc.add(i0 * F16_KC), out.add(i0 * ldo));
-            if F16 && i0 == 0 {
-                let src = ChunkW::<P> {
-                    w: core::array::from_fn(|i| panels[i].add(k0 * 32) as *const f32),
-                    step: 8,
-                    keep: buf,
-                };
-                f_gemm_chunk::<P, 12, true, true>(src, x, kc, o, ldo, k0 == 0, pf);
+            if i0 == 0 {
+                let src = panel_chunk::<F16, P>(a, p, k0, buf);
+                f_gemm_chunk::<P, 12, F16, true, true>(src, x, kc, o, ldo, k0 == 0, pf);
                 i0 += 12;
                 continue;
             }
             match r {
-                1 => f_gemm_chunk::<P, 1, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
-                2 => f_gemm_chunk::<P, 2, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
-                3 => f_gemm_chunk::<P, 3, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
-                4 => f_gemm_chunk::<P, 4, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
-                5 => f_gemm_chunk::<P, 5, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
-                6 => f_gemm_chunk::<P, 6, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
-                7 => f_gemm_chunk::<P, 7, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
-                8 => f_gemm_chunk::<P, 8, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
-                9 => f_gemm_chunk::<P, 9, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
-                10 => f_gemm_chunk::<P, 10, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
-                11 => f_gemm_chunk::<P, 11, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
-                _ => f_gemm_chunk::<P, 12, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
+                1 => f_gemm_chunk::<P, 1, false, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
+                2 => f_gemm_chunk::<P, 2, false, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
+                3 => f_gemm_chunk::<P, 3, false, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
+                4 => f_gemm_chunk::<P, 4, false, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
+                5 => f_gemm_chunk::<P, 5, false, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
+                6 => f_gemm_chunk::<P, 6, false, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
+                7 => f_gemm_chunk::<P, 7, false, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
+                8 => f_gemm_chunk::<P, 8, false, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
+                9 => f_gemm_chunk::<P, 9, false, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
+                10 => f_gemm_chunk::<P, 10, false, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
+                11 => f_gemm_chunk::<P, 11, false, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
+                _ => f_gemm_chunk::<P, 12, false, false, false>(cw, x, kc, o, ldo, k0 == 0, pf),
             }
             i0 += r;
         }
     }
 }
 
-/// F16 batches of at most 12 rows (one register tile): K-chunks of `P`
-/// panels with the weights widened as the FMA loop uses them. Staging them
-/// (as `f_gemm` does for larger batches) would store and reload every weight
-/// for a single use and serialize the loads from memory ahead of the compute
-/// (measured: M=8 4096x4096 96 -> 145 GFLOP/s).
+/// The weights of `P` panels from `p`, k-steps from `k0`, as the FMA loop
+/// streams them from the panels (F16: widened there), storing the f32 to
+/// `keep` unless it is null.
+///
+/// # Safety
+/// `p + P <= a.w.panels()` and `k0 < a.w.k()`.
 #[inline(always)]
-unsafe fn f_gemm_few<const P: usize>(
+unsafe fn panel_chunk<const F16: bool, const P: usize>(
+    a: &TileArgs,
+    p: usize,
+    k0: usize,
+    keep: *mut f32,
+) -> ChunkW<P> {
+    // SAFETY: (caller) the panels exist and hold step k0 (F16: 32 bytes per
+    // step, F32: NR floats).
+    unsafe {
+        if F16 {
+            ChunkW {
+                w: core::array::from_fn(|i| a.w.panel(p + i).as_ptr().add(k0 * 32) as *const f32),
+                step: 8,
+                keep,
+            }
+        } else {
+            ChunkW {
+                w: core::array::from_fn(|i| (a.w.panel(p + i).as_ptr() as *const f32).add(k0 * NR)),
+                step: NR,
+                keep,
+            }
+        }
+    }
+}
+
+/// Float batches of at most 12 rows (one register tile): K-chunks of `P`
+/// panels with the weights loaded (F16: widened) as the FMA loop uses them,
+/// prefetched ahead. Staging them (as `f_gemm` does for larger batches)
+/// would store and reload every weight for a single use and serialize the
+/// loads from memory ahead of the compute (measured: F16 M=8 4096x4096
+/// 96 -> 145 GFLOP/s).
+#[inline(always)]
+unsafe fn f_gemm_few<const F16: bool, const P: usize>(
     a: &TileArgs,
     p: usize,
     k0: usize,
@@ -700,25 +729,21 @@ unsafe fn f_gemm_few<const P: usize>(
     // SAFETY: driver contract (tile size, panels, x rows); features enabled by
     // the caller; k0 + kc <= k keeps the panel pointers in their panels; mr <= 12.
     unsafe {
-        let cw = ChunkW::<P> {
-            w: core::array::from_fn(|i| a.w.panel(p + i).as_ptr().add(k0 * 32) as *const f32),
-            step: 8,
-            keep: core::ptr::null_mut(),
-        };
+        let cw = panel_chunk::<F16, P>(a, p, k0, core::ptr::null_mut());
         let first = k0 == 0;
         match a.mr {
-            1 => f_gemm_chunk::<P, 1, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
-            2 => f_gemm_chunk::<P, 2, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
-            3 => f_gemm_chunk::<P, 3, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
-            4 => f_gemm_chunk::<P, 4, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
-            5 => f_gemm_chunk::<P, 5, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
-            6 => f_gemm_chunk::<P, 6, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
-            7 => f_gemm_chunk::<P, 7, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
-            8 => f_gemm_chunk::<P, 8, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
-            9 => f_gemm_chunk::<P, 9, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
-            10 => f_gemm_chunk::<P, 10, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
-            11 => f_gemm_chunk::<P, 11, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
-            _ => f_gemm_chunk::<P, 12, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
+            1 => f_gemm_chunk::<P, 1, F16, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
+            2 => f_gemm_chunk::<P, 2, F16, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
+            3 => f_gemm_chunk::<P, 3, F16, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
+            4 => f_gemm_chunk::<P, 4, F16, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
+            5 => f_gemm_chunk::<P, 5, F16, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
+            6 => f_gemm_chunk::<P, 6, F16, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
+            7 => f_gemm_chunk::<P, 7, F16, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
+            8 => f_gemm_chunk::<P, 8, F16, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
+            9 => f_gemm_chunk::<P, 9, F16, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
+            10 => f_gemm_chunk::<P, 10, F16, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
+            11 => f_gemm_chunk::<P, 11, F16, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
+            _ => f_gemm_chunk::<P, 12, F16, true, false>(cw, xc, kc, out, ldo, first, NO_LINES),
         }
     }
 }
@@ -757,11 +782,11 @@ unsafe fn f_tile<const F16: bool>(a: &mut TileArgs) {
             while p < a.np {
                 let o = out.add(p * NR);
                 let pfx = (p + 2 >= a.np && k0 + kc < k).then_some(k0 + kc);
-                if F16 && a.mr <= 12 {
+                if a.mr <= 12 {
                     if a.np - p >= 2 {
-                        f_gemm_few::<2>(a, a.p0 + p, k0, kc, xc, o);
+                        f_gemm_few::<F16, 2>(a, a.p0 + p, k0, kc, xc, o);
                     } else {
-                        f_gemm_few::<1>(a, a.p0 + p, k0, kc, xc, o);
+                        f_gemm_few::<F16, 1>(a, a.p0 + p, k0, kc, xc, o);
                     }
                     p += 2;
                     continue;
