@@ -18,10 +18,10 @@
 //!   keeps i16 partial sums per block, which the chunk loop cannot share).
 //! - Float formats: K in chunks of 128 steps over x packed chunk-major by the
 //!   driver (once per row group, for all its tiles); per chunk, two panels x
-//!   12 rows per register tile. F16: the first row group widens the pair's
-//!   weights inside its FMA loop (loads from memory overlap the compute) and
-//!   keeps the f32 for the other groups; batches of up to 12 rows widen in
-//!   the loop with prefetch, as batch 1 does.
+//!   12 rows per register tile. The first row group loads (F16: widens) the
+//!   pair's weights inside its FMA loop, prefetched as batch 1 does (loads
+//!   from memory overlap the compute), and keeps the f32 in an aligned L1
+//!   buffer for the other groups; batches of up to 12 rows only stream.
 
 use super::F16_KC;
 use crate::act::{block_scales, ActBlock};
