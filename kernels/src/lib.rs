@@ -138,8 +138,23 @@ std::thread_local! {
     /// Per-thread buffer of batched calls (tile, then packed x): too large
     /// for the stack of every thread a caller may use; grows to the largest
     /// call the thread has run, then is reused.
-    static BATCH_BUF: core::cell::RefCell<Vec<F32Line>> = const { core::cell::RefCell::new(Vec::new()) };
+    static BATCH_BUF: core::cell::RefCell<BatchBuf> = const {
+        core::cell::RefCell::new(BatchBuf { lines: Vec::new(), packed: None })
+    };
 }
+
+/// Which rows of which `matmul` call a packed-x buffer holds:
+/// `(call, first row, rows)`.
+type PackedRows = Option<(u64, usize, usize)>;
+
+/// The per-thread buffer of batched calls (tile, then packed x).
+struct BatchBuf {
+    lines: Vec<F32Line>,
+    packed: PackedRows,
+}
+
+/// Numbers `matmul` calls (see `BatchBuf::packed`).
+static CALLS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// Batch rows per tile call (kernels split them into register tiles). Large, so
 /// that a panel's weights are read from memory once for up to 128 rows.
@@ -364,11 +379,14 @@ impl Kernels {
 
         let panels = w.panels();
         let ptr = SendPtr(out.as_mut_ptr());
+        // Names this call's x for the per-thread packed copies (a thread that
+        // runs several tasks of one call packs each row group once).
+        let call = CALLS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         let run = |p: Range<usize>, rows: Range<usize>| {
             // SAFETY (of the writes inside): each call covers panels `p` (output
             // columns [16 p.start, min(16 p.end, n))) of rows `rows`; calls never
             // overlap, and `out` outlives them (the borrow is held by `matmul`).
-            self.run_tiles(func, w, acts, x, m, bias, ptr, p, rows);
+            self.run_tiles(func, w, acts, x, m, bias, ptr, p, rows, call);
         };
         let macs = m.saturating_mul(n).saturating_mul(k);
         let threads = rayon::current_num_threads();
@@ -412,6 +430,7 @@ impl Kernels {
         out: SendPtr,
         panels: Range<usize>,
         rows: Range<usize>,
+        call: u64,
     ) {
         const TILE: usize = MAX_TILE_ROWS * MAX_GEMM_PANELS * NR;
         let (np, mr) = if m == 1 {
@@ -436,7 +455,7 @@ impl Kernels {
                 rows,
                 (np, 1),
                 tile,
-                &mut [],
+                (&mut [], &mut None, call),
             );
         }
         let xp_len = if self.pack_x && !x.is_empty() {
@@ -445,12 +464,12 @@ impl Kernels {
             0
         };
         BATCH_BUF.with(|buf| {
-            let mut buf = buf.borrow_mut();
+            let buf = &mut *buf.borrow_mut();
             let lines = (TILE + xp_len) / 16;
-            if buf.len() < lines {
-                buf.resize(lines, F32Line([0.0; 16]));
+            if buf.lines.len() < lines {
+                buf.lines.resize(lines, F32Line([0.0; 16]));
             }
-            let floats: &mut [f32] = bytemuck::cast_slice_mut(&mut buf[..lines]);
+            let floats: &mut [f32] = bytemuck::cast_slice_mut(&mut buf.lines[..lines]);
             let (tile, xp) = floats.split_at_mut(TILE);
             self.run_tiles_in(
                 func,
@@ -463,14 +482,15 @@ impl Kernels {
                 rows,
                 (np, mr),
                 tile,
-                xp,
+                (xp, &mut buf.packed, call),
             );
         });
     }
 
     /// `run_tiles` with its buffers: tile calls of up to `np` panels x `mr`
     /// rows. With a non-empty `xp_buf` (float formats, tables with `pack_x`)
-    /// each group of `mr` rows is packed into it once, then runs all panels.
+    /// each group of `mr` rows is packed into it (unless `packed` says it
+    /// holds them already), then runs all panels.
     #[allow(clippy::too_many_arguments)]
     fn run_tiles_in(
         &self,
@@ -484,10 +504,10 @@ impl Kernels {
         rows: Range<usize>,
         (np, mr): (usize, usize),
         tile: &mut [f32],
-        xp_buf: &mut [f32],
+        (xp_buf, packed, call): (&mut [f32], &mut PackedRows, u64),
     ) {
         let (n, k, nb) = (w.n(), w.k(), w.blocks_per_row());
-        let mut call = |p: usize, np: usize, i0: usize, mr: usize, xp: &[f32]| {
+        let mut tile_call = |p: usize, np: usize, i0: usize, mr: usize, xp: &[f32]| {
             let mut args = TileArgs {
                 w,
                 p0: p,
@@ -534,7 +554,7 @@ impl Kernels {
                 let mut i0 = rows.start;
                 while i0 < rows.end {
                     let mr = mr.min(rows.end - i0);
-                    call(p, np, i0, mr, &[]);
+                    tile_call(p, np, i0, mr, &[]);
                     i0 += mr;
                 }
                 p += np;
@@ -544,11 +564,16 @@ impl Kernels {
             let mut i0 = rows.start;
             while i0 < rows.end {
                 let mr = mr.min(rows.end - i0);
-                let xp = pack_chunks(&x[i0 * k..(i0 + mr) * k], k, xp_buf);
+                let len = k.div_ceil(F16_KC) * mr * F16_KC;
+                if *packed != Some((call, i0, mr)) {
+                    pack_chunks(&x[i0 * k..(i0 + mr) * k], k, &mut xp_buf[..len]);
+                    *packed = Some((call, i0, mr));
+                }
+                let xp = &xp_buf[..len];
                 let mut p = panels.start;
                 while p < panels.end {
                     let np = np.min(panels.end - p);
-                    call(p, np, i0, mr, xp);
+                    tile_call(p, np, i0, mr, xp);
                     p += np;
                 }
                 i0 += mr;
@@ -561,9 +586,8 @@ impl Kernels {
 /// [`TileArgs::xp`]): consecutive rows of one chunk are adjacent, at a fixed
 /// stride, so a tile's x loads never compete for the same cache sets (rows
 /// of `k` floats are often a multiple of 4 KiB apart).
-fn pack_chunks<'b>(x: &[f32], k: usize, buf: &'b mut [f32]) -> &'b [f32] {
+fn pack_chunks(x: &[f32], k: usize, xp: &mut [f32]) {
     let mr = x.len() / k;
-    let xp = &mut buf[..k.div_ceil(F16_KC) * mr * F16_KC];
     for (c, chunk) in xp.chunks_exact_mut(mr * F16_KC).enumerate() {
         let k0 = c * F16_KC;
         let kc = (k - k0).min(F16_KC);
@@ -571,7 +595,6 @@ fn pack_chunks<'b>(x: &[f32], k: usize, buf: &'b mut [f32]) -> &'b [f32] {
             dst[..kc].copy_from_slice(&row[k0..k0 + kc]);
         }
     }
-    xp
 }
 
 /// Compares two f32 slices bit for bit, with every NaN equal to every NaN.
