@@ -439,24 +439,16 @@ impl Kernels {
             (self.gemm_panels, MAX_TILE_ROWS)
         };
         debug_assert!(np * mr * NR <= TILE);
+        let run = |np_mr, tile: &mut [f32], xp: (&mut [f32], &mut PackedRows, u64)| {
+            let (p, r) = (panels.clone(), rows.clone());
+            self.run_tiles_in(func, w, acts, x, bias, out, p, r, np_mr, tile, xp)
+        };
         if m == 1 {
             // Batch 1 needs np * 16 values: on the stack, no scratch.
             let mut tile = [F32Line([0.0; 16]); 8 * NR / 16];
             let tile: &mut [f32] = bytemuck::cast_slice_mut(&mut tile);
             debug_assert!(np * NR <= tile.len());
-            return self.run_tiles_in(
-                func,
-                w,
-                acts,
-                x,
-                bias,
-                out,
-                panels,
-                rows,
-                (np, 1),
-                tile,
-                (&mut [], &mut None, call),
-            );
+            return run((np, 1), tile, (&mut [], &mut None, call));
         }
         let xp_len = if self.pack_x && !x.is_empty() {
             rows.len().min(MAX_TILE_ROWS) * w.k().div_ceil(F16_KC) * F16_KC
@@ -471,19 +463,7 @@ impl Kernels {
             }
             let floats: &mut [f32] = bytemuck::cast_slice_mut(&mut buf.lines[..lines]);
             let (tile, xp) = floats.split_at_mut(TILE);
-            self.run_tiles_in(
-                func,
-                w,
-                acts,
-                x,
-                bias,
-                out,
-                panels,
-                rows,
-                (np, mr),
-                tile,
-                (xp, &mut buf.packed, call),
-            );
+            run((np, mr), tile, (xp, &mut buf.packed, call));
         });
     }
 
