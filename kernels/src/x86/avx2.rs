@@ -7,8 +7,9 @@
 //!   blocks, chunk-outer (each code load serves 5 rows, each activation
 //!   broadcast both halves: 10 independent `vpdpbusd` chains), with the f32
 //!   accumulators in the tile since the registers hold the integer chains;
-//! - float formats: one panel x up to 4 rows; F16 is widened by the first
-//!   row group as it computes and kept as f32 for the chunk's other groups.
+//! - float formats: one panel x up to 6 rows (balanced row groups) over x
+//!   packed chunk-major by the driver; F16 is widened by the first row group
+//!   as it computes and kept as f32 for the chunk's other groups.
 //!
 //! Batch 1 runs two panels per call.
 
@@ -366,26 +367,48 @@ unsafe fn load_w<const F16: bool>(panel: *const u8, kk: usize, h: usize) -> __m2
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-/// `R` rows of one panel over k-steps `k0..k0+kc`; weights are read from `wp`
-/// (`kc` steps of 16 f32) or straight from the panel (`wp == None`, F16
-/// widened as used). With `KEEP` (and `wp == None`) the widened weights are
-/// also stored to `keep`, at the layout `wp` reads, for the next row groups.
-#[inline(always)]
-unsafe fn f_chunk<const F16: bool, const R: usize, const KEEP: bool>(
+/// Where one `f_chunk` call reads and writes: one panel, k-steps
+/// `k0..k0 + kc`, x rows at stride `xs` (chunk-relative: `x` points at step
+/// `k0` of the first row), output rows at stride `ldo`.
+#[derive(Clone, Copy)]
+struct FChunk {
     panel: *const u8,
+    /// `kc` steps of 16 f32 weights, or `None` to read (F16: widen) the panel.
     wp: Option<*const f32>,
     x: *const f32,
-    k: usize,
+    xs: usize,
     k0: usize,
     kc: usize,
     out: *mut f32,
     ldo: usize,
+    /// With `KEEP`: where to store the weights read from the panel.
     keep: *mut f32,
-) {
-    // SAFETY: features enabled by the caller; rows 0..R of x hold k values;
-    // k0 + kc <= k; out holds R rows of 16 at stride ldo; with KEEP, keep
-    // holds kc * 16 values.
+}
+
+/// Rows of f32 accumulators per float register tile (x 2 halves: 12 of the
+/// 16 ymm registers; two weight halves and one broadcast use the rest).
+const F_ROWS: usize = 6;
+
+/// `R` rows of one panel over one k-chunk; weights are read from `c.wp` or
+/// straight from the panel (F16 widened as used). With `KEEP` (and
+/// `c.wp == None`) the weights read are also stored to `c.keep`, at the
+/// layout `wp` reads, for the next row groups.
+#[inline(always)]
+unsafe fn f_chunk<const F16: bool, const R: usize, const KEEP: bool>(c: FChunk) {
+    let FChunk {
+        panel,
+        wp,
+        x,
+        xs,
+        k0,
+        kc,
+        out,
+        ldo,
+        keep,
+    } = c;
+    // SAFETY: features enabled by the caller; rows 0..R of x hold kc values
+    // at stride xs; k0 + kc <= k; out holds R rows of 16 at stride ldo; with
+    // KEEP, keep holds kc * 16 values.
     unsafe {
         let mut acc: [[__m256; 2]; R] = core::array::from_fn(|r| {
             if k0 == 0 {
@@ -413,7 +436,7 @@ unsafe fn f_chunk<const F16: bool, const R: usize, const KEEP: bool>(
                 _mm256_storeu_ps(keep.add(s * NR + 8), w1);
             }
             for (r, acc) in acc.iter_mut().enumerate() {
-                let xv = _mm256_set1_ps(*x.add(r * k + k0 + s));
+                let xv = _mm256_set1_ps(*x.add(r * xs + s));
                 acc[0] = _mm256_fmadd_ps(w0, xv, acc[0]);
                 acc[1] = _mm256_fmadd_ps(w1, xv, acc[1]);
             }
@@ -441,68 +464,55 @@ unsafe fn f_tile<const F16: bool>(a: &mut TileArgs) {
             let mut k0 = 0;
             while k0 < k {
                 let kc = (k - k0).min(F16_KC);
-                // F16: the first row group widens as it goes; with more groups
-                // it keeps the f32 weights for them (loads from memory overlap
-                // its FMAs, and one group alone stores nothing).
-                let mut i0 = 0;
-                let wp = if F16 && a.mr > 4 {
-                    let x = a.x.as_ptr();
-                    f_chunk::<F16, 4, true>(panel, None, x, k, k0, kc, o, ldo, buf);
-                    i0 = 4;
-                    Some(buf as *const f32)
+                let (x, xs) = if a.xp.is_empty() {
+                    (a.x.as_ptr().add(k0), k)
                 } else {
-                    None
+                    (a.xp.as_ptr().add(k0 * a.mr), F16_KC)
                 };
+                let mut c = FChunk {
+                    panel,
+                    wp: None,
+                    x,
+                    xs,
+                    k0,
+                    kc,
+                    out: o,
+                    ldo,
+                    keep: buf,
+                };
+                // Row groups of at most F_ROWS, balanced (8 rows: 4 + 4, not
+                // 6 + 2). F16: the first group widens as it goes; with more
+                // groups it keeps the f32 weights for them (loads from memory
+                // overlap its FMAs, and one group alone stores nothing).
+                let mut i0 = 0;
+                let mut groups = a.mr.div_ceil(F_ROWS);
                 while i0 < a.mr {
-                    let r = (a.mr - i0).min(4);
-                    let (x, o) = (a.x.as_ptr().add(i0 * k), o.add(i0 * ldo));
-                    match r {
-                        1 => f_chunk::<F16, 1, false>(
-                            panel,
-                            wp,
-                            x,
-                            k,
-                            k0,
-                            kc,
-                            o,
-                            ldo,
-                            core::ptr::null_mut(),
-                        ),
-                        2 => f_chunk::<F16, 2, false>(
-                            panel,
-                            wp,
-                            x,
-                            k,
-                            k0,
-                            kc,
-                            o,
-                            ldo,
-                            core::ptr::null_mut(),
-                        ),
-                        3 => f_chunk::<F16, 3, false>(
-                            panel,
-                            wp,
-                            x,
-                            k,
-                            k0,
-                            kc,
-                            o,
-                            ldo,
-                            core::ptr::null_mut(),
-                        ),
-                        _ => f_chunk::<F16, 4, false>(
-                            panel,
-                            wp,
-                            x,
-                            k,
-                            k0,
-                            kc,
-                            o,
-                            ldo,
-                            core::ptr::null_mut(),
-                        ),
+                    let r = (a.mr - i0).div_ceil(groups);
+                    let g = FChunk {
+                        x: c.x.add(i0 * c.xs),
+                        out: o.add(i0 * ldo),
+                        ..c
+                    };
+                    if F16 && i0 == 0 && groups > 1 {
+                        // mr > F_ROWS, so r >= 4.
+                        match r {
+                            4 => f_chunk::<F16, 4, true>(g),
+                            5 => f_chunk::<F16, 5, true>(g),
+                            _ => f_chunk::<F16, F_ROWS, true>(g),
+                        }
+                        c.wp = Some(buf as *const f32);
+                    } else {
+                        match r {
+                            1 => f_chunk::<F16, 1, false>(g),
+                            2 => f_chunk::<F16, 2, false>(g),
+                            3 => f_chunk::<F16, 3, false>(g),
+                            4 => f_chunk::<F16, 4, false>(g),
+                            5 => f_chunk::<F16, 5, false>(g),
+                            _ => f_chunk::<F16, F_ROWS, false>(g),
+                        }
                     }
                     i0 += r;
+                    groups -= 1;
                 }
                 k0 += kc;
             }
@@ -569,7 +579,7 @@ kernel_table!(
     Maddubs,
     gemv_panels: 2,
     gemm_panels: 1,
-    pack_x: false
+    pack_x: true
 );
 kernel_table!(
     vnni,
@@ -578,5 +588,5 @@ kernel_table!(
     VnniVex,
     gemv_panels: 2,
     gemm_panels: 1,
-    pack_x: false
+    pack_x: true
 );
