@@ -13,7 +13,7 @@
 //!
 //! Batch 1 runs two panels per call.
 
-use super::F16_KC;
+use super::{prefetch, F16_KC, GEMV_PREFETCH};
 use crate::act::{block_scales, ActBlock};
 use crate::formats::QK;
 use crate::pack::{NR, Q4_CODE_BYTES, Q8_CODE_BYTES};
@@ -426,10 +426,16 @@ unsafe fn f_chunk<const F16: bool, const R: usize, const KEEP: bool>(c: FChunk) 
                     _mm256_loadu_ps(p.add(s * NR)),
                     _mm256_loadu_ps(p.add(s * NR + 8)),
                 ),
-                None => (
-                    load_w::<F16>(panel, k0 + s, 0),
-                    load_w::<F16>(panel, k0 + s, 1),
-                ),
+                None => {
+                    // The panel streams from memory here: prefetch ahead as
+                    // batch 1 does.
+                    let step = if F16 { 32 } else { 64 };
+                    prefetch(panel.wrapping_add((k0 + s) * step + GEMV_PREFETCH));
+                    (
+                        load_w::<F16>(panel, k0 + s, 0),
+                        load_w::<F16>(panel, k0 + s, 1),
+                    )
+                }
             };
             if KEEP {
                 _mm256_storeu_ps(keep.add(s * NR), w0);

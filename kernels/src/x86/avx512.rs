@@ -23,7 +23,7 @@
 //!   from memory overlap the compute), and keeps the f32 in an aligned L1
 //!   buffer for the other groups; batches of up to 12 rows only stream.
 
-use super::F16_KC;
+use super::{prefetch, F16_KC, GEMV_PREFETCH};
 use crate::act::{block_scales, ActBlock};
 use crate::formats::QK;
 use crate::pack::{NR, Q4_CODE_BYTES, Q8_CODE_BYTES};
@@ -193,20 +193,6 @@ unsafe fn accumulate(acc: __m512, dw: __m512, da: f32, isum: __m512i) -> __m512 
 unsafe fn scales(p: *const u8) -> __m512 {
     // SAFETY: p points at 16 f16 scales (32 bytes) inside a panel.
     unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)) }
-}
-
-/// Bytes ahead of the current position that batch-1 kernels prefetch in each
-/// panel stream (the hardware prefetchers alone leave DRAM bandwidth unused).
-const GEMV_PREFETCH: usize = 2048;
-
-/// Prefetches one line into L1; any address is allowed (no fault, no read).
-#[inline(always)]
-fn prefetch(p: *const u8) {
-    if GEMV_PREFETCH == 0 {
-        return;
-    }
-    // SAFETY: prefetch is a hint: it never faults and reads nothing observable.
-    unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
 }
 
 /// Batch 1, `NP` panels at once.
