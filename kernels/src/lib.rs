@@ -90,8 +90,9 @@ pub(crate) struct TileArgs<'a> {
     pub acts: &'a [ActBlock],
     pub x: &'a [f32],
     /// The tile's `mr` rows of `x` packed chunk-major, when the table asks for
-    /// it (`pack_x`, float formats, `mr > 1`), else empty: the values of row
-    /// `r` for k-steps `c * F16_KC..` start at `xp[(c * mr + r) * F16_KC]`, and
+    /// it (`pack_x`, float formats, batches of more than one row), else
+    /// empty: the values of row `r` for k-steps `c * F16_KC..` start at
+    /// `xp[(c * mr + r) * F16_KC]`, and
     /// `xp.len() >= ceil(k / F16_KC) * mr * F16_KC`.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub xp: &'a [f32],
