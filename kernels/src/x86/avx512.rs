@@ -493,20 +493,17 @@ unsafe fn f_gemv<const F16: bool, const NP: usize>(a: &TileArgs, p0: usize, out:
     }
 }
 
-/// Rows' next x chunks (8 lines of 64 bytes each) to prefetch, one line per
-/// k-step: step `s` fetches line `s % 8` of row `s / 8`, rows `stride` bytes
-/// apart from `base`, for the first `steps` steps.
+/// Consecutive cache lines to prefetch, one per k-step: step `s < count`
+/// fetches the line at `base + 64 s` (a row group's next chunk of packed x).
 #[derive(Clone, Copy)]
 struct Lines {
     base: *const u8,
-    stride: usize,
-    steps: usize,
+    count: usize,
 }
 
 const NO_LINES: Lines = Lines {
     base: core::ptr::null(),
-    stride: 0,
-    steps: 0,
+    count: 0,
 };
 
 /// Weights of one k-chunk for a pair of panels: `P` pointers to the chunk's
@@ -556,8 +553,8 @@ unsafe fn f_gemm_chunk<
             })
         });
         for s in 0..kc {
-            if s < pf.steps {
-                let line = pf.base.wrapping_add((s / 8) * pf.stride + (s % 8) * 64);
+            if s < pf.count {
+                let line = pf.base.wrapping_add(64 * s);
                 _mm_prefetch::<_MM_HINT_T1>(line as *const i8);
             }
             let wv: [__m512; P] = core::array::from_fn(|i| {
@@ -628,12 +625,12 @@ unsafe fn f_gemm<const F16: bool, const P: usize>(
         while i0 < a.mr {
             let r = (a.mr - i0).min(12);
             // On a chunk's last pair, each row group prefetches its rows' next
-            // x chunk (prefetching the next pair's weights gained nothing).
+            // x chunk: r packed rows of F16_KC floats, 8 lines each
+            // (prefetching the next pair's weights gained nothing).
             let pf = if let Some(nk0) = prefetch_x {
                 Lines {
                     base: a.xp.as_ptr().wrapping_add(nk0 * a.mr + i0 * F16_KC) as *const u8,
-                    stride: F16_KC * 4,
-                    steps: 8 * r,
+                    count: F16_KC * 4 / 64 * r,
                 }
             } else {
                 NO_LINES
