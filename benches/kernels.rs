@@ -16,7 +16,11 @@
 //! seconds per call on large batches. Layers are built only for benchmarks that
 //! pass the filter.
 
+#[path = "../examples/common/mod.rs"]
+mod common;
+
 use blockq::{dispatch, Isa, QuantType, QuantizedLinear};
+use common::values;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rayon::ThreadPool;
 use std::cell::{OnceCell, RefCell};
@@ -26,19 +30,6 @@ use std::time::Duration;
 const SHAPES: [(usize, usize); 3] = [(4096, 4096), (14336, 4096), (4096, 14336)];
 const BATCHES: [usize; 4] = [1, 8, 32, 128];
 const FORMATS: [QuantType; 3] = [QuantType::Q4_0, QuantType::Q8_0, QuantType::F16];
-
-fn values(seed: u64, len: usize, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s >> 12;
-            s ^= s << 25;
-            s ^= s >> 27;
-            let r = (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32;
-            (r * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
 
 fn build(qt: QuantType, n: usize, k: usize) -> QuantizedLinear {
     let w = values(n as u64 * 31 + k as u64, n * k, 0.05);

@@ -13,8 +13,11 @@
 //! (F16) bound large batches. "%lim" is the roofline bound
 //! `max(bytes / bandwidth, ops / peak)` divided by the measured time.
 
+mod common;
+
 use blockq::kernels::peak::{f32_fma_peak_gflops, int8_peak_gops, read_checksum};
 use blockq::{dispatch, Isa, QuantType, QuantizedLinear};
+use common::values;
 use rayon::prelude::*;
 use rayon::ThreadPool;
 use std::collections::HashMap;
@@ -109,19 +112,6 @@ fn parse_args() -> Result<Opts, String> {
         return Err("zero threads, batch or shape".into());
     }
     Ok(o)
-}
-
-fn values(seed: u64, len: usize, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s >> 12;
-            s ^= s << 25;
-            s ^= s >> 27;
-            let r = (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32;
-            (r * 2.0 - 1.0) * scale
-        })
-        .collect()
 }
 
 /// Sorted seconds of runs of `f` after one warm-up call: runs until

@@ -12,23 +12,14 @@
 //! f64 arithmetic on the operands the kernels multiply (dequantized weights and
 //! activations), within a bound derived from f32 rounding.
 
+mod common;
+
 use blockq::gguf::GgufFile;
 use blockq::{BlockQ4_0, BlockQ8_0, QuantizedLinear, QK};
 use bytemuck::Zeroable;
+use common::values;
 use half::f16;
 use std::process::ExitCode;
-
-fn values(seed: u64, len: usize, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
 
 /// A minimal GGUF v3 writer: a few metadata pairs, then `(name, ggml type,
 /// ne, bytes)` tensors, each at an offset aligned to 32 bytes.

@@ -11,24 +11,15 @@
 //! the error of the dequantized weights, and the error of one forward pass
 //! against f64 math on the unquantized weights.
 
+mod common;
+
 use blockq::safetensors::SafetensorsFile;
 use blockq::{QuantType, QuantizedLinear};
+use common::values;
 use half::bf16;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 use std::process::ExitCode;
-
-fn values(seed: u64, len: usize, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
 
 fn demo_file() -> Vec<u8> {
     let (n, k) = (512usize, 1024usize);

@@ -3,20 +3,11 @@
 //!
 //! `cargo run --release --example tour` (set `BLOCKQ_ISA` to force an ISA).
 
-use blockq::{dispatch, QuantType, QuantizedLinear};
-use std::time::Instant;
+mod common;
 
-fn values(seed: u64, len: usize) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+use blockq::{dispatch, QuantType, QuantizedLinear};
+use common::values;
+use std::time::Instant;
 
 fn median_secs(mut f: impl FnMut(), reps: usize) -> f64 {
     f();
@@ -39,15 +30,15 @@ fn main() {
     let isa = dispatch::default_isa().expect("BLOCKQ_ISA");
     println!("using: {isa} (threads: {})\n", rayon::current_num_threads());
 
-    let w: Vec<f32> = values(1, n * k).iter().map(|v| v * 0.05).collect();
-    let bias = values(2, n);
+    let w: Vec<f32> = values(1, n * k, 0.05);
+    let bias = values(2, n, 1.0);
     println!(
         "{:<5} {:>10} {:>7} {:>10} {:>12} {:>12} {:>10}",
         "fmt", "weights", "ratio", "rel.err", "M=1 (ms)", "M=32 (ms)", "GB/s M=1"
     );
     for qt in QuantType::ALL {
         let layer = QuantizedLinear::from_linear_params(&w, Some(&bias), k, n, qt);
-        let x1 = values(3, k);
+        let x1 = values(3, k, 1.0);
         let y = layer.forward_f32(&x1, 1);
         // Error of the output against an f64 evaluation of the f32 layer.
         let (mut num, mut den) = (0.0f64, 0.0f64);
@@ -61,7 +52,7 @@ fn main() {
         }
         let mut out1 = vec![0.0f32; n];
         let t1 = median_secs(|| layer.forward_into(&x1, 1, &mut out1).unwrap(), 21);
-        let x32 = values(4, 32 * k);
+        let x32 = values(4, 32 * k, 1.0);
         let mut out32 = vec![0.0f32; 32 * n];
         let t32 = median_secs(|| layer.forward_into(&x32, 32, &mut out32).unwrap(), 5);
         println!(

@@ -9,7 +9,10 @@
 //! example its "running for over 60 seconds" notice under emulation), and
 //! nothing but the check may run in the process while it counts.
 
+mod common;
+
 use blockq::{QuantType, QuantizedLinear};
+use common::values;
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -23,18 +26,6 @@ const CALLS: usize = 100;
 /// `forward_into` called from outside the pool injects one job.
 const INJECTOR_BLOCK_JOBS: usize = 63;
 
-fn values(seed: u64, len: usize) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
 /// Blocks allocated (by any thread) while `f` runs.
 fn allocations(f: impl FnOnce()) -> u64 {
     let before = dhat::HeapStats::get().total_blocks;
@@ -46,7 +37,7 @@ fn allocations(f: impl FnOnce()) -> u64 {
 /// allocations of `calls` more calls.
 fn count(layer: &QuantizedLinear, m: usize, calls: usize) -> u64 {
     let (k, n) = (layer.in_features, layer.out_features);
-    let x = values(m as u64 + 3, m * k);
+    let x = values(m as u64 + 3, m * k, 1.0);
     let mut y = vec![0.0f32; m * n];
     // Several warm-up calls: the pool's threads finish starting (and register
     // with crossbeam's epoch GC) asynchronously after the first one.
@@ -88,8 +79,8 @@ fn forward_into_allocates_nothing_after_warm_up() {
         None => (4096, 4096),
     };
     assert!(n * k >= blockq::kernels::PARALLEL_MIN_MACS);
-    let w: Vec<f32> = values(1, n * k).iter().map(|v| v * 0.05).collect();
-    let bias = values(2, n);
+    let w: Vec<f32> = values(1, n * k, 0.05);
+    let bias = values(2, n, 1.0);
     // With one thread the layer never enters the pool; both counts are then 0.
     // The broadcast makes every pool thread start before anything is counted.
     rayon::broadcast(|_| ());
@@ -105,7 +96,7 @@ fn forward_into_allocates_nothing_after_warm_up() {
         // the first part of its call itself), so that the count below does
         // not depend on how earlier calls happened to be split.
         rayon::broadcast(|_| {
-            let x = values(11, 8 * k);
+            let x = values(11, 8 * k, 1.0);
             let mut y = vec![0.0f32; 8 * n];
             layer.forward_into(&x, 8, &mut y).unwrap();
         });

@@ -1,23 +1,13 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code)]
 
+#[path = "../../examples/common/mod.rs"]
+mod data;
+pub use data::values;
+
 use blockq::kernels::act::{quantize_row_scalar, ActBlock};
 use blockq::{QuantType, QuantizedLinear, QK};
 use bytemuck::Zeroable;
-
-/// Deterministic pseudo-random values (xorshift64*), in [-scale, scale).
-pub fn values(seed: u64, len: usize, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s >> 12;
-            s ^= s << 25;
-            s ^= s >> 27;
-            let r = (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32;
-            (r * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
 
 pub fn layer(seed: u64, k: usize, n: usize, qt: QuantType, bias: bool) -> QuantizedLinear {
     let w = values(seed, n * k, 1.0);

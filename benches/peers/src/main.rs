@@ -15,8 +15,12 @@
 //! column (process CPU time over wall time while the library ran) shows the
 //! threads actually busy.
 
+#[path = "../../../examples/common/mod.rs"]
+mod common;
+
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
+use common::values;
 use std::time::Instant;
 
 const USAGE: &str = "\
@@ -59,19 +63,6 @@ fn parse_args() -> Result<Opts, String> {
         return Err("--threads must be > 0".into());
     }
     Ok(o)
-}
-
-fn values(seed: u64, len: usize, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s >> 12;
-            s ^= s << 25;
-            s ^= s >> 27;
-            let r = (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32;
-            (r * 2.0 - 1.0) * scale
-        })
-        .collect()
 }
 
 /// User + system CPU seconds of this process (Linux), for the `cpu` column.
