@@ -2,10 +2,10 @@
 //! 4-byte lane, which is exactly one row's lane of the packed layout.
 
 use super::{
-    chunk, f16_tile, f32_tile, load_q8_signed, nibbles, q_tile, quantize_row, BlockDot, Prep,
-    GEMM_ROWS, GEMV_PANELS,
+    chunk, f16_tile, f32_tile, load_q8_signed, nibbles, q_tile, quantize_row, BlockDot, LaneDot,
+    LaneQ8, Prep, GEMM_ROWS, GEMV_PANELS,
 };
-use crate::pack::{Q4_CODE_BYTES, Q8_CODE_BYTES};
+use crate::pack::Q4_CODE_BYTES;
 use crate::{Isa, Kernels, TileArgs};
 use core::arch::aarch64::*;
 use core::arch::asm;
@@ -55,54 +55,27 @@ unsafe fn sdot<const C: usize>(acc: int32x4_t, w: int8x16_t, a: int8x16_t) -> in
     acc
 }
 
-/// Q8_0: codes made signed (XOR 0x80), so no offset. Chunks 0..4 read the
-/// first activation vector, 4..8 the second (two accumulators).
-pub(super) struct Q8;
+/// `sdot` on the signed codes (XOR 0x80 of the layout's unsigned ones).
+pub(super) struct Sdot;
 
-impl BlockDot for Q8 {
-    const CODE_BYTES: usize = Q8_CODE_BYTES;
-    const OFFSET: i32 = 0;
+impl LaneDot for Sdot {
+    type W = int8x16_t;
 
     #[inline(always)]
-    unsafe fn group<const MR: usize>(
-        codes: *const u8,
-        g: usize,
-        prep: &Prep<MR>,
-    ) -> [int32x4_t; MR] {
-        // SAFETY: NEON (baseline) and dotprod (caller); chunks 0..8 of group g
-        // lie in the block (caller).
-        unsafe {
-            let mut acc = [[vdupq_n_s32(0); 2]; MR];
-            q8_chunk::<0, MR>(codes, g, prep, &mut acc);
-            q8_chunk::<1, MR>(codes, g, prep, &mut acc);
-            q8_chunk::<2, MR>(codes, g, prep, &mut acc);
-            q8_chunk::<3, MR>(codes, g, prep, &mut acc);
-            q8_chunk::<4, MR>(codes, g, prep, &mut acc);
-            q8_chunk::<5, MR>(codes, g, prep, &mut acc);
-            q8_chunk::<6, MR>(codes, g, prep, &mut acc);
-            q8_chunk::<7, MR>(codes, g, prep, &mut acc);
-            acc.map(|[a, b]| vaddq_s32(a, b))
-        }
+    unsafe fn load(p: *const u8) -> int8x16_t {
+        // SAFETY: 16 readable bytes (caller).
+        unsafe { load_q8_signed(p) }
+    }
+
+    #[inline(always)]
+    unsafe fn dot<const C: usize>(acc: int32x4_t, w: int8x16_t, a: int8x16_t) -> int32x4_t {
+        // SAFETY: dotprod (caller).
+        unsafe { sdot::<C>(acc, w, a) }
     }
 }
 
-/// # Safety
-/// Chunk `C` of group `g` is readable; the CPU has dotprod.
-#[inline(always)]
-unsafe fn q8_chunk<const C: usize, const MR: usize>(
-    codes: *const u8,
-    g: usize,
-    prep: &Prep<MR>,
-    acc: &mut [[int32x4_t; 2]; MR],
-) {
-    // SAFETY: dotprod (caller); chunk C is readable (caller).
-    unsafe {
-        let w = load_q8_signed(codes.add(chunk(C, g)));
-        for (acc, p) in acc.iter_mut().zip(prep) {
-            acc[C / 4] = sdot::<C>(acc[C / 4], w, p[C / 4]);
-        }
-    }
-}
+/// Q8_0: signed codes, so no offset.
+pub(super) type Q8 = LaneQ8<Sdot, 0>;
 
 /// Q4_0: nibbles 0..=15 are valid signed bytes; offset 8.
 pub(super) struct Q4;

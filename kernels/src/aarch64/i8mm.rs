@@ -8,8 +8,8 @@
 //! two batch rows. Sums are undone with the code offset (128 / 8) exactly.
 
 use super::{
-    chunk, dotprod, f16_tile, f32_tile, load_acts, nibbles, q_tile, quantize_row, BlockDot, Prep,
-    GEMM_ROWS, GEMV_PANELS,
+    chunk, dotprod, f16_tile, f32_tile, load_acts, nibbles, q_tile, quantize_row, BlockDot,
+    LaneDot, LaneQ8, Prep, GEMM_ROWS, GEMV_PANELS,
 };
 use crate::act::ActBlock;
 use crate::pack::{Q4_CODE_BYTES, Q8_CODE_BYTES};
@@ -213,50 +213,24 @@ impl BlockDot for Q4Pairs {
     }
 }
 
-/// Q8_0, one batch row: `usdot` on the unsigned codes, offset 128.
-struct Q8Single;
+/// `usdot` on the layout's unsigned codes.
+struct Usdot;
 
-impl BlockDot for Q8Single {
-    const CODE_BYTES: usize = Q8_CODE_BYTES;
-    const OFFSET: i32 = 128;
+impl LaneDot for Usdot {
+    type W = uint8x16_t;
 
     #[inline(always)]
-    unsafe fn group<const MR: usize>(
-        codes: *const u8,
-        g: usize,
-        prep: &Prep<MR>,
-    ) -> [int32x4_t; MR] {
-        // SAFETY: NEON (baseline) and i8mm (caller); chunks 0..8 of group g lie
-        // in the block (caller).
-        unsafe {
-            let mut acc = [[vdupq_n_s32(0); 2]; MR];
-            usdot_chunk::<0, MR>(codes, g, prep, &mut acc);
-            usdot_chunk::<1, MR>(codes, g, prep, &mut acc);
-            usdot_chunk::<2, MR>(codes, g, prep, &mut acc);
-            usdot_chunk::<3, MR>(codes, g, prep, &mut acc);
-            usdot_chunk::<4, MR>(codes, g, prep, &mut acc);
-            usdot_chunk::<5, MR>(codes, g, prep, &mut acc);
-            usdot_chunk::<6, MR>(codes, g, prep, &mut acc);
-            usdot_chunk::<7, MR>(codes, g, prep, &mut acc);
-            acc.map(|[a, b]| vaddq_s32(a, b))
-        }
+    unsafe fn load(p: *const u8) -> uint8x16_t {
+        // SAFETY: NEON (baseline); 16 readable bytes (caller).
+        unsafe { vld1q_u8(p) }
+    }
+
+    #[inline(always)]
+    unsafe fn dot<const C: usize>(acc: int32x4_t, w: uint8x16_t, a: int8x16_t) -> int32x4_t {
+        // SAFETY: i8mm (caller).
+        unsafe { usdot::<C>(acc, w, a) }
     }
 }
 
-/// # Safety
-/// Chunk `C` of group `g` is readable; the CPU has i8mm.
-#[inline(always)]
-unsafe fn usdot_chunk<const C: usize, const MR: usize>(
-    codes: *const u8,
-    g: usize,
-    prep: &Prep<MR>,
-    acc: &mut [[int32x4_t; 2]; MR],
-) {
-    // SAFETY: NEON (baseline) and i8mm (caller); chunk C is readable (caller).
-    unsafe {
-        let w = vld1q_u8(codes.add(chunk(C, g)));
-        for (acc, p) in acc.iter_mut().zip(prep) {
-            acc[C / 4] = usdot::<C>(acc[C / 4], w, p[C / 4]);
-        }
-    }
-}
+/// Q8_0, one batch row: unsigned codes, offset 128.
+type Q8Single = LaneQ8<Usdot, 128>;

@@ -7,7 +7,9 @@
 //! - the Q8_0 / Q4_0 tiles run one generic driver ([`q_tile`]) that loads the
 //!   f16 scales, applies the canonical `acc = fma(dw * da, isum, acc)` per block
 //!   and writes the tile. Each level plugs in a [`BlockDot`], the exact `isum`
-//!   of 4 weight rows x `MR` batch rows for one block.
+//!   of 4 weight rows x `MR` batch rows for one block. Q8_0 with a
+//!   by-element dot instruction (`sdot`, `usdot`) is one generic
+//!   [`LaneQ8`] over a [`LaneDot`].
 //!
 //! One f32 lane per output row: a panel's 16 rows are 4 `float32x4_t`, so every
 //! lane performs the scalar sequence of the crate docs in the same order.
@@ -27,7 +29,7 @@ pub(crate) use neon::KERNELS as NEON;
 
 use crate::act::{block_scales, ActBlock};
 use crate::formats::QK;
-use crate::pack::{PackedMatrix, NR};
+use crate::pack::{PackedMatrix, NR, Q8_CODE_BYTES};
 use crate::TileArgs;
 use core::arch::aarch64::*;
 use core::arch::asm;
@@ -182,6 +184,74 @@ pub(super) trait BlockDot {
         g: usize,
         prep: &Prep<MR>,
     ) -> [int32x4_t; MR];
+}
+
+/// A by-element dot instruction (`sdot`, `usdot`): lane `j` of the result adds
+/// `Σ_t w[4j + t] * a[4 * (C % 4) + t]`, i.e. 4 weight rows times one 4-byte
+/// group of activations, the packed layout's unit.
+pub(super) trait LaneDot {
+    /// The weight operand (signed or unsigned bytes).
+    type W: Copy;
+    /// Loads 16 code bytes as the weight operand.
+    ///
+    /// # Safety
+    /// `p..p + 16` is readable.
+    unsafe fn load(p: *const u8) -> Self::W;
+    /// # Safety
+    /// The CPU supports the instruction.
+    unsafe fn dot<const C: usize>(acc: int32x4_t, w: Self::W, a: int8x16_t) -> int32x4_t;
+}
+
+/// Q8_0 blocks with a [`LaneDot`] instruction, whose raw sums carry `OFFSET`
+/// (0 for signed codes, 128 for the layout's unsigned ones). Chunks 0..4 read
+/// the first activation vector, 4..8 the second (two accumulators per row).
+pub(super) struct LaneQ8<L, const OFFSET: i32>(core::marker::PhantomData<L>);
+
+impl<L: LaneDot, const OFFSET: i32> BlockDot for LaneQ8<L, OFFSET> {
+    const CODE_BYTES: usize = Q8_CODE_BYTES;
+    const OFFSET: i32 = OFFSET;
+
+    #[inline(always)]
+    unsafe fn group<const MR: usize>(
+        codes: *const u8,
+        g: usize,
+        prep: &Prep<MR>,
+    ) -> [int32x4_t; MR] {
+        // SAFETY: NEON (baseline) and `L`'s level (caller); chunks 0..8 of
+        // group g lie in the block (caller).
+        unsafe {
+            let mut acc = [[vdupq_n_s32(0); 2]; MR];
+            lane_chunk::<L, 0, MR>(codes, g, prep, &mut acc);
+            lane_chunk::<L, 1, MR>(codes, g, prep, &mut acc);
+            lane_chunk::<L, 2, MR>(codes, g, prep, &mut acc);
+            lane_chunk::<L, 3, MR>(codes, g, prep, &mut acc);
+            lane_chunk::<L, 4, MR>(codes, g, prep, &mut acc);
+            lane_chunk::<L, 5, MR>(codes, g, prep, &mut acc);
+            lane_chunk::<L, 6, MR>(codes, g, prep, &mut acc);
+            lane_chunk::<L, 7, MR>(codes, g, prep, &mut acc);
+            acc.map(|[a, b]| vaddq_s32(a, b))
+        }
+    }
+}
+
+/// Chunk `C` (elements `4C..4C+4`) of group `g` for every batch row.
+///
+/// # Safety
+/// Chunk `C` of group `g` is readable; the CPU supports `L`.
+#[inline(always)]
+unsafe fn lane_chunk<L: LaneDot, const C: usize, const MR: usize>(
+    codes: *const u8,
+    g: usize,
+    prep: &Prep<MR>,
+    acc: &mut [[int32x4_t; 2]; MR],
+) {
+    // SAFETY: `L`'s level (caller); chunk C is readable (caller).
+    unsafe {
+        let w = L::load(codes.add(chunk(C, g)));
+        for (acc, p) in acc.iter_mut().zip(prep) {
+            acc[C / 4] = L::dot::<C>(acc[C / 4], w, p[C / 4]);
+        }
+    }
 }
 
 /// The codes of each block as two vectors: `qs[0..16]`, `qs[16..32]`.
