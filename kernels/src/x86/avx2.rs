@@ -11,7 +11,9 @@
 //!   packed chunk-major by the driver; F16 is widened by the first row group
 //!   as it computes and kept as f32 for the chunk's other groups.
 //!
-//! Batch 1 runs two panels per call.
+//! Batch 1 runs two panels per call, both halves of each block (or k-step)
+//! in one pass, so every line of the panels is read once, and prefetches the
+//! two streams ahead as the AVX-512 batch-1 kernels do.
 
 use super::{prefetch, F16_KC, GEMV_PREFETCH};
 use crate::act::{block_scales, ActBlock};
@@ -212,8 +214,45 @@ unsafe fn q_half<D: Dot256, const Q4: bool, const R: usize>(
     }
 }
 
-/// Each half panel x up to 4 rows, whole K: the maddubs dot's batched tile,
-/// and batch 1 for both dots.
+/// Batch 1, `NP` panels at once, both halves of each block in turn: every
+/// code line is read once, in one pass, with `NP` streams prefetched ahead.
+#[inline(always)]
+unsafe fn q_gemv<D: Dot256, const Q4: bool, const NP: usize>(
+    a: &TileArgs,
+    p0: usize,
+    out: *mut f32,
+) {
+    let w = a.w;
+    let nb = w.blocks_per_row();
+    let cb = if Q4 { Q4_CODE_BYTES } else { Q8_CODE_BYTES };
+    let so = w.scales_offset();
+    let panels: [*const u8; NP] = core::array::from_fn(|i| w.panel(p0 + i).as_ptr());
+    // SAFETY: features enabled by the caller; every pointer stays inside its
+    // panel (b < nb), acts holds nb blocks (driver contract), out holds NP * 16
+    // values.
+    unsafe {
+        let mut acc = [[_mm256_setzero_ps(); 2]; NP];
+        for b in 0..nb {
+            let act = a.acts.get_unchecked(b);
+            for i in 0..NP {
+                for l in (0..cb).step_by(64) {
+                    prefetch(panels[i].wrapping_add(b * cb + l + GEMV_PREFETCH));
+                }
+                for (h, acc) in acc[i].iter_mut().enumerate() {
+                    let codes = load_codes::<Q4>(panels[i].add(b * cb), h);
+                    let dw = scales(panels[i].add(so + b * 32), h);
+                    *acc = accumulate(*acc, dw, act.d, block_isum::<D, Q4>(&codes, act));
+                }
+            }
+        }
+        for (i, v) in acc.iter().enumerate() {
+            _mm256_storeu_ps(out.add(i * NR), v[0]);
+            _mm256_storeu_ps(out.add(i * NR + 8), v[1]);
+        }
+    }
+}
+
+/// Each half panel x up to 4 rows, whole K: the maddubs dot's batched tile.
 #[inline(always)]
 unsafe fn q_gemm_halves<D: Dot256, const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize) {
     // SAFETY: driver contract (tile size, panels, act rows); features enabled by caller.
@@ -345,9 +384,17 @@ unsafe fn q_tile<D: Dot256, const Q4: bool>(a: &mut TileArgs) {
     let out = a.tile.as_mut_ptr();
     // SAFETY: driver contract (tile size, panels, act rows); features enabled by caller.
     unsafe {
-        // Batch 1: the half-panel loop (one row) for either dot.
         if a.mr == 1 {
-            q_gemm_halves::<D, Q4>(a, out, ldo);
+            let mut p = 0;
+            while p < a.np {
+                let o = out.add(p * NR);
+                if a.np - p >= 2 {
+                    q_gemv::<D, Q4, 2>(a, a.p0 + p, o);
+                } else {
+                    q_gemv::<D, Q4, 1>(a, a.p0 + p, o);
+                }
+                p += 2;
+            }
         } else {
             D::gemm_tile::<Q4>(a, out, ldo);
         }
@@ -454,6 +501,34 @@ unsafe fn f_chunk<const F16: bool, const R: usize, const KEEP: bool>(c: FChunk) 
     }
 }
 
+/// Batch 1, `NP` panels at once: `acc = fma(w_k, x_k, acc)` for k in order,
+/// with `2 NP` independent FMA chains and `NP` streams prefetched ahead.
+#[inline(always)]
+unsafe fn f_gemv<const F16: bool, const NP: usize>(a: &TileArgs, p0: usize, out: *mut f32) {
+    let k = a.w.k();
+    let panels: [*const u8; NP] = core::array::from_fn(|i| a.w.panel(p0 + i).as_ptr());
+    let step = if F16 { 32 } else { 64 };
+    // SAFETY: features enabled by the caller; x holds k values (driver
+    // contract), kk < k keeps the loads in their panels, out holds NP * 16
+    // values.
+    unsafe {
+        let mut acc = [[_mm256_setzero_ps(); 2]; NP];
+        for kk in 0..k {
+            let x = _mm256_set1_ps(*a.x.get_unchecked(kk));
+            for i in 0..NP {
+                prefetch(panels[i].wrapping_add(kk * step + GEMV_PREFETCH));
+                for (h, acc) in acc[i].iter_mut().enumerate() {
+                    *acc = _mm256_fmadd_ps(load_w::<F16>(panels[i], kk, h), x, *acc);
+                }
+            }
+        }
+        for (i, v) in acc.iter().enumerate() {
+            _mm256_storeu_ps(out.add(i * NR), v[0]);
+            _mm256_storeu_ps(out.add(i * NR + 8), v[1]);
+        }
+    }
+}
+
 #[inline(always)]
 unsafe fn f_tile<const F16: bool>(a: &mut TileArgs) {
     let k = a.w.k();
@@ -461,6 +536,19 @@ unsafe fn f_tile<const F16: bool>(a: &mut TileArgs) {
     let out = a.tile.as_mut_ptr();
     // SAFETY: driver contract (tile size, panels, x rows); features enabled by caller.
     unsafe {
+        if a.mr == 1 {
+            let mut p = 0;
+            while p < a.np {
+                let o = out.add(p * NR);
+                if a.np - p >= 2 {
+                    f_gemv::<F16, 2>(a, a.p0 + p, o);
+                } else {
+                    f_gemv::<F16, 1>(a, a.p0 + p, o);
+                }
+                p += 2;
+            }
+            return;
+        }
         // Scratch written before it is read (no zeroing per call).
         let mut buf = core::mem::MaybeUninit::<[F32Line; F16_KC * NR / 16]>::uninit();
         let buf = buf.as_mut_ptr() as *mut f32;
