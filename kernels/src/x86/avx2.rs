@@ -344,6 +344,13 @@ unsafe fn q_gemm_chunks<const Q4: bool, const R: usize>(
             }
         }
         for b in blocks {
+            if !Q4 && i0 == 0 {
+                // As in the AVX-512 tile: the first row group prefetches the
+                // Q8_0 codes it reads from memory.
+                for l in (0..cb).step_by(64) {
+                    prefetch(panel.wrapping_add(b * cb + l + GEMV_PREFETCH));
+                }
+            }
             let act: [&ActBlock; R] = core::array::from_fn(|r| &*acts.add(r * nb + b));
             // Nibbles and stored Q8 codes (q + 128) are unsigned: both start
             // at the activation correction.
