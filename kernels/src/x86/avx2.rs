@@ -7,13 +7,15 @@
 //!   blocks, chunk-outer (each code load serves 5 rows, each activation
 //!   broadcast both halves: 10 independent `vpdpbusd` chains), with the f32
 //!   accumulators in the tile since the registers hold the integer chains;
-//! - float formats: one panel x up to 6 rows (balanced row groups) over x
-//!   packed chunk-major by the driver; F16 is widened by the first row group
-//!   as it computes and kept as f32 for the chunk's other groups.
+//! - float formats, up to 3 rows: two panels x all rows over the whole of K
+//!   (two prefetched panel streams: one alone leaves memory bandwidth unused);
+//! - float formats, more rows: one panel x up to 6 rows (balanced row groups)
+//!   over x packed chunk-major by the driver; F16 is widened by the first row
+//!   group as it computes and kept as f32 for the chunk's other groups.
 //!
-//! Batch 1 runs two panels per call, both halves of each block (or k-step)
-//! in one pass, so every line of the panels is read once, and prefetches the
-//! two streams ahead as the AVX-512 batch-1 kernels do.
+//! Tile calls get two panels. Batch 1 runs both, with both halves of each
+//! block (or k-step) in one pass, so every line of the panels is read once,
+//! and prefetches the two streams ahead as the AVX-512 batch-1 kernels do.
 
 use super::{prefetch, F16_KC, GEMV_PREFETCH};
 use crate::act::{block_scales, ActBlock};
@@ -508,31 +510,64 @@ unsafe fn f_chunk<const F16: bool, const R: usize, const KEEP: bool>(c: FChunk) 
     }
 }
 
-/// Batch 1, `NP` panels at once: `acc = fma(w_k, x_k, acc)` for k in order,
-/// with `2 NP` independent FMA chains and `NP` streams prefetched ahead.
+/// `R` (<= 3) batch rows from `i0` x `NP` panels from `p0`, whole K:
+/// `acc = fma(w_k, x_k, acc)` for k in order, with `2 NP R` independent FMA
+/// chains and `NP` panel streams prefetched ahead (one stream alone leaves
+/// memory bandwidth unused).
 #[inline(always)]
-unsafe fn f_gemv<const F16: bool, const NP: usize>(a: &TileArgs, p0: usize, out: *mut f32) {
+unsafe fn f_rows<const F16: bool, const NP: usize, const R: usize>(
+    a: &TileArgs,
+    p0: usize,
+    i0: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
     let k = a.w.k();
     let panels: [*const u8; NP] = core::array::from_fn(|i| a.w.panel(p0 + i).as_ptr());
     let step = if F16 { 32 } else { 64 };
-    // SAFETY: features enabled by the caller; x holds k values (driver
-    // contract), kk < k keeps the loads in their panels, out holds NP * 16
-    // values.
+    // SAFETY: features enabled by the caller; x holds rows i0..i0 + R of k
+    // values (driver contract), kk < k keeps the loads in their panels, out
+    // holds R rows of NP * 16 values at stride ldo.
     unsafe {
-        let mut acc = [[_mm256_setzero_ps(); 2]; NP];
+        let x = a.x.as_ptr().add(i0 * k);
+        let mut acc = [[[_mm256_setzero_ps(); 2]; NP]; R];
         for kk in 0..k {
-            let x = _mm256_set1_ps(*a.x.get_unchecked(kk));
+            let xv: [__m256; R] = core::array::from_fn(|r| _mm256_set1_ps(*x.add(r * k + kk)));
             for i in 0..NP {
                 prefetch(panels[i].wrapping_add(kk * step + GEMV_PREFETCH));
-                for (h, acc) in acc[i].iter_mut().enumerate() {
-                    *acc = _mm256_fmadd_ps(load_w::<F16>(panels[i], kk, h), x, *acc);
+                for h in 0..2 {
+                    let w = load_w::<F16>(panels[i], kk, h);
+                    for (acc, x) in acc.iter_mut().zip(&xv) {
+                        acc[i][h] = _mm256_fmadd_ps(w, *x, acc[i][h]);
+                    }
                 }
             }
         }
-        for (i, v) in acc.iter().enumerate() {
-            _mm256_storeu_ps(out.add(i * NR), v[0]);
-            _mm256_storeu_ps(out.add(i * NR + 8), v[1]);
+        for (r, acc) in acc.iter().enumerate() {
+            for (i, v) in acc.iter().enumerate() {
+                let o = out.add((i0 + r) * ldo + i * NR);
+                _mm256_storeu_ps(o, v[0]);
+                _mm256_storeu_ps(o.add(8), v[1]);
+            }
         }
+    }
+}
+
+/// Up to 3 batch rows, two panels at a time.
+#[inline(always)]
+unsafe fn f_few<const F16: bool, const R: usize>(a: &TileArgs, out: *mut f32, ldo: usize) {
+    let mut p = 0;
+    while p < a.np {
+        // SAFETY: forwarded driver contract; panels p(+1) < np.
+        unsafe {
+            let o = out.add(p * NR);
+            if a.np - p >= 2 {
+                f_rows::<F16, 2, R>(a, a.p0 + p, 0, o, ldo);
+            } else {
+                f_rows::<F16, 1, R>(a, a.p0 + p, 0, o, ldo);
+            }
+        }
+        p += 2;
     }
 }
 
@@ -543,18 +578,11 @@ unsafe fn f_tile<const F16: bool>(a: &mut TileArgs) {
     let out = a.tile.as_mut_ptr();
     // SAFETY: driver contract (tile size, panels, x rows); features enabled by caller.
     unsafe {
-        if a.mr == 1 {
-            let mut p = 0;
-            while p < a.np {
-                let o = out.add(p * NR);
-                if a.np - p >= 2 {
-                    f_gemv::<F16, 2>(a, a.p0 + p, o);
-                } else {
-                    f_gemv::<F16, 1>(a, a.p0 + p, o);
-                }
-                p += 2;
-            }
-            return;
+        match a.mr {
+            1 => return f_few::<F16, 1>(a, out, ldo),
+            2 => return f_few::<F16, 2>(a, out, ldo),
+            3 => return f_few::<F16, 3>(a, out, ldo),
+            _ => {}
         }
         // Scratch written before it is read (no zeroing per call).
         let mut buf = core::mem::MaybeUninit::<[F32Line; F16_KC * NR / 16]>::uninit();
@@ -679,7 +707,7 @@ kernel_table!(
     "avx2,fma,f16c",
     Maddubs,
     gemv_panels: 2,
-    gemm_panels: 1,
+    gemm_panels: 2,
     pack_x: true
 );
 kernel_table!(
@@ -688,6 +716,6 @@ kernel_table!(
     "avx2,fma,f16c,avxvnni",
     VnniVex,
     gemv_panels: 2,
-    gemm_panels: 1,
+    gemm_panels: 2,
     pack_x: true
 );
