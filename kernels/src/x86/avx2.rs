@@ -2,7 +2,8 @@
 //!
 //! A 16-row panel is two ymm halves of 8 rows; each half runs the canonical
 //! sequence lane by lane. With 16 ymm registers, batched tiles are:
-//! - maddubs block formats: one half panel x up to 4 batch rows, whole K;
+//! - maddubs block formats: 2 rows as batch 1 runs (below); more rows, one
+//!   half panel x up to 4 batch rows, whole K;
 //! - AVX-VNNI block formats: both halves x up to 5 rows over K passes of 16
 //!   blocks, chunk-outer (each code load serves 5 rows, each activation
 //!   broadcast both halves: 10 independent `vpdpbusd` chains), with the f32
@@ -216,13 +217,15 @@ unsafe fn q_half<D: Dot256, const Q4: bool, const R: usize>(
     }
 }
 
-/// Batch 1, `NP` panels at once, both halves of each block in turn: every
-/// code line is read once, in one pass, with `NP` streams prefetched ahead.
+/// `R` batch rows (1 or 2) x `NP` panels, both halves of each block in turn:
+/// every code line is read once, in one pass, with `NP` streams prefetched
+/// ahead.
 #[inline(always)]
-unsafe fn q_gemv<D: Dot256, const Q4: bool, const NP: usize>(
+unsafe fn q_gemv<D: Dot256, const Q4: bool, const NP: usize, const R: usize>(
     a: &TileArgs,
     p0: usize,
     out: *mut f32,
+    ldo: usize,
 ) {
     let w = a.w;
     let nb = w.blocks_per_row();
@@ -230,35 +233,68 @@ unsafe fn q_gemv<D: Dot256, const Q4: bool, const NP: usize>(
     let so = w.scales_offset();
     let panels: [*const u8; NP] = core::array::from_fn(|i| w.panel(p0 + i).as_ptr());
     // SAFETY: features enabled by the caller; every pointer stays inside its
-    // panel (b < nb), acts holds nb blocks (driver contract), out holds NP * 16
-    // values.
+    // panel (b < nb), acts holds R rows of nb blocks (driver contract), out
+    // holds R rows of NP * 16 values at stride ldo.
     unsafe {
-        let mut acc = [[_mm256_setzero_ps(); 2]; NP];
+        let mut acc = [[[_mm256_setzero_ps(); 2]; NP]; R];
         for b in 0..nb {
-            let act = a.acts.get_unchecked(b);
+            let act: [&ActBlock; R] = core::array::from_fn(|r| a.acts.get_unchecked(r * nb + b));
             for i in 0..NP {
                 for l in (0..cb).step_by(64) {
                     prefetch(panels[i].wrapping_add(b * cb + l + GEMV_PREFETCH));
                 }
-                for (h, acc) in acc[i].iter_mut().enumerate() {
+                for h in 0..2 {
                     let codes = load_codes::<Q4>(panels[i].add(b * cb), h);
                     let dw = scales(panels[i].add(so + b * 32), h);
-                    *acc = accumulate(*acc, dw, act.d, block_isum::<D, Q4>(&codes, act));
+                    for (acc, act) in acc.iter_mut().zip(&act) {
+                        let isum = block_isum::<D, Q4>(&codes, act);
+                        acc[i][h] = accumulate(acc[i][h], dw, act.d, isum);
+                    }
                 }
             }
         }
-        for (i, v) in acc.iter().enumerate() {
-            _mm256_storeu_ps(out.add(i * NR), v[0]);
-            _mm256_storeu_ps(out.add(i * NR + 8), v[1]);
+        for (r, acc) in acc.iter().enumerate() {
+            for (i, v) in acc.iter().enumerate() {
+                let o = out.add(r * ldo + i * NR);
+                _mm256_storeu_ps(o, v[0]);
+                _mm256_storeu_ps(o.add(8), v[1]);
+            }
         }
     }
 }
 
-/// Each half panel x up to 4 rows, whole K: the maddubs dot's batched tile.
+/// All `R` rows of the tile, two panels per [`q_gemv`] call.
+#[inline(always)]
+unsafe fn q_pairs<D: Dot256, const Q4: bool, const R: usize>(
+    a: &TileArgs,
+    out: *mut f32,
+    ldo: usize,
+) {
+    let mut p = 0;
+    while p < a.np {
+        // SAFETY: forwarded driver contract; panels p(+1) < np.
+        unsafe {
+            let o = out.add(p * NR);
+            if a.np - p >= 2 {
+                q_gemv::<D, Q4, 2, R>(a, a.p0 + p, o, ldo);
+            } else {
+                q_gemv::<D, Q4, 1, R>(a, a.p0 + p, o, ldo);
+            }
+        }
+        p += 2;
+    }
+}
+
+/// The maddubs dot's batched tile: 2 rows as batch 1 does (both halves per
+/// pass, streams prefetched; measured 25-45% faster than two half passes
+/// from DRAM), else each half panel x up to 4 rows, whole K.
 #[inline(always)]
 unsafe fn q_gemm_halves<D: Dot256, const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize) {
     // SAFETY: driver contract (tile size, panels, act rows); features enabled by caller.
     unsafe {
+        if a.mr == 2 {
+            return q_pairs::<D, Q4, 2>(a, out, ldo);
+        }
         for pi in 0..a.np {
             let panel = a.w.panel(a.p0 + pi).as_ptr();
             let o = out.add(pi * NR);
@@ -394,16 +430,7 @@ unsafe fn q_tile<D: Dot256, const Q4: bool>(a: &mut TileArgs) {
     // SAFETY: driver contract (tile size, panels, act rows); features enabled by caller.
     unsafe {
         if a.mr == 1 {
-            let mut p = 0;
-            while p < a.np {
-                let o = out.add(p * NR);
-                if a.np - p >= 2 {
-                    q_gemv::<D, Q4, 2>(a, a.p0 + p, o);
-                } else {
-                    q_gemv::<D, Q4, 1>(a, a.p0 + p, o);
-                }
-                p += 2;
-            }
+            q_pairs::<D, Q4, 1>(a, out, ldo);
         } else {
             D::gemm_tile::<Q4>(a, out, ldo);
         }
