@@ -14,9 +14,9 @@
 //!   over x packed chunk-major by the driver; F16 is widened by the first row
 //!   group as it computes and kept as f32 for the chunk's other groups.
 //!
-//! Tile calls get two panels. Batch 1 runs both, with both halves of each
-//! block (or k-step) in one pass, so every line of the panels is read once,
-//! and prefetches the two streams ahead as the AVX-512 batch-1 kernels do.
+//! Batch 1 runs two panels per pass (floats: four), both halves of each
+//! block (or k-step) together, so every line of the panels is read once,
+//! and prefetches each panel stream ahead as the AVX-512 batch-1 kernels do.
 
 use super::{prefetch, F16_KC, GEMV_PREFETCH};
 use crate::act::{block_scales, ActBlock};
@@ -585,16 +585,20 @@ unsafe fn f_rows<const F16: bool, const NP: usize, const R: usize>(
 unsafe fn f_few<const F16: bool, const R: usize>(a: &TileArgs, out: *mut f32, ldo: usize) {
     let mut p = 0;
     while p < a.np {
-        // SAFETY: forwarded driver contract; panels p(+1) < np.
+        // SAFETY: forwarded driver contract; panels p.. < np.
         unsafe {
             let o = out.add(p * NR);
-            if a.np - p >= 2 {
+            if R == 1 && a.np - p >= 4 {
+                f_rows::<F16, 4, R>(a, a.p0 + p, 0, o, ldo);
+                p += 4;
+            } else if a.np - p >= 2 {
                 f_rows::<F16, 2, R>(a, a.p0 + p, 0, o, ldo);
+                p += 2;
             } else {
                 f_rows::<F16, 1, R>(a, a.p0 + p, 0, o, ldo);
+                p += 1;
             }
         }
-        p += 2;
     }
 }
 
@@ -733,7 +737,7 @@ kernel_table!(
     crate::Isa::Avx2,
     "avx2,fma,f16c",
     Maddubs,
-    gemv_panels: 2,
+    gemv_panels: 4,
     gemm_panels: 2,
     pack_x: true
 );
@@ -742,7 +746,7 @@ kernel_table!(
     crate::Isa::AvxVnni,
     "avx2,fma,f16c,avxvnni",
     VnniVex,
-    gemv_panels: 2,
+    gemv_panels: 4,
     gemm_panels: 2,
     pack_x: true
 );
