@@ -184,46 +184,15 @@ unsafe fn scales(p: *const u8, h: usize) -> __m256 {
     unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.add(16 * h) as *const __m128i)) }
 }
 
-/// Half `h` of one panel for `R` batch rows (R = 1 is the batch-1 path).
+/// `R` batch rows from `i0` x halves `h0..h0 + NH` of `NP` panels from `p0`,
+/// whole K. With both halves (`NH = 2`) every code line is read once, in one
+/// pass; the `NP` panel streams are prefetched ahead either way.
 #[inline(always)]
-unsafe fn q_half<D: Dot256, const Q4: bool, const R: usize>(
-    a: &TileArgs,
-    panel: *const u8,
-    h: usize,
-    i0: usize,
-    out: *mut f32,
-    ldo: usize,
-) {
-    let w = a.w;
-    let nb = w.blocks_per_row();
-    let cb = if Q4 { Q4_CODE_BYTES } else { Q8_CODE_BYTES };
-    let so = w.scales_offset();
-    // SAFETY: features enabled by the caller; rows i0..i0+R exist in acts; the
-    // panel pointers stay inside the panel; out has R rows at stride ldo.
-    unsafe {
-        let acts = a.acts.as_ptr().add(i0 * nb);
-        let mut acc = [_mm256_setzero_ps(); R];
-        for b in 0..nb {
-            let codes = load_codes::<Q4>(panel.add(b * cb), h);
-            let dw = scales(panel.add(so + b * 32), h);
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let act = &*acts.add(r * nb + b);
-                *acc = accumulate(*acc, dw, act.d, block_isum::<D, Q4>(&codes, act));
-            }
-        }
-        for (r, v) in acc.iter().enumerate() {
-            _mm256_storeu_ps(out.add((i0 + r) * ldo + 8 * h), *v);
-        }
-    }
-}
-
-/// `R` batch rows (1 or 2) x `NP` panels, both halves of each block in turn:
-/// every code line is read once, in one pass, with `NP` streams prefetched
-/// ahead.
-#[inline(always)]
-unsafe fn q_gemv<D: Dot256, const Q4: bool, const NP: usize, const R: usize>(
+unsafe fn q_rows<D: Dot256, const Q4: bool, const NP: usize, const R: usize, const NH: usize>(
     a: &TileArgs,
     p0: usize,
+    h0: usize,
+    i0: usize,
     out: *mut f32,
     ldo: usize,
 ) {
@@ -233,37 +202,40 @@ unsafe fn q_gemv<D: Dot256, const Q4: bool, const NP: usize, const R: usize>(
     let so = w.scales_offset();
     let panels: [*const u8; NP] = core::array::from_fn(|i| w.panel(p0 + i).as_ptr());
     // SAFETY: features enabled by the caller; every pointer stays inside its
-    // panel (b < nb), acts holds R rows of nb blocks (driver contract), out
-    // holds R rows of NP * 16 values at stride ldo.
+    // panel (b < nb), acts holds rows i0..i0 + R of nb blocks (driver
+    // contract), h0 + NH <= 2, out holds rows i0..i0 + R of NP * 16 values at
+    // stride ldo.
     unsafe {
-        let mut acc = [[[_mm256_setzero_ps(); 2]; NP]; R];
+        let acts = a.acts.as_ptr().add(i0 * nb);
+        let mut acc = [[[_mm256_setzero_ps(); NH]; NP]; R];
         for b in 0..nb {
-            let act: [&ActBlock; R] = core::array::from_fn(|r| a.acts.get_unchecked(r * nb + b));
+            let act: [&ActBlock; R] = core::array::from_fn(|r| &*acts.add(r * nb + b));
             for i in 0..NP {
                 for l in (0..cb).step_by(64) {
                     prefetch(panels[i].wrapping_add(b * cb + l + GEMV_PREFETCH));
                 }
-                for h in 0..2 {
-                    let codes = load_codes::<Q4>(panels[i].add(b * cb), h);
-                    let dw = scales(panels[i].add(so + b * 32), h);
+                for j in 0..NH {
+                    let codes = load_codes::<Q4>(panels[i].add(b * cb), h0 + j);
+                    let dw = scales(panels[i].add(so + b * 32), h0 + j);
                     for (acc, act) in acc.iter_mut().zip(&act) {
                         let isum = block_isum::<D, Q4>(&codes, act);
-                        acc[i][h] = accumulate(acc[i][h], dw, act.d, isum);
+                        acc[i][j] = accumulate(acc[i][j], dw, act.d, isum);
                     }
                 }
             }
         }
         for (r, acc) in acc.iter().enumerate() {
             for (i, v) in acc.iter().enumerate() {
-                let o = out.add(r * ldo + i * NR);
-                _mm256_storeu_ps(o, v[0]);
-                _mm256_storeu_ps(o.add(8), v[1]);
+                for (j, v) in v.iter().enumerate() {
+                    let o = out.add((i0 + r) * ldo + i * NR + 8 * (h0 + j));
+                    _mm256_storeu_ps(o, *v);
+                }
             }
         }
     }
 }
 
-/// All `R` rows of the tile, two panels per [`q_gemv`] call.
+/// All `R` rows of the tile, two whole panels per [`q_rows`] call.
 #[inline(always)]
 unsafe fn q_pairs<D: Dot256, const Q4: bool, const R: usize>(
     a: &TileArgs,
@@ -276,9 +248,9 @@ unsafe fn q_pairs<D: Dot256, const Q4: bool, const R: usize>(
         unsafe {
             let o = out.add(p * NR);
             if a.np - p >= 2 {
-                q_gemv::<D, Q4, 2, R>(a, a.p0 + p, o, ldo);
+                q_rows::<D, Q4, 2, R, 2>(a, a.p0 + p, 0, 0, o, ldo);
             } else {
-                q_gemv::<D, Q4, 1, R>(a, a.p0 + p, o, ldo);
+                q_rows::<D, Q4, 1, R, 2>(a, a.p0 + p, 0, 0, o, ldo);
             }
         }
         p += 2;
@@ -286,8 +258,9 @@ unsafe fn q_pairs<D: Dot256, const Q4: bool, const R: usize>(
 }
 
 /// The maddubs dot's batched tile: 2 rows as batch 1 does (both halves per
-/// pass, streams prefetched; measured 25-45% faster than two half passes
-/// from DRAM), else each half panel x up to 4 rows, whole K.
+/// pass; measured 25-45% faster than two half passes from DRAM), else each
+/// half panel x up to 4 rows, whole K (both halves would not fit the 16
+/// registers).
 #[inline(always)]
 unsafe fn q_gemm_halves<D: Dot256, const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize) {
     // SAFETY: driver contract (tile size, panels, act rows); features enabled by caller.
@@ -296,17 +269,16 @@ unsafe fn q_gemm_halves<D: Dot256, const Q4: bool>(a: &TileArgs, out: *mut f32, 
             return q_pairs::<D, Q4, 2>(a, out, ldo);
         }
         for pi in 0..a.np {
-            let panel = a.w.panel(a.p0 + pi).as_ptr();
-            let o = out.add(pi * NR);
+            let (p, o) = (a.p0 + pi, out.add(pi * NR));
             for h in 0..2 {
                 let mut i0 = 0;
                 while i0 < a.mr {
                     let r = (a.mr - i0).min(4);
                     match r {
-                        1 => q_half::<D, Q4, 1>(a, panel, h, i0, o, ldo),
-                        2 => q_half::<D, Q4, 2>(a, panel, h, i0, o, ldo),
-                        3 => q_half::<D, Q4, 3>(a, panel, h, i0, o, ldo),
-                        _ => q_half::<D, Q4, 4>(a, panel, h, i0, o, ldo),
+                        1 => q_rows::<D, Q4, 1, 1, 1>(a, p, h, i0, o, ldo),
+                        2 => q_rows::<D, Q4, 1, 2, 1>(a, p, h, i0, o, ldo),
+                        3 => q_rows::<D, Q4, 1, 3, 1>(a, p, h, i0, o, ldo),
+                        _ => q_rows::<D, Q4, 1, 4, 1>(a, p, h, i0, o, ldo),
                     }
                     i0 += r;
                 }
