@@ -509,42 +509,50 @@ unsafe fn f_chunk<const F16: bool, const R: usize, const KEEP: bool>(c: FChunk) 
     }
 }
 
-/// `R` (<= 3) batch rows from `i0` x `NP` panels from `p0`, whole K:
+/// All `R` (<= 3) batch rows x `NP` panels from `p0`, whole K:
 /// `acc = fma(w_k, x_k, acc)` for k in order, with `2 NP R` independent FMA
 /// chains and `NP` panel streams prefetched ahead (one stream alone leaves
-/// memory bandwidth unused).
+/// memory bandwidth unused). x is read packed when the driver packed it.
 #[inline(always)]
 unsafe fn f_rows<const F16: bool, const NP: usize, const R: usize>(
     a: &TileArgs,
     p0: usize,
-    i0: usize,
     out: *mut f32,
     ldo: usize,
 ) {
     let k = a.w.k();
     let panels: [*const u8; NP] = core::array::from_fn(|i| a.w.panel(p0 + i).as_ptr());
     let step = if F16 { 32 } else { 64 };
-    // SAFETY: features enabled by the caller; x holds rows i0..i0 + R of k
-    // values (driver contract), kk < k keeps the loads in their panels, out
-    // holds R rows of NP * 16 values at stride ldo.
+    // SAFETY: features enabled by the caller; x (or xp, as TileArgs says)
+    // holds the R rows' k values, kk < k keeps the loads in their panels,
+    // out holds R rows of NP * 16 values at stride ldo.
     unsafe {
-        let x = a.x.as_ptr().add(i0 * k);
         let mut acc = [[[_mm256_setzero_ps(); 2]; NP]; R];
-        for kk in 0..k {
-            let xv: [__m256; R] = core::array::from_fn(|r| _mm256_set1_ps(*x.add(r * k + kk)));
-            for i in 0..NP {
-                prefetch(panels[i].wrapping_add(kk * step + GEMV_PREFETCH));
-                for h in 0..2 {
-                    let w = load_w::<F16>(panels[i], kk, h);
-                    for (acc, x) in acc.iter_mut().zip(&xv) {
-                        acc[i][h] = _mm256_fmadd_ps(w, *x, acc[i][h]);
+        let mut k0 = 0;
+        while k0 < k {
+            let kc = (k - k0).min(F16_KC);
+            let (x, xs) = if a.xp.is_empty() {
+                (a.x.as_ptr().add(k0), k)
+            } else {
+                (a.xp.as_ptr().add(k0 * a.mr), F16_KC)
+            };
+            for s in 0..kc {
+                let xv: [__m256; R] = core::array::from_fn(|r| _mm256_set1_ps(*x.add(r * xs + s)));
+                for i in 0..NP {
+                    prefetch(panels[i].wrapping_add((k0 + s) * step + GEMV_PREFETCH));
+                    for h in 0..2 {
+                        let w = load_w::<F16>(panels[i], k0 + s, h);
+                        for (acc, x) in acc.iter_mut().zip(&xv) {
+                            acc[i][h] = _mm256_fmadd_ps(w, *x, acc[i][h]);
+                        }
                     }
                 }
             }
+            k0 += kc;
         }
         for (r, acc) in acc.iter().enumerate() {
             for (i, v) in acc.iter().enumerate() {
-                let o = out.add((i0 + r) * ldo + i * NR);
+                let o = out.add(r * ldo + i * NR);
                 _mm256_storeu_ps(o, v[0]);
                 _mm256_storeu_ps(o.add(8), v[1]);
             }
@@ -561,13 +569,13 @@ unsafe fn f_few<const F16: bool, const R: usize>(a: &TileArgs, out: *mut f32, ld
         unsafe {
             let o = out.add(p * NR);
             if R == 1 && a.np - p >= 4 {
-                f_rows::<F16, 4, R>(a, a.p0 + p, 0, o, ldo);
+                f_rows::<F16, 4, R>(a, a.p0 + p, o, ldo);
                 p += 4;
             } else if a.np - p >= 2 {
-                f_rows::<F16, 2, R>(a, a.p0 + p, 0, o, ldo);
+                f_rows::<F16, 2, R>(a, a.p0 + p, o, ldo);
                 p += 2;
             } else {
-                f_rows::<F16, 1, R>(a, a.p0 + p, 0, o, ldo);
+                f_rows::<F16, 1, R>(a, a.p0 + p, o, ldo);
                 p += 1;
             }
         }
