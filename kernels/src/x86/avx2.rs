@@ -509,6 +509,23 @@ unsafe fn f_chunk<const F16: bool, const R: usize, const KEEP: bool>(c: FChunk) 
     }
 }
 
+/// Where the tile's rows hold k-step `k0` (a multiple of `F16_KC`), and
+/// their stride: packed x when the driver packed it, else the rows as given.
+///
+/// # Safety
+/// `k0 < a.w.k()`.
+#[inline(always)]
+unsafe fn chunk_x(a: &TileArgs, k0: usize) -> (*const f32, usize) {
+    // SAFETY: k0 < k, inside x (and inside xp, which holds every chunk).
+    unsafe {
+        if a.xp.is_empty() {
+            (a.x.as_ptr().add(k0), a.w.k())
+        } else {
+            (a.xp.as_ptr().add(k0 * a.mr), F16_KC)
+        }
+    }
+}
+
 /// All `R` (<= 3) batch rows x `NP` panels from `p0`, whole K:
 /// `acc = fma(w_k, x_k, acc)` for k in order, with `2 NP R` independent FMA
 /// chains and `NP` panel streams prefetched ahead (one stream alone leaves
@@ -531,11 +548,7 @@ unsafe fn f_rows<const F16: bool, const NP: usize, const R: usize>(
         let mut k0 = 0;
         while k0 < k {
             let kc = (k - k0).min(F16_KC);
-            let (x, xs) = if a.xp.is_empty() {
-                (a.x.as_ptr().add(k0), k)
-            } else {
-                (a.xp.as_ptr().add(k0 * a.mr), F16_KC)
-            };
+            let (x, xs) = chunk_x(a, k0);
             for s in 0..kc {
                 let xv: [__m256; R] = core::array::from_fn(|r| _mm256_set1_ps(*x.add(r * xs + s)));
                 for i in 0..NP {
@@ -604,11 +617,7 @@ unsafe fn f_tile<const F16: bool>(a: &mut TileArgs) {
             let mut k0 = 0;
             while k0 < k {
                 let kc = (k - k0).min(F16_KC);
-                let (x, xs) = if a.xp.is_empty() {
-                    (a.x.as_ptr().add(k0), k)
-                } else {
-                    (a.xp.as_ptr().add(k0 * a.mr), F16_KC)
-                };
+                let (x, xs) = chunk_x(a, k0);
                 let mut c = FChunk {
                     panel,
                     wp: None,
