@@ -651,9 +651,10 @@ unsafe fn f_tile<const F16: bool>(a: &mut TileArgs) {
                         }
                         c.wp = Some(buf as *const f32);
                     } else {
+                        // mr >= 4 (f_rows runs fewer), so balanced groups
+                        // have at least 3 rows.
+                        debug_assert!(r >= 3);
                         match r {
-                            1 => f_chunk::<F16, 1, false>(g),
-                            2 => f_chunk::<F16, 2, false>(g),
                             3 => f_chunk::<F16, 3, false>(g),
                             4 => f_chunk::<F16, 4, false>(g),
                             5 => f_chunk::<F16, 5, false>(g),
