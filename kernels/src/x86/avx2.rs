@@ -8,6 +8,8 @@
 //!   blocks, chunk-outer (each code load serves 5 rows, each activation
 //!   broadcast both halves: 10 independent `vpdpbusd` chains), with the f32
 //!   accumulators in the tile since the registers hold the integer chains;
+//!   Q4_0 batches of more than 16 rows split a pass's nibbles once, in the
+//!   first row group, into an 8 KiB L1 buffer the other groups read;
 //! - float formats, up to 3 rows: two panels x all rows over the whole of K
 //!   (two prefetched panel streams: one alone leaves memory bandwidth unused);
 //! - float formats, more rows: one panel x up to 6 rows (balanced row groups)
@@ -18,7 +20,7 @@
 //! block (or k-step) together, so every line of the panels is read once,
 //! and prefetches each panel stream ahead as the AVX-512 batch-1 kernels do.
 
-use super::{prefetch, F16_KC, GEMV_PREFETCH};
+use super::{prefetch, F16_KC, FROM_KEPT, FROM_PANEL, GEMV_PREFETCH, KEEP_NIBBLES, Q4_KEEP_ROWS};
 use crate::act::{block_scales, ActBlock};
 use crate::formats::QK;
 use crate::pack::{NR, Q4_CODE_BYTES, Q8_CODE_BYTES};
@@ -296,54 +298,99 @@ const GEMM_KB: usize = 16;
 #[inline(always)]
 unsafe fn q_gemm_vnni<const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize) {
     let nb = a.w.blocks_per_row();
+    // Scratch written before it is read (no zeroing per call).
+    let mut kept = core::mem::MaybeUninit::<KeptNibbles>::uninit();
+    let kept = kept.as_mut_ptr() as *mut u8;
+    let keep = Q4 && a.mr > Q4_KEEP_ROWS;
     for pi in 0..a.np {
         let panel = a.w.panel(a.p0 + pi).as_ptr();
         // SAFETY: forwarded driver contract; panel pi < np.
-        let o = unsafe { out.add(pi * NR) };
+        let out = unsafe { out.add(pi * NR) };
         let mut b0 = 0;
         while b0 < nb {
             let blocks = b0..(b0 + GEMM_KB).min(nb);
+            b0 = blocks.end;
+            let pass = Pass {
+                a,
+                panel,
+                blocks,
+                out,
+                ldo,
+                kept,
+            };
             let mut i0 = 0;
             while i0 < a.mr {
                 let r = (a.mr - i0).min(5);
-                let bl = blocks.clone();
-                // SAFETY: forwarded driver contract; rows i0..i0+r < mr.
+                // SAFETY: forwarded driver contract; rows i0..i0+r < mr; the
+                // first row group (5 rows: mr > Q4_KEEP_ROWS) fills `kept`
+                // before the others read it.
                 unsafe {
-                    match r {
-                        1 => q_gemm_chunks::<Q4, 1>(a, panel, i0, bl, o, ldo),
-                        2 => q_gemm_chunks::<Q4, 2>(a, panel, i0, bl, o, ldo),
-                        3 => q_gemm_chunks::<Q4, 3>(a, panel, i0, bl, o, ldo),
-                        4 => q_gemm_chunks::<Q4, 4>(a, panel, i0, bl, o, ldo),
-                        _ => q_gemm_chunks::<Q4, 5>(a, panel, i0, bl, o, ldo),
+                    match (keep, i0) {
+                        (false, _) => q_group::<Q4, FROM_PANEL>(&pass, i0, r),
+                        (true, 0) => q_gemm_chunks::<Q4, 5, KEEP_NIBBLES>(&pass, 0),
+                        (true, _) => q_group::<Q4, FROM_KEPT>(&pass, i0, r),
                     }
                 }
                 i0 += r;
             }
-            b0 = blocks.end;
         }
     }
 }
 
-/// Both halves of one panel x `R` rows over `blocks`, chunk by chunk: each
-/// 4-code chunk is loaded once for all rows and each activation broadcast
-/// serves both halves, so `2 R` independent `vpdpbusd` chains are in flight.
-/// With 16 ymm registers the float accumulators live in `out` (row stride
-/// `ldo`), zeroed when the pass starts at block 0.
-#[inline(always)]
-unsafe fn q_gemm_chunks<const Q4: bool, const R: usize>(
-    a: &TileArgs,
+/// One pass's split nibbles: `GEMM_KB` blocks x 8 chunks of both halves
+/// (8 KiB; chunk `c` of pass block `j` at line `8 j + c`).
+type KeptNibbles = [F32Line; GEMM_KB * 8];
+
+/// One pass of the batched AVX-VNNI tile: one panel over `blocks`, f32
+/// accumulators in `out` (row stride `ldo`, halves at columns 0 and 8).
+struct Pass<'t, 'a> {
+    a: &'t TileArgs<'a>,
     panel: *const u8,
-    i0: usize,
     blocks: Range<usize>,
     out: *mut f32,
     ldo: usize,
-) {
+    /// A [`KeptNibbles`] buffer.
+    kept: *mut u8,
+}
+
+/// Rows `i0..i0 + r` (`r <= 5`): [`q_gemm_chunks`] with `R = r`.
+#[inline(always)]
+unsafe fn q_group<const Q4: bool, const SRC: u8>(pass: &Pass, i0: usize, r: usize) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match r {
+            1 => q_gemm_chunks::<Q4, 1, SRC>(pass, i0),
+            2 => q_gemm_chunks::<Q4, 2, SRC>(pass, i0),
+            3 => q_gemm_chunks::<Q4, 3, SRC>(pass, i0),
+            4 => q_gemm_chunks::<Q4, 4, SRC>(pass, i0),
+            _ => q_gemm_chunks::<Q4, 5, SRC>(pass, i0),
+        }
+    }
+}
+
+/// Both halves of the pass's panel x `R` rows from `i0`, chunk by chunk:
+/// each 4-code chunk is loaded once for all rows and each activation
+/// broadcast serves both halves, so `2 R` independent `vpdpbusd` chains are
+/// in flight. With 16 ymm registers the float accumulators live in `out`,
+/// zeroed when the pass starts at block 0. `SRC`: where the codes come from.
+#[inline(always)]
+unsafe fn q_gemm_chunks<const Q4: bool, const R: usize, const SRC: u8>(pass: &Pass, i0: usize) {
+    let Pass {
+        a,
+        panel,
+        ref blocks,
+        out,
+        ldo,
+        kept,
+    } = *pass;
     let nb = a.w.blocks_per_row();
     let cb = if Q4 { Q4_CODE_BYTES } else { Q8_CODE_BYTES };
     let so = a.w.scales_offset();
     // SAFETY: features (avx2, fma, f16c, avxvnni) enabled by the caller; rows
     // i0..i0+R < mr exist in acts; blocks < nb keep pointers in the panel; out
-    // rows are in the tile.
+    // rows are in the tile; `kept` lines stay in its buffer (at most GEMM_KB
+    // blocks per pass) and a KEEP_NIBBLES call wrote the pass's lines before
+    // a FROM_KEPT call reads them (q_gemm_vnni).
     unsafe {
         let acts = a.acts.as_ptr().add(i0 * nb);
         let out = out.add(i0 * ldo);
@@ -353,7 +400,7 @@ unsafe fn q_gemm_chunks<const Q4: bool, const R: usize>(
                 _mm256_storeu_ps(out.add(r * ldo + 8), _mm256_setzero_ps());
             }
         }
-        for b in blocks {
+        for b in blocks.clone() {
             if !Q4 && i0 == 0 {
                 // As in the AVX-512 tile: the first row group prefetches the
                 // Q8_0 codes it reads from memory.
@@ -367,13 +414,20 @@ unsafe fn q_gemm_chunks<const Q4: bool, const R: usize>(
             let mut isum: [[__m256i; 2]; R] =
                 core::array::from_fn(|r| [_mm256_set1_epi32(act[r].corr); 2]);
             let p = panel.add(b * cb);
+            let k = kept.add((b - blocks.start) * 8 * 64);
             for c in 0..8 {
-                // Q4: chunks c and c + 4 share a load (low and high nibbles).
                 let w: [__m256i; 2] = core::array::from_fn(|h| {
-                    if Q4 {
+                    if Q4 && SRC == FROM_KEPT {
+                        _mm256_load_si256(k.add(64 * c + 32 * h) as *const __m256i)
+                    } else if Q4 {
+                        // Chunks c and c + 4 share a load (low and high nibbles).
                         let v = _mm256_load_si256(p.add(64 * (c % 4) + 32 * h) as *const __m256i);
                         let v = if c < 4 { v } else { _mm256_srli_epi16(v, 4) };
-                        _mm256_and_si256(v, _mm256_set1_epi8(0x0F))
+                        let v = _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+                        if SRC == KEEP_NIBBLES {
+                            _mm256_store_si256(k.add(64 * c + 32 * h) as *mut __m256i, v);
+                        }
+                        v
                     } else {
                         _mm256_load_si256(p.add(64 * c + 32 * h) as *const __m256i)
                     }

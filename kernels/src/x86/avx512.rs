@@ -14,6 +14,9 @@
 //!   block's eight 4-code chunks outermost: each code vector serves 6 rows,
 //!   each activation broadcast 2 panels, and 12 independent `vpdpbusd`
 //!   chains hide its latency (measured: +10-35% over one panel x 8 rows).
+//!   Q4_0 batches of more than 16 rows split the pass's nibbles once, in
+//!   the first row group, into a 16 KiB L1 buffer that the other groups
+//!   read as they read Q8_0 codes.
 //! - BW block formats: one panel x 8 rows over whole blocks (the maddubs dot
 //!   keeps i16 partial sums per block, which the chunk loop cannot share).
 //! - Float formats: K in chunks of 128 steps over x packed chunk-major by the
@@ -23,7 +26,7 @@
 //!   from memory overlap the compute), and keeps the f32 in an aligned L1
 //!   buffer for the other groups; batches of up to 12 rows only stream.
 
-use super::{prefetch, F16_KC, GEMV_PREFETCH};
+use super::{prefetch, F16_KC, FROM_KEPT, FROM_PANEL, GEMV_PREFETCH, KEEP_NIBBLES, Q4_KEEP_ROWS};
 use crate::act::{block_scales, ActBlock};
 use crate::formats::QK;
 use crate::pack::{NR, Q4_CODE_BYTES, Q8_CODE_BYTES};
@@ -229,30 +232,52 @@ unsafe fn q_gemv<D: Dot512, const Q4: bool, const NP: usize>(
 }
 
 /// Blocks per pass of a batched tile: the codes of these blocks for the
-/// tile's panels (up to 2 x 16 x 544 bytes) stay in L1 while every row group
-/// of the tile runs over them.
+/// tile's panels (up to 2 x 16 x 544 bytes, or the split Q4_0 nibbles)
+/// stay in L1 while every row group of the tile runs over them.
 const GEMM_KB: usize = 16;
 
-/// `P` panels x `R` batch rows over `blocks`, chunk by chunk: each 4-code
-/// chunk of the panels is loaded once for all rows and each activation
-/// broadcast serves all panels, so `P * R` independent integer chains are in
-/// flight. Continues the accumulators kept in `out` (row stride `ldo`, panel
-/// `i` at column `16 i`) unless the pass starts at block 0.
-#[inline(always)]
-unsafe fn q_gemm_chunks<const Q4: bool, const P: usize, const R: usize>(
-    a: &TileArgs,
-    panels: &[*const u8; P],
-    i0: usize,
+/// One pass's split nibbles: `GEMM_KB` blocks x up to 2 panels x 8 vectors
+/// (16 KiB; vector `c` of block `j`, panel `i` at line `(j * P + i) * 8 + c`).
+type KeptNibbles = [F32Line; GEMM_KB * 2 * 8];
+
+/// One pass of a batched VNNI tile: `P` panels over `blocks`, accumulators
+/// in `out` (row stride `ldo`, panel `i` at column `16 i`).
+struct Pass<'t, 'a, const P: usize> {
+    a: &'t TileArgs<'a>,
+    panels: [*const u8; P],
     blocks: Range<usize>,
     out: *mut f32,
     ldo: usize,
+    /// A [`KeptNibbles`] buffer.
+    kept: *mut u8,
+}
+
+/// `P` panels x `R` batch rows from `i0` over the pass's blocks, chunk by
+/// chunk: each 4-code chunk of the panels is loaded once for all rows and
+/// each activation broadcast serves all panels, so `P * R` independent
+/// integer chains are in flight. Continues the accumulators kept in `out`
+/// unless the pass starts at block 0.
+#[inline(always)]
+unsafe fn q_gemm_chunks<const Q4: bool, const P: usize, const R: usize, const SRC: u8>(
+    pass: &Pass<P>,
+    i0: usize,
 ) {
+    let Pass {
+        a,
+        panels,
+        ref blocks,
+        out,
+        ldo,
+        kept,
+    } = *pass;
     let nb = a.w.blocks_per_row();
     let cb = if Q4 { Q4_CODE_BYTES } else { Q8_CODE_BYTES };
     let so = a.w.scales_offset();
     // SAFETY: target features enabled by the caller; rows i0..i0+R < mr exist in
     // acts (driver contract); blocks < nb keep panel pointers in their panels;
-    // out rows are in the tile.
+    // out rows are in the tile; `kept` lines stay in its buffer (fewer than
+    // GEMM_KB blocks per pass, P <= 2) and a KEEP_NIBBLES call wrote the
+    // pass's lines before a FROM_KEPT call reads them (q_gemm_vnni_rows).
     unsafe {
         let acts = a.acts.as_ptr().add(i0 * nb);
         let out = out.add(i0 * ldo);
@@ -265,13 +290,13 @@ unsafe fn q_gemm_chunks<const Q4: bool, const P: usize, const R: usize>(
                 }
             })
         });
-        for b in blocks {
+        for b in blocks.clone() {
             if !Q4 && i0 == 0 {
                 // The tile's first row group reads the pass's codes from
                 // memory: prefetch them ahead as batch 1 does (Q8_0 only: the
                 // hardware prefetchers keep up with Q4_0's half-size blocks,
                 // where this measured 2% slower at 2-4 rows).
-                for &pn in panels {
+                for &pn in &panels {
                     for l in (0..cb).step_by(64) {
                         prefetch(pn.wrapping_add(b * cb + l + GEMV_PREFETCH));
                     }
@@ -286,13 +311,22 @@ unsafe fn q_gemm_chunks<const Q4: bool, const P: usize, const R: usize>(
             let code = |i: usize, c: usize| -> __m512i {
                 _mm512_load_si512(panels[i].add(b * cb + 64 * c) as *const _)
             };
-            if Q4 {
+            let kept_at = |i: usize, c: usize| -> *mut u8 {
+                kept.add((((b - blocks.start) * P + i) * 8 + c) * 64)
+            };
+            if Q4 && SRC != FROM_KEPT {
                 let m = _mm512_set1_epi8(0x0F);
                 for c in 0..4 {
                     let v: [__m512i; P] = core::array::from_fn(|i| code(i, c));
                     let lo: [__m512i; P] = core::array::from_fn(|i| _mm512_and_si512(v[i], m));
                     let hi: [__m512i; P] =
                         core::array::from_fn(|i| _mm512_and_si512(_mm512_srli_epi16(v[i], 4), m));
+                    if SRC == KEEP_NIBBLES {
+                        for i in 0..P {
+                            _mm512_store_si512(kept_at(i, c) as *mut _, lo[i]);
+                            _mm512_store_si512(kept_at(i, c + 4) as *mut _, hi[i]);
+                        }
+                    }
                     for (r, isum) in isum.iter_mut().enumerate() {
                         let (a_lo, a_hi) = (
                             bcast4(act[r].qs.as_ptr(), c),
@@ -306,7 +340,13 @@ unsafe fn q_gemm_chunks<const Q4: bool, const P: usize, const R: usize>(
                 }
             } else {
                 for c in 0..8 {
-                    let v: [__m512i; P] = core::array::from_fn(|i| code(i, c));
+                    let v: [__m512i; P] = core::array::from_fn(|i| {
+                        if SRC == FROM_KEPT {
+                            _mm512_load_si512(kept_at(i, c) as *const _)
+                        } else {
+                            code(i, c)
+                        }
+                    });
                     for (r, isum) in isum.iter_mut().enumerate() {
                         let av = bcast4(act[r].qs.as_ptr(), c);
                         for i in 0..P {
@@ -335,52 +375,85 @@ unsafe fn q_gemm_chunks<const Q4: bool, const P: usize, const R: usize>(
 #[inline(always)]
 unsafe fn q_gemm_vnni<const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize) {
     let nb = a.w.blocks_per_row();
+    // Scratch written before it is read (no zeroing per call).
+    let mut kept = core::mem::MaybeUninit::<KeptNibbles>::uninit();
+    let kept = kept.as_mut_ptr() as *mut u8;
     let mut b0 = 0;
     while b0 < nb {
         let blocks = b0..(b0 + GEMM_KB).min(nb);
+        b0 = blocks.end;
         let mut pi = 0;
         while pi < a.np {
             let panel = |i: usize| a.w.panel(a.p0 + pi + i).as_ptr();
             // SAFETY: forwarded driver contract; panels pi(+1) < np.
             unsafe {
-                let o = out.add(pi * NR);
+                let (out, blocks) = (out.add(pi * NR), blocks.clone());
                 if a.np - pi >= 2 {
-                    q_gemm_vnni_rows::<Q4, 2>(a, &[panel(0), panel(1)], blocks.clone(), o, ldo);
+                    let panels = [panel(0), panel(1)];
+                    q_gemm_vnni_rows::<Q4, 2>(&Pass {
+                        a,
+                        panels,
+                        blocks,
+                        out,
+                        ldo,
+                        kept,
+                    });
                 } else {
-                    q_gemm_vnni_rows::<Q4, 1>(a, &[panel(0)], blocks.clone(), o, ldo);
+                    let panels = [panel(0)];
+                    q_gemm_vnni_rows::<Q4, 1>(&Pass {
+                        a,
+                        panels,
+                        blocks,
+                        out,
+                        ldo,
+                        kept,
+                    });
                 }
             }
             pi += 2;
         }
-        b0 = blocks.end;
     }
 }
 
-/// Every row of the tile for `P` panels over `blocks`, 6 rows at a time.
+/// Every row of the tile over one pass, 6 rows at a time.
 #[inline(always)]
-unsafe fn q_gemm_vnni_rows<const Q4: bool, const P: usize>(
-    a: &TileArgs,
-    panels: &[*const u8; P],
-    blocks: Range<usize>,
-    out: *mut f32,
-    ldo: usize,
-) {
+unsafe fn q_gemm_vnni_rows<const Q4: bool, const P: usize>(pass: &Pass<P>) {
+    let mr = pass.a.mr;
+    let keep = Q4 && mr > Q4_KEEP_ROWS;
     let mut i0 = 0;
-    while i0 < a.mr {
-        let r = (a.mr - i0).min(6);
-        let bl = blocks.clone();
-        // SAFETY: forwarded driver contract; rows i0..i0+r < mr.
+    while i0 < mr {
+        let r = (mr - i0).min(6);
+        // SAFETY: forwarded driver contract; rows i0..i0+r < mr; the first row
+        // group (6 rows: mr > Q4_KEEP_ROWS) fills `kept` before the others
+        // read it.
         unsafe {
-            match r {
-                1 => q_gemm_chunks::<Q4, P, 1>(a, panels, i0, bl, out, ldo),
-                2 => q_gemm_chunks::<Q4, P, 2>(a, panels, i0, bl, out, ldo),
-                3 => q_gemm_chunks::<Q4, P, 3>(a, panels, i0, bl, out, ldo),
-                4 => q_gemm_chunks::<Q4, P, 4>(a, panels, i0, bl, out, ldo),
-                5 => q_gemm_chunks::<Q4, P, 5>(a, panels, i0, bl, out, ldo),
-                _ => q_gemm_chunks::<Q4, P, 6>(a, panels, i0, bl, out, ldo),
+            match (keep, i0) {
+                (false, _) => q_group::<Q4, P, FROM_PANEL>(pass, i0, r),
+                (true, 0) => q_gemm_chunks::<Q4, P, 6, KEEP_NIBBLES>(pass, 0),
+                (true, _) => q_group::<Q4, P, FROM_KEPT>(pass, i0, r),
             }
         }
         i0 += r;
+    }
+}
+
+/// Rows `i0..i0 + r` (`r <= 6`): [`q_gemm_chunks`] with `R = r`.
+#[inline(always)]
+unsafe fn q_group<const Q4: bool, const P: usize, const SRC: u8>(
+    pass: &Pass<P>,
+    i0: usize,
+    r: usize,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match r {
+            1 => q_gemm_chunks::<Q4, P, 1, SRC>(pass, i0),
+            2 => q_gemm_chunks::<Q4, P, 2, SRC>(pass, i0),
+            3 => q_gemm_chunks::<Q4, P, 3, SRC>(pass, i0),
+            4 => q_gemm_chunks::<Q4, P, 4, SRC>(pass, i0),
+            5 => q_gemm_chunks::<Q4, P, 5, SRC>(pass, i0),
+            _ => q_gemm_chunks::<Q4, P, 6, SRC>(pass, i0),
+        }
     }
 }
 
