@@ -8,8 +8,9 @@
 //!   blocks, chunk-outer (each code load serves 5 rows, each activation
 //!   broadcast both halves: 10 independent `vpdpbusd` chains), with the f32
 //!   accumulators in the tile since the registers hold the integer chains;
-//!   Q4_0 batches of more than 16 rows split a pass's nibbles once, in the
-//!   first row group, into an 8 KiB L1 buffer the other groups read;
+//!   in batches of more than 16 rows the first row group of a pass keeps
+//!   the split Q4_0 nibbles and the widened scales in a 9 KiB L1 buffer
+//!   that the other groups read (`KEEP_ROWS`);
 //! - float formats, up to 3 rows: two panels x all rows over the whole of K
 //!   (two prefetched panel streams: one alone leaves memory bandwidth unused);
 //! - float formats, more rows: one panel x up to 6 rows (balanced row groups)
@@ -20,7 +21,7 @@
 //! block (or k-step) together, so every line of the panels is read once,
 //! and prefetches each panel stream ahead as the AVX-512 batch-1 kernels do.
 
-use super::{prefetch, F16_KC, FROM_KEPT, FROM_PANEL, GEMV_PREFETCH, KEEP_NIBBLES, Q4_KEEP_ROWS};
+use super::{prefetch, F16_KC, FROM_KEPT, FROM_PANEL, GEMV_PREFETCH, KEEP_ROWS, PANEL_TO_KEPT};
 use crate::act::{block_scales, ActBlock};
 use crate::formats::QK;
 use crate::pack::{NR, Q4_CODE_BYTES, Q8_CODE_BYTES};
@@ -299,9 +300,9 @@ const GEMM_KB: usize = 16;
 unsafe fn q_gemm_vnni<const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize) {
     let nb = a.w.blocks_per_row();
     // Scratch written before it is read (no zeroing per call).
-    let mut kept = core::mem::MaybeUninit::<KeptNibbles>::uninit();
+    let mut kept = core::mem::MaybeUninit::<Kept>::uninit();
     let kept = kept.as_mut_ptr() as *mut u8;
-    let keep = Q4 && a.mr > Q4_KEEP_ROWS;
+    let keep = a.mr > KEEP_ROWS;
     for pi in 0..a.np {
         let panel = a.w.panel(a.p0 + pi).as_ptr();
         // SAFETY: forwarded driver contract; panel pi < np.
@@ -322,12 +323,12 @@ unsafe fn q_gemm_vnni<const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize) {
             while i0 < a.mr {
                 let r = (a.mr - i0).min(5);
                 // SAFETY: forwarded driver contract; rows i0..i0+r < mr; the
-                // first row group (5 rows: mr > Q4_KEEP_ROWS) fills `kept`
+                // first row group (5 rows: mr > KEEP_ROWS) fills `kept`
                 // before the others read it.
                 unsafe {
                     match (keep, i0) {
                         (false, _) => q_group::<Q4, FROM_PANEL>(&pass, i0, r),
-                        (true, 0) => q_gemm_chunks::<Q4, 5, KEEP_NIBBLES>(&pass, 0),
+                        (true, 0) => q_gemm_chunks::<Q4, 5, PANEL_TO_KEPT>(&pass, 0),
                         (true, _) => q_group::<Q4, FROM_KEPT>(&pass, i0, r),
                     }
                 }
@@ -337,9 +338,11 @@ unsafe fn q_gemm_vnni<const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize) {
     }
 }
 
-/// One pass's split nibbles: `GEMM_KB` blocks x 8 chunks of both halves
-/// (8 KiB; chunk `c` of pass block `j` at line `8 j + c`).
-type KeptNibbles = [F32Line; GEMM_KB * 8];
+/// What a pass's first row group keeps for the others: the split Q4_0
+/// nibbles (`GEMM_KB` blocks x 8 chunks of both halves; chunk `c` of pass
+/// block `j` at line `8 j + c`), then the widened scales (block `j`, both
+/// halves, at line `GEMM_KB * 8 + j`).
+type Kept = [F32Line; GEMM_KB * 9];
 
 /// One pass of the batched AVX-VNNI tile: one panel over `blocks`, f32
 /// accumulators in `out` (row stride `ldo`, halves at columns 0 and 8).
@@ -349,7 +352,7 @@ struct Pass<'t, 'a> {
     blocks: Range<usize>,
     out: *mut f32,
     ldo: usize,
-    /// A [`KeptNibbles`] buffer.
+    /// A [`Kept`] buffer.
     kept: *mut u8,
 }
 
@@ -372,7 +375,8 @@ unsafe fn q_group<const Q4: bool, const SRC: u8>(pass: &Pass, i0: usize, r: usiz
 /// each 4-code chunk is loaded once for all rows and each activation
 /// broadcast serves both halves, so `2 R` independent `vpdpbusd` chains are
 /// in flight. With 16 ymm registers the float accumulators live in `out`,
-/// zeroed when the pass starts at block 0. `SRC`: where the codes come from.
+/// zeroed when the pass starts at block 0. `SRC`: where codes and scales
+/// come from.
 #[inline(always)]
 unsafe fn q_gemm_chunks<const Q4: bool, const R: usize, const SRC: u8>(pass: &Pass, i0: usize) {
     let Pass {
@@ -389,7 +393,7 @@ unsafe fn q_gemm_chunks<const Q4: bool, const R: usize, const SRC: u8>(pass: &Pa
     // SAFETY: features (avx2, fma, f16c, avxvnni) enabled by the caller; rows
     // i0..i0+R < mr exist in acts; blocks < nb keep pointers in the panel; out
     // rows are in the tile; `kept` lines stay in its buffer (at most GEMM_KB
-    // blocks per pass) and a KEEP_NIBBLES call wrote the pass's lines before
+    // blocks per pass) and a PANEL_TO_KEPT call wrote the pass's lines before
     // a FROM_KEPT call reads them (q_gemm_vnni).
     unsafe {
         let acts = a.acts.as_ptr().add(i0 * nb);
@@ -424,7 +428,7 @@ unsafe fn q_gemm_chunks<const Q4: bool, const R: usize, const SRC: u8>(pass: &Pa
                         let v = _mm256_load_si256(p.add(64 * (c % 4) + 32 * h) as *const __m256i);
                         let v = if c < 4 { v } else { _mm256_srli_epi16(v, 4) };
                         let v = _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
-                        if SRC == KEEP_NIBBLES {
+                        if SRC == PANEL_TO_KEPT {
                             _mm256_store_si256(k.add(64 * c + 32 * h) as *mut __m256i, v);
                         }
                         v
@@ -438,8 +442,17 @@ unsafe fn q_gemm_chunks<const Q4: bool, const R: usize, const SRC: u8>(pass: &Pa
                     isum[1] = _mm256_dpbusd_avx_epi32(isum[1], w[1], av);
                 }
             }
+            let sl = kept.add((GEMM_KB * 8 + b - blocks.start) * 64) as *mut f32;
             for h in 0..2 {
-                let dw = scales(panel.add(so + b * 32), h);
+                let dw = if SRC == FROM_KEPT {
+                    _mm256_load_ps(sl.add(8 * h))
+                } else {
+                    let v = scales(panel.add(so + b * 32), h);
+                    if SRC == PANEL_TO_KEPT {
+                        _mm256_store_ps(sl.add(8 * h), v);
+                    }
+                    v
+                };
                 for (r, (act, isum)) in act.iter().zip(&isum).enumerate() {
                     let o = out.add(r * ldo + 8 * h);
                     _mm256_storeu_ps(o, accumulate(_mm256_loadu_ps(o), dw, act.d, isum[h]));

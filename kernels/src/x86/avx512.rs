@@ -14,9 +14,9 @@
 //!   block's eight 4-code chunks outermost: each code vector serves 6 rows,
 //!   each activation broadcast 2 panels, and 12 independent `vpdpbusd`
 //!   chains hide its latency (measured: +10-35% over one panel x 8 rows).
-//!   Q4_0 batches of more than 16 rows split the pass's nibbles once, in
-//!   the first row group, into a 16 KiB L1 buffer that the other groups
-//!   read as they read Q8_0 codes.
+//!   In batches of more than 16 rows the first row group of a pass keeps
+//!   the split Q4_0 nibbles and the widened scales in an 18 KiB L1 buffer
+//!   that the other groups read (`KEEP_ROWS`).
 //! - BW block formats: one panel x 8 rows over whole blocks (the maddubs dot
 //!   keeps i16 partial sums per block, which the chunk loop cannot share).
 //! - Float formats: K in chunks of 128 steps over x packed chunk-major by the
@@ -26,7 +26,7 @@
 //!   from memory overlap the compute), and keeps the f32 in an aligned L1
 //!   buffer for the other groups; batches of up to 12 rows only stream.
 
-use super::{prefetch, F16_KC, FROM_KEPT, FROM_PANEL, GEMV_PREFETCH, KEEP_NIBBLES, Q4_KEEP_ROWS};
+use super::{prefetch, F16_KC, FROM_KEPT, FROM_PANEL, GEMV_PREFETCH, KEEP_ROWS, PANEL_TO_KEPT};
 use crate::act::{block_scales, ActBlock};
 use crate::formats::QK;
 use crate::pack::{NR, Q4_CODE_BYTES, Q8_CODE_BYTES};
@@ -232,13 +232,15 @@ unsafe fn q_gemv<D: Dot512, const Q4: bool, const NP: usize>(
 }
 
 /// Blocks per pass of a batched tile: the codes of these blocks for the
-/// tile's panels (up to 2 x 16 x 544 bytes, or the split Q4_0 nibbles)
+/// tile's panels (up to 2 x 16 x 544 bytes, or what `Kept` holds)
 /// stay in L1 while every row group of the tile runs over them.
 const GEMM_KB: usize = 16;
 
-/// One pass's split nibbles: `GEMM_KB` blocks x up to 2 panels x 8 vectors
-/// (16 KiB; vector `c` of block `j`, panel `i` at line `(j * P + i) * 8 + c`).
-type KeptNibbles = [F32Line; GEMM_KB * 2 * 8];
+/// What a pass's first row group keeps for the others: the split Q4_0
+/// nibbles (`GEMM_KB` blocks x up to 2 panels x 8 vectors; vector `c` of
+/// block `j`, panel `i` at line `(j * P + i) * 8 + c`), then the widened
+/// scales (block `j`, panel `i` at line `GEMM_KB * 16 + j * P + i`).
+type Kept = [F32Line; GEMM_KB * 2 * 9];
 
 /// One pass of a batched VNNI tile: `P` panels over `blocks`, accumulators
 /// in `out` (row stride `ldo`, panel `i` at column `16 i`).
@@ -248,7 +250,7 @@ struct Pass<'t, 'a, const P: usize> {
     blocks: Range<usize>,
     out: *mut f32,
     ldo: usize,
-    /// A [`KeptNibbles`] buffer.
+    /// A [`Kept`] buffer.
     kept: *mut u8,
 }
 
@@ -276,7 +278,7 @@ unsafe fn q_gemm_chunks<const Q4: bool, const P: usize, const R: usize, const SR
     // SAFETY: target features enabled by the caller; rows i0..i0+R < mr exist in
     // acts (driver contract); blocks < nb keep panel pointers in their panels;
     // out rows are in the tile; `kept` lines stay in its buffer (fewer than
-    // GEMM_KB blocks per pass, P <= 2) and a KEEP_NIBBLES call wrote the
+    // GEMM_KB blocks per pass, P <= 2) and a PANEL_TO_KEPT call wrote the
     // pass's lines before a FROM_KEPT call reads them (q_gemm_vnni_rows).
     unsafe {
         let acts = a.acts.as_ptr().add(i0 * nb);
@@ -321,7 +323,7 @@ unsafe fn q_gemm_chunks<const Q4: bool, const P: usize, const R: usize, const SR
                     let lo: [__m512i; P] = core::array::from_fn(|i| _mm512_and_si512(v[i], m));
                     let hi: [__m512i; P] =
                         core::array::from_fn(|i| _mm512_and_si512(_mm512_srli_epi16(v[i], 4), m));
-                    if SRC == KEEP_NIBBLES {
+                    if SRC == PANEL_TO_KEPT {
                         for i in 0..P {
                             _mm512_store_si512(kept_at(i, c) as *mut _, lo[i]);
                             _mm512_store_si512(kept_at(i, c + 4) as *mut _, hi[i]);
@@ -341,7 +343,7 @@ unsafe fn q_gemm_chunks<const Q4: bool, const P: usize, const R: usize, const SR
             } else {
                 for c in 0..8 {
                     let v: [__m512i; P] = core::array::from_fn(|i| {
-                        if SRC == FROM_KEPT {
+                        if Q4 && SRC == FROM_KEPT {
                             _mm512_load_si512(kept_at(i, c) as *const _)
                         } else {
                             code(i, c)
@@ -356,7 +358,16 @@ unsafe fn q_gemm_chunks<const Q4: bool, const P: usize, const R: usize, const SR
                 }
             }
             for i in 0..P {
-                let dw = scales(panels[i].add(so + b * 32));
+                let sl = kept.add((GEMM_KB * 2 * 8 + (b - blocks.start) * P + i) * 64) as *mut f32;
+                let dw = if SRC == FROM_KEPT {
+                    _mm512_load_ps(sl)
+                } else {
+                    let v = scales(panels[i].add(so + b * 32));
+                    if SRC == PANEL_TO_KEPT {
+                        _mm512_store_ps(sl, v);
+                    }
+                    v
+                };
                 for r in 0..R {
                     acc[r][i] = accumulate(acc[r][i], dw, act[r].d, isum[r][i]);
                 }
@@ -376,7 +387,7 @@ unsafe fn q_gemm_chunks<const Q4: bool, const P: usize, const R: usize, const SR
 unsafe fn q_gemm_vnni<const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize) {
     let nb = a.w.blocks_per_row();
     // Scratch written before it is read (no zeroing per call).
-    let mut kept = core::mem::MaybeUninit::<KeptNibbles>::uninit();
+    let mut kept = core::mem::MaybeUninit::<Kept>::uninit();
     let kept = kept.as_mut_ptr() as *mut u8;
     let mut b0 = 0;
     while b0 < nb {
@@ -419,17 +430,17 @@ unsafe fn q_gemm_vnni<const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize) {
 #[inline(always)]
 unsafe fn q_gemm_vnni_rows<const Q4: bool, const P: usize>(pass: &Pass<P>) {
     let mr = pass.a.mr;
-    let keep = Q4 && mr > Q4_KEEP_ROWS;
+    let keep = mr > KEEP_ROWS;
     let mut i0 = 0;
     while i0 < mr {
         let r = (mr - i0).min(6);
         // SAFETY: forwarded driver contract; rows i0..i0+r < mr; the first row
-        // group (6 rows: mr > Q4_KEEP_ROWS) fills `kept` before the others
+        // group (6 rows: mr > KEEP_ROWS) fills `kept` before the others
         // read it.
         unsafe {
             match (keep, i0) {
                 (false, _) => q_group::<Q4, P, FROM_PANEL>(pass, i0, r),
-                (true, 0) => q_gemm_chunks::<Q4, P, 6, KEEP_NIBBLES>(pass, 0),
+                (true, 0) => q_gemm_chunks::<Q4, P, 6, PANEL_TO_KEPT>(pass, 0),
                 (true, _) => q_group::<Q4, P, FROM_KEPT>(pass, i0, r),
             }
         }

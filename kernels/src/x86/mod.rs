@@ -57,18 +57,20 @@ pub(crate) mod avx512;
 
 pub(crate) use crate::F16_KC;
 
-/// Batched VNNI tiles (both widths) split each K pass's Q4_0 nibbles once
-/// when the batch has more than this many rows: the first row group keeps
-/// them in an L1 buffer (`KEEP_NIBBLES`), the others read them there
-/// (`FROM_KEPT`) as they read Q8_0 codes. Measured, 4096x4096: +5% (AVX-512)
-/// and +10% (AVX-VNNI) at 128 rows, +0-6% at 24-32 rows; at 8-16 rows the
-/// stores cost about what they save (AVX-512 -5% at 8-12).
-pub(crate) const Q4_KEEP_ROWS: usize = 16;
+/// Batched VNNI tiles (both widths), batches of more than this many rows:
+/// the first row group of each K pass keeps what it derives from the panel
+/// (the split Q4_0 nibbles, the f16 scales widened to f32) in an L1 buffer,
+/// and the other row groups read them there, Q4_0 codes as Q8_0 codes are
+/// read. Measured, 1 thread, 4096x4096 / 14336x4096 / 4096x14336: Q4_0 M=128
+/// +5-9% (AVX-512) and +10-26% (AVX-VNNI), Q8_0 M=128 +4-5% (AVX-512) and
+/// +1% (AVX-VNNI); at 8-16 rows the stores cost about what they save.
+pub(crate) const KEEP_ROWS: usize = 16;
 
-/// Where a batched VNNI row group reads a block's codes: from the panel;
-/// from the panel, also storing the split Q4_0 nibbles; from those.
+/// Where a batched VNNI row group reads a block's codes and scales: from
+/// the panel; from the panel, also storing what it derives to the pass's
+/// buffer; from that buffer (Q8_0 codes: still from the panel).
 pub(crate) const FROM_PANEL: u8 = 0;
-pub(crate) const KEEP_NIBBLES: u8 = 1;
+pub(crate) const PANEL_TO_KEPT: u8 = 1;
 pub(crate) const FROM_KEPT: u8 = 2;
 
 /// Bytes ahead of the current position that batch-1 kernels prefetch in each
