@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use rayon::ThreadPool;
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
 usage: bench_report [--quick] [--isa LIST] [--formats LIST] [--shapes LIST]
@@ -147,12 +147,22 @@ fn read_gbs(pool: &ThreadPool, buf: &[u8], min_time: f64) -> f64 {
     buf.len() as f64 / t[0] / 1e9
 }
 
-/// Peak of `f` (G-ops/s) over a few runs on each thread of `pool` at once: the
-/// sum over threads of each one's best run.
+/// Peak of `f` (G-ops/s) on each thread of `pool` at once: the sum over
+/// threads of each one's best run, the runs (a few ms each) spread over
+/// 0.4 s, so that a short stall of a shared machine's core does not stand
+/// for its peak (which would inflate every %lim of the report).
 fn peak(pool: &ThreadPool, f: impl Fn() -> Option<f64> + Sync) -> Option<f64> {
-    pool.broadcast(|_| (0..5).filter_map(|_| f()).reduce(f64::max))
-        .into_iter()
-        .sum()
+    pool.broadcast(|_| {
+        let start = Instant::now();
+        let mut best = f()?;
+        while start.elapsed() < Duration::from_millis(400) {
+            std::thread::sleep(Duration::from_millis(20));
+            best = best.max(f()?);
+        }
+        Some(best)
+    })
+    .into_iter()
+    .sum()
 }
 
 #[derive(Clone, Copy)]
