@@ -1,0 +1,146 @@
+//! Every ISA against scalar on small shapes that still reach each tile edge
+//! of the kernels, cheap enough to run under Miri as well (`.ci/miri.sh`).
+//! Miri checks the kernels' unsafe code as it runs it: loads and stores
+//! outside their buffers or misaligned for their instruction, reads of
+//! uninitialized scratch (the kept nibbles, scales and f32 weights), use of
+//! dangling or mis-derived pointers.
+//!
+//! Miri emulates the SSE / AVX2 / AVX-VNNI intrinsics but not the 512-bit
+//! ones, so under Miri the AVX-512 levels are not built into the emulated CPU
+//! and show up as SKIPPED (natively they run here like every other level).
+//! Weights are made from f16 bit patterns: Miri has no F16C `vcvtps2ph`,
+//! which the f32 -> f16 conversion uses when F16C is enabled at compile time.
+
+mod common;
+
+use blockq::{dispatch, BlockQ4_0, BlockQ8_0, Isa, QuantType, QuantizedLinear};
+use common::{assert_same_bits, values};
+use half::f16;
+
+/// xorshift64: the weights' codes and f16 bit patterns.
+fn bits(seed: u64) -> impl FnMut() -> u64 {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    }
+}
+
+/// A finite f16 of either sign with magnitude in [2^-7, 2^-3).
+fn half_from(v: u64) -> f16 {
+    f16::from_bits(0x2000 | (v as u16 & 0x8FFF))
+}
+
+fn layer(qt: QuantType, k: usize, n: usize, bias: bool) -> QuantizedLinear {
+    let mut r = bits((k * 1000 + n) as u64);
+    let nb = k.div_ceil(32);
+    let b = values(k as u64, n, 0.5);
+    let b = bias.then_some(&b[..]);
+    match qt {
+        QuantType::Q8_0 => {
+            let w: Vec<BlockQ8_0> = (0..n * nb)
+                .map(|_| BlockQ8_0 {
+                    d: half_from(r()),
+                    qs: core::array::from_fn(|_| r() as i8),
+                })
+                .collect();
+            QuantizedLinear::from_q8_0_blocks(&w, b, k, n).unwrap()
+        }
+        QuantType::Q4_0 => {
+            let w: Vec<BlockQ4_0> = (0..n * nb)
+                .map(|_| BlockQ4_0 {
+                    d: half_from(r()),
+                    qs: core::array::from_fn(|_| r() as u8),
+                })
+                .collect();
+            QuantizedLinear::from_q4_0_blocks(&w, b, k, n).unwrap()
+        }
+        QuantType::F16 => {
+            let w: Vec<f16> = (0..n * k).map(|_| half_from(r())).collect();
+            QuantizedLinear::from_f16(&w, b, k, n).unwrap()
+        }
+        QuantType::F32 => {
+            QuantizedLinear::from_linear_params(&values(n as u64, n * k, 1.0), b, k, n, qt)
+        }
+    }
+}
+
+/// The ISAs to compare with scalar; prints the ones skipped.
+fn isas_under_test() -> Vec<Isa> {
+    let mut run = Vec::new();
+    for isa in Isa::ALL.into_iter().filter(|&i| i != Isa::Scalar) {
+        match dispatch::kernels(isa) {
+            Ok(_) => run.push(isa),
+            Err(e) => eprintln!("isa {isa}: SKIPPED ({e})"),
+        }
+    }
+    run
+}
+
+/// Shapes per format family as (K, N, batches). K: a tail block, and (block
+/// formats) a second 16-block pass of the batched VNNI tiles, (floats) a
+/// second 128-step chunk. N: a panel pair with a partial second panel, and
+/// a pair plus one panel. Batches: batch 1, the two- and three-row float and
+/// maddubs paths, row groups of 4-6 with a partial last group, and (17) the
+/// first row group keeping what it derives for the others. Few enough
+/// multiply-adds for Miri (a few minutes).
+const BLOCK_SHAPES: &[(usize, usize, &[usize])] = &[
+    (33, 17, &[1, 2, 3, 7, 17]),
+    (33, 33, &[1, 2, 3, 7, 17]),
+    (520, 17, &[2, 17]),
+];
+const FLOAT_SHAPES: &[(usize, usize, &[usize])] = &[
+    (33, 17, &[1, 2, 3, 7, 17]),
+    (33, 33, &[1, 2, 3, 7, 17]),
+    (130, 17, &[2, 7, 17]),
+];
+
+#[test]
+fn every_isa_matches_scalar_on_small_edge_shapes() {
+    let isas = isas_under_test();
+    let mut cases = 0;
+    for qt in QuantType::ALL {
+        let shapes = if qt.is_block_quantized() {
+            BLOCK_SHAPES
+        } else {
+            FLOAT_SHAPES
+        };
+        for (j, &(k, n, batches)) in shapes.iter().enumerate() {
+            let l = layer(qt, k, n, j % 2 == 1);
+            for &m in batches {
+                let x = values((k + n + m) as u64, m * k, 2.0);
+                let want = l.clone().with_isa(Isa::Scalar).unwrap().forward_f32(&x, m);
+                for &isa in &isas {
+                    let got = l.clone().with_isa(isa).unwrap().forward_f32(&x, m);
+                    assert_same_bits(&got, &want, &format!("{isa} {qt} k={k} n={n} m={m}"));
+                }
+                cases += 1;
+            }
+        }
+    }
+    for isa in &isas {
+        eprintln!("isa {isa}: {cases} small cases equal to scalar");
+    }
+}
+
+/// A batch past one 128-row tile call, through `forward_into`.
+#[test]
+fn every_isa_matches_scalar_past_one_tile_of_rows() {
+    let isas = isas_under_test();
+    let (k, n, m) = (8, 17, 130);
+    for qt in QuantType::ALL {
+        let l = layer(qt, k, n, true);
+        let x = values(7, m * k, 1.0);
+        let mut want = vec![0.0; m * n];
+        let scalar = l.clone().with_isa(Isa::Scalar).unwrap();
+        scalar.forward_into(&x, m, &mut want).unwrap();
+        for &isa in &isas {
+            let mut got = vec![f32::NAN; m * n];
+            let li = l.clone().with_isa(isa).unwrap();
+            li.forward_into(&x, m, &mut got).unwrap();
+            assert_same_bits(&got, &want, &format!("{isa} {qt} m={m}"));
+        }
+    }
+}
