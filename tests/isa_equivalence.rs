@@ -12,28 +12,6 @@ use common::*;
 use half::f16;
 use quickcheck::{QuickCheck, TestResult};
 
-/// The ISAs to compare with scalar; prints the ones skipped.
-fn isas_under_test() -> Vec<Isa> {
-    let mut run = Vec::new();
-    for isa in Isa::ALL.into_iter().filter(|&i| i != Isa::Scalar) {
-        match dispatch::kernels(isa) {
-            Ok(_) => run.push(isa),
-            Err(e) => eprintln!("isa {isa}: SKIPPED ({e})"),
-        }
-    }
-    run
-}
-
-fn compare_layer(layer: &QuantizedLinear, x: &[f32], batch: usize, isas: &[Isa], what: &str) {
-    let scalar = layer.clone().with_isa(Isa::Scalar).unwrap();
-    let want = scalar.forward_f32(x, batch);
-    for &isa in isas {
-        let l = layer.clone().with_isa(isa).unwrap();
-        let got = l.forward_f32(x, batch);
-        assert_same_bits(&got, &want, &format!("{isa} vs scalar: {what}"));
-    }
-}
-
 /// Shapes around every tile edge: K tails, N not a multiple of 16, odd batches
 /// (17: the smallest batch whose VNNI tiles split a pass's codes and widen
 /// its scales once, in the first row group, for the others).

@@ -13,8 +13,8 @@
 
 mod common;
 
-use blockq::{dispatch, BlockQ4_0, BlockQ8_0, Isa, QuantType, QuantizedLinear};
-use common::{assert_same_bits, values};
+use blockq::{BlockQ4_0, BlockQ8_0, Isa, QuantType, QuantizedLinear};
+use common::{assert_same_bits, compare_layer, isas_under_test, values};
 use half::f16;
 
 /// xorshift64: the weights' codes and f16 bit patterns.
@@ -67,18 +67,6 @@ fn layer(qt: QuantType, k: usize, n: usize, bias: bool) -> QuantizedLinear {
     }
 }
 
-/// The ISAs to compare with scalar; prints the ones skipped.
-fn isas_under_test() -> Vec<Isa> {
-    let mut run = Vec::new();
-    for isa in Isa::ALL.into_iter().filter(|&i| i != Isa::Scalar) {
-        match dispatch::kernels(isa) {
-            Ok(_) => run.push(isa),
-            Err(e) => eprintln!("isa {isa}: SKIPPED ({e})"),
-        }
-    }
-    run
-}
-
 /// Shapes per format family as (K, N, batches). K: a tail block, and (block
 /// formats) a second 16-block pass of the batched VNNI tiles, (floats) a
 /// second 128-step chunk. N: a panel pair with a partial second panel, and
@@ -111,11 +99,7 @@ fn every_isa_matches_scalar_on_small_edge_shapes() {
             let l = layer(qt, k, n, j % 2 == 1);
             for &m in batches {
                 let x = values((k + n + m) as u64, m * k, 2.0);
-                let want = l.clone().with_isa(Isa::Scalar).unwrap().forward_f32(&x, m);
-                for &isa in &isas {
-                    let got = l.clone().with_isa(isa).unwrap().forward_f32(&x, m);
-                    assert_same_bits(&got, &want, &format!("{isa} {qt} k={k} n={n} m={m}"));
-                }
+                compare_layer(&l, &x, m, &isas, &format!("{qt} k={k} n={n} m={m}"));
                 cases += 1;
             }
         }

@@ -6,7 +6,7 @@ mod data;
 pub use data::values;
 
 use blockq::kernels::act::{quantize_row_scalar, ActBlock};
-use blockq::{QuantType, QuantizedLinear, QK};
+use blockq::{dispatch, Isa, QuantType, QuantizedLinear, QK};
 use bytemuck::Zeroable;
 
 pub fn layer(seed: u64, k: usize, n: usize, qt: QuantType, bias: bool) -> QuantizedLinear {
@@ -88,5 +88,28 @@ pub fn assert_same_bits(a: &[f32], b: &[f32], what: &str) {
             b.get(i),
             b.get(i).map_or(0, |v| v.to_bits())
         );
+    }
+}
+
+/// The ISAs to compare with scalar; prints the ones skipped.
+pub fn isas_under_test() -> Vec<Isa> {
+    let mut run = Vec::new();
+    for isa in Isa::ALL.into_iter().filter(|&i| i != Isa::Scalar) {
+        match dispatch::kernels(isa) {
+            Ok(_) => run.push(isa),
+            Err(e) => eprintln!("isa {isa}: SKIPPED ({e})"),
+        }
+    }
+    run
+}
+
+/// `layer` forwarded by each of `isas` gives the scalar bits for `x`.
+pub fn compare_layer(layer: &QuantizedLinear, x: &[f32], batch: usize, isas: &[Isa], what: &str) {
+    let scalar = layer.clone().with_isa(Isa::Scalar).unwrap();
+    let want = scalar.forward_f32(x, batch);
+    for &isa in isas {
+        let l = layer.clone().with_isa(isa).unwrap();
+        let got = l.forward_f32(x, batch);
+        assert_same_bits(&got, &want, &format!("{isa} vs scalar: {what}"));
     }
 }
