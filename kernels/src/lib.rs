@@ -503,6 +503,12 @@ impl Kernels {
                 mr,
                 tile: &mut tile[..mr * np * NR],
             };
+            // Every value the kernel must write starts as NaN: one it left
+            // unwritten would otherwise keep a stale value of an earlier call
+            // (the right one, when the same shape ran on another ISA just
+            // before, as the differential tests do). Cheap: ~1/K of the
+            // tile's multiply-adds.
+            args.tile.fill(f32::NAN);
             // SAFETY: the table's ISA was checked at `for_isa`; matmul checked
             // acts/x hold m rows, so rows i0..i0+mr exist; p + np <= panels;
             // the tile holds mr * np * NR values; xp is empty or packs these

@@ -21,7 +21,9 @@
 //! block (or k-step) together, so every line of the panels is read once,
 //! and prefetches each panel stream ahead as the AVX-512 batch-1 kernels do.
 
-use super::{prefetch, F16_KC, FROM_KEPT, FROM_PANEL, GEMV_PREFETCH, KEEP_ROWS, PANEL_TO_KEPT};
+use super::{
+    prefetch, scratch, F16_KC, FROM_KEPT, FROM_PANEL, GEMV_PREFETCH, KEEP_ROWS, PANEL_TO_KEPT,
+};
 use crate::act::{block_scales, ActBlock};
 use crate::formats::QK;
 use crate::pack::{NR, Q4_CODE_BYTES, Q8_CODE_BYTES};
@@ -299,8 +301,7 @@ const GEMM_KB: usize = 16;
 #[inline(always)]
 unsafe fn q_gemm_vnni<const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize) {
     let nb = a.w.blocks_per_row();
-    // Scratch written before it is read (no zeroing per call).
-    let mut kept = core::mem::MaybeUninit::<Kept>::uninit();
+    let mut kept = scratch::<Kept>();
     let kept = kept.as_mut_ptr() as *mut u8;
     let keep = a.mr > KEEP_ROWS;
     for pi in 0..a.np {
@@ -675,8 +676,7 @@ unsafe fn f_tile<const F16: bool>(a: &mut TileArgs) {
             3 => return f_few::<F16, 3>(a, out, ldo),
             _ => {}
         }
-        // Scratch written before it is read (no zeroing per call).
-        let mut buf = core::mem::MaybeUninit::<[F32Line; F16_KC * NR / 16]>::uninit();
+        let mut buf = scratch::<[F32Line; F16_KC * NR / 16]>();
         let buf = buf.as_mut_ptr() as *mut f32;
         for pi in 0..a.np {
             let panel = a.w.panel(a.p0 + pi).as_ptr();

@@ -26,7 +26,9 @@
 //!   from memory overlap the compute), and keeps the f32 in an aligned L1
 //!   buffer for the other groups; batches of up to 12 rows only stream.
 
-use super::{prefetch, F16_KC, FROM_KEPT, FROM_PANEL, GEMV_PREFETCH, KEEP_ROWS, PANEL_TO_KEPT};
+use super::{
+    prefetch, scratch, F16_KC, FROM_KEPT, FROM_PANEL, GEMV_PREFETCH, KEEP_ROWS, PANEL_TO_KEPT,
+};
 use crate::act::{block_scales, ActBlock};
 use crate::formats::QK;
 use crate::pack::{NR, Q4_CODE_BYTES, Q8_CODE_BYTES};
@@ -386,8 +388,7 @@ unsafe fn q_gemm_chunks<const Q4: bool, const P: usize, const R: usize, const SR
 #[inline(always)]
 unsafe fn q_gemm_vnni<const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize) {
     let nb = a.w.blocks_per_row();
-    // Scratch written before it is read (no zeroing per call).
-    let mut kept = core::mem::MaybeUninit::<Kept>::uninit();
+    let mut kept = scratch::<Kept>();
     let kept = kept.as_mut_ptr() as *mut u8;
     let mut b0 = 0;
     while b0 < nb {
@@ -700,8 +701,7 @@ unsafe fn f_gemm<const F16: bool, const P: usize>(
     prefetch_x: Option<usize>,
 ) {
     let ldo = a.np * NR;
-    // Scratch written before it is read (no zeroing per call).
-    let mut buf = core::mem::MaybeUninit::<[F32Line; F16_KC * NR * 2 / 16]>::uninit();
+    let mut buf = scratch::<[F32Line; F16_KC * NR * 2 / 16]>();
     let buf = buf.as_mut_ptr() as *mut f32;
     // SAFETY: driver contract (tile size, panels, x rows); features enabled by caller;
     // buf holds F16_KC steps of P <= 2 panels; k0 + kc <= k.

@@ -88,3 +88,19 @@ pub(crate) fn prefetch(p: *const u8) {
         core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
     }
 }
+
+/// A kernel's scratch buffer, uninitialized: kernels write each part before
+/// they read it, so release builds spend nothing on it. Builds with debug
+/// assertions (the fuzz targets) fill it with 0xFF bytes (NaN as f32, code 255
+/// as u8), so that a read before the write gives a wrong result that the
+/// comparison with scalar shows; under Miri it stays uninitialized, and Miri
+/// reports such a read itself.
+#[inline(always)]
+pub(crate) fn scratch<T>() -> core::mem::MaybeUninit<T> {
+    let mut s = core::mem::MaybeUninit::<T>::uninit();
+    if cfg!(all(debug_assertions, not(miri))) {
+        // SAFETY: writes the size_of::<T>() bytes of `s`'s own storage.
+        unsafe { s.as_mut_ptr().write_bytes(0xFF, 1) };
+    }
+    s
+}
