@@ -34,4 +34,4 @@ if ! cargo "+$toolchain" miri test --test small_shapes -- --nocapture >"$log" 2>
     echo "miri: FAILED (full output in $log)"
     exit 1
 fi
-grep -E '^isa |^test result' "$log"
+grep -oE '(isa [a-z0-9]+: .*|test result: .*)' "$log"
