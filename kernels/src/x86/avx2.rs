@@ -3,7 +3,8 @@
 //! A 16-row panel is two ymm halves of 8 rows; each half runs the canonical
 //! sequence lane by lane. With 16 ymm registers, batched tiles are:
 //! - maddubs block formats: 2 rows as batch 1 runs (below); more rows, one
-//!   half panel x up to 4 batch rows, whole K;
+//!   half panel x up to 4 batch rows (Q8_0 beyond 4 rows: 3), whole K, with
+//!   the Q8_0 sign trick's code-only work done once per chunk for all rows;
 //! - AVX-VNNI block formats: both halves x up to 5 rows over K passes of 16
 //!   blocks, chunk-outer (each code load serves 5 rows, each activation
 //!   broadcast both halves: 10 independent `vpdpbusd` chains), with the f32
@@ -33,13 +34,19 @@ use core::ops::Range;
 
 /// The exact integer part of one block for 8 rows (one half panel).
 pub(crate) trait Dot256 {
-    /// Whether `q8_block` works on the unsigned codes (`q + 128`), so that the
-    /// accumulator must start at the activation correction.
+    /// Whether `q8_rows` works on the unsigned codes (`q + 128`), so that the
+    /// accumulators must start at the activation correction.
     const Q8_UNSIGNED: bool;
     /// `init + Σ_c Σ_{i<4} codes[c].u8[4r+i] * a[4c+i]`; codes <= 15.
     unsafe fn q4_block(init: __m256i, codes: &[__m256i; 8], a: *const i8) -> __m256i;
-    /// `init + Σ (q + 128) * a` if `Q8_UNSIGNED`, else `init + Σ q * a`, exactly.
-    unsafe fn q8_block(init: __m256i, stored: &[__m256i; 8], a: *const i8) -> __m256i;
+    /// For each of `R` activation rows `a[j]`: `init[j] + Σ (q + 128) * a[j]`
+    /// if `Q8_UNSIGNED`, else `init[j] + Σ q * a[j]`, exactly. One call per
+    /// block for all rows, so that work on the codes alone is done once.
+    unsafe fn q8_rows<const R: usize>(
+        init: [__m256i; R],
+        stored: &[__m256i; 8],
+        a: [*const i8; R],
+    ) -> [__m256i; R];
     /// The batched part of a tile (`mr > 1`), with the register tiling that
     /// measured fastest for this dot (see the module docs).
     unsafe fn gemm_tile<const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize);
@@ -71,17 +78,28 @@ impl Dot256 for Maddubs {
     }
 
     #[inline(always)]
-    unsafe fn q8_block(init: __m256i, stored: &[__m256i; 8], a: *const i8) -> __m256i {
-        // SAFETY: called from avx2 functions. Sign trick: |w| <= 128 as u8 and
-        // sign(a, w) in -127..=127 keep every i16 pair <= 32512: exact.
+    unsafe fn q8_rows<const R: usize>(
+        init: [__m256i; R],
+        stored: &[__m256i; 8],
+        a: [*const i8; R],
+    ) -> [__m256i; R] {
+        // SAFETY: called from avx2 functions; each a[j] holds 32 codes. Sign
+        // trick: |w| <= 128 as u8 and sign(a, w) in -127..=127 keep every i16
+        // pair <= 32512: exact. Chunk-outer, so the signed code and its
+        // absolute value are computed once for all rows (measured with 3-row
+        // groups, M=128 4096x4096: rows outer 93-100 GOPS, chunk outer
+        // 115-124).
         unsafe {
             let ones = _mm256_set1_epi16(1);
             let flip = _mm256_set1_epi8(0x80u8 as i8);
             let mut acc = init;
             for (c, &v) in stored.iter().enumerate() {
                 let w = _mm256_xor_si256(v, flip);
-                let p = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(bcast4(a, c), w));
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
+                let aw = _mm256_abs_epi8(w);
+                for (acc, &a) in acc.iter_mut().zip(&a) {
+                    let p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(a, c), w));
+                    *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(p, ones));
+                }
             }
             acc
         }
@@ -113,9 +131,20 @@ impl Dot256 for VnniVex {
     }
 
     #[inline(always)]
-    unsafe fn q8_block(init: __m256i, stored: &[__m256i; 8], a: *const i8) -> __m256i {
+    unsafe fn q8_rows<const R: usize>(
+        init: [__m256i; R],
+        stored: &[__m256i; 8],
+        a: [*const i8; R],
+    ) -> [__m256i; R] {
         // SAFETY: as above; stored codes are q + 128 (offset undone through init).
-        unsafe { Self::q4_block(init, stored, a) }
+        // A loop, not `array::from_fn`: a closure does not carry the kernel's
+        // target features, and this one is too large to be inlined, which
+        // turns every intrinsic in it into a call.
+        let mut acc = init;
+        for (acc, &a) in acc.iter_mut().zip(&a) {
+            *acc = unsafe { Self::q4_block(*acc, stored, a) };
+        }
+        acc
     }
 
     #[inline(always)]
@@ -150,22 +179,32 @@ unsafe fn load_codes<const Q4: bool>(p: *const u8, h: usize) -> [__m256i; 8] {
     }
 }
 
+/// The exact integer sums of one block (half panel) for `R` activation rows.
+/// (Loops rather than `array::from_fn`: see `VnniVex::q8_rows`.)
 #[inline(always)]
-unsafe fn block_isum<D: Dot256, const Q4: bool>(codes: &[__m256i; 8], act: &ActBlock) -> __m256i {
+unsafe fn block_isums<D: Dot256, const Q4: bool, const R: usize>(
+    codes: &[__m256i; 8],
+    act: &[&ActBlock; R],
+) -> [__m256i; R] {
     // SAFETY: features enabled by the calling kernel.
     unsafe {
+        let mut isum = [_mm256_setzero_si256(); R];
+        for (isum, act) in isum.iter_mut().zip(act) {
+            if Q4 || D::Q8_UNSIGNED {
+                *isum = _mm256_set1_epi32(act.corr);
+            }
+        }
         if Q4 {
-            D::q4_block(_mm256_set1_epi32(act.corr), codes, act.qs.as_ptr())
+            for (isum, act) in isum.iter_mut().zip(act) {
+                *isum = D::q4_block(*isum, codes, act.qs.as_ptr());
+            }
+            isum
         } else {
-            D::q8_block(
-                if D::Q8_UNSIGNED {
-                    _mm256_set1_epi32(act.corr)
-                } else {
-                    _mm256_setzero_si256()
-                },
-                codes,
-                act.qs.as_ptr(),
-            )
+            let mut a = [core::ptr::null(); R];
+            for (a, act) in a.iter_mut().zip(act) {
+                *a = act.qs.as_ptr();
+            }
+            D::q8_rows(isum, codes, a)
         }
     }
 }
@@ -222,8 +261,8 @@ unsafe fn q_rows<D: Dot256, const Q4: bool, const NP: usize, const R: usize, con
                 for j in 0..NH {
                     let codes = load_codes::<Q4>(panels[i].add(b * cb), h0 + j);
                     let dw = scales(panels[i].add(so + b * 32), h0 + j);
-                    for (acc, act) in acc.iter_mut().zip(&act) {
-                        let isum = block_isum::<D, Q4>(&codes, act);
+                    let isum = block_isums::<D, Q4, R>(&codes, &act);
+                    for ((acc, act), isum) in acc.iter_mut().zip(&act).zip(isum) {
                         acc[i][j] = accumulate(acc[i][j], dw, act.d, isum);
                     }
                 }
@@ -264,8 +303,8 @@ unsafe fn q_pairs<D: Dot256, const Q4: bool, const R: usize>(
 
 /// The maddubs dot's batched tile: 2 rows as batch 1 does (both halves per
 /// pass; measured 25-45% faster than two half passes from DRAM), else each
-/// half panel x up to 4 rows, whole K (both halves would not fit the 16
-/// registers).
+/// half panel x up to 4 rows (Q8_0: 3), whole K (both halves would not fit
+/// the 16 registers).
 #[inline(always)]
 unsafe fn q_gemm_halves<D: Dot256, const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize) {
     // SAFETY: driver contract (tile size, panels, act rows); features enabled by caller.
@@ -273,12 +312,22 @@ unsafe fn q_gemm_halves<D: Dot256, const Q4: bool>(a: &TileArgs, out: *mut f32, 
         if a.mr == 2 {
             return q_pairs::<D, Q4, 2>(a, out, ldo);
         }
+        // Q8_0's sign trick keeps the signed and absolute code vectors of a
+        // chunk live beside the rows' chains: groups of 4 rows spill, so
+        // batches of more than 4 rows run in groups of 3 (measured, 4096 x
+        // 4096: M=128 105-109 -> 117-121 GOPS, M=7 90-93 -> 101-104; a
+        // batch of 4 as 3 + 1 or 2 + 2: 93-98 -> 83-94).
+        let rows = if Q4 || D::Q8_UNSIGNED || a.mr <= 4 {
+            4
+        } else {
+            3
+        };
         for pi in 0..a.np {
             let (p, o) = (a.p0 + pi, out.add(pi * NR));
             for h in 0..2 {
                 let mut i0 = 0;
                 while i0 < a.mr {
-                    let r = (a.mr - i0).min(4);
+                    let r = (a.mr - i0).min(rows);
                     match r {
                         1 => q_rows::<D, Q4, 1, 1, 1>(a, p, h, i0, o, ldo),
                         2 => q_rows::<D, Q4, 1, 2, 1>(a, p, h, i0, o, ldo),
