@@ -51,6 +51,9 @@ step "clippy (aarch64)"
 step "build tests (aarch64)"
 cargo test --release --target "$TARGET" --lib --tests --no-run
 
+step "no SIMD intrinsic called out of line from kernel code (aarch64)"
+OBJDUMP=aarch64-linux-gnu-objdump bash .ci/intrinsic-calls.sh --target "$TARGET" --test isa_equivalence
+
 for spec in cortex-a53:scalar,neon neoverse-n1:scalar,neon,dotprod \
     max:scalar,neon,dotprod,i8mm; do
     cpu=${spec%%:*}
