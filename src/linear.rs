@@ -6,6 +6,7 @@ use blockq_kernels::pack::PackedBlock;
 use blockq_kernels::{formats, ActBlock, BlockQ4_0, BlockQ8_0, Input, Kernels, PackedMatrix, QK};
 use bytemuck::Zeroable;
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 use std::cell::RefCell;
 
 /// A linear layer whose weights are stored block-quantized (or as F16/F32),
@@ -75,8 +76,27 @@ fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<(), E
     Ok(())
 }
 
+/// Index of the first element for which `bad` holds. Scans chunks with a
+/// fold (which vectorizes, unlike a short-circuiting search) and searches
+/// only the chunk that has one.
+fn first_where<T: Copy>(v: &[T], bad: impl Fn(T) -> bool) -> Option<usize> {
+    const CHUNK: usize = 1024;
+    v.chunks(CHUNK).enumerate().find_map(|(c, chunk)| {
+        if chunk.iter().fold(false, |any, &x| any | bad(x)) {
+            chunk.iter().position(|&x| bad(x)).map(|i| c * CHUNK + i)
+        } else {
+            None
+        }
+    })
+}
+
+/// NaN or infinity as f16 bits (exponent all ones).
+fn f16_bits_non_finite(bits: u16) -> bool {
+    bits & 0x7C00 == 0x7C00
+}
+
 fn check_finite(what: &'static str, v: &[f32]) -> Result<(), Error> {
-    match v.iter().position(|x| !x.is_finite()) {
+    match first_where(v, |x| !x.is_finite()) {
         Some(index) => Err(Error::NonFinite {
             what,
             index,
@@ -147,22 +167,19 @@ impl QuantizedLinear {
         check_finite("weight", weight)?;
         let bias = check_bias(bias, out_features)?;
         let (k, n) = (in_features, out_features);
-        let nb = k.div_ceil(QK);
-        let mut padded = vec![0.0f32; nb * QK];
         let weights = match quant_type {
             QuantType::Q8_0 => PackedMatrix::pack_q8_0(n, k, |r, out| {
-                padded[..k].copy_from_slice(&weight[r * k..(r + 1) * k]);
-                formats::quantize_row_q8_0(&padded, out);
+                quantize_padded(&weight[r * k..(r + 1) * k], out, formats::quantize_row_q8_0);
                 finite_scales(QuantType::Q8_0, r, out.iter().map(|b| b.d), false)
             })?,
             QuantType::Q4_0 => PackedMatrix::pack_q4_0(n, k, |r, out| {
-                padded[..k].copy_from_slice(&weight[r * k..(r + 1) * k]);
-                formats::quantize_row_q4_0(&padded, out);
+                quantize_padded(&weight[r * k..(r + 1) * k], out, formats::quantize_row_q4_0);
                 finite_scales(QuantType::Q4_0, r, out.iter().map(|b| b.d), false)
             })?,
             QuantType::F16 => {
-                let h: Vec<f16> = weight.iter().map(|&v| f16::from_f32(v)).collect();
-                if let Some(i) = h.iter().position(|v| !v.is_finite()) {
+                let mut h = vec![f16::ZERO; weight.len()];
+                h.convert_from_f32_slice(weight);
+                if let Some(i) = first_where(&h, |v| f16_bits_non_finite(v.to_bits())) {
                     return Err(Error::OutOfRange {
                         quant_type,
                         row: i / k,
@@ -228,7 +245,7 @@ impl QuantizedLinear {
     ) -> Result<Self, Error> {
         let total = check_dims(in_features, out_features)?;
         check_len("F16 weight", total, weight.len())?;
-        if let Some(i) = weight.iter().position(|v| !v.is_finite()) {
+        if let Some(i) = first_where(weight, |v| f16_bits_non_finite(v.to_bits())) {
             return Err(Error::NonFiniteScale {
                 quant_type: QuantType::F16,
                 row: i / in_features,
@@ -259,36 +276,69 @@ impl QuantizedLinear {
             what: "tensor bytes",
         })?;
         check_len("GGUF tensor bytes", expected, bytes.len())?;
+        // Packed straight from the bytes (no decoded copy of the tensor),
+        // with the same checks and errors as the typed constructors.
+        let (n, k) = (out_features, in_features);
         match quant_type {
-            QuantType::Q8_0 => {
-                let blocks: Vec<BlockQ8_0> = bytes
-                    .chunks_exact(34)
-                    .map(bytemuck::pod_read_unaligned)
-                    .collect();
-                Self::from_q8_0_blocks(&blocks, bias, in_features, out_features)
-            }
-            QuantType::Q4_0 => {
-                let blocks: Vec<BlockQ4_0> = bytes
-                    .chunks_exact(18)
-                    .map(bytemuck::pod_read_unaligned)
-                    .collect();
-                Self::from_q4_0_blocks(&blocks, bias, in_features, out_features)
-            }
+            QuantType::Q8_0 => Self::from_block_bytes::<BlockQ8_0>(quant_type, bytes, bias, k, n),
+            QuantType::Q4_0 => Self::from_block_bytes::<BlockQ4_0>(quant_type, bytes, bias, k, n),
             QuantType::F16 => {
-                let h: Vec<f16> = bytes
-                    .chunks_exact(2)
-                    .map(|c| f16::from_le_bytes([c[0], c[1]]))
-                    .collect();
-                Self::from_f16(&h, bias, in_features, out_features)
+                let h = bytemuck::cast_slice::<u8, [u8; 2]>(bytes);
+                if let Some(i) = first_where(h, |b| f16_bits_non_finite(u16::from_le_bytes(b))) {
+                    return Err(Error::NonFiniteScale {
+                        quant_type,
+                        row: i / k,
+                        block: i % k,
+                    });
+                }
+                let bias = check_bias(bias, n)?;
+                Self::assemble(
+                    PackedMatrix::from_f16_le_bytes(bytes, n, k),
+                    bias,
+                    quant_type,
+                )
             }
             QuantType::F32 => {
-                let w: Vec<f32> = bytes
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
-                Self::try_from_linear_params(&w, bias, in_features, out_features, QuantType::F32)
+                let w = bytemuck::cast_slice::<u8, [u8; 4]>(bytes);
+                if let Some(index) = first_where(w, |b| !f32::from_le_bytes(b).is_finite()) {
+                    return Err(Error::NonFinite {
+                        what: "weight",
+                        index,
+                        value: f32::from_le_bytes(w[index]),
+                    });
+                }
+                let bias = check_bias(bias, n)?;
+                Self::assemble(
+                    PackedMatrix::from_f32_le_bytes(bytes, n, k),
+                    bias,
+                    quant_type,
+                )
             }
         }
+    }
+
+    /// [`Self::from_gguf_bytes`] for block formats: each row's blocks are
+    /// read from the bytes as the panels are packed.
+    fn from_block_bytes<B: PackedBlock>(
+        quant_type: QuantType,
+        bytes: &[u8],
+        bias: Option<&[f32]>,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<Self, Error> {
+        let bias = check_bias(bias, out_features)?;
+        let row = quant_type.row_bytes(in_features);
+        let w = PackedMatrix::pack_blocks(out_features, in_features, |r, out: &mut [B]| {
+            let src = &bytes[r * row..(r + 1) * row];
+            for (blk, b) in out
+                .iter_mut()
+                .zip(src.chunks_exact(core::mem::size_of::<B>()))
+            {
+                *blk = bytemuck::pod_read_unaligned(b);
+            }
+            finite_scales(quant_type, r, out.iter().map(|b| b.scale()), true)
+        })?;
+        Self::assemble(w, bias, quant_type)
     }
 
     /// The same layer run by `isa` (sharing nothing mutable; weights are cloned).
@@ -489,4 +539,17 @@ fn finite_scales(
         }
     }
     Ok(())
+}
+
+/// Quantizes one weight row into its blocks with `quantize_row`; a last,
+/// partial block is zero-padded (every block is quantized on its own, so the
+/// bytes are those of quantizing the whole zero-padded row).
+fn quantize_padded<B>(row: &[f32], out: &mut [B], quantize_row: fn(&[f32], &mut [B])) {
+    let full = row.len() / QK;
+    quantize_row(&row[..full * QK], &mut out[..full]);
+    if full < out.len() {
+        let mut tail = [0.0f32; QK];
+        tail[..row.len() - full * QK].copy_from_slice(&row[full * QK..]);
+        quantize_row(&tail, &mut out[full..]);
+    }
 }

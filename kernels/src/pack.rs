@@ -21,6 +21,7 @@
 
 use crate::formats::{BlockQ4_0, BlockQ8_0, QK};
 use half::f16;
+use rayon::prelude::*;
 
 /// Output rows per panel.
 pub const NR: usize = 16;
@@ -31,7 +32,7 @@ pub const Q4_CODE_BYTES: usize = NR * QK / 2;
 
 /// A GGUF block type stored in the packed layout: its codes go to the panel
 /// as `GROUPS` 4-byte lane groups (group `c` of a row in chunk `c`).
-pub trait PackedBlock: bytemuck::Pod {
+pub trait PackedBlock: bytemuck::Pod + Send + Sync {
     /// The matrix format holding these blocks.
     const FORMAT: WeightFormat;
     /// 4-byte lane groups per block (8 for Q8_0, 4 for Q4_0).
@@ -50,10 +51,12 @@ impl PackedBlock for BlockQ8_0 {
     const FORMAT: WeightFormat = WeightFormat::Q8_0;
     const GROUPS: usize = 8;
     const ZERO_CODE: u8 = 0x80;
+    #[inline]
     fn scale(&self) -> f16 {
         self.d
     }
     /// Codes `4c..4c+4` as `q + 128`.
+    #[inline]
     fn packed_group(&self, c: usize) -> [u8; 4] {
         core::array::from_fn(|i| self.qs[4 * c + i] as u8 ^ 0x80)
     }
@@ -69,10 +72,12 @@ impl PackedBlock for BlockQ4_0 {
     const FORMAT: WeightFormat = WeightFormat::Q4_0;
     const GROUPS: usize = 4;
     const ZERO_CODE: u8 = 0x88;
+    #[inline]
     fn scale(&self) -> f16 {
         self.d
     }
     /// GGUF bytes `4c..4c+4` as they are (elements `4c+i` and `16+4c+i`).
+    #[inline]
     fn packed_group(&self, c: usize) -> [u8; 4] {
         self.qs[4 * c..4 * c + 4].try_into().unwrap()
     }
@@ -153,82 +158,141 @@ impl PackedMatrix {
         }
     }
 
-    /// Packs GGUF block rows produced by `fill(row, blocks_of_that_row)`; `fill`
-    /// may fail, which stops packing. Only one row of blocks is held at a time.
-    pub fn pack_blocks<B: PackedBlock, E>(
+    /// Packs GGUF block rows produced by `fill(row, blocks_of_that_row)`.
+    ///
+    /// Panels are independent, so they are packed in parallel on the current
+    /// rayon pool (`pool.install` chooses it); each task holds one row of
+    /// blocks at a time. When `fill` fails for some rows, the error of the
+    /// lowest such row is returned, whatever the thread count.
+    pub fn pack_blocks<B: PackedBlock, E: Send>(
         n: usize,
         k: usize,
-        mut fill: impl FnMut(usize, &mut [B]) -> Result<(), E>,
+        fill: impl Fn(usize, &mut [B]) -> Result<(), E> + Sync,
     ) -> Result<Self, E> {
         let mut m = Self::alloc(B::FORMAT, n, k);
-        let mut rows = vec![B::zeroed(); m.blocks_per_row()];
+        let (nb, so, stride) = (m.blocks_per_row(), m.scales_offset, m.panel_stride);
         let code_bytes = B::GROUPS * 64;
-        for r in 0..n {
-            fill(r, &mut rows)?;
-            let base = (r / NR) * m.panel_stride;
-            let (lane, so) = (r % NR, m.scales_offset);
-            let bytes = m.bytes_mut();
-            for (b, blk) in rows.iter().enumerate() {
-                for c in 0..B::GROUPS {
-                    let o = base + b * code_bytes + c * 64 + lane * 4;
-                    bytes[o..o + 4].copy_from_slice(&blk.packed_group(c));
+        let failed = m
+            .bytes_mut()
+            .par_chunks_mut(stride)
+            .enumerate()
+            .filter_map(|(p, panel)| {
+                let mut blocks = vec![B::zeroed(); nb];
+                for lane in 0..NR.min(n - p * NR) {
+                    let r = p * NR + lane;
+                    if let Err(e) = fill(r, &mut blocks) {
+                        return Some((r, e));
+                    }
+                    let (codes, scales) = panel.split_at_mut(so);
+                    for (blk, (cb, sb)) in blocks.iter().zip(
+                        codes
+                            .chunks_exact_mut(code_bytes)
+                            .zip(scales.chunks_exact_mut(NR * 2)),
+                    ) {
+                        for (c, line) in cb.chunks_exact_mut(64).enumerate() {
+                            line[lane * 4..lane * 4 + 4].copy_from_slice(&blk.packed_group(c));
+                        }
+                        sb[lane * 2..lane * 2 + 2].copy_from_slice(&blk.scale().to_le_bytes());
+                    }
                 }
-                let o = base + so + (b * NR + lane) * 2;
-                bytes[o..o + 2].copy_from_slice(&blk.scale().to_le_bytes());
-            }
+                None
+            })
+            .min_by_key(|&(r, _)| r);
+        if let Some((_, e)) = failed {
+            return Err(e);
         }
         m.fill_padding_codes(B::ZERO_CODE);
         Ok(m)
     }
 
     /// [`Self::pack_blocks`] for Q8_0.
-    pub fn pack_q8_0<E>(
+    pub fn pack_q8_0<E: Send>(
         n: usize,
         k: usize,
-        fill: impl FnMut(usize, &mut [BlockQ8_0]) -> Result<(), E>,
+        fill: impl Fn(usize, &mut [BlockQ8_0]) -> Result<(), E> + Sync,
     ) -> Result<Self, E> {
         Self::pack_blocks(n, k, fill)
     }
 
     /// [`Self::pack_blocks`] for Q4_0.
-    pub fn pack_q4_0<E>(
+    pub fn pack_q4_0<E: Send>(
         n: usize,
         k: usize,
-        fill: impl FnMut(usize, &mut [BlockQ4_0]) -> Result<(), E>,
+        fill: impl Fn(usize, &mut [BlockQ4_0]) -> Result<(), E> + Sync,
     ) -> Result<Self, E> {
         Self::pack_blocks(n, k, fill)
     }
 
-    /// Packs f16 weights, `w.len() == n * k`, row-major.
+    /// Packs f16 weights, `w.len() == n * k`, row-major (panels in parallel,
+    /// as [`Self::pack_blocks`]).
     pub fn from_f16(w: &[f16], n: usize, k: usize) -> Self {
         assert_eq!(w.len(), n * k, "PackedMatrix::from_f16: length");
         let mut m = Self::alloc(WeightFormat::F16, n, k);
-        let stride = m.panel_stride;
-        let bytes = m.bytes_mut();
-        for (r, row) in w.chunks_exact(k).enumerate() {
-            let base = (r / NR) * stride + (r % NR) * 2;
-            for (kk, v) in row.iter().enumerate() {
-                let o = base + kk * NR * 2;
-                bytes[o..o + 2].copy_from_slice(&v.to_le_bytes());
-            }
-        }
+        m.pack_floats(w, |v| f16::from_bits(v.to_bits().to_le()));
         m
     }
 
-    /// Packs f32 weights, `w.len() == n * k`, row-major.
+    /// Packs f32 weights, `w.len() == n * k`, row-major (panels in parallel).
     pub fn from_f32(w: &[f32], n: usize, k: usize) -> Self {
         assert_eq!(w.len(), n * k, "PackedMatrix::from_f32: length");
         let mut m = Self::alloc(WeightFormat::F32, n, k);
-        let stride = m.panel_stride;
-        let bytes = m.bytes_mut();
-        for (r, row) in w.chunks_exact(k).enumerate() {
-            let base = (r / NR) * stride + (r % NR) * 4;
-            for (kk, v) in row.iter().enumerate() {
-                let o = base + kk * NR * 4;
-                bytes[o..o + 4].copy_from_slice(&v.to_le_bytes());
-            }
-        }
+        m.pack_floats(w, |v| f32::from_bits(v.to_bits().to_le()));
         m
+    }
+
+    /// Packs the little-endian bytes of f16 weights (a GGUF F16 tensor,
+    /// `n * k * 2` bytes, any alignment) without decoding them.
+    pub fn from_f16_le_bytes(bytes: &[u8], n: usize, k: usize) -> Self {
+        assert_eq!(
+            bytes.len(),
+            n * k * 2,
+            "PackedMatrix::from_f16_le_bytes: length"
+        );
+        let mut m = Self::alloc(WeightFormat::F16, n, k);
+        m.pack_floats(bytemuck::cast_slice::<u8, [u8; 2]>(bytes), |v| v);
+        m
+    }
+
+    /// Packs the little-endian bytes of f32 weights (`n * k * 4` bytes).
+    pub fn from_f32_le_bytes(bytes: &[u8], n: usize, k: usize) -> Self {
+        assert_eq!(
+            bytes.len(),
+            n * k * 4,
+            "PackedMatrix::from_f32_le_bytes: length"
+        );
+        let mut m = Self::alloc(WeightFormat::F32, n, k);
+        m.pack_floats(bytemuck::cast_slice::<u8, [u8; 4]>(bytes), |v| v);
+        m
+    }
+
+    /// Writes row-major values into the panels (k-step `kk` of a panel holds
+    /// its 16 rows' values); `le` gives the value whose native bytes are the
+    /// little-endian bytes of its argument (the identity on little-endian
+    /// targets).
+    fn pack_floats<T: bytemuck::Pod + Send + Sync>(&mut self, w: &[T], le: impl Fn(T) -> T + Sync) {
+        let (n, k) = (self.n, self.k);
+        let stride = self.panel_stride / core::mem::size_of::<T>();
+        bytemuck::cast_slice_mut::<u8, T>(self.bytes_mut())
+            .par_chunks_mut(stride)
+            .enumerate()
+            .for_each(|(p, panel)| {
+                let rows = &w[p * NR * k..((p + 1) * NR).min(n) * k];
+                if rows.len() == NR * k {
+                    // A whole panel: each k-step's 16 values are written together.
+                    let src: [&[T]; NR] = core::array::from_fn(|l| &rows[l * k..(l + 1) * k]);
+                    for (kk, step) in panel[..k * NR].chunks_exact_mut(NR).enumerate() {
+                        for (dst, row) in step.iter_mut().zip(&src) {
+                            *dst = le(row[kk]);
+                        }
+                    }
+                } else {
+                    for (lane, row) in rows.chunks_exact(k).enumerate() {
+                        for (dst, &v) in panel[lane..].iter_mut().step_by(NR).zip(row) {
+                            *dst = le(v);
+                        }
+                    }
+                }
+            });
     }
 
     /// Padding rows get code 0 (stored as the unsigned offset).
@@ -470,6 +534,53 @@ mod tests {
             for (o, hv) in out.iter().zip(&h[r * k..]) {
                 assert_eq!(*o, hv.to_f32());
             }
+        }
+    }
+
+    #[test]
+    fn float_packing_from_values_and_le_bytes_agree() {
+        // Whole panels (the k-step-major path) and a partial one (row by row).
+        for (n, k) in [(32, 7), (37, 130), (5, 64)] {
+            let w = wave(n, k);
+            let h: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+            let hb: Vec<u8> = h.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let wb: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let (mh, mw) = (
+                PackedMatrix::from_f16(&h, n, k),
+                PackedMatrix::from_f32(&w, n, k),
+            );
+            assert_eq!(
+                PackedMatrix::from_f16_le_bytes(&hb, n, k).bytes(),
+                mh.bytes()
+            );
+            assert_eq!(
+                PackedMatrix::from_f32_le_bytes(&wb, n, k).bytes(),
+                mw.bytes()
+            );
+            for r in 0..n {
+                for kk in 0..k {
+                    assert_eq!(mw.float_weight(r, kk), w[r * k + kk]);
+                    assert_eq!(mh.float_weight(r, kk), h[r * k + kk].to_f32());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn parallel_packing_reports_the_lowest_failing_row() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        for bad in [[90, 37, 5], [200, 199, 17], [16, 250, 33]] {
+            let res = pool.install(|| {
+                PackedMatrix::pack_q8_0(
+                    256,
+                    64,
+                    |r, _| if bad.contains(&r) { Err(r) } else { Ok(()) },
+                )
+            });
+            assert_eq!(res.unwrap_err(), *bad.iter().min().unwrap());
         }
     }
 
