@@ -25,6 +25,10 @@ use rayon::prelude::*;
 
 /// Output rows per panel.
 pub const NR: usize = 16;
+/// Matrices of at least this many packed bytes are packed on the rayon
+/// pool, panels in parallel; smaller ones on the calling thread (a rayon job
+/// costs more than packing them).
+const PARALLEL_BYTES: usize = 256 << 10;
 /// Bytes of Q8_0 codes per panel and block.
 pub const Q8_CODE_BYTES: usize = NR * QK;
 /// Bytes of Q4_0 codes per panel and block.
@@ -160,9 +164,9 @@ impl PackedMatrix {
 
     /// Packs GGUF block rows produced by `fill(row, blocks_of_that_row)`.
     ///
-    /// Panels are independent, so they are packed in parallel on the current
-    /// rayon pool (`pool.install` chooses it); each task holds one row of
-    /// blocks at a time. When `fill` fails for some rows, the error of the
+    /// Panels are independent, so matrices of 256 KiB or more are packed in
+    /// parallel on the current rayon pool (`pool.install` chooses it); each
+    /// task holds one row of blocks at a time. When `fill` fails for some rows, the error of the
     /// lowest such row is returned, whatever the thread count.
     pub fn pack_blocks<B: PackedBlock, E: Send>(
         n: usize,
@@ -172,32 +176,40 @@ impl PackedMatrix {
         let mut m = Self::alloc(B::FORMAT, n, k);
         let (nb, so, stride) = (m.blocks_per_row(), m.scales_offset, m.panel_stride);
         let code_bytes = B::GROUPS * 64;
-        let failed = m
-            .bytes_mut()
-            .par_chunks_mut(stride)
-            .enumerate()
-            .filter_map(|(p, panel)| {
-                let mut blocks = vec![B::zeroed(); nb];
-                for lane in 0..NR.min(n - p * NR) {
-                    let r = p * NR + lane;
-                    if let Err(e) = fill(r, &mut blocks) {
-                        return Some((r, e));
-                    }
-                    let (codes, scales) = panel.split_at_mut(so);
-                    for (blk, (cb, sb)) in blocks.iter().zip(
-                        codes
-                            .chunks_exact_mut(code_bytes)
-                            .zip(scales.chunks_exact_mut(NR * 2)),
-                    ) {
-                        for (c, line) in cb.chunks_exact_mut(64).enumerate() {
-                            line[lane * 4..lane * 4 + 4].copy_from_slice(&blk.packed_group(c));
-                        }
-                        sb[lane * 2..lane * 2 + 2].copy_from_slice(&blk.scale().to_le_bytes());
-                    }
+        let parallel = m.storage_bytes() >= PARALLEL_BYTES;
+        let pack_panel = |(p, panel): (usize, &mut [u8])| {
+            let mut blocks = vec![B::zeroed(); nb];
+            for lane in 0..NR.min(n - p * NR) {
+                let r = p * NR + lane;
+                if let Err(e) = fill(r, &mut blocks) {
+                    return Some((r, e));
                 }
-                None
-            })
-            .min_by_key(|&(r, _)| r);
+                let (codes, scales) = panel.split_at_mut(so);
+                for (blk, (cb, sb)) in blocks.iter().zip(
+                    codes
+                        .chunks_exact_mut(code_bytes)
+                        .zip(scales.chunks_exact_mut(NR * 2)),
+                ) {
+                    for (c, line) in cb.chunks_exact_mut(64).enumerate() {
+                        line[lane * 4..lane * 4 + 4].copy_from_slice(&blk.packed_group(c));
+                    }
+                    sb[lane * 2..lane * 2 + 2].copy_from_slice(&blk.scale().to_le_bytes());
+                }
+            }
+            None
+        };
+        let failed = if parallel {
+            m.bytes_mut()
+                .par_chunks_mut(stride)
+                .enumerate()
+                .filter_map(pack_panel)
+                .min_by_key(|&(r, _)| r)
+        } else {
+            m.bytes_mut()
+                .chunks_mut(stride)
+                .enumerate()
+                .find_map(pack_panel)
+        };
         if let Some((_, e)) = failed {
             return Err(e);
         }
@@ -272,27 +284,34 @@ impl PackedMatrix {
     fn pack_floats<T: bytemuck::Pod + Send + Sync>(&mut self, w: &[T], le: impl Fn(T) -> T + Sync) {
         let (n, k) = (self.n, self.k);
         let stride = self.panel_stride / core::mem::size_of::<T>();
-        bytemuck::cast_slice_mut::<u8, T>(self.bytes_mut())
-            .par_chunks_mut(stride)
-            .enumerate()
-            .for_each(|(p, panel)| {
-                let rows = &w[p * NR * k..((p + 1) * NR).min(n) * k];
-                if rows.len() == NR * k {
-                    // A whole panel: each k-step's 16 values are written together.
-                    let src: [&[T]; NR] = core::array::from_fn(|l| &rows[l * k..(l + 1) * k]);
-                    for (kk, step) in panel[..k * NR].chunks_exact_mut(NR).enumerate() {
-                        for (dst, row) in step.iter_mut().zip(&src) {
-                            *dst = le(row[kk]);
-                        }
-                    }
-                } else {
-                    for (lane, row) in rows.chunks_exact(k).enumerate() {
-                        for (dst, &v) in panel[lane..].iter_mut().step_by(NR).zip(row) {
-                            *dst = le(v);
-                        }
+        let parallel = self.storage_bytes() >= PARALLEL_BYTES;
+        let pack_panel = |(p, panel): (usize, &mut [T])| {
+            let rows = &w[p * NR * k..((p + 1) * NR).min(n) * k];
+            if rows.len() == NR * k {
+                // A whole panel: each k-step's 16 values are written together.
+                let src: [&[T]; NR] = core::array::from_fn(|l| &rows[l * k..(l + 1) * k]);
+                for (kk, step) in panel[..k * NR].chunks_exact_mut(NR).enumerate() {
+                    for (dst, row) in step.iter_mut().zip(&src) {
+                        *dst = le(row[kk]);
                     }
                 }
-            });
+            } else {
+                for (lane, row) in rows.chunks_exact(k).enumerate() {
+                    for (dst, &v) in panel[lane..].iter_mut().step_by(NR).zip(row) {
+                        *dst = le(v);
+                    }
+                }
+            }
+        };
+        let values = bytemuck::cast_slice_mut::<u8, T>(self.bytes_mut());
+        if parallel {
+            values
+                .par_chunks_mut(stride)
+                .enumerate()
+                .for_each(pack_panel);
+        } else {
+            values.chunks_mut(stride).enumerate().for_each(pack_panel);
+        }
     }
 
     /// Padding rows get code 0 (stored as the unsigned offset).
@@ -539,8 +558,10 @@ mod tests {
 
     #[test]
     fn float_packing_from_values_and_le_bytes_agree() {
-        // Whole panels (the k-step-major path) and a partial one (row by row).
-        for (n, k) in [(32, 7), (37, 130), (5, 64)] {
+        // Whole panels (the k-step-major path) and a partial one (row by row);
+        // the last shape is large enough to be packed in parallel.
+        for (n, k) in [(32, 7), (37, 130), (5, 64), (250, 1100)] {
+            assert_eq!((n * k * 2 >= PARALLEL_BYTES), n == 250);
             let w = wave(n, k);
             let h: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
             let hb: Vec<u8> = h.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -568,17 +589,17 @@ mod tests {
 
     #[test]
     fn parallel_packing_reports_the_lowest_failing_row() {
+        let (n, k) = (4096, 64);
+        // Large enough for the parallel path (checked), so panels of later
+        // rows may well fail first.
+        assert!(n * 2 * 34 >= PARALLEL_BYTES);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(4)
             .build()
             .unwrap();
-        for bad in [[90, 37, 5], [200, 199, 17], [16, 250, 33]] {
+        for bad in [[3000, 1337, 4000], [4095, 4094, 17], [16, 2500, 33]] {
             let res = pool.install(|| {
-                PackedMatrix::pack_q8_0(
-                    256,
-                    64,
-                    |r, _| if bad.contains(&r) { Err(r) } else { Ok(()) },
-                )
+                PackedMatrix::pack_q8_0(n, k, |r, _| if bad.contains(&r) { Err(r) } else { Ok(()) })
             });
             assert_eq!(res.unwrap_err(), *bad.iter().min().unwrap());
         }
