@@ -245,7 +245,23 @@ impl QuantizedLinear {
     ) -> Result<Self, Error> {
         let total = check_dims(in_features, out_features)?;
         check_len("F16 weight", total, weight.len())?;
-        if let Some(i) = first_where(weight, |v| f16_bits_non_finite(v.to_bits())) {
+        let bad = first_where(weight, |v| f16_bits_non_finite(v.to_bits()));
+        Self::f16_layer(bad, bias, in_features, out_features, || {
+            PackedMatrix::from_f16(weight, out_features, in_features)
+        })
+    }
+
+    /// An F16 layer: the NaN/Inf weight at flat index `bad`, if any, is
+    /// reported as a non-finite scale at its row and column; else the layer
+    /// of `pack()` with the checked bias.
+    fn f16_layer(
+        bad: Option<usize>,
+        bias: Option<&[f32]>,
+        in_features: usize,
+        out_features: usize,
+        pack: impl FnOnce() -> PackedMatrix,
+    ) -> Result<Self, Error> {
+        if let Some(i) = bad {
             return Err(Error::NonFiniteScale {
                 quant_type: QuantType::F16,
                 row: i / in_features,
@@ -253,11 +269,7 @@ impl QuantizedLinear {
             });
         }
         let bias = check_bias(bias, out_features)?;
-        Self::assemble(
-            PackedMatrix::from_f16(weight, out_features, in_features),
-            bias,
-            QuantType::F16,
-        )
+        Self::assemble(pack(), bias, QuantType::F16)
     }
 
     /// A layer from the raw bytes of a GGUF tensor of `quant_type` holding
@@ -284,19 +296,10 @@ impl QuantizedLinear {
             QuantType::Q4_0 => Self::from_block_bytes::<BlockQ4_0>(quant_type, bytes, bias, k, n),
             QuantType::F16 => {
                 let h = bytemuck::cast_slice::<u8, [u8; 2]>(bytes);
-                if let Some(i) = first_where(h, |b| f16_bits_non_finite(u16::from_le_bytes(b))) {
-                    return Err(Error::NonFiniteScale {
-                        quant_type,
-                        row: i / k,
-                        block: i % k,
-                    });
-                }
-                let bias = check_bias(bias, n)?;
-                Self::assemble(
-                    PackedMatrix::from_f16_le_bytes(bytes, n, k),
-                    bias,
-                    quant_type,
-                )
+                let bad = first_where(h, |b| f16_bits_non_finite(u16::from_le_bytes(b)));
+                Self::f16_layer(bad, bias, k, n, || {
+                    PackedMatrix::from_f16_le_bytes(bytes, n, k)
+                })
             }
             QuantType::F32 => {
                 let w = bytemuck::cast_slice::<u8, [u8; 4]>(bytes);

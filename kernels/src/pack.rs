@@ -255,25 +255,26 @@ impl PackedMatrix {
     /// Packs the little-endian bytes of f16 weights (a GGUF F16 tensor,
     /// `n * k * 2` bytes, any alignment) without decoding them.
     pub fn from_f16_le_bytes(bytes: &[u8], n: usize, k: usize) -> Self {
-        assert_eq!(
-            bytes.len(),
-            n * k * 2,
-            "PackedMatrix::from_f16_le_bytes: length"
-        );
-        let mut m = Self::alloc(WeightFormat::F16, n, k);
-        m.pack_floats(bytemuck::cast_slice::<u8, [u8; 2]>(bytes), |v| v);
-        m
+        Self::from_le_units::<2>(WeightFormat::F16, bytes, n, k)
     }
 
     /// Packs the little-endian bytes of f32 weights (`n * k * 4` bytes).
     pub fn from_f32_le_bytes(bytes: &[u8], n: usize, k: usize) -> Self {
+        Self::from_le_units::<4>(WeightFormat::F32, bytes, n, k)
+    }
+
+    /// Packs `n * k` values of `S` little-endian bytes, moved as they are.
+    fn from_le_units<const S: usize>(format: WeightFormat, bytes: &[u8], n: usize, k: usize) -> Self
+    where
+        [u8; S]: bytemuck::Pod,
+    {
         assert_eq!(
             bytes.len(),
-            n * k * 4,
-            "PackedMatrix::from_f32_le_bytes: length"
+            n * k * S,
+            "PackedMatrix: {format:?} bytes length"
         );
-        let mut m = Self::alloc(WeightFormat::F32, n, k);
-        m.pack_floats(bytemuck::cast_slice::<u8, [u8; 4]>(bytes), |v| v);
+        let mut m = Self::alloc(format, n, k);
+        m.pack_floats(bytemuck::cast_slice::<u8, [u8; S]>(bytes), |v| v);
         m
     }
 
