@@ -33,6 +33,9 @@ allow='::_xgetbv>'
 status=0
 for bin in "${bins[@]}"; do
     asm=$("$objdump" -d --no-show-raw-insn -C "$bin")
+    # Captured, not piped into `grep -q`: under pipefail, grep quitting at
+    # the first match can make objdump fail with SIGPIPE.
+    sections=$("$objdump" -h "$bin")
     kernels=$(grep -c '^[0-9a-f]* <[^>]*blockq_kernels::' <<<"$asm" || true)
     # Calls are `call` (x86-64) or `bl` (aarch64) to `<core::core_arch::...>`.
     # A closure inlined into core's array or iterator code sits in a function
@@ -63,7 +66,7 @@ for bin in "${bins[@]}"; do
     if [ "$kernels" -eq 0 ]; then
         echo "intrinsic calls: $bin has no blockq_kernels functions (wrong binary?)" >&2
         status=1
-    elif ! "$objdump" -h "$bin" | grep -q '\.debug_line'; then
+    elif ! grep -q '\.debug_line' <<<"$sections"; then
         echo "intrinsic calls: $bin has no line tables to trace calls (profile.release debug?)" >&2
         status=1
     elif [ -n "$found" ]; then
