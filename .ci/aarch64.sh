@@ -42,7 +42,7 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER=qemu-aarch64
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static"
 "$RUSTC" --version
-qemu-aarch64 --version | head -n 1
+qemu-aarch64 --version | sed -n 1p
 
 step "clippy (aarch64)"
 # Debian's cargo-clippy, so that its clippy-driver matches /usr/bin/rustc.

@@ -53,12 +53,12 @@ for t in "${targets[@]}"; do
     else
         failed+=("$t")
         echo "fuzz: $t FAILED (exit $rc); the finding (full log: $log):"
-        grep -E -A4 'panicked at|ERROR: |^SUMMARY: ' "$log" | grep -v -E '^ +(#?[0-9]+:? | *at )' | head -n 40
+        grep -E -A4 'panicked at|ERROR: |^SUMMARY: ' "$log" | grep -v -E '^ +(#?[0-9]+:? | *at )' | sed -n 1,40p
         # libFuzzer names the input it saved: "Test unit written to <file>".
         for a in $(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log"); do
             [ -f "$a" ] || continue
             echo "fuzz: $t: input $a ($(wc -c <"$a") bytes), base64: $(base64 -w0 "$a")"
-            od -A x -t x1 "$a" | head -n 32
+            od -A x -t x1 "$a" | sed -n 1,32p
         done
     fi
 done
