@@ -166,8 +166,9 @@ impl PackedMatrix {
     ///
     /// Panels are independent, so matrices of 256 KiB or more are packed in
     /// parallel on the current rayon pool (`pool.install` chooses it); each
-    /// task holds one row of blocks at a time. When `fill` fails for some rows, the error of the
-    /// lowest such row is returned, whatever the thread count.
+    /// task holds one row of blocks at a time. When `fill` fails for some
+    /// rows, the error of the lowest such row is returned, whatever the
+    /// thread count.
     pub fn pack_blocks<B: PackedBlock, E: Send>(
         n: usize,
         k: usize,
