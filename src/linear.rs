@@ -228,12 +228,9 @@ impl QuantizedLinear {
             _ => "Q4_0 blocks",
         };
         check_len(what, out_features * nb, blocks.len())?;
-        let bias = check_bias(bias, out_features)?;
-        let w = PackedMatrix::pack_blocks(out_features, in_features, |r, out: &mut [B]| {
-            out.copy_from_slice(&blocks[r * nb..(r + 1) * nb]);
-            finite_scales(quant_type, r, out.iter().map(|b| b.scale()), true)
-        })?;
-        Self::assemble(w, bias, quant_type)
+        // The blocks' bytes are the GGUF tensor's bytes.
+        let bytes = bytemuck::cast_slice(blocks);
+        Self::from_block_bytes::<B>(quant_type, bytes, bias, in_features, out_features)
     }
 
     /// A layer from f16 weights (`[out_features, in_features]`), used as they are.
@@ -320,8 +317,9 @@ impl QuantizedLinear {
         }
     }
 
-    /// [`Self::from_gguf_bytes`] for block formats: each row's blocks are
-    /// read from the bytes as the panels are packed.
+    /// A block-format layer from the tensor's bytes (dimensions and length
+    /// checked by the caller): each row's blocks are read from the bytes as
+    /// the panels are packed.
     fn from_block_bytes<B: PackedBlock>(
         quant_type: QuantType,
         bytes: &[u8],
