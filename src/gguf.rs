@@ -2,7 +2,8 @@
 //!
 //! [`GgufFile`] parses a GGUF header (versions 2 and 3, little-endian), keeps
 //! its metadata and tensor table, and builds a [`QuantizedLinear`] from a named
-//! weight tensor of type Q8_0, Q4_0, F16 or F32 **without re-quantizing**: the
+//! weight tensor of any [`QuantType`] (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, F16,
+//! BF16, F32) **without re-quantizing**: the
 //! layer holds the file's blocks, so [`QuantizedLinear::dequantize_weights`]
 //! returns exactly what llama.cpp dequantizes.
 //!
@@ -147,27 +148,16 @@ impl GgmlType {
         self.entry().3
     }
 
-    /// The blockq format with the same byte encoding, for the four types a
-    /// layer can be built from.
+    /// The blockq format with the same byte encoding, for the types a layer
+    /// can be built from (every [`QuantType`]).
     pub fn quant_type(self) -> Option<QuantType> {
-        match self {
-            GgmlType::Q8_0 => Some(QuantType::Q8_0),
-            GgmlType::Q4_0 => Some(QuantType::Q4_0),
-            GgmlType::F16 => Some(QuantType::F16),
-            GgmlType::F32 => Some(QuantType::F32),
-            _ => None,
-        }
+        QuantType::from_ggml_type(self.0)
     }
 }
 
 impl From<QuantType> for GgmlType {
     fn from(q: QuantType) -> GgmlType {
-        match q {
-            QuantType::Q8_0 => GgmlType::Q8_0,
-            QuantType::Q4_0 => GgmlType::Q4_0,
-            QuantType::F16 => GgmlType::F16,
-            QuantType::F32 => GgmlType::F32,
-        }
+        GgmlType(q.ggml_type())
     }
 }
 
@@ -459,7 +449,7 @@ impl<B: AsRef<[u8]>> GgufFile<B> {
         })
     }
 
-    /// A layer from weight tensor `weight` (Q8_0, Q4_0, F16 or F32, shape
+    /// A layer from weight tensor `weight` (any [`QuantType`], shape
     /// `ne = [in_features, out_features]`) and an optional bias tensor (F32,
     /// F16 or BF16, `ne = [out_features]`). The weight bytes are used as they
     /// are: no re-quantization.

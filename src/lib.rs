@@ -1,7 +1,8 @@
 //! # blockq
 //!
 //! Quantized linear layers for CPU inference: `y = x·Wᵀ + b` with `W` stored as
-//! GGUF Q8_0 / Q4_0 blocks (byte-identical to llama.cpp) or as F16 / F32, run
+//! GGUF Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 blocks (byte-identical to llama.cpp)
+//! or as F16 / BF16 / F32, run
 //! by SIMD kernels chosen at run time (scalar, AVX2, AVX-VNNI, AVX-512,
 //! AVX-512 VNNI, NEON, dotprod, i8mm).
 //!
@@ -44,9 +45,13 @@ mod quant_type;
 pub mod safetensors;
 
 pub use blockq_kernels::formats::{
-    dequantize_row_q4_0, dequantize_row_q8_0, quantize_row_q4_0, quantize_row_q8_0,
+    dequantize_row_bf16, dequantize_row_q4_0, dequantize_row_q4_1, dequantize_row_q5_0,
+    dequantize_row_q5_1, dequantize_row_q8_0, quantize_row_bf16, quantize_row_q4_0,
+    quantize_row_q4_1, quantize_row_q5_0, quantize_row_q5_1, quantize_row_q8_0,
 };
-pub use blockq_kernels::{first_difference, BlockQ4_0, BlockQ8_0, Isa, QK};
+pub use blockq_kernels::{
+    first_difference, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, Isa, QK,
+};
 pub use error::Error;
 pub use linear::QuantizedLinear;
 pub use quant_type::QuantType;

@@ -2,11 +2,12 @@
 
 use crate::dispatch::{self, Isa};
 use crate::{Error, QuantType};
-use blockq_kernels::pack::PackedBlock;
-use blockq_kernels::{formats, ActBlock, BlockQ4_0, BlockQ8_0, Input, Kernels, PackedMatrix, QK};
+use blockq_kernels::formats::{FloatElem, PackedBlock};
+use blockq_kernels::{
+    match_format, ActBlock, BlockQ4_0, BlockQ8_0, Input, Kernels, PackedMatrix, QK,
+};
 use bytemuck::Zeroable;
-use half::f16;
-use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
 use std::cell::RefCell;
 
 /// A linear layer whose weights are stored block-quantized (or as F16/F32),
@@ -22,7 +23,8 @@ pub struct QuantizedLinear {
     pub in_features: usize,
     /// Output features (rows of the weight matrix).
     pub out_features: usize,
-    /// Weight storage format.
+    /// Weight storage format. Informational, like the dimensions: the layer
+    /// runs, measures and serializes its packed weights, whatever this says.
     pub quant_type: QuantType,
     weights: PackedMatrix,
     bias: Option<Vec<f32>>,
@@ -88,11 +90,6 @@ fn first_where<T: Copy>(v: &[T], bad: impl Fn(T) -> bool) -> Option<usize> {
             None
         }
     })
-}
-
-/// NaN or infinity as f16 bits (exponent all ones).
-fn f16_bits_non_finite(bits: u16) -> bool {
-    bits & 0x7C00 == 0x7C00
 }
 
 fn check_finite(what: &'static str, v: &[f32]) -> Result<(), Error> {
@@ -167,29 +164,26 @@ impl QuantizedLinear {
         check_finite("weight", weight)?;
         let bias = check_bias(bias, out_features)?;
         let (k, n) = (in_features, out_features);
-        let weights = match quant_type {
-            QuantType::Q8_0 => PackedMatrix::pack_q8_0(n, k, |r, out| {
-                quantize_padded(&weight[r * k..(r + 1) * k], out, formats::quantize_row_q8_0);
-                finite_scales(QuantType::Q8_0, r, out.iter().map(|b| b.d), false)
+        let weights = match_format!(
+            quant_type,
+            B => PackedMatrix::pack_blocks(n, k, |r, out: &mut [B]| {
+                quantize_padded(&weight[r * k..(r + 1) * k], out);
+                finite_scales(quant_type, r, out, false)
             })?,
-            QuantType::Q4_0 => PackedMatrix::pack_q4_0(n, k, |r, out| {
-                quantize_padded(&weight[r * k..(r + 1) * k], out, formats::quantize_row_q4_0);
-                finite_scales(QuantType::Q4_0, r, out.iter().map(|b| b.d), false)
-            })?,
-            QuantType::F16 => {
-                let mut h = vec![f16::ZERO; weight.len()];
-                h.convert_from_f32_slice(weight);
-                if let Some(i) = first_where(&h, |v| f16_bits_non_finite(v.to_bits())) {
+            E => {
+                // Float formats: the f32 values rounded as ggml converts them.
+                let mut v = vec![E::from_f32_le(0.0); weight.len()];
+                E::from_f32_slice_le(weight, &mut v);
+                if let Some(i) = first_where(&v, |e| e.is_non_finite()) {
                     return Err(Error::OutOfRange {
                         quant_type,
                         row: i / k,
                         block: i % k,
                     });
                 }
-                PackedMatrix::from_f16(&h, n, k)
-            }
-            QuantType::F32 => PackedMatrix::from_f32(weight, n, k),
-        };
+                PackedMatrix::from_floats(&v, n, k)
+            },
+        );
         Self::assemble(weights, bias, quant_type)
     }
 
@@ -201,7 +195,7 @@ impl QuantizedLinear {
         in_features: usize,
         out_features: usize,
     ) -> Result<Self, Error> {
-        Self::from_blocks(QuantType::Q8_0, blocks, bias, in_features, out_features)
+        Self::from_blocks(blocks, bias, in_features, out_features)
     }
 
     /// A layer from GGUF Q4_0 blocks, used as they are.
@@ -211,11 +205,13 @@ impl QuantizedLinear {
         in_features: usize,
         out_features: usize,
     ) -> Result<Self, Error> {
-        Self::from_blocks(QuantType::Q4_0, blocks, bias, in_features, out_features)
+        Self::from_blocks(blocks, bias, in_features, out_features)
     }
 
-    fn from_blocks<B: PackedBlock>(
-        quant_type: QuantType,
+    /// A layer from GGUF blocks of any block format (`out_features *
+    /// ceil(in_features/32)` blocks, row-major), used as they are: no
+    /// re-quantization. NaN/Inf scales are errors.
+    pub fn from_blocks<B: PackedBlock>(
         blocks: &[B],
         bias: Option<&[f32]>,
         in_features: usize,
@@ -223,14 +219,10 @@ impl QuantizedLinear {
     ) -> Result<Self, Error> {
         check_dims(in_features, out_features)?;
         let nb = in_features.div_ceil(QK);
-        let what = match quant_type {
-            QuantType::Q8_0 => "Q8_0 blocks",
-            _ => "Q4_0 blocks",
-        };
-        check_len(what, out_features * nb, blocks.len())?;
+        check_len("GGUF blocks", out_features * nb, blocks.len())?;
         // The blocks' bytes are the GGUF tensor's bytes.
         let bytes = bytemuck::cast_slice(blocks);
-        Self::from_block_bytes::<B>(quant_type, bytes, bias, in_features, out_features)
+        Self::from_block_bytes::<B>(bytes, bias, in_features, out_features)
     }
 
     /// A layer from f16 weights (`[out_features, in_features]`), used as they are.
@@ -240,33 +232,66 @@ impl QuantizedLinear {
         in_features: usize,
         out_features: usize,
     ) -> Result<Self, Error> {
+        Self::from_floats(weight, bias, in_features, out_features)
+    }
+
+    /// A layer from bf16 weights (`[out_features, in_features]`), used as they
+    /// are (not widened: the kernels widen them exactly as they run).
+    pub fn from_bf16(
+        weight: &[bf16],
+        bias: Option<&[f32]>,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<Self, Error> {
+        Self::from_floats(weight, bias, in_features, out_features)
+    }
+
+    /// A layer from weights of a float format (`f16`, `bf16` or `f32`,
+    /// `[out_features, in_features]`), used as they are. NaN/Inf weights are
+    /// errors.
+    pub fn from_floats<E: FloatElem>(
+        weight: &[E],
+        bias: Option<&[f32]>,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<Self, Error> {
         let total = check_dims(in_features, out_features)?;
-        check_len("F16 weight", total, weight.len())?;
-        let bad = first_where(weight, |v| f16_bits_non_finite(v.to_bits()));
-        Self::f16_layer(bad, bias, in_features, out_features, || {
-            PackedMatrix::from_f16(weight, out_features, in_features)
+        check_len("weight", total, weight.len())?;
+        let bad = first_where(weight, |v| v.is_non_finite()).map(|i| (i, weight[i].to_f32()));
+        Self::float_layer(E::FORMAT, bad, bias, in_features, out_features, || {
+            PackedMatrix::from_floats(weight, out_features, in_features)
         })
     }
 
-    /// An F16 layer: the NaN/Inf weight at flat index `bad`, if any, is
-    /// reported as a non-finite scale at its row and column; else the layer
-    /// of `pack()` with the checked bias.
-    fn f16_layer(
-        bad: Option<usize>,
+    /// A float-format layer: the NaN/Inf weight `(flat index, value)` in
+    /// `bad`, if any, is an error (F32: [`Error::NonFinite`]; F16 / BF16, a
+    /// stored value: [`Error::NonFiniteScale`] at its row and column); else
+    /// the layer of `pack()` with the checked bias.
+    fn float_layer(
+        format: QuantType,
+        bad: Option<(usize, f32)>,
         bias: Option<&[f32]>,
         in_features: usize,
         out_features: usize,
         pack: impl FnOnce() -> PackedMatrix,
     ) -> Result<Self, Error> {
-        if let Some(i) = bad {
-            return Err(Error::NonFiniteScale {
-                quant_type: QuantType::F16,
-                row: i / in_features,
-                block: i % in_features,
+        if let Some((index, value)) = bad {
+            return Err(if format == QuantType::F32 {
+                Error::NonFinite {
+                    what: "weight",
+                    index,
+                    value,
+                }
+            } else {
+                Error::NonFiniteScale {
+                    quant_type: format,
+                    row: index / in_features,
+                    block: index % in_features,
+                }
             });
         }
         let bias = check_bias(bias, out_features)?;
-        Self::assemble(pack(), bias, QuantType::F16)
+        Self::assemble(pack(), bias, format)
     }
 
     /// A layer from the raw bytes of a GGUF tensor of `quant_type` holding
@@ -288,46 +313,32 @@ impl QuantizedLinear {
         // Packed straight from the bytes (no decoded copy of the tensor),
         // with the same checks and errors as the typed constructors.
         let (n, k) = (out_features, in_features);
-        match quant_type {
-            QuantType::Q8_0 => Self::from_block_bytes::<BlockQ8_0>(quant_type, bytes, bias, k, n),
-            QuantType::Q4_0 => Self::from_block_bytes::<BlockQ4_0>(quant_type, bytes, bias, k, n),
-            QuantType::F16 => {
-                let h = bytemuck::cast_slice::<u8, [u8; 2]>(bytes);
-                let bad = first_where(h, |b| f16_bits_non_finite(u16::from_le_bytes(b)));
-                Self::f16_layer(bad, bias, k, n, || {
-                    PackedMatrix::from_f16_le_bytes(bytes, n, k)
+        match_format!(
+            quant_type,
+            B => Self::from_block_bytes::<B>(bytes, bias, k, n),
+            E => {
+                const S: usize = core::mem::size_of::<E>();
+                let w = bytemuck::cast_slice::<u8, [u8; S]>(bytes);
+                let value = |b: [u8; S]| bytemuck::cast::<[u8; S], E>(b).le_to_f32();
+                let bad = first_where(w, |b| !value(b).is_finite()).map(|i| (i, value(w[i])));
+                Self::float_layer(quant_type, bad, bias, k, n, || {
+                    PackedMatrix::from_float_le_bytes(quant_type, bytes, n, k)
                 })
-            }
-            QuantType::F32 => {
-                let w = bytemuck::cast_slice::<u8, [u8; 4]>(bytes);
-                if let Some(index) = first_where(w, |b| !f32::from_le_bytes(b).is_finite()) {
-                    return Err(Error::NonFinite {
-                        what: "weight",
-                        index,
-                        value: f32::from_le_bytes(w[index]),
-                    });
-                }
-                let bias = check_bias(bias, n)?;
-                Self::assemble(
-                    PackedMatrix::from_f32_le_bytes(bytes, n, k),
-                    bias,
-                    quant_type,
-                )
-            }
-        }
+            },
+        )
     }
 
     /// A block-format layer from the tensor's bytes (dimensions and length
     /// checked by the caller): each row's blocks are read from the bytes as
     /// the panels are packed.
     fn from_block_bytes<B: PackedBlock>(
-        quant_type: QuantType,
         bytes: &[u8],
         bias: Option<&[f32]>,
         in_features: usize,
         out_features: usize,
     ) -> Result<Self, Error> {
         let bias = check_bias(bias, out_features)?;
+        let quant_type = B::FORMAT;
         let row = quant_type.row_bytes(in_features);
         let w = PackedMatrix::pack_blocks(out_features, in_features, |r, out: &mut [B]| {
             let src = &bytes[r * row..(r + 1) * row];
@@ -337,13 +348,13 @@ impl QuantizedLinear {
             {
                 *blk = bytemuck::pod_read_unaligned(b);
             }
-            finite_scales(quant_type, r, out.iter().map(|b| b.scale()), true)
+            finite_scales(quant_type, r, out, true)
         })?;
         Self::assemble(w, bias, quant_type)
     }
 
-    /// The same layer run by `isa` (sharing nothing mutable; weights are cloned).
-    /// Errors if this CPU lacks `isa`.
+    /// The same layer run by `isa` (the weights move with it; nothing is
+    /// copied). Errors if this CPU lacks `isa`.
     pub fn with_isa(mut self, isa: Isa) -> Result<Self, Error> {
         self.kernels = dispatch::kernels(isa)?;
         Ok(self)
@@ -404,7 +415,9 @@ impl QuantizedLinear {
         let bias = self.bias.as_deref();
         let shape_err =
             |e: blockq_kernels::ShapeError| -> Error { unreachable!("shapes were checked: {e}") };
-        if !self.quant_type.is_block_quantized() {
+        // The packed weights say what they are; the public `quant_type` field
+        // is informational (a caller may overwrite it).
+        if !self.weights.format().is_block_quantized() {
             return self
                 .kernels
                 .matmul(&self.weights, Input::Floats(input), batch_size, bias, out)
@@ -447,7 +460,7 @@ impl QuantizedLinear {
     /// Bytes of the weights in their GGUF encoding (excluding bias and the
     /// padding of the last 16-row panel).
     pub fn weight_bytes(&self) -> usize {
-        self.quant_type.row_bytes(self.weights.k()) * self.weights.n()
+        self.weights.format().row_bytes(self.weights.k()) * self.weights.n()
     }
 
     /// f32 weight bytes divided by [`Self::weight_bytes`].
@@ -467,40 +480,14 @@ impl QuantizedLinear {
     }
 
     /// The weights in their GGUF byte encoding (`[out_features]` rows of
-    /// `quant_type.row_bytes(in_features)` bytes): the bytes the layer was built
+    /// `row_bytes(in_features)` bytes of its format): the bytes the layer was built
     /// from, or that llama.cpp's quantizer would write.
     pub fn to_gguf_bytes(&self) -> Vec<u8> {
-        let (n, k) = (self.weights.n(), self.weights.k());
         let mut out = Vec::with_capacity(self.weight_bytes());
-        match self.quant_type {
-            QuantType::Q8_0 => self.extend_blocks::<BlockQ8_0>(&mut out),
-            QuantType::Q4_0 => self.extend_blocks::<BlockQ4_0>(&mut out),
-            QuantType::F16 => {
-                for r in 0..n {
-                    for c in 0..k {
-                        let v = f16::from_f32(self.weights.float_weight(r, c));
-                        out.extend_from_slice(&v.to_le_bytes());
-                    }
-                }
-            }
-            QuantType::F32 => {
-                for r in 0..n {
-                    for c in 0..k {
-                        out.extend_from_slice(&self.weights.float_weight(r, c).to_le_bytes());
-                    }
-                }
-            }
+        for r in 0..self.weights.n() {
+            self.weights.extend_row_bytes(r, &mut out);
         }
         out
-    }
-
-    /// Appends the GGUF bytes of every row's blocks.
-    fn extend_blocks<B: PackedBlock>(&self, out: &mut Vec<u8>) {
-        let mut row = vec![B::zeroed(); self.weights.blocks_per_row()];
-        for r in 0..self.weights.n() {
-            self.weights.row_blocks(r, &mut row);
-            out.extend_from_slice(bytemuck::cast_slice(&row));
-        }
     }
 
     /// The bias, if any.
@@ -514,43 +501,41 @@ impl QuantizedLinear {
     }
 }
 
-/// Checks the f16 scales of one row: `stored` = they came from the caller's
-/// blocks (NonFiniteScale) rather than from quantizing (OutOfRange).
-fn finite_scales(
+/// Checks the f16 scales (and minimums) of one row's blocks: `stored` =
+/// they came from the caller's blocks (NonFiniteScale) rather than from
+/// quantizing (OutOfRange).
+fn finite_scales<B: PackedBlock>(
     quant_type: QuantType,
     row: usize,
-    scales: impl Iterator<Item = f16>,
+    blocks: &[B],
     stored: bool,
 ) -> Result<(), Error> {
-    for (block, d) in scales.enumerate() {
-        if !d.is_finite() {
-            return Err(if stored {
-                Error::NonFiniteScale {
-                    quant_type,
-                    row,
-                    block,
-                }
-            } else {
-                Error::OutOfRange {
-                    quant_type,
-                    row,
-                    block,
-                }
-            });
-        }
+    let bad = blocks
+        .iter()
+        .position(|b| b.scales()[..B::SCALES].iter().any(|d| !d.is_finite()));
+    match bad {
+        None => Ok(()),
+        Some(block) if stored => Err(Error::NonFiniteScale {
+            quant_type,
+            row,
+            block,
+        }),
+        Some(block) => Err(Error::OutOfRange {
+            quant_type,
+            row,
+            block,
+        }),
     }
-    Ok(())
 }
 
-/// Quantizes one weight row into its blocks with `quantize_row`; a last,
-/// partial block is zero-padded (every block is quantized on its own, so the
-/// bytes are those of quantizing the whole zero-padded row).
-fn quantize_padded<B>(row: &[f32], out: &mut [B], quantize_row: fn(&[f32], &mut [B])) {
-    let full = row.len() / QK;
-    quantize_row(&row[..full * QK], &mut out[..full]);
-    if full < out.len() {
-        let mut tail = [0.0f32; QK];
-        tail[..row.len() - full * QK].copy_from_slice(&row[full * QK..]);
-        quantize_row(&tail, &mut out[full..]);
+/// Quantizes one weight row into its blocks with llama.cpp's reference
+/// quantizer; a last, partial block is zero-padded (every block is quantized
+/// on its own, so the bytes are those of quantizing the whole zero-padded
+/// row).
+fn quantize_padded<B: PackedBlock>(row: &[f32], out: &mut [B]) {
+    for (blk, x) in out.iter_mut().zip(row.chunks(QK)) {
+        let mut v = [0.0f32; QK];
+        v[..x.len()].copy_from_slice(x);
+        *blk = B::quantize(&v);
     }
 }

@@ -6,7 +6,8 @@
 //! in_features]` and an optional bias `[out_features]`. F16 and BF16 values are
 //! widened to f32 exactly, then quantized to the requested [`QuantType`] by
 //! [`QuantizedLinear::try_from_linear_params`] (llama.cpp's reference
-//! quantizers for Q8_0 / Q4_0).
+//! quantizers); a tensor asked for in its own dtype (BF16 as BF16, F16 as
+//! F16, F32 as F32) is packed from the file's bytes as they are.
 //!
 //! ```no_run
 //! use blockq::safetensors::SafetensorsFile;
@@ -172,7 +173,7 @@ impl<B: AsRef<[u8]>> SafetensorsFile<B> {
         bias: Option<&str>,
         quant_type: QuantType,
     ) -> Result<QuantizedLinear, Error> {
-        let (_, shape, _) = self.view(weight)?;
+        let (dtype, shape, bytes) = self.view(weight)?;
         let &[n, k] = shape else {
             return Err(shape_error(
                 weight,
@@ -180,7 +181,6 @@ impl<B: AsRef<[u8]>> SafetensorsFile<B> {
                 "[out_features, in_features]".into(),
             ));
         };
-        let w = self.tensor_f32(weight)?;
         let b = match bias {
             None => None,
             Some(name) => {
@@ -191,6 +191,12 @@ impl<B: AsRef<[u8]>> SafetensorsFile<B> {
                 Some(self.tensor_f32(name)?)
             }
         };
+        if dtype.to_string().parse::<QuantType>() == Ok(quant_type) {
+            // Stored in the requested format (F32, F16, BF16): packed from the
+            // file's bytes as they are, never widened to an f32 copy.
+            return QuantizedLinear::from_gguf_bytes(bytes, quant_type, b.as_deref(), k, n);
+        }
+        let w = self.tensor_f32(weight)?;
         QuantizedLinear::try_from_linear_params(&w, b.as_deref(), k, n, quant_type)
     }
 

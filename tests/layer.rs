@@ -331,7 +331,7 @@ fn every_error_variant_is_reachable() {
         Error::LengthMismatch { .. }
     ));
     assert!(matches!(
-        "q3".parse::<QuantType>().unwrap_err(),
+        Error::from("q3".parse::<QuantType>().unwrap_err()),
         Error::UnknownQuantType(_)
     ));
     assert!(matches!(

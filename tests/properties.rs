@@ -119,7 +119,7 @@ fn batch_rows_equal_single_rows_for_random_shapes() {
             n as usize % 50 + 1,
             m as usize % 40 + 2,
         );
-        let qt = QuantType::ALL[fmt as usize % 4];
+        let qt = QuantType::ALL[fmt as usize % QuantType::ALL.len()];
         let layer = layer(seed, k, n, qt, seed.is_multiple_of(2));
         let x = values(seed ^ 7, m * k, 2.0);
         let y = layer.forward_f32(&x, m);

@@ -13,7 +13,9 @@
 
 mod common;
 
-use blockq::{BlockQ4_0, BlockQ8_0, Isa, QuantType, QuantizedLinear};
+use blockq::kernels::formats::{FloatElem, PackedBlock};
+use blockq::kernels::match_format;
+use blockq::{Isa, QuantType, QuantizedLinear};
 use common::{assert_same_bits, compare_layer, isas_under_test, values};
 use half::f16;
 
@@ -38,33 +40,25 @@ fn layer(qt: QuantType, k: usize, n: usize, bias: bool) -> QuantizedLinear {
     let nb = k.div_ceil(32);
     let b = values(k as u64, n, 0.5);
     let b = bias.then_some(&b[..]);
-    match qt {
-        QuantType::Q8_0 => {
-            let w: Vec<BlockQ8_0> = (0..n * nb)
-                .map(|_| BlockQ8_0 {
-                    d: half_from(r()),
-                    qs: core::array::from_fn(|_| r() as i8),
+    // Random codes and finite scales (minimums) of every block format; f16
+    // values for the float formats.
+    match_format!(
+        qt,
+        B => {
+            let w: Vec<B> = (0..n * nb)
+                .map(|_| {
+                    let scales = [half_from(r()), half_from(r())];
+                    let groups: Vec<[u8; 4]> = (0..B::GROUPS).map(|_| r().to_le_bytes()[..4].try_into().unwrap()).collect();
+                    B::from_packed(scales, |c| groups[c])
                 })
                 .collect();
-            QuantizedLinear::from_q8_0_blocks(&w, b, k, n).unwrap()
-        }
-        QuantType::Q4_0 => {
-            let w: Vec<BlockQ4_0> = (0..n * nb)
-                .map(|_| BlockQ4_0 {
-                    d: half_from(r()),
-                    qs: core::array::from_fn(|_| r() as u8),
-                })
-                .collect();
-            QuantizedLinear::from_q4_0_blocks(&w, b, k, n).unwrap()
-        }
-        QuantType::F16 => {
-            let w: Vec<f16> = (0..n * k).map(|_| half_from(r())).collect();
-            QuantizedLinear::from_f16(&w, b, k, n).unwrap()
-        }
-        QuantType::F32 => {
-            QuantizedLinear::from_linear_params(&values(n as u64, n * k, 1.0), b, k, n, qt)
-        }
-    }
+            QuantizedLinear::from_blocks(&w, b, k, n).unwrap()
+        },
+        E => {
+            let w: Vec<E> = (0..n * k).map(|_| E::from_f32_le(half_from(r()).to_f32())).collect();
+            QuantizedLinear::from_floats(&w, b, k, n).unwrap()
+        },
+    )
 }
 
 /// Shapes per format family as (K, N, batches). K: a tail block, and (block

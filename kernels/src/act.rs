@@ -15,8 +15,10 @@ pub struct ActBlock {
     /// Scale: `amax / 127`, 0 for a (near-)zero block, NaN if the block holds NaN or ±Inf.
     pub d: f32,
     /// `-offset * Σ qs`, where `offset` is the unsigned offset of the weight
-    /// codes this row will meet (128 for Q8_0, 8 for Q4_0): the integer that,
-    /// added to the dot product with unsigned codes, gives the exact signed one.
+    /// codes this row will meet (128 for Q8_0, 8 for Q4_0, 16 for Q5_0): the
+    /// integer that, added to the dot product with unsigned codes, gives the
+    /// exact signed one. Formats with a minimum (Q4_1, Q5_1) use offset -1,
+    /// so that `corr = Σ qs`, the sum their `m` term needs.
     pub corr: i32,
 }
 

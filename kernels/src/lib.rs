@@ -5,39 +5,49 @@
 //! `blockq` crate, which wraps it in `QuantizedLinear`.
 //!
 //! # Layout
-//! - [`formats`]: GGUF blocks (`BlockQ8_0`, `BlockQ4_0`) and llama.cpp's
-//!   reference quantizers.
+//! - [`formats`]: one module per weight format (GGUF block type, llama.cpp's
+//!   reference quantizer and dequantization, packed layout) and
+//!   [`WeightFormat`], the table of formats everything else reads.
 //! - [`act`]: the canonical int8 quantization of activation rows.
 //! - [`pack`]: the one packed weight layout (16-row panels) all ISAs read.
 //! - [`isa`]: ISA levels and cached CPU detection.
 //! - `scalar`, `x86::*`, `aarch64::*`: one kernel table per ISA. A table has an
-//!   activation quantizer and one tile kernel per weight format.
+//!   activation quantizer and a tile kernel per weight format; a format an
+//!   ISA has no kernel for runs the scalar one (same bits).
 //! - [`Kernels`]: the table for one ISA plus the safe driver ([`Kernels::matmul`]),
 //!   which validates shapes, splits work over rayon and adds the bias.
+//! - [`peak`]: register-only int8 and FMA loops that measure the CPU's peaks.
+//! - [`mmap`]: read-only file mappings (for GGUF files).
 //!
 //! # The canonical arithmetic (the determinism contract)
 //! Every ISA, thread count, tiling and batch size produces the same bits as the
 //! scalar kernels, because each output is computed by this exact sequence:
 //!
-//! **Activations** (Q8_0 / Q4_0 weights). Each input row is cut into 32-blocks,
-//! the last one padded with +0.0. Per block:
+//! **Activations** (block-format weights). Each input row is cut into
+//! 32-blocks, the last one padded with +0.0. Per block:
 //! 1. `a = max_j (bits(x_j) & 0x7FFF_FFFF)` (integer max of |x| bit patterns;
 //!    exact, order-free, and NaN/Inf sort above every finite value).
 //! 2. If `a >= 0x7F80_0000` (the block holds NaN or ±Inf): `d = NaN`, all codes 0.
 //!    Else if `a < bits(2^-120)`: `d = 0`, all codes 0. Else, with
 //!    `amax = from_bits(a)`: `d = amax / 127` and `id = 127 / amax` (each one
 //!    correctly rounded f32 division), and `q_j = round_half_even(x_j * id)`
-//!    (one f32 multiply). Codes lie in -127..=127. The block also keeps
-//!    `corr = -offset * Σ q_j` (i32) for the weight-code offset below.
+//!    (one f32 multiply). Codes lie in -127..=127. The block also keeps an
+//!    exact i32 `corr`: `-offset * Σ q_j` for formats whose codes carry an
+//!    offset (Q8_0 128, Q4_0 8, Q5_0 16), `Σ q_j` for formats with a minimum
+//!    (Q4_1, Q5_1), as [`formats::FormatInfo::act_offset`] says.
 //!
-//! **Block dot products.** For weight row `n` and block `b`,
-//! `isum = Σ_j w_q[j] * a_q[j]` exactly in i32 (Q4_0: `w_q = nibble - 8`;
-//! Q8_0: the stored i8, -128 included).
+//! **Block dot products.** For weight row `n` and block `b`, with the
+//! unsigned stored codes `u_j` (Q8_0 `q + 128`, Q4_0 / Q4_1 the nibble, Q5_0 /
+//! Q5_1 the 5-bit code): `raw = Σ_j u_j * a_q[j]` exactly in i32, and
+//! `isum = raw + corr` (offset formats: exactly `Σ (u_j - offset) * a_q[j]`)
+//! or `isum = raw` (formats with a minimum).
 //!
 //! **Accumulation.** One f32 accumulator per output, starting at +0.0, blocks in
 //! increasing order: `acc = fma(dw * da, isum as f32, acc)`, where `dw` is the
 //! f16 block scale widened to f32 (exact), `dw * da` one f32 multiply, and
-//! `isum as f32` exact (|isum| < 2^24). For F16 / F32 weights:
+//! `isum as f32` exact (|isum| < 2^24). Formats with a minimum `m` (f16,
+//! widened) then add `acc = fma(m, da * (Σa as f32), acc)`, `da * Σa` one f32
+//! multiply (`Σa = corr`, exact as f32). For F16 / BF16 / F32 weights:
 //! `acc = fma(w_k, x_k, acc)` for `k = 0..K` in order, `w_k` widened exactly.
 //!
 //! **Output.** `y = acc + bias[n]` (one f32 add) when there is a bias, else
@@ -49,9 +59,8 @@
 //!
 //! SIMD kernels vectorize across the 16 rows of a panel (one lane per output),
 //! so every lane performs the sequence above in the same order; integer dot
-//! products use unsigned weight codes (`q + 128`, `q + 8`) and subtract
-//! `offset * Σ a` exactly (through `corr`), which keeps `vpmaddubsw`/`vpdpbusd` free of
-//! saturation for all inputs.
+//! products use unsigned weight codes and subtract `offset * Σ a` exactly
+//! (through `corr`), which keeps `vpdpbusd` free of saturation for all inputs.
 
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -69,9 +78,12 @@ mod scalar;
 mod x86;
 
 pub use act::ActBlock;
-pub use formats::{BlockQ4_0, BlockQ8_0, QK};
+pub use formats::{
+    BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, FormatInfo, UnknownFormat, WeightFormat,
+    QK,
+};
 pub use isa::{Isa, UnknownIsa};
-pub use pack::{PackedMatrix, WeightFormat, NR};
+pub use pack::{PackedMatrix, NR};
 
 use core::ops::Range;
 use rayon::prelude::*;
@@ -103,16 +115,30 @@ pub(crate) struct TileArgs<'a> {
 type TileFn = unsafe fn(&mut TileArgs);
 type QuantizeFn = unsafe fn(&[f32], i32, &mut [ActBlock]);
 
+/// A table's tile kernel per format (index `format as usize`); `None`: the
+/// ISA has no kernel of its own for that format and the scalar one runs.
+#[derive(Clone, Copy)]
+pub(crate) struct Tiles([Option<TileFn>; WeightFormat::COUNT]);
+
+impl Tiles {
+    /// No kernel for any format.
+    pub(crate) const NONE: Tiles = Tiles([None; WeightFormat::COUNT]);
+
+    /// This table with `tile` as `format`'s kernel.
+    pub(crate) const fn with(mut self, format: WeightFormat, tile: TileFn) -> Tiles {
+        self.0[format as usize] = Some(tile);
+        self
+    }
+}
+
 /// The kernel table of one ISA. Obtaining one (through [`Kernels::for_isa`])
 /// checks that the CPU has the ISA, so its functions may be called.
 pub struct Kernels {
     isa: Isa,
     /// One row; `out.len() == ceil(x.len() / 32)` (checked by the caller).
     quantize_row: QuantizeFn,
-    q8_0: TileFn,
-    q4_0: TileFn,
-    f16: TileFn,
-    f32: TileFn,
+    /// Tile kernels by format.
+    tiles: Tiles,
     /// Panels per call when the batch has one row.
     gemv_panels: usize,
     /// Panels per call for batches (at most `MAX_GEMM_PANELS`).
@@ -208,9 +234,9 @@ fn available_names() -> String {
 /// Activations handed to [`Kernels::matmul`].
 #[derive(Clone, Copy, Debug)]
 pub enum Input<'a> {
-    /// Quantized rows (`m * ceil(k/32)` blocks), for Q8_0 / Q4_0 weights.
+    /// Quantized rows (`m * ceil(k/32)` blocks), for block-format weights.
     Blocks(&'a [ActBlock]),
-    /// Raw rows (`m * k` values), for F16 / F32 weights.
+    /// Raw rows (`m * k` values), for float-format weights (F16, BF16, F32).
     Floats(&'a [f32]),
 }
 
@@ -287,8 +313,25 @@ impl Kernels {
         self.isa
     }
 
+    /// Whether this ISA has a kernel of its own for `format` (else the
+    /// scalar kernel runs it, with the same bits).
+    pub fn has_kernel(&self, format: WeightFormat) -> bool {
+        self.tiles.0[format as usize].is_some()
+    }
+
+    /// The tile kernel for `format` and whether it is this ISA's own.
+    fn tile(&self, format: WeightFormat) -> (TileFn, bool) {
+        match self.tiles.0[format as usize] {
+            Some(t) => (t, true),
+            None => match scalar::KERNELS.tiles.0[format as usize] {
+                Some(t) => (t, false),
+                None => unreachable!("the scalar table has every format"),
+            },
+        }
+    }
+
     /// Quantizes `m` rows of `k` values into `out` (`m * ceil(k/32)` blocks), for
-    /// use with weights of `format` (Q8_0 or Q4_0: it sets [`ActBlock::corr`]).
+    /// use with weights of the block format `format` (it sets [`ActBlock::corr`]).
     pub fn quantize_rows(
         &self,
         x: &[f32],
@@ -296,14 +339,10 @@ impl Kernels {
         format: WeightFormat,
         out: &mut [ActBlock],
     ) -> Result<(), ShapeError> {
-        let offset = match format {
-            WeightFormat::Q8_0 => 128,
-            WeightFormat::Q4_0 => 8,
-            f => {
-                return Err(ShapeError(format!(
-                    "quantize_rows: {f:?} weights take float input"
-                )))
-            }
+        let Some(offset) = format.info().act_offset else {
+            return Err(ShapeError(format!(
+                "quantize_rows: {format} weights take float input"
+            )));
         };
         if k == 0 {
             return Err(ShapeError("quantize_rows: k must be > 0".into()));
@@ -347,15 +386,14 @@ impl Kernels {
         if m == 0 {
             return Err(ShapeError("matmul: batch must be > 0".into()));
         }
-        let (func, acts, x) = match (w.format(), input) {
-            (WeightFormat::Q8_0, Input::Blocks(a)) => (self.q8_0, a, &[][..]),
-            (WeightFormat::Q4_0, Input::Blocks(a)) => (self.q4_0, a, &[][..]),
-            (WeightFormat::F16, Input::Floats(x)) => (self.f16, &[][..], x),
-            (WeightFormat::F32, Input::Floats(x)) => (self.f32, &[][..], x),
-            (f, _) => {
+        let format = w.format();
+        let (acts, x) = match (format.is_block_quantized(), input) {
+            (true, Input::Blocks(a)) => (a, &[][..]),
+            (false, Input::Floats(x)) => (&[][..], x),
+            (block, _) => {
                 return Err(ShapeError(format!(
-                    "matmul: {f:?} weights need {} input",
-                    if matches!(f, WeightFormat::Q8_0 | WeightFormat::Q4_0) {
+                    "matmul: {format} weights need {} input",
+                    if block {
                         "quantized (Blocks)"
                     } else {
                         "float (Floats)"
@@ -363,6 +401,7 @@ impl Kernels {
                 )))
             }
         };
+        let (func, native) = self.tile(format);
         if matches!(input, Input::Blocks(_)) && acts.len() != m * nb {
             return fail("activation blocks", m * nb, acts.len());
         }
@@ -387,7 +426,7 @@ impl Kernels {
             // SAFETY (of the writes inside): each call covers panels `p` (output
             // columns [16 p.start, min(16 p.end, n))) of rows `rows`; calls never
             // overlap, and `out` outlives them (the borrow is held by `matmul`).
-            self.run_tiles(func, w, acts, x, m, bias, ptr, p, rows, call);
+            self.run_tiles(func, native, w, acts, x, m, bias, ptr, p, rows, call);
         };
         let macs = m.saturating_mul(n).saturating_mul(k);
         let threads = rayon::current_num_threads();
@@ -423,6 +462,7 @@ impl Kernels {
     fn run_tiles(
         &self,
         func: TileFn,
+        native: bool,
         w: &PackedMatrix,
         acts: &[ActBlock],
         x: &[f32],
@@ -451,7 +491,8 @@ impl Kernels {
             debug_assert!(np * NR <= tile.len());
             return run((np, 1), tile, (&mut [], &mut None, call));
         }
-        let xp_len = if self.pack_x && !x.is_empty() {
+        // The scalar kernel (a fallback) reads x as it is.
+        let xp_len = if self.pack_x && native && !x.is_empty() {
             rows.len().min(MAX_TILE_ROWS) * w.k().div_ceil(F16_KC) * F16_KC
         } else {
             0

@@ -4,23 +4,32 @@
 //! (scalar, AVX2, AVX-512, NEON) reads this one layout, so a layer can be run by
 //! any ISA and the tests can compare them on the same bytes.
 //!
-//! Per panel (each panel starts on a 64-byte boundary):
+//! Per panel (each panel starts on a 64-byte boundary), for `nb = ceil(k / 32)`:
 //!
-//! | format | codes region                                        | scales region |
-//! |--------|-----------------------------------------------------|---------------|
-//! | Q8_0   | `nb` x 8 chunks x 64 B: chunk `c`, lane `r` holds `qs[4c..4c+4]` of row `r`, each XOR 0x80 (so `u8 = q + 128`) | `nb` x 16 f16 |
+//! | format | codes region | scales region |
+//! |--------|--------------|---------------|
+//! | Q8_0   | `nb` x 8 chunks x 64 B: chunk `c`, lane `r` holds `qs[4c..4c+4]` of row `r`, each XOR 0x80 (so `u8 = q + 128`) | `nb` x 16 f16 (`d`) |
 //! | Q4_0   | `nb` x 4 chunks x 64 B: chunk `c`, lane `r` holds GGUF bytes `qs[4c..4c+4]` of row `r` (low nibble: element `4c+i`, high: `16+4c+i`) | `nb` x 16 f16 |
-//! | F16    | `k` x 16 f16 (one k-step: the 16 rows' values)     | none          |
-//! | F32    | `k` x 16 f32                                        | none          |
+//! | Q4_1   | as Q4_0 | `nb` x (16 f16 `d`, then 16 f16 `m`) |
+//! | Q5_0   | `nb` x 5 chunks x 64 B: chunks 0-3 as Q4_0, chunk 4 lane `r` the 4 bytes of row `r`'s `qh` | `nb` x 16 f16 |
+//! | Q5_1   | as Q5_0 | as Q4_1 |
+//! | F16    | `k` x 16 f16 (one k-step: the 16 rows' values) | none |
+//! | BF16   | `k` x 16 bf16 | none |
+//! | F32    | `k` x 16 f32 | none |
 //!
 //! A "lane" is 4 bytes: the i32 lane of `vpdpbusd`/`sdot` that sums 4 products of
-//! one row. Codes are unsigned (Q8: `q + 128`, Q4: `q + 8`); kernels undo the
-//! offset exactly with the activation block sums. Rows past `n` in the last
-//! panel are zero (scale 0, code 0). The packed bytes have exactly the size of
-//! the GGUF blocks (plus that row padding): no second copy is kept.
+//! one row. A block format's chunks and scales are its [`PackedBlock`] lane
+//! groups and scales. Codes are unsigned (Q8: `q + 128`, Q4_0: `q + 8`, Q5_0:
+//! `q + 16`, the formats with a minimum: as stored); kernels undo the offset
+//! exactly with the activation block sums. Rows past `n` in the last panel
+//! hold [`PackedBlock::padding`] blocks (scale 0, codes meaning 0) or zeros.
+//! The packed bytes have exactly the size of the GGUF blocks (plus that row
+//! padding): no second copy is kept.
 
-use crate::formats::{BlockQ4_0, BlockQ8_0, QK};
-use half::f16;
+use crate::formats::{BlockQ4_0, BlockQ8_0, FloatElem, QK};
+pub use crate::formats::{PackedBlock, WeightFormat};
+use crate::match_format;
+use half::{bf16, f16};
 use rayon::prelude::*;
 
 /// Output rows per panel.
@@ -33,78 +42,6 @@ const PARALLEL_BYTES: usize = 256 << 10;
 pub const Q8_CODE_BYTES: usize = NR * QK;
 /// Bytes of Q4_0 codes per panel and block.
 pub const Q4_CODE_BYTES: usize = NR * QK / 2;
-
-/// A GGUF block type stored in the packed layout: its codes go to the panel
-/// as `GROUPS` 4-byte lane groups (group `c` of a row in chunk `c`).
-pub trait PackedBlock: bytemuck::Pod + Send + Sync {
-    /// The matrix format holding these blocks.
-    const FORMAT: WeightFormat;
-    /// 4-byte lane groups per block (8 for Q8_0, 4 for Q4_0).
-    const GROUPS: usize;
-    /// Stored byte of a zero code (padding rows).
-    const ZERO_CODE: u8;
-    /// The block scale.
-    fn scale(&self) -> f16;
-    /// Stored bytes of lane group `c`.
-    fn packed_group(&self, c: usize) -> [u8; 4];
-    /// The block back from its scale and stored lane groups.
-    fn from_packed(d: f16, group: impl Fn(usize) -> [u8; 4]) -> Self;
-}
-
-impl PackedBlock for BlockQ8_0 {
-    const FORMAT: WeightFormat = WeightFormat::Q8_0;
-    const GROUPS: usize = 8;
-    const ZERO_CODE: u8 = 0x80;
-    #[inline]
-    fn scale(&self) -> f16 {
-        self.d
-    }
-    /// Codes `4c..4c+4` as `q + 128`.
-    #[inline]
-    fn packed_group(&self, c: usize) -> [u8; 4] {
-        core::array::from_fn(|i| self.qs[4 * c + i] as u8 ^ 0x80)
-    }
-    fn from_packed(d: f16, group: impl Fn(usize) -> [u8; 4]) -> Self {
-        BlockQ8_0 {
-            d,
-            qs: core::array::from_fn(|j| (group(j / 4)[j % 4] ^ 0x80) as i8),
-        }
-    }
-}
-
-impl PackedBlock for BlockQ4_0 {
-    const FORMAT: WeightFormat = WeightFormat::Q4_0;
-    const GROUPS: usize = 4;
-    const ZERO_CODE: u8 = 0x88;
-    #[inline]
-    fn scale(&self) -> f16 {
-        self.d
-    }
-    /// GGUF bytes `4c..4c+4` as they are (elements `4c+i` and `16+4c+i`).
-    #[inline]
-    fn packed_group(&self, c: usize) -> [u8; 4] {
-        self.qs[4 * c..4 * c + 4].try_into().unwrap()
-    }
-    fn from_packed(d: f16, group: impl Fn(usize) -> [u8; 4]) -> Self {
-        BlockQ4_0 {
-            d,
-            qs: core::array::from_fn(|j| group(j / 4)[j % 4]),
-        }
-    }
-}
-
-/// Storage format of a packed matrix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum WeightFormat {
-    /// GGUF Q8_0 blocks.
-    Q8_0,
-    /// GGUF Q4_0 blocks.
-    Q4_0,
-    /// IEEE half precision.
-    F16,
-    /// IEEE single precision.
-    F32,
-}
 
 #[repr(C, align(64))]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -140,12 +77,11 @@ impl PackedMatrix {
     fn alloc(format: WeightFormat, n: usize, k: usize) -> Self {
         assert!(n > 0 && k > 0, "PackedMatrix: zero size");
         let nb = k.div_ceil(QK);
-        let (codes, scales) = match format {
-            WeightFormat::Q8_0 => (nb * Q8_CODE_BYTES, nb * NR * 2),
-            WeightFormat::Q4_0 => (nb * Q4_CODE_BYTES, nb * NR * 2),
-            WeightFormat::F16 => (k * NR * 2, 0),
-            WeightFormat::F32 => (k * NR * 4, 0),
-        };
+        let (codes, scales) = match_format!(
+            format,
+            B => (nb * B::GROUPS * 64, nb * B::SCALES * NR * 2),
+            E => (k * NR * core::mem::size_of::<E>(), 0),
+        );
         let panel_stride = round64(codes + scales);
         let panels = n.div_ceil(NR);
         let lines = panels
@@ -177,24 +113,32 @@ impl PackedMatrix {
         let mut m = Self::alloc(B::FORMAT, n, k);
         let (nb, so, stride) = (m.blocks_per_row(), m.scales_offset, m.panel_stride);
         let code_bytes = B::GROUPS * 64;
+        let scale_bytes = B::SCALES * NR * 2;
         let parallel = m.storage_bytes() >= PARALLEL_BYTES;
         let pack_panel = |(p, panel): (usize, &mut [u8])| {
-            let mut blocks = vec![B::zeroed(); nb];
-            for lane in 0..NR.min(n - p * NR) {
+            let mut blocks = vec![B::padding(); nb];
+            for lane in 0..NR {
                 let r = p * NR + lane;
-                if let Err(e) = fill(r, &mut blocks) {
-                    return Some((r, e));
+                if r < n {
+                    if let Err(e) = fill(r, &mut blocks) {
+                        return Some((r, e));
+                    }
+                } else if r == n {
+                    blocks.fill(B::padding());
                 }
                 let (codes, scales) = panel.split_at_mut(so);
                 for (blk, (cb, sb)) in blocks.iter().zip(
                     codes
                         .chunks_exact_mut(code_bytes)
-                        .zip(scales.chunks_exact_mut(NR * 2)),
+                        .zip(scales.chunks_exact_mut(scale_bytes)),
                 ) {
                     for (c, line) in cb.chunks_exact_mut(64).enumerate() {
                         line[lane * 4..lane * 4 + 4].copy_from_slice(&blk.packed_group(c));
                     }
-                    sb[lane * 2..lane * 2 + 2].copy_from_slice(&blk.scale().to_le_bytes());
+                    for (s, d) in blk.scales().iter().take(B::SCALES).enumerate() {
+                        let o = (s * NR + lane) * 2;
+                        sb[o..o + 2].copy_from_slice(&d.to_le_bytes());
+                    }
                 }
             }
             None
@@ -211,11 +155,10 @@ impl PackedMatrix {
                 .enumerate()
                 .find_map(pack_panel)
         };
-        if let Some((_, e)) = failed {
-            return Err(e);
+        match failed {
+            Some((_, e)) => Err(e),
+            None => Ok(m),
         }
-        m.fill_padding_codes(B::ZERO_CODE);
-        Ok(m)
     }
 
     /// [`Self::pack_blocks`] for Q8_0.
@@ -236,62 +179,91 @@ impl PackedMatrix {
         Self::pack_blocks(n, k, fill)
     }
 
-    /// Packs f16 weights, `w.len() == n * k`, row-major (panels in parallel,
-    /// as [`Self::pack_blocks`]).
+    /// Packs float weights of a float format (`f16`, `bf16`, `f32`),
+    /// `w.len() == n * k`, row-major (panels in parallel, as
+    /// [`Self::pack_blocks`]).
+    pub fn from_floats<E: FloatElem>(w: &[E], n: usize, k: usize) -> Self {
+        assert_eq!(w.len(), n * k, "PackedMatrix: {} length", E::INFO.name);
+        let mut m = Self::alloc(E::FORMAT, n, k);
+        m.pack_floats(bytemuck::cast_slice::<E, u8>(w), true);
+        m
+    }
+
+    /// Packs f16 weights, `w.len() == n * k`, row-major.
     pub fn from_f16(w: &[f16], n: usize, k: usize) -> Self {
-        assert_eq!(w.len(), n * k, "PackedMatrix::from_f16: length");
-        let mut m = Self::alloc(WeightFormat::F16, n, k);
-        m.pack_floats(w, |v| f16::from_bits(v.to_bits().to_le()));
-        m
+        Self::from_floats(w, n, k)
     }
 
-    /// Packs f32 weights, `w.len() == n * k`, row-major (panels in parallel).
+    /// Packs bf16 weights, `w.len() == n * k`, row-major.
+    pub fn from_bf16(w: &[bf16], n: usize, k: usize) -> Self {
+        Self::from_floats(w, n, k)
+    }
+
+    /// Packs f32 weights, `w.len() == n * k`, row-major.
     pub fn from_f32(w: &[f32], n: usize, k: usize) -> Self {
-        assert_eq!(w.len(), n * k, "PackedMatrix::from_f32: length");
-        let mut m = Self::alloc(WeightFormat::F32, n, k);
-        m.pack_floats(w, |v| f32::from_bits(v.to_bits().to_le()));
+        Self::from_floats(w, n, k)
+    }
+
+    /// Packs the little-endian bytes of a float format's weights (a GGUF
+    /// F16 / BF16 / F32 tensor, `n * k` values, any alignment) without
+    /// decoding them. Panics for a block format or a length mismatch.
+    pub fn from_float_le_bytes(format: WeightFormat, bytes: &[u8], n: usize, k: usize) -> Self {
+        assert!(
+            !format.is_block_quantized(),
+            "PackedMatrix::from_float_le_bytes: {format} is a block format"
+        );
+        assert_eq!(
+            bytes.len(),
+            n * k * format.bytes_per_block(),
+            "PackedMatrix: {format} bytes length"
+        );
+        let mut m = Self::alloc(format, n, k);
+        m.pack_floats(bytes, false);
         m
     }
 
-    /// Packs the little-endian bytes of f16 weights (a GGUF F16 tensor,
-    /// `n * k * 2` bytes, any alignment) without decoding them.
+    /// Packs the little-endian bytes of f16 weights (`n * k * 2` bytes).
     pub fn from_f16_le_bytes(bytes: &[u8], n: usize, k: usize) -> Self {
-        Self::from_le_units::<2>(WeightFormat::F16, bytes, n, k)
+        Self::from_float_le_bytes(WeightFormat::F16, bytes, n, k)
     }
 
     /// Packs the little-endian bytes of f32 weights (`n * k * 4` bytes).
     pub fn from_f32_le_bytes(bytes: &[u8], n: usize, k: usize) -> Self {
-        Self::from_le_units::<4>(WeightFormat::F32, bytes, n, k)
+        Self::from_float_le_bytes(WeightFormat::F32, bytes, n, k)
     }
 
-    /// Packs `n * k` values of `S` little-endian bytes, moved as they are.
-    fn from_le_units<const S: usize>(format: WeightFormat, bytes: &[u8], n: usize, k: usize) -> Self
+    /// Writes row-major values (`bytes`: `n * k` values of this float
+    /// format's size) into the panels (k-step `kk` of a panel holds its 16
+    /// rows' values), little-endian: `native` says the source values are in
+    /// native byte order (swapped on big-endian targets) rather than
+    /// little-endian already.
+    fn pack_floats(&mut self, bytes: &[u8], native: bool) {
+        let swap = native && cfg!(target_endian = "big");
+        match self.format.bytes_per_block() {
+            2 => self.pack_units::<2>(bytes, swap),
+            _ => self.pack_units::<4>(bytes, swap),
+        }
+    }
+
+    fn pack_units<const S: usize>(&mut self, bytes: &[u8], swap: bool)
     where
         [u8; S]: bytemuck::Pod,
     {
-        assert_eq!(
-            bytes.len(),
-            n * k * S,
-            "PackedMatrix: {format:?} bytes length"
-        );
-        let mut m = Self::alloc(format, n, k);
-        m.pack_floats(bytemuck::cast_slice::<u8, [u8; S]>(bytes), |v| v);
-        m
-    }
-
-    /// Writes row-major values into the panels (k-step `kk` of a panel holds
-    /// its 16 rows' values); `le` gives the value whose native bytes are the
-    /// little-endian bytes of its argument (the identity on little-endian
-    /// targets).
-    fn pack_floats<T: bytemuck::Pod + Send + Sync>(&mut self, w: &[T], le: impl Fn(T) -> T + Sync) {
+        let le = |mut b: [u8; S]| {
+            if swap {
+                b.reverse();
+            }
+            b
+        };
         let (n, k) = (self.n, self.k);
-        let stride = self.panel_stride / core::mem::size_of::<T>();
+        let w = bytemuck::cast_slice::<u8, [u8; S]>(bytes);
+        let stride = self.panel_stride / S;
         let parallel = self.storage_bytes() >= PARALLEL_BYTES;
-        let pack_panel = |(p, panel): (usize, &mut [T])| {
+        let pack_panel = |(p, panel): (usize, &mut [[u8; S]])| {
             let rows = &w[p * NR * k..((p + 1) * NR).min(n) * k];
             if rows.len() == NR * k {
                 // A whole panel: each k-step's 16 values are written together.
-                let src: [&[T]; NR] = core::array::from_fn(|l| &rows[l * k..(l + 1) * k]);
+                let src: [&[[u8; S]]; NR] = core::array::from_fn(|l| &rows[l * k..(l + 1) * k]);
                 for (kk, step) in panel[..k * NR].chunks_exact_mut(NR).enumerate() {
                     for (dst, row) in step.iter_mut().zip(&src) {
                         *dst = le(row[kk]);
@@ -305,7 +277,7 @@ impl PackedMatrix {
                 }
             }
         };
-        let values = bytemuck::cast_slice_mut::<u8, T>(self.bytes_mut());
+        let values = bytemuck::cast_slice_mut::<u8, [u8; S]>(self.bytes_mut());
         if parallel {
             values
                 .par_chunks_mut(stride)
@@ -313,25 +285,6 @@ impl PackedMatrix {
                 .for_each(pack_panel);
         } else {
             values.chunks_mut(stride).enumerate().for_each(pack_panel);
-        }
-    }
-
-    /// Padding rows get code 0 (stored as the unsigned offset).
-    fn fill_padding_codes(&mut self, zero_code: u8) {
-        let (n, nb, stride) = (self.n, self.blocks_per_row(), self.panel_stride);
-        let chunk_bytes = match self.format {
-            WeightFormat::Q8_0 => Q8_CODE_BYTES,
-            _ => Q4_CODE_BYTES,
-        };
-        let last = self.panels() - 1;
-        let bytes = self.bytes_mut();
-        for lane in (n - last * NR)..NR {
-            for b in 0..nb {
-                for c in 0..chunk_bytes / 64 {
-                    let o = last * stride + b * chunk_bytes + c * 64 + lane * 4;
-                    bytes[o..o + 4].fill(zero_code);
-                }
-            }
         }
     }
 
@@ -384,54 +337,60 @@ impl PackedMatrix {
         self.data.len() * 64
     }
 
-    /// The f16 scale of (row, block); Q8_0 / Q4_0 only.
+    /// The stored block `b` of `row`, as GGUF has it; panics if `B` is not
+    /// this matrix's format.
+    #[inline]
+    pub fn block<B: PackedBlock>(&self, row: usize, b: usize) -> B {
+        assert_eq!(self.format, B::FORMAT, "PackedMatrix: wrong block type");
+        let panel = self.panel(row / NR);
+        let lane = (row % NR) * 4;
+        let codes = b * B::GROUPS * 64 + lane;
+        let sc = |s: usize| {
+            let o = self.scales_offset + ((b * B::SCALES + s) * NR + row % NR) * 2;
+            f16::from_le_bytes([panel[o], panel[o + 1]])
+        };
+        let scales = [sc(0), if B::SCALES > 1 { sc(1) } else { f16::ZERO }];
+        B::from_packed(scales, |c| {
+            panel[codes + c * 64..codes + c * 64 + 4]
+                .try_into()
+                .unwrap()
+        })
+    }
+
+    /// The f16 scale `d` of (row, block); block formats only.
     #[inline]
     pub fn scale(&self, row: usize, b: usize) -> f16 {
-        let o = (row / NR) * self.panel_stride + self.scales_offset + (b * NR + row % NR) * 2;
-        let bytes = self.bytes();
-        f16::from_le_bytes([bytes[o], bytes[o + 1]])
+        match_format!(
+            self.format,
+            B => self.block::<B>(row, b).scales()[0],
+            E => panic!("scale() on a {} matrix", E::INFO.name),
+        )
     }
 
-    /// Signed code of element `j` (0..32) of block `b` of `row`; Q8_0 / Q4_0 only.
+    /// Code of element `j` (0..32) of block `b` of `row` (block formats):
+    /// signed (`stored - offset`) for formats with an offset, the stored
+    /// unsigned code for formats with a minimum.
     #[inline]
     pub fn code(&self, row: usize, b: usize, j: usize) -> i32 {
-        let base = (row / NR) * self.panel_stride + (row % NR) * 4;
-        let bytes = self.bytes();
-        match self.format {
-            WeightFormat::Q8_0 => {
-                let o = base + b * Q8_CODE_BYTES + (j / 4) * 64 + j % 4;
-                (bytes[o] ^ 0x80) as i8 as i32
-            }
-            WeightFormat::Q4_0 => {
-                let jj = j % 16;
-                let o = base + b * Q4_CODE_BYTES + (jj / 4) * 64 + jj % 4;
-                let nib = if j < 16 {
-                    bytes[o] & 0x0F
-                } else {
-                    bytes[o] >> 4
-                };
-                nib as i32 - 8
-            }
-            _ => panic!("code() on a float matrix"),
-        }
+        match_format!(
+            self.format,
+            B => self.block::<B>(row, b).ucode(j) as i32 - B::OFFSET,
+            E => panic!("code() on a {} matrix", E::INFO.name),
+        )
     }
 
-    /// Weight (row, kk) of an F16 / F32 matrix, as f32 (exact).
+    /// Weight (row, kk) of a float-format matrix, as f32 (exact).
     #[inline]
     pub fn float_weight(&self, row: usize, kk: usize) -> f32 {
-        let bytes = self.bytes();
-        let base = (row / NR) * self.panel_stride;
-        match self.format {
-            WeightFormat::F16 => {
-                let o = base + (kk * NR + row % NR) * 2;
-                f16::from_le_bytes([bytes[o], bytes[o + 1]]).to_f32()
-            }
-            WeightFormat::F32 => {
-                let o = base + (kk * NR + row % NR) * 4;
-                f32::from_le_bytes(bytes[o..o + 4].try_into().unwrap())
-            }
-            _ => panic!("float_weight() on a block matrix"),
-        }
+        match_format!(
+            self.format,
+            B => panic!("float_weight() on a {} matrix", B::INFO.name),
+            E => {
+                let s = core::mem::size_of::<E>();
+                let o = (row / NR) * self.panel_stride + (kk * NR + row % NR) * s;
+                bytemuck::pod_read_unaligned::<E>(&self.bytes()[o..o + s]).le_to_f32()
+            },
+        )
     }
 
     /// The GGUF blocks of `row` (exactly the bytes packed); panics if `B` is
@@ -439,15 +398,8 @@ impl PackedMatrix {
     pub fn row_blocks<B: PackedBlock>(&self, row: usize, out: &mut [B]) {
         assert_eq!(self.format, B::FORMAT, "row_blocks: wrong block type");
         assert_eq!(out.len(), self.blocks_per_row());
-        let base = (row / NR) * self.panel_stride + (row % NR) * 4;
-        let bytes = self.bytes();
         for (b, blk) in out.iter_mut().enumerate() {
-            let codes = base + b * B::GROUPS * 64;
-            *blk = B::from_packed(self.scale(row, b), |c| {
-                bytes[codes + c * 64..codes + c * 64 + 4]
-                    .try_into()
-                    .unwrap()
-            });
+            *blk = self.block(row, b);
         }
     }
 
@@ -461,23 +413,46 @@ impl PackedMatrix {
         self.row_blocks(row, out)
     }
 
+    /// Appends the GGUF bytes of `row` (blocks, or little-endian values).
+    pub fn extend_row_bytes(&self, row: usize, out: &mut Vec<u8>) {
+        assert!(row < self.n);
+        match_format!(
+            self.format,
+            B => {
+                for b in 0..self.blocks_per_row() {
+                    out.extend_from_slice(bytemuck::bytes_of(&self.block::<B>(row, b)));
+                }
+            },
+            E => {
+                let s = core::mem::size_of::<E>();
+                let panel = self.panel(row / NR);
+                for kk in 0..self.k {
+                    let o = (kk * NR + row % NR) * s;
+                    out.extend_from_slice(&panel[o..o + s]);
+                }
+            },
+        )
+    }
+
     /// Dequantizes `row` into `out` (`k` values), as llama.cpp dequantizes.
     pub fn dequantize_row(&self, row: usize, out: &mut [f32]) {
         assert!(row < self.n);
         assert_eq!(out.len(), self.k);
-        match self.format {
-            WeightFormat::Q8_0 | WeightFormat::Q4_0 => {
-                for (kk, y) in out.iter_mut().enumerate() {
-                    let (b, j) = (kk / QK, kk % QK);
-                    *y = self.code(row, b, j) as f32 * self.scale(row, b).to_f32();
+        match_format!(
+            self.format,
+            B => {
+                let mut buf = [0.0f32; QK];
+                for (b, chunk) in out.chunks_mut(QK).enumerate() {
+                    self.block::<B>(row, b).dequantize(&mut buf);
+                    chunk.copy_from_slice(&buf[..chunk.len()]);
                 }
-            }
-            WeightFormat::F16 | WeightFormat::F32 => {
+            },
+            E => {
                 for (kk, y) in out.iter_mut().enumerate() {
                     *y = self.float_weight(row, kk);
                 }
-            }
-        }
+            },
+        )
     }
 }
 

@@ -1,118 +1,121 @@
 //! Portable reference kernels. Their results define the canonical bits.
 //!
 //! These read the packed panel layout directly (see [`crate::pack`]) and
-//! perform, per output, exactly the operations listed in the crate docs.
+//! perform, per output, exactly the operations listed in the crate docs,
+//! written once over [`PackedBlock`] and [`FloatElem`]: every format has a
+//! scalar kernel, and an ISA without its own kernel for a format runs this
+//! one ([`crate::Kernels`] falls back to it).
 
 use crate::act::{quantize_row_scalar, ActBlock};
-use crate::formats::QK;
-use crate::pack::{PackedMatrix, NR, Q4_CODE_BYTES, Q8_CODE_BYTES};
-use crate::{Kernels, TileArgs};
+use crate::formats::{FloatElem, PackedBlock, WeightFormat, QK};
+use crate::pack::NR;
+use crate::{match_format, Kernels, TileArgs, Tiles};
 use half::f16;
 
 pub(crate) static KERNELS: Kernels = Kernels {
     isa: crate::Isa::Scalar,
     quantize_row,
-    q8_0: q8_tile,
-    q4_0: q4_tile,
-    f16: f16_tile,
-    f32: f32_tile,
+    tiles: all_tiles(),
     gemv_panels: 1,
     gemm_panels: 1,
     pack_x: false,
 };
 
+/// The scalar tile of every format.
+const fn all_tiles() -> Tiles {
+    let mut t = Tiles::NONE;
+    let mut i = 0;
+    while i < WeightFormat::COUNT {
+        let f = WeightFormat::ALL[i];
+        t = t.with(
+            f,
+            match_format!(f, B => block_tile::<B>, E => float_tile::<E>),
+        );
+        i += 1;
+    }
+    t
+}
+
 unsafe fn quantize_row(x: &[f32], offset: i32, out: &mut [ActBlock]) {
     quantize_row_scalar(x, offset, out);
 }
 
-fn scales_f32(panel: &[u8], so: usize, b: usize) -> [f32; NR] {
-    let s = &panel[so + b * NR * 2..so + (b + 1) * NR * 2];
-    core::array::from_fn(|r| f16::from_le_bytes([s[2 * r], s[2 * r + 1]]).to_f32())
-}
-
-/// Shared block loop: `dots(codes_of_block, act_block) -> [i32; 16]` gives the raw
-/// unsigned-code dot products; `act.corr` undoes the code offset exactly.
-fn q_tile(
-    a: &mut TileArgs,
-    acts: &[ActBlock],
-    code_bytes: usize,
-    dots: impl Fn(&[u8], &ActBlock) -> [i32; NR],
-) {
+/// The canonical block-format sequence. Per panel and block, the 16 rows'
+/// unsigned codes and scales are read once for all batch rows; per output:
+/// `isum = Σ ucode * a + corr` (formats with an offset; `corr` undoes it) or
+/// `isum = Σ ucode * a` (formats with a minimum), `acc = fma(d * da, isum,
+/// acc)`, then for a minimum `acc = fma(m, da * Σa, acc)` (`Σa = corr`).
+///
+/// # Safety
+/// The driver's [`TileArgs`] contract (checked lengths); no target features.
+unsafe fn block_tile<B: PackedBlock>(a: &mut TileArgs) {
     let w = a.w;
     let nb = w.blocks_per_row();
     let so = w.scales_offset();
-    for (i, out_row) in a.tile.chunks_exact_mut(a.np * NR).take(a.mr).enumerate() {
-        let row_acts = &acts[i * nb..(i + 1) * nb];
-        for (pi, out) in out_row.chunks_exact_mut(NR).enumerate() {
-            let panel = w.panel(a.p0 + pi);
-            let mut acc = [0.0f32; NR];
-            for (b, act) in row_acts.iter().enumerate() {
-                let raw = dots(&panel[b * code_bytes..(b + 1) * code_bytes], act);
-                let dw = scales_f32(panel, so, b);
+    let ldo = a.np * NR;
+    a.tile[..a.mr * ldo].fill(0.0);
+    for pi in 0..a.np {
+        let panel = w.panel(a.p0 + pi);
+        for b in 0..nb {
+            let codes = &panel[b * B::GROUPS * 64..(b + 1) * B::GROUPS * 64];
+            let blocks: [B; NR] = core::array::from_fn(|r| {
+                let sc = |s: usize| {
+                    let o = so + ((b * B::SCALES + s) * NR + r) * 2;
+                    f16::from_le_bytes([panel[o], panel[o + 1]])
+                };
+                let scales = [sc(0), if B::SCALES > 1 { sc(1) } else { f16::ZERO }];
+                B::from_packed(scales, |c| {
+                    codes[c * 64 + r * 4..c * 64 + r * 4 + 4]
+                        .try_into()
+                        .unwrap()
+                })
+            });
+            let ucodes: [[u8; QK]; NR] =
+                core::array::from_fn(|r| core::array::from_fn(|j| blocks[r].ucode(j)));
+            let [dw, mw]: [[f32; NR]; 2] =
+                core::array::from_fn(|s| core::array::from_fn(|r| blocks[r].scales()[s].to_f32()));
+            for i in 0..a.mr {
+                let act: &ActBlock = &a.acts[i * nb + b];
+                let acc = &mut a.tile[i * ldo + pi * NR..i * ldo + (pi + 1) * NR];
                 for r in 0..NR {
-                    let isum = raw[r] + act.corr;
-                    acc[r] = (dw[r] * act.d).mul_add(isum as f32, acc[r]);
+                    let raw: i32 = (0..QK)
+                        .map(|j| ucodes[r][j] as i32 * act.qs[j] as i32)
+                        .sum();
+                    if B::SCALES == 1 {
+                        let isum = raw + act.corr;
+                        acc[r] = (dw[r] * act.d).mul_add(isum as f32, acc[r]);
+                    } else {
+                        acc[r] = (dw[r] * act.d).mul_add(raw as f32, acc[r]);
+                        acc[r] = mw[r].mul_add(act.d * act.corr as f32, acc[r]);
+                    }
                 }
             }
-            out.copy_from_slice(&acc);
         }
     }
 }
 
-unsafe fn q8_tile(a: &mut TileArgs) {
-    let acts = a.acts;
-    q_tile(a, acts, Q8_CODE_BYTES, |codes, act| {
-        core::array::from_fn(|r| {
-            (0..QK)
-                .map(|j| codes[(j / 4) * 64 + r * 4 + j % 4] as i32 * act.qs[j] as i32)
-                .sum()
-        })
-    });
-}
-
-unsafe fn q4_tile(a: &mut TileArgs) {
-    let acts = a.acts;
-    q_tile(a, acts, Q4_CODE_BYTES, |codes, act| {
-        core::array::from_fn(|r| {
-            (0..QK / 2)
-                .map(|j| {
-                    let byte = codes[(j / 4) * 64 + r * 4 + j % 4];
-                    (byte & 0x0F) as i32 * act.qs[j] as i32
-                        + (byte >> 4) as i32 * act.qs[j + 16] as i32
-                })
-                .sum()
-        })
-    });
-}
-
-fn float_tile(a: &mut TileArgs, weight: impl Fn(&[u8], usize, usize) -> f32) {
-    let w: &PackedMatrix = a.w;
+/// The canonical float sequence: `acc = fma(w_k, x_k, acc)` for `k` in
+/// order, `w_k` widened exactly.
+///
+/// # Safety
+/// The driver's [`TileArgs`] contract (checked lengths); no target features.
+unsafe fn float_tile<E: FloatElem>(a: &mut TileArgs) {
+    let w = a.w;
     let k = w.k();
+    let s = core::mem::size_of::<E>();
     for (i, out_row) in a.tile.chunks_exact_mut(a.np * NR).take(a.mr).enumerate() {
         let x = &a.x[i * k..(i + 1) * k];
         for (pi, out) in out_row.chunks_exact_mut(NR).enumerate() {
             let panel = w.panel(a.p0 + pi);
             let mut acc = [0.0f32; NR];
             for (kk, &xv) in x.iter().enumerate() {
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    *acc = weight(panel, kk, r).mul_add(xv, *acc);
+                let step = &panel[kk * NR * s..(kk + 1) * NR * s];
+                for (acc, v) in acc.iter_mut().zip(step.chunks_exact(s)) {
+                    let wv = bytemuck::pod_read_unaligned::<E>(v).le_to_f32();
+                    *acc = wv.mul_add(xv, *acc);
                 }
             }
             out.copy_from_slice(&acc);
         }
     }
-}
-
-unsafe fn f16_tile(a: &mut TileArgs) {
-    float_tile(a, |p, kk, r| {
-        let o = (kk * NR + r) * 2;
-        f16::from_le_bytes([p[o], p[o + 1]]).to_f32()
-    });
-}
-
-unsafe fn f32_tile(a: &mut TileArgs) {
-    float_tile(a, |p, kk, r| {
-        let o = (kk * NR + r) * 4;
-        f32::from_le_bytes(p[o..o + 4].try_into().unwrap())
-    });
 }

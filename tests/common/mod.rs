@@ -6,6 +6,8 @@ mod data;
 pub use data::values;
 
 use blockq::kernels::act::{quantize_row_scalar, ActBlock};
+use blockq::kernels::formats::PackedBlock;
+use blockq::kernels::match_format;
 use blockq::{dispatch, Isa, QuantType, QuantizedLinear, QK};
 use bytemuck::Zeroable;
 
@@ -47,8 +49,11 @@ pub fn check_against_f64(
         x.iter().map(|&v| v as f64).collect()
     };
     let nb = k.div_ceil(QK) as f64;
+    // Each block of a format with a minimum m adds two products (d * isum,
+    // m * Σa): twice the roundings, and terms of up to (|w| + 2|m|)|x|.
+    let mins = block_minimums(layer);
     let steps = if layer.quant_type.is_block_quantized() {
-        nb
+        nb * if mins.is_empty() { 1.0 } else { 2.0 }
     } else {
         k as f64
     };
@@ -59,7 +64,10 @@ pub fn check_against_f64(
         for c in 0..k {
             let (wv, xv) = (wq[r * k + c] as f64, xq[c]);
             exact += wv * xv;
-            mag += (wv * xv).abs();
+            let m = mins
+                .get(r * k.div_ceil(QK) + c / QK)
+                .map_or(0.0, |&m| m.abs());
+            mag += (wv.abs() + 2.0 * m) * xv.abs();
             orig += w[r * k + c] as f64 * x[c] as f64;
             quant_err += wv.abs() * (x[c] as f64 - xv).abs()
                 + (w[r * k + c] as f64 - wv).abs() * (x[c] as f64).abs();
@@ -76,6 +84,25 @@ pub fn check_against_f64(
             quant_err + fp_bound
         );
     }
+}
+
+/// The minimum `m` of every block (row-major), for formats that have one;
+/// empty for the others.
+pub fn block_minimums(layer: &QuantizedLinear) -> Vec<f64> {
+    let w = layer.packed();
+    match_format!(
+        w.format(),
+        B => {
+            if B::SCALES < 2 {
+                return Vec::new();
+            }
+            let nb = w.blocks_per_row();
+            (0..w.n() * nb)
+                .map(|i| w.block::<B>(i / nb, i % nb).scales()[1].to_f64())
+                .collect()
+        },
+        E => Vec::new(),
+    )
 }
 
 /// Bitwise equality with all NaNs equal; panics with the first difference.

@@ -424,21 +424,13 @@ pub fn random_file(seed: u64) -> (Writer, Vec<(String, usize, usize, QuantType)>
         .kv("a.u32", Val::U32(seed as u32));
     let mut layers = Vec::new();
     for t in 0..1 + pick(4, 3) {
-        let qt = QuantType::ALL[pick(5 + t, 4)];
+        let qt = QuantType::ALL[pick(5 + t, QuantType::ALL.len())];
         let k = QK * (1 + pick(8 + t, 3));
         let n = 1 + pick(11 + t, 5);
         let name = format!("t{t}");
-        let data = match qt {
-            QuantType::Q8_0 => bytemuck::cast_slice(&q8_0_blocks(seed + t as u64, k, n)).to_vec(),
-            QuantType::Q4_0 => bytemuck::cast_slice(&q4_0_blocks(seed + t as u64, k, n)).to_vec(),
-            QuantType::F16 => f16_bytes(
-                &values(seed, n * k, 1.0)
-                    .into_iter()
-                    .map(f16::from_f32)
-                    .collect::<Vec<_>>(),
-            ),
-            QuantType::F32 => f32_bytes(&values(seed, n * k, 1.0)),
-        };
+        // Every format, quantized by its reference quantizer (k is whole blocks).
+        let mut data = vec![0u8; qt.row_bytes(k) * n];
+        qt.quantize_to_bytes(&values(seed + t as u64, n * k, 1.0), &mut data);
         w = w.tensor(&name, GgmlType::from(qt).id(), &[k as u64, n as u64], data);
         layers.push((name, k, n, qt));
     }

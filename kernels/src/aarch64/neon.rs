@@ -16,10 +16,11 @@ const NEON_ROWS: usize = 2;
 pub(crate) static KERNELS: Kernels = Kernels {
     isa: Isa::Neon,
     quantize_row,
-    q8_0: q8_tile,
-    q4_0: q4_tile,
-    f16: f16_tile,
-    f32: f32_tile,
+    tiles: crate::Tiles::NONE
+        .with(crate::WeightFormat::Q8_0, q8_tile)
+        .with(crate::WeightFormat::Q4_0, q4_tile)
+        .with(crate::WeightFormat::F16, f16_tile)
+        .with(crate::WeightFormat::F32, f32_tile),
     gemv_panels: GEMV_PANELS,
     gemm_panels: 1,
     pack_x: false,

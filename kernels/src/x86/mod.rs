@@ -40,10 +40,11 @@ macro_rules! kernel_table {
             pub(crate) static KERNELS: crate::Kernels = crate::Kernels {
                 isa: $isa,
                 quantize_row: quantize,
-                q8_0: q8,
-                q4_0: q4,
-                f16,
-                f32,
+                tiles: crate::Tiles::NONE
+                    .with(crate::WeightFormat::Q8_0, q8)
+                    .with(crate::WeightFormat::Q4_0, q4)
+                    .with(crate::WeightFormat::F16, f16)
+                    .with(crate::WeightFormat::F32, f32),
                 gemv_panels: $gemv,
                 gemm_panels: $gemm,
                 pack_x: $pack,

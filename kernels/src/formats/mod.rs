@@ -1,0 +1,554 @@
+//! The weight formats: one module per format, one table of facts about them.
+//!
+//! Each module holds its GGUF block type (`#[repr(C)]`, [`bytemuck::Pod`],
+//! byte-for-byte what a GGUF file holds), its ggml type id and sizes,
+//! llama.cpp's reference quantizer and dequantization (same bytes, same f32
+//! values), and how its blocks sit in the packed panels ([`PackedBlock`]) or
+//! how its values are widened ([`FloatElem`]). The canonical arithmetic of
+//! the kernels (crate docs) is written once over these traits; a format only
+//! says what its codes and scales are.
+//!
+//! [`WeightFormat`] is the table every other file reads: [`WeightFormat::ALL`],
+//! [`WeightFormat::info`], and [`match_format!`](crate::match_format), the one
+//! `match` from a format to its Rust type. Adding a format means a module
+//! here, one line in each of those three places, and (optionally) kernels.
+//!
+//! Quantizers follow llama.cpp's C reference as compiled for x86-64: float
+//! to 8-bit integer conversions of out-of-range values (infinite or NaN
+//! products, which happen when `1 / d` overflows for blocks of values below
+//! about 1e-37) give the low byte of `cvttss2si`'s "integer indefinite"
+//! `0x8000_0000`, that is code 0 ([`c_f32_to_i8`]); Rust's saturating `as`
+//! would give 127 or -128.
+
+use bytemuck::Pod;
+use core::fmt;
+use core::str::FromStr;
+use half::f16;
+
+mod bf16;
+mod f16_fmt;
+mod f32_fmt;
+mod q4_0;
+mod q4_1;
+mod q5_0;
+mod q5_1;
+mod q8_0;
+
+pub use self::bf16::{dequantize_row_bf16, quantize_row_bf16};
+pub use q4_0::{dequantize_row_q4_0, quantize_block_q4_0, quantize_row_q4_0, BlockQ4_0};
+pub use q4_1::{dequantize_row_q4_1, quantize_block_q4_1, quantize_row_q4_1, BlockQ4_1};
+pub use q5_0::{dequantize_row_q5_0, quantize_block_q5_0, quantize_row_q5_0, BlockQ5_0};
+pub use q5_1::{dequantize_row_q5_1, quantize_block_q5_1, quantize_row_q5_1, BlockQ5_1};
+pub use q8_0::{dequantize_row_q8_0, quantize_block_q8_0, quantize_row_q8_0, BlockQ8_0};
+
+/// Values in one block of the 32-value formats, and in one activation block.
+pub const QK: usize = 32;
+
+/// Storage format of a weight matrix (`QuantType` in the `blockq` crate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WeightFormat {
+    /// GGUF Q8_0: 32 int8 codes and an f16 scale; value `d * q`.
+    Q8_0,
+    /// GGUF Q4_0: 32 4-bit codes and an f16 scale; value `d * (q - 8)`.
+    Q4_0,
+    /// GGUF Q4_1: 32 4-bit codes, f16 scale and minimum; value `d * q + m`.
+    Q4_1,
+    /// GGUF Q5_0: 32 5-bit codes and an f16 scale; value `d * (q - 16)`.
+    Q5_0,
+    /// GGUF Q5_1: 32 5-bit codes, f16 scale and minimum; value `d * q + m`.
+    Q5_1,
+    /// IEEE half precision.
+    F16,
+    /// bfloat16 (the upper half of an f32).
+    BF16,
+    /// IEEE single precision (unquantized).
+    F32,
+}
+
+/// Facts about one format (ggml's `type_traits` row).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FormatInfo {
+    /// ggml's name ("Q4_1", "BF16", ...): also the canonical spelling.
+    pub name: &'static str,
+    /// Other accepted spellings (case-insensitive), as axonml-quant has them.
+    pub aliases: &'static [&'static str],
+    /// The GGML type id in GGUF files.
+    pub ggml_type: u32,
+    /// Values per block (1 for float formats).
+    pub block_size: usize,
+    /// Bytes per block in GGUF.
+    pub block_bytes: usize,
+    /// Nominal bits per value (scales not counted), as axonml-quant reports it.
+    pub bits_per_value: usize,
+    /// Block formats: the unsigned offset of the stored codes (value code =
+    /// stored - offset), or `-1` for formats with a minimum, whose codes are
+    /// unsigned (see [`ActBlock::corr`](crate::ActBlock::corr)). Float
+    /// formats (float input, no activation quantization): `None`.
+    pub act_offset: Option<i32>,
+}
+
+/// Dispatches from a [`WeightFormat`] value to its Rust type: in the first
+/// arm `$B` is the block type of a block format, in the second `$E` the
+/// element type of a float format. The one place that maps formats to types.
+#[macro_export]
+macro_rules! match_format {
+    ($f:expr, $B:ident => $block:expr, $E:ident => $float:expr $(,)?) => {
+        match $f {
+            $crate::formats::WeightFormat::Q8_0 => {
+                #[allow(dead_code)]
+                type $B = $crate::formats::BlockQ8_0;
+                $block
+            }
+            $crate::formats::WeightFormat::Q4_0 => {
+                #[allow(dead_code)]
+                type $B = $crate::formats::BlockQ4_0;
+                $block
+            }
+            $crate::formats::WeightFormat::Q4_1 => {
+                #[allow(dead_code)]
+                type $B = $crate::formats::BlockQ4_1;
+                $block
+            }
+            $crate::formats::WeightFormat::Q5_0 => {
+                #[allow(dead_code)]
+                type $B = $crate::formats::BlockQ5_0;
+                $block
+            }
+            $crate::formats::WeightFormat::Q5_1 => {
+                #[allow(dead_code)]
+                type $B = $crate::formats::BlockQ5_1;
+                $block
+            }
+            $crate::formats::WeightFormat::F16 => {
+                #[allow(dead_code)]
+                type $E = half::f16;
+                $float
+            }
+            $crate::formats::WeightFormat::BF16 => {
+                #[allow(dead_code)]
+                type $E = half::bf16;
+                $float
+            }
+            $crate::formats::WeightFormat::F32 => {
+                #[allow(dead_code)]
+                type $E = f32;
+                $float
+            }
+        }
+    };
+}
+
+impl WeightFormat {
+    /// Every format, in table order (the index of a format is `f as usize`).
+    pub const ALL: [WeightFormat; 8] = [
+        WeightFormat::Q8_0,
+        WeightFormat::Q4_0,
+        WeightFormat::Q4_1,
+        WeightFormat::Q5_0,
+        WeightFormat::Q5_1,
+        WeightFormat::F16,
+        WeightFormat::BF16,
+        WeightFormat::F32,
+    ];
+
+    /// Number of formats.
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// This format's facts.
+    pub const fn info(self) -> &'static FormatInfo {
+        match_format!(self, B => &B::INFO, E => &E::INFO)
+    }
+
+    /// ggml's name of the format ("Q8_0", "Q4_1", "BF16", ...).
+    pub const fn name(self) -> &'static str {
+        self.info().name
+    }
+
+    /// The GGML type id.
+    pub const fn ggml_type(self) -> u32 {
+        self.info().ggml_type
+    }
+
+    /// The format of GGML type id `id`, if blockq runs it.
+    pub fn from_ggml_type(id: u32) -> Option<WeightFormat> {
+        Self::ALL.into_iter().find(|f| f.ggml_type() == id)
+    }
+
+    /// Values per block (32 for the block formats, 1 for floats).
+    pub const fn block_size(self) -> usize {
+        self.info().block_size
+    }
+
+    /// Bytes per block, as stored in GGUF.
+    pub const fn bytes_per_block(self) -> usize {
+        self.info().block_bytes
+    }
+
+    /// Nominal bits per value (scales not counted), as axonml-quant reports it.
+    pub const fn bits_per_value(self) -> usize {
+        self.info().bits_per_value
+    }
+
+    /// f32 bytes per GGUF byte of this format (scales counted): 32 bits
+    /// divided by the stored bits per value.
+    pub fn compression_ratio(self) -> f32 {
+        (self.block_size() * 4) as f32 / self.bytes_per_block() as f32
+    }
+
+    /// Whether values are stored in blocks with shared scales (and the
+    /// kernels take int8-quantized activations).
+    pub const fn is_block_quantized(self) -> bool {
+        self.info().act_offset.is_some()
+    }
+
+    /// Bytes of one row of `k` values (blocks padded to whole blocks).
+    pub const fn row_bytes(self, k: usize) -> usize {
+        k.div_ceil(self.block_size()) * self.bytes_per_block()
+    }
+
+    /// The accepted spellings of every format, for error messages.
+    pub fn spellings() -> impl Iterator<Item = &'static str> {
+        Self::ALL
+            .into_iter()
+            .flat_map(|f| core::iter::once(f.name()).chain(f.info().aliases.iter().copied()))
+    }
+
+    /// llama.cpp's reference quantization (or f32 conversion) of `x` into GGUF
+    /// bytes: `x.len()` must be a multiple of [`Self::block_size`] and
+    /// `out.len() == self.row_bytes(x.len())`. Panics otherwise.
+    pub fn quantize_to_bytes(self, x: &[f32], out: &mut [u8]) {
+        let bs = self.block_size();
+        assert!(
+            x.len().is_multiple_of(bs) && out.len() == self.row_bytes(x.len()),
+            "{self}: quantize_to_bytes of {} values into {} bytes",
+            x.len(),
+            out.len()
+        );
+        match_format!(
+            self,
+            B => {
+                for (xb, ob) in x.chunks_exact(QK).zip(out.chunks_exact_mut(B::INFO.block_bytes)) {
+                    ob.copy_from_slice(bytemuck::bytes_of(&B::quantize(xb.try_into().unwrap())));
+                }
+            },
+            E => {
+                for (&v, ob) in x.iter().zip(out.chunks_exact_mut(E::INFO.block_bytes)) {
+                    ob.copy_from_slice(bytemuck::bytes_of(&E::from_f32_le(v)));
+                }
+            },
+        )
+    }
+
+    /// llama.cpp's dequantization of GGUF bytes (any alignment) into `out`:
+    /// `bytes.len() == self.row_bytes(out.len())`, `out.len()` a multiple of
+    /// [`Self::block_size`]. Panics otherwise.
+    pub fn dequantize_bytes(self, bytes: &[u8], out: &mut [f32]) {
+        let bs = self.block_size();
+        assert!(
+            out.len().is_multiple_of(bs) && bytes.len() == self.row_bytes(out.len()),
+            "{self}: dequantize_bytes of {} bytes into {} values",
+            bytes.len(),
+            out.len()
+        );
+        match_format!(
+            self,
+            B => {
+                for (b, o) in bytes.chunks_exact(B::INFO.block_bytes).zip(out.chunks_exact_mut(QK)) {
+                    bytemuck::pod_read_unaligned::<B>(b).dequantize(o.try_into().unwrap());
+                }
+            },
+            E => {
+                for (b, o) in bytes.chunks_exact(E::INFO.block_bytes).zip(out.iter_mut()) {
+                    *o = bytemuck::pod_read_unaligned::<E>(b).le_to_f32();
+                }
+            },
+        )
+    }
+}
+
+impl fmt::Display for WeightFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A format name that [`WeightFormat::from_str`] does not know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownFormat(pub String);
+
+impl fmt::Display for UnknownFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = WeightFormat::spellings().collect();
+        write!(
+            f,
+            "unknown quantization type {:?}; expected one of: {}",
+            self.0,
+            names.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for UnknownFormat {}
+
+impl FromStr for WeightFormat {
+    type Err = UnknownFormat;
+
+    /// ggml's names and axonml-quant's spellings, case-insensitive.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let up = s.trim().to_ascii_uppercase();
+        Self::ALL
+            .into_iter()
+            .find(|f| f.name() == up || f.info().aliases.contains(&up.as_str()))
+            .ok_or_else(|| UnknownFormat(s.to_string()))
+    }
+}
+
+/// llama.cpp's `quantize_row_*_ref` for blocks of `B`: `x.len()` must equal
+/// `out.len() * 32` (panics otherwise).
+pub(crate) fn quantize_blocks<B: PackedBlock>(x: &[f32], out: &mut [B]) {
+    assert_eq!(
+        x.len(),
+        out.len() * QK,
+        "quantize_row_{}: length mismatch",
+        B::INFO.name.to_lowercase()
+    );
+    for (xb, blk) in x.chunks_exact(QK).zip(out.iter_mut()) {
+        *blk = B::quantize(xb.try_into().unwrap());
+    }
+}
+
+/// llama.cpp's `dequantize_row_*` for blocks of `B`: `out.len()` must equal
+/// `blocks.len() * 32` (panics otherwise).
+pub(crate) fn dequantize_blocks<B: PackedBlock>(blocks: &[B], out: &mut [f32]) {
+    assert_eq!(
+        out.len(),
+        blocks.len() * QK,
+        "dequantize_row_{}: length mismatch",
+        B::INFO.name.to_lowercase()
+    );
+    for (blk, o) in blocks.iter().zip(out.chunks_exact_mut(QK)) {
+        blk.dequantize(o.try_into().unwrap());
+    }
+}
+
+/// Byte equality for block types (so -0.0 and NaN scales compare as stored).
+macro_rules! bytewise_eq {
+    ($t:ty) => {
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                bytemuck::bytes_of(self) == bytemuck::bytes_of(other)
+            }
+        }
+        impl Eq for $t {}
+    };
+}
+pub(crate) use bytewise_eq;
+
+/// A block format as stored in the packed panels (see [`crate::pack`]).
+///
+/// A block's codes are stored unsigned (`ucode`) as `GROUPS` 4-byte lane
+/// groups (group `c` of a row in chunk `c` of the block); its `SCALES` f16
+/// scales (`d`, then `m` for formats with a minimum) in the panel's scales
+/// region. The value of element `j` is `d * (ucode(j) - OFFSET)` or, with a
+/// minimum, `d * ucode(j) + m`.
+pub trait PackedBlock: Pod + Send + Sync + PartialEq + fmt::Debug {
+    /// The format of these blocks.
+    const FORMAT: WeightFormat;
+    /// The format's facts.
+    const INFO: FormatInfo;
+    /// 4-byte lane groups per block.
+    const GROUPS: usize;
+    /// f16 scales per block: 1 (`d`) or 2 (`d`, `m`).
+    const SCALES: usize;
+    /// Unsigned offset of the codes (0 for formats with a minimum).
+    const OFFSET: i32;
+    /// The block's scales (`[d, m]`; `m` is zero without a minimum).
+    fn scales(&self) -> [f16; 2];
+    /// Stored bytes of lane group `c`.
+    fn packed_group(&self, c: usize) -> [u8; 4];
+    /// The block back from its scales and stored lane groups.
+    fn from_packed(scales: [f16; 2], group: impl Fn(usize) -> [u8; 4]) -> Self;
+    /// Unsigned code of element `j` (0..32).
+    fn ucode(&self, j: usize) -> u8;
+    /// The block of padding rows: scale 0, every code meaning 0.
+    fn padding() -> Self;
+    /// llama.cpp's reference quantizer for one block.
+    fn quantize(x: &[f32; QK]) -> Self;
+    /// llama.cpp's dequantization of one block.
+    fn dequantize(&self, out: &mut [f32; QK]);
+}
+
+/// A float format's element (f16, bf16, f32), as stored in GGUF
+/// (little-endian) and in the packed panels.
+pub trait FloatElem: Pod + Send + Sync {
+    /// The format of these values.
+    const FORMAT: WeightFormat;
+    /// The format's facts.
+    const INFO: FormatInfo;
+    /// The value (native byte order) as f32, exactly.
+    fn to_f32(self) -> f32;
+    /// The value whose native bytes are `self`'s little-endian bytes, as f32.
+    fn le_to_f32(self) -> f32;
+    /// ggml's conversion from f32, as little-endian bytes in native order.
+    fn from_f32_le(v: f32) -> Self;
+    /// [`Self::from_f32_le`] of a row (`x.len() == out.len()`, panics
+    /// otherwise); formats override it with a vectorized form.
+    fn from_f32_slice_le(x: &[f32], out: &mut [Self]) {
+        assert_eq!(x.len(), out.len(), "from_f32_slice_le: length mismatch");
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = Self::from_f32_le(v);
+        }
+    }
+    /// Whether the (native order) value is NaN or infinite.
+    fn is_non_finite(self) -> bool;
+}
+
+/// C's `(int8_t)v` for a float `v` as x86-64 compilers build it
+/// (`cvttss2si` to 32 bits, then the low byte): truncation toward zero, and
+/// code 0 for NaN and for values outside the i32 range.
+#[inline]
+pub fn c_f32_to_i8(v: f32) -> i8 {
+    // -2^31 <= v < 2^31 is exactly the range cvttss2si converts.
+    if (-2147483648.0..2147483648.0).contains(&v) {
+        v as i32 as i8
+    } else {
+        0
+    }
+}
+
+/// Element `j` (0..32) of a 16-byte nibble array in GGUF order: the low
+/// nibble of `qs[j]` for `j < 16`, the high nibble of `qs[j - 16]` after.
+#[inline]
+pub(crate) fn nibble(qs: &[u8; 16], j: usize) -> u8 {
+    let byte = qs[j % 16];
+    if j < 16 {
+        byte & 0x0F
+    } else {
+        byte >> 4
+    }
+}
+
+/// Bit `j` of the little-endian `qh` of Q5_0 / Q5_1, as 0x10 or 0.
+#[inline]
+pub(crate) fn high_bit(qh: &[u8; 4], j: usize) -> u8 {
+    ((u32::from_le_bytes(*qh) >> j) << 4) as u8 & 0x10
+}
+
+/// Stored bytes of Q4 lane group `c` (0..4): GGUF bytes `4c..4c+4`.
+#[inline]
+pub(crate) fn nibble_group(qs: &[u8; 16], c: usize) -> [u8; 4] {
+    qs[4 * c..4 * c + 4].try_into().unwrap()
+}
+
+/// The 16 GGUF nibble bytes from the 4 stored lane groups.
+#[inline]
+pub(crate) fn nibbles_from_groups(group: &impl Fn(usize) -> [u8; 4]) -> [u8; 16] {
+    core::array::from_fn(|j| group(j / 4)[j % 4])
+}
+
+/// Sets element `j`'s 5-bit code in GGUF nibbles and `qh` (as llama.cpp's
+/// Q5 quantizers do).
+#[inline]
+pub(crate) fn set_code5(qs: &mut [u8; 16], qh: &mut u32, j: usize, code: u8) {
+    if j < 16 {
+        qs[j] |= code & 0x0F;
+    } else {
+        qs[j - 16] |= (code & 0x0F) << 4;
+    }
+    *qh |= (((code & 0x10) >> 4) as u32) << j;
+}
+
+/// Min and max of a block as llama.cpp's Q4_1 / Q5_1 find them (comparisons
+/// in order, from `FLT_MAX` / `-FLT_MAX`).
+#[inline]
+pub(crate) fn min_max(x: &[f32; QK]) -> (f32, f32) {
+    let (mut min, mut max) = (f32::MAX, -f32::MAX);
+    for &v in x {
+        if v < min {
+            min = v;
+        }
+        if v > max {
+            max = v;
+        }
+    }
+    (min, max)
+}
+
+/// The value of largest magnitude, the first one on ties (llama.cpp's Q4_0 /
+/// Q5_0 search: `if (amax < fabsf(v))`).
+#[inline]
+pub(crate) fn signed_max(x: &[f32; QK]) -> f32 {
+    let (mut amax, mut max) = (0.0f32, 0.0f32);
+    for &v in x {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    max
+}
+
+/// `id = d ? 1.0f/d : 0.0f`.
+#[inline]
+pub(crate) fn inverse(d: f32) -> f32 {
+    if d != 0.0 {
+        1.0 / d
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_consistent() {
+        for (i, f) in WeightFormat::ALL.into_iter().enumerate() {
+            assert_eq!(f as usize, i);
+            assert_eq!(f.name().parse::<WeightFormat>().unwrap(), f);
+            assert_eq!(f.name().to_lowercase().parse::<WeightFormat>().unwrap(), f);
+            for a in f.info().aliases {
+                assert_eq!(a.parse::<WeightFormat>().unwrap(), f, "{a}");
+            }
+            assert_eq!(WeightFormat::from_ggml_type(f.ggml_type()), Some(f));
+            match_format!(
+                f,
+                B => {
+                    assert_eq!(B::FORMAT, f);
+                    assert_eq!(core::mem::size_of::<B>(), f.bytes_per_block());
+                    assert_eq!(B::INFO.block_size, QK);
+                    // The packed layout holds exactly the GGUF bytes.
+                    assert_eq!(B::GROUPS * 4 + B::SCALES * 2, f.bytes_per_block());
+                    assert_eq!(B::INFO.act_offset, Some(if B::SCALES == 2 { -1 } else { B::OFFSET }));
+                },
+                E => {
+                    assert_eq!(E::FORMAT, f);
+                    assert_eq!(core::mem::size_of::<E>(), f.bytes_per_block());
+                },
+            );
+        }
+        let names: Vec<_> = WeightFormat::ALL.iter().map(|f| f.name()).collect();
+        let mut dedup = names.clone();
+        dedup.dedup();
+        assert_eq!(names, dedup);
+        let e = "q5_k".parse::<WeightFormat>().unwrap_err().to_string();
+        assert!(
+            e.contains("q5_k") && e.contains("Q4_1") && e.contains("BF16"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn c_conversion_matches_x86() {
+        assert_eq!(c_f32_to_i8(f32::INFINITY), 0);
+        assert_eq!(c_f32_to_i8(f32::NEG_INFINITY), 0);
+        assert_eq!(c_f32_to_i8(f32::NAN), 0);
+        assert_eq!(c_f32_to_i8(3e9), 0);
+        assert_eq!(c_f32_to_i8(16.9), 16);
+        assert_eq!(c_f32_to_i8(-7.9), -7);
+        assert_eq!(c_f32_to_i8(200.0), -56);
+        assert_eq!(c_f32_to_i8(-2147483648.0), 0);
+        assert_eq!(c_f32_to_i8(2147483520.0), -128);
+    }
+}

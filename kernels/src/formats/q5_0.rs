@@ -1,0 +1,153 @@
+//! GGUF Q5_0: blocks of 32 5-bit codes and an f16 scale (22 bytes); value
+//! `d * (q - 16)`.
+//!
+//! Packed: 5 lane groups: the GGUF nibble bytes `qs[4c..4c+4]` (groups 0-3,
+//! as Q4_0) and the 4 bytes of `qh` (group 4; bit `j` is bit 4 of element
+//! `j`'s code); unsigned codes `q` in 0..=31, offset 16.
+
+use super::{
+    bytewise_eq, c_f32_to_i8, high_bit, inverse, nibble, nibble_group, nibbles_from_groups,
+    set_code5, signed_max, FormatInfo, PackedBlock, WeightFormat, QK,
+};
+use bytemuck::{Pod, Zeroable};
+use half::f16;
+
+/// GGUF `block_q5_0`: `d` (f16 scale), the fifth bits `qh` and 32 low
+/// nibbles; value = `d * ((nibble | bit << 4) - 16)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ5_0 {
+    /// Block scale.
+    pub d: f16,
+    /// Bit `j` of this little-endian u32 is bit 4 of element `j`'s code.
+    pub qh: [u8; 4],
+    /// Low nibbles: element `j` (0..16) low nibble of `qs[j]`, `j + 16` high.
+    pub qs: [u8; QK / 2],
+}
+
+bytewise_eq!(BlockQ5_0);
+const _: () = assert!(core::mem::size_of::<BlockQ5_0>() == 22);
+
+impl PackedBlock for BlockQ5_0 {
+    const FORMAT: WeightFormat = WeightFormat::Q5_0;
+    const INFO: FormatInfo = FormatInfo {
+        name: "Q5_0",
+        aliases: &["Q5", "INT5"],
+        ggml_type: 6,
+        block_size: QK,
+        block_bytes: 22,
+        bits_per_value: 5,
+        act_offset: Some(16),
+    };
+    const GROUPS: usize = 5;
+    const SCALES: usize = 1;
+    const OFFSET: i32 = 16;
+
+    fn scales(&self) -> [f16; 2] {
+        [self.d, f16::ZERO]
+    }
+    #[inline]
+    fn packed_group(&self, c: usize) -> [u8; 4] {
+        if c < 4 {
+            nibble_group(&self.qs, c)
+        } else {
+            self.qh
+        }
+    }
+    fn from_packed([d, _]: [f16; 2], group: impl Fn(usize) -> [u8; 4]) -> Self {
+        BlockQ5_0 {
+            d,
+            qh: group(4),
+            qs: nibbles_from_groups(&group),
+        }
+    }
+    #[inline]
+    fn ucode(&self, j: usize) -> u8 {
+        nibble(&self.qs, j) | high_bit(&self.qh, j)
+    }
+    fn padding() -> Self {
+        // Code 16 (value 0) everywhere.
+        BlockQ5_0 {
+            d: f16::ZERO,
+            qh: [0xFF; 4],
+            qs: [0; 16],
+        }
+    }
+    /// `quantize_row_q5_0_ref` for one block.
+    fn quantize(x: &[f32; QK]) -> Self {
+        let d = signed_max(x) / -16.0;
+        let id = inverse(d);
+        // MIN(31, (int8_t)(x * id + 16.5f)), stored as uint8_t.
+        let code = |v: f32| (c_f32_to_i8(v * id + 16.5) as i32).min(31) as u8;
+        let (mut qs, mut qh) = ([0u8; 16], 0u32);
+        for (j, &v) in x.iter().enumerate() {
+            set_code5(&mut qs, &mut qh, j, code(v));
+        }
+        BlockQ5_0 {
+            d: f16::from_f32(d),
+            qh: qh.to_le_bytes(),
+            qs,
+        }
+    }
+    fn dequantize(&self, out: &mut [f32; QK]) {
+        let d = self.d.to_f32();
+        for (j, y) in out.iter_mut().enumerate() {
+            *y = (self.ucode(j) as i32 - 16) as f32 * d;
+        }
+    }
+}
+
+/// `quantize_row_q5_0_ref`: `x.len()` must equal `out.len() * 32`.
+pub fn quantize_row_q5_0(x: &[f32], out: &mut [BlockQ5_0]) {
+    super::quantize_blocks(x, out)
+}
+
+/// One Q5_0 block, as llama.cpp's reference quantizer makes it.
+pub fn quantize_block_q5_0(x: &[f32; QK]) -> BlockQ5_0 {
+    BlockQ5_0::quantize(x)
+}
+
+/// `dequantize_row_q5_0`: `out.len()` must equal `blocks.len() * 32`.
+pub fn dequantize_row_q5_0(blocks: &[BlockQ5_0], out: &mut [f32]) {
+    super::dequantize_blocks(blocks, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negative_max_maps_to_code_zero() {
+        let mut x = [0.0f32; QK];
+        x[20] = -16.0;
+        x[2] = 15.0;
+        x[30] = 1.0;
+        let b = quantize_block_q5_0(&x);
+        assert_eq!(b.d.to_f32(), 1.0);
+        assert_eq!(b.ucode(20), 0);
+        assert_eq!(b.ucode(2), 31);
+        assert_eq!(b.ucode(30), 17);
+        assert_eq!(b.ucode(0), 16);
+        let mut out = [0.0; QK];
+        b.dequantize(&mut out);
+        assert_eq!((out[20], out[2], out[30], out[0]), (-16.0, 15.0, 1.0, 0.0));
+    }
+
+    #[test]
+    fn high_bits_sit_in_qh_by_element() {
+        let mut x = [0.0f32; QK];
+        x[0] = -16.0; // d = 1: element 0 code 0, others code 16 (bit 4 set)
+        let b = quantize_block_q5_0(&x);
+        assert_eq!(u32::from_le_bytes(b.qh), !1u32);
+        assert_eq!(b.qs, [0; 16]);
+        assert_eq!(b.packed_group(4), b.qh);
+        assert_eq!(BlockQ5_0::from_packed(b.scales(), |c| b.packed_group(c)), b);
+    }
+
+    #[test]
+    fn overflowing_inverse_scale_gives_code_zero() {
+        let x: [f32; QK] = core::array::from_fn(|j| if j == 17 { 1e-39 } else { 0.0 });
+        let b = quantize_block_q5_0(&x);
+        assert_eq!((b.qs, b.qh), ([0; 16], [0; 4]));
+    }
+}

@@ -1,0 +1,139 @@
+//! GGUF Q5_1: blocks of 32 5-bit codes, an f16 scale and an f16 minimum
+//! (24 bytes); value `d * q + m`.
+//!
+//! Packed as Q5_0 (nibble groups 0-3, `qh` as group 4) with two scales
+//! (`d`, `m`); codes are unsigned, no offset.
+
+use super::{
+    bytewise_eq, c_f32_to_i8, high_bit, inverse, min_max, nibble, nibble_group,
+    nibbles_from_groups, set_code5, FormatInfo, PackedBlock, WeightFormat, QK,
+};
+use bytemuck::{Pod, Zeroable};
+use half::f16;
+
+/// GGUF `block_q5_1`: scale `d`, minimum `m` (f16), the fifth bits `qh` and
+/// 32 low nibbles; value = `d * (nibble | bit << 4) + m`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ5_1 {
+    /// Block scale.
+    pub d: f16,
+    /// Block minimum.
+    pub m: f16,
+    /// Bit `j` of this little-endian u32 is bit 4 of element `j`'s code.
+    pub qh: [u8; 4],
+    /// Low nibbles: element `j` (0..16) low nibble of `qs[j]`, `j + 16` high.
+    pub qs: [u8; QK / 2],
+}
+
+bytewise_eq!(BlockQ5_1);
+const _: () = assert!(core::mem::size_of::<BlockQ5_1>() == 24);
+
+impl PackedBlock for BlockQ5_1 {
+    const FORMAT: WeightFormat = WeightFormat::Q5_1;
+    const INFO: FormatInfo = FormatInfo {
+        name: "Q5_1",
+        aliases: &[],
+        ggml_type: 7,
+        block_size: QK,
+        block_bytes: 24,
+        bits_per_value: 5,
+        act_offset: Some(-1),
+    };
+    const GROUPS: usize = 5;
+    const SCALES: usize = 2;
+    const OFFSET: i32 = 0;
+
+    fn scales(&self) -> [f16; 2] {
+        [self.d, self.m]
+    }
+    #[inline]
+    fn packed_group(&self, c: usize) -> [u8; 4] {
+        if c < 4 {
+            nibble_group(&self.qs, c)
+        } else {
+            self.qh
+        }
+    }
+    fn from_packed([d, m]: [f16; 2], group: impl Fn(usize) -> [u8; 4]) -> Self {
+        BlockQ5_1 {
+            d,
+            m,
+            qh: group(4),
+            qs: nibbles_from_groups(&group),
+        }
+    }
+    #[inline]
+    fn ucode(&self, j: usize) -> u8 {
+        nibble(&self.qs, j) | high_bit(&self.qh, j)
+    }
+    fn padding() -> Self {
+        Self::zeroed()
+    }
+    /// `quantize_row_q5_1_ref` for one block.
+    fn quantize(x: &[f32; QK]) -> Self {
+        let (min, max) = min_max(x);
+        let d = (max - min) / 31.0;
+        let id = inverse(d);
+        // (uint8_t)((x - min) * id + 0.5f): the low byte of C's conversion.
+        let code = |v: f32| c_f32_to_i8((v - min) * id + 0.5) as u8;
+        let (mut qs, mut qh) = ([0u8; 16], 0u32);
+        for (j, &v) in x.iter().enumerate() {
+            set_code5(&mut qs, &mut qh, j, code(v));
+        }
+        BlockQ5_1 {
+            d: f16::from_f32(d),
+            m: f16::from_f32(min),
+            qh: qh.to_le_bytes(),
+            qs,
+        }
+    }
+    fn dequantize(&self, out: &mut [f32; QK]) {
+        let (d, m) = (self.d.to_f32(), self.m.to_f32());
+        for (j, y) in out.iter_mut().enumerate() {
+            *y = self.ucode(j) as f32 * d + m;
+        }
+    }
+}
+
+/// `quantize_row_q5_1_ref`: `x.len()` must equal `out.len() * 32`.
+pub fn quantize_row_q5_1(x: &[f32], out: &mut [BlockQ5_1]) {
+    super::quantize_blocks(x, out)
+}
+
+/// One Q5_1 block, as llama.cpp's reference quantizer makes it.
+pub fn quantize_block_q5_1(x: &[f32; QK]) -> BlockQ5_1 {
+    BlockQ5_1::quantize(x)
+}
+
+/// `dequantize_row_q5_1`: `out.len()` must equal `blocks.len() * 32`.
+pub fn dequantize_row_q5_1(blocks: &[BlockQ5_1], out: &mut [f32]) {
+    super::dequantize_blocks(blocks, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_span_min_to_max() {
+        let x: [f32; QK] = core::array::from_fn(|j| j as f32 - 10.0);
+        let b = quantize_block_q5_1(&x);
+        assert_eq!((b.d.to_f32(), b.m.to_f32()), (1.0, -10.0));
+        for j in 0..QK {
+            assert_eq!(b.ucode(j) as usize, j);
+        }
+        let mut out = [0.0; QK];
+        b.dequantize(&mut out);
+        assert_eq!(out, x);
+        assert_eq!(BlockQ5_1::from_packed(b.scales(), |c| b.packed_group(c)), b);
+    }
+
+    #[test]
+    fn all_equal_block_has_zero_scale() {
+        let b = quantize_block_q5_1(&[-1.25; QK]);
+        assert_eq!(b.d.to_bits(), 0);
+        assert_eq!(b.m.to_f32(), -1.25);
+        assert_eq!((b.qs, b.qh), ([0; 16], [0; 4]));
+    }
+}
