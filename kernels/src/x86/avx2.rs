@@ -845,7 +845,13 @@ kernel_table!(
     Maddubs,
     gemv_panels: 4,
     gemm_panels: 2,
-    pack_x: true
+    pack_x: true,
+    tiles: {
+        Q8_0 => q_tile::<Dot, false>,
+        Q4_0 => q_tile::<Dot, true>,
+        F16 => f_tile::<true>,
+        F32 => f_tile::<false>,
+    }
 );
 kernel_table!(
     vnni,
@@ -854,5 +860,11 @@ kernel_table!(
     VnniVex,
     gemv_panels: 4,
     gemm_panels: 2,
-    pack_x: true
+    pack_x: true,
+    tiles: {
+        Q8_0 => q_tile::<Dot, false>,
+        Q4_0 => q_tile::<Dot, true>,
+        F16 => f_tile::<true>,
+        F32 => f_tile::<false>,
+    }
 );

@@ -934,7 +934,13 @@ kernel_table!(
     Maddubs,
     gemv_panels: 4,
     gemm_panels: 8,
-    pack_x: true
+    pack_x: true,
+    tiles: {
+        Q8_0 => q_tile::<Dot, false>,
+        Q4_0 => q_tile::<Dot, true>,
+        F16 => f_tile::<true>,
+        F32 => f_tile::<false>,
+    }
 );
 kernel_table!(
     vnni,
@@ -943,5 +949,11 @@ kernel_table!(
     Vnni,
     gemv_panels: 4,
     gemm_panels: 8,
-    pack_x: true
+    pack_x: true,
+    tiles: {
+        Q8_0 => q_tile::<Dot, false>,
+        Q4_0 => q_tile::<Dot, true>,
+        F16 => f_tile::<true>,
+        F32 => f_tile::<false>,
+    }
 );

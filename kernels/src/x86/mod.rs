@@ -5,46 +5,38 @@
 
 /// Defines module `$name` holding the kernel table of one ISA level: thin
 /// `#[target_feature]` entry points around the parent module's generic
-/// `quantize_row`, `q_tile::<Dot, Q4>` and `f_tile::<F16>`.
+/// `quantize_row` and the tiles listed as `FORMAT => kernel` (the kernel
+/// expression may name the level's dot as `Dot`). Formats not listed run
+/// the scalar kernel.
 macro_rules! kernel_table {
-    ($name:ident, $isa:expr, $features:literal, $dot:ty, gemv_panels: $gemv:expr, gemm_panels: $gemm:expr, pack_x: $pack:expr) => {
+    ($name:ident, $isa:expr, $features:literal, $dot:ty,
+     gemv_panels: $gemv:expr, gemm_panels: $gemm:expr, pack_x: $pack:expr,
+     tiles: { $($fmt:ident => $tile:expr),* $(,)? }) => {
         pub(crate) mod $name {
             use super::*;
+
+            /// The integer block dot of this level.
+            #[allow(dead_code)]
+            type Dot = $dot;
 
             #[target_feature(enable = $features)]
             unsafe fn quantize(x: &[f32], offset: i32, out: &mut [ActBlock]) {
                 // SAFETY: this function's features are the ones quantize_row needs.
                 unsafe { quantize_row(x, offset, out) }
             }
-            #[target_feature(enable = $features)]
-            unsafe fn q8(a: &mut TileArgs) {
-                // SAFETY: features enabled here; the driver upholds TileArgs' contract.
-                unsafe { q_tile::<$dot, false>(a) }
-            }
-            #[target_feature(enable = $features)]
-            unsafe fn q4(a: &mut TileArgs) {
-                // SAFETY: as for q8.
-                unsafe { q_tile::<$dot, true>(a) }
-            }
-            #[target_feature(enable = $features)]
-            unsafe fn f16(a: &mut TileArgs) {
-                // SAFETY: as for q8.
-                unsafe { f_tile::<true>(a) }
-            }
-            #[target_feature(enable = $features)]
-            unsafe fn f32(a: &mut TileArgs) {
-                // SAFETY: as for q8.
-                unsafe { f_tile::<false>(a) }
-            }
+            $(
+                #[allow(non_snake_case)]
+                #[target_feature(enable = $features)]
+                unsafe fn $fmt(a: &mut TileArgs) {
+                    // SAFETY: features enabled here; the driver upholds TileArgs' contract.
+                    unsafe { $tile(a) }
+                }
+            )*
 
             pub(crate) static KERNELS: crate::Kernels = crate::Kernels {
                 isa: $isa,
                 quantize_row: quantize,
-                tiles: crate::Tiles::NONE
-                    .with(crate::WeightFormat::Q8_0, q8)
-                    .with(crate::WeightFormat::Q4_0, q4)
-                    .with(crate::WeightFormat::F16, f16)
-                    .with(crate::WeightFormat::F32, f32),
+                tiles: crate::Tiles::NONE $(.with(crate::WeightFormat::$fmt, $fmt))*,
                 gemv_panels: $gemv,
                 gemm_panels: $gemm,
                 pack_x: $pack,
