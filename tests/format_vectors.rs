@@ -1,0 +1,159 @@
+//! Fixed test vectors from an independent oracle: every record of
+//! tests/data/format_vectors.bin (written by tests/data/make_format_vectors.py
+//! with gguf-py, llama.cpp's Python package, and checked there against a port
+//! of llama.cpp's C reference quantizers) must give blockq the same quantized
+//! bytes and the same dequantized values, bit for bit (any NaN equals any
+//! NaN). The cases cover Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and BF16: random rows,
+//! exact rounding ties, signed zeros, all-equal blocks, subnormals, blocks so
+//! small that 1/d overflows, scales that overflow f16 and, for BF16, NaNs and
+//! infinities.
+//!
+//! Layout of the file, all integers and floats little-endian:
+//!
+//! ```text
+//! magic    4 bytes  b"BQFV"
+//! version  u32      1
+//! count    u32      number of records
+//! count records, each:
+//!   u8 len, len ASCII bytes   format name as ggml spells it ("Q8_0", ..., "BF16")
+//!   u8 len, len ASCII bytes   case name
+//!   u32 n                     number of values (a multiple of 32)
+//!   n f32                     input
+//!   u32 nbytes, nbytes bytes  quantized row (GGUF block bytes)
+//!   n f32                     dequantization of those bytes
+//! ```
+
+use blockq::{first_difference, QuantType};
+use std::collections::BTreeMap;
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/format_vectors.bin");
+const FORMATS: [&str; 6] = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "BF16"];
+
+struct Record {
+    format: String,
+    case: String,
+    input: Vec<f32>,
+    bytes: Vec<u8>,
+    dequantized: Vec<f32>,
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&end| end <= self.data.len())
+            .unwrap_or_else(|| panic!("{FIXTURE}: truncated at byte {}", self.pos));
+        let s = &self.data[self.pos..end];
+        self.pos = end;
+        s
+    }
+
+    fn u8(&mut self) -> u8 {
+        self.take(1)[0]
+    }
+
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take(4).try_into().unwrap())
+    }
+
+    fn name(&mut self) -> String {
+        let len = self.u8() as usize;
+        let s = self.take(len);
+        assert!(s.is_ascii(), "{FIXTURE}: name {s:?} is not ASCII");
+        String::from_utf8(s.to_vec()).unwrap()
+    }
+
+    fn f32s(&mut self, n: usize) -> Vec<f32> {
+        let len = n.checked_mul(4).expect("value count overflows");
+        self.take(len)
+            .chunks_exact(4)
+            .map(|c| f32::from_bits(u32::from_le_bytes(c.try_into().unwrap())))
+            .collect()
+    }
+}
+
+fn records() -> Vec<Record> {
+    let data = std::fs::read(FIXTURE).unwrap_or_else(|e| panic!("{FIXTURE}: {e}"));
+    let mut r = Reader {
+        data: &data,
+        pos: 0,
+    };
+    assert_eq!(r.take(4), b"BQFV".as_slice(), "{FIXTURE}: bad magic");
+    assert_eq!(r.u32(), 1, "{FIXTURE}: unknown version");
+    let count = r.u32() as usize;
+    let records = (0..count)
+        .map(|_| {
+            let format = r.name();
+            let case = r.name();
+            let n = r.u32() as usize;
+            let input = r.f32s(n);
+            let nbytes = r.u32() as usize;
+            let bytes = r.take(nbytes).to_vec();
+            let dequantized = r.f32s(n);
+            Record {
+                format,
+                case,
+                input,
+                bytes,
+                dequantized,
+            }
+        })
+        .collect();
+    assert_eq!(r.pos, data.len(), "{FIXTURE}: bytes after the last record");
+    records
+}
+
+#[test]
+fn format_vectors_match_gguf_py() {
+    let records = records();
+    let mut checked: BTreeMap<&str, usize> = BTreeMap::new();
+    for rec in &records {
+        let (format, case, x) = (rec.format.as_str(), rec.case.as_str(), &rec.input);
+        let n = x.len();
+        assert_eq!(n % 32, 0, "{format} {case}: {n} values");
+        let f: QuantType = format
+            .parse()
+            .unwrap_or_else(|_| panic!("{format} {case}: unknown format name"));
+
+        assert_eq!(
+            f.row_bytes(n),
+            rec.bytes.len(),
+            "{format} {case}: row_bytes({n})"
+        );
+        let mut q = vec![0u8; f.row_bytes(n)];
+        f.quantize_to_bytes(x, &mut q);
+        let first = q.iter().zip(&rec.bytes).position(|(a, b)| a != b);
+        assert_eq!(
+            q, rec.bytes,
+            "{format} {case}: quantized bytes differ, first at byte {first:?}"
+        );
+
+        let mut d = vec![0f32; n];
+        f.dequantize_bytes(&rec.bytes, &mut d);
+        if let Some(i) = first_difference(&d, &rec.dequantized) {
+            let (got, want) = (d[i], rec.dequantized[i]);
+            panic!(
+                "{format} {case}: dequantized value {i} is {got:e} ({:#010x}), expected {want:e} ({:#010x})",
+                got.to_bits(),
+                want.to_bits()
+            );
+        }
+        *checked.entry(format).or_default() += 1;
+    }
+    for format in FORMATS {
+        let count = checked.get(format).copied().unwrap_or(0);
+        println!("{format}: {count} records checked");
+        assert!(count > 0, "{FIXTURE}: no {format} records");
+    }
+    assert_eq!(
+        checked.len(),
+        FORMATS.len(),
+        "{FIXTURE}: unexpected formats {checked:?}"
+    );
+}
