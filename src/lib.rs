@@ -28,13 +28,15 @@
 //! [`gguf`] (layers from GGUF files, without re-quantizing) and `safetensors`
 //! (layers from F32/F16/BF16 safetensors weights; default feature
 //! `safetensors`). With the feature `axonml`, layers also run on axonml
-//! `Variable`s. Block types and quantizers are re-exported from the kernels crate.
+//! `Variable`s. Block types and quantizers are re-exported from the kernels crate;
+//! [`build_info()`] tells how this copy was built (compiler, target, profile).
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "axonml")]
 mod axonml;
+mod build_info;
 pub mod dispatch;
 mod error;
 pub mod gguf;
@@ -47,6 +49,7 @@ pub use blockq_kernels::formats::{
     dequantize_row_q4_0, dequantize_row_q8_0, quantize_row_q4_0, quantize_row_q8_0,
 };
 pub use blockq_kernels::{first_difference, BlockQ4_0, BlockQ8_0, Isa, QK};
+pub use build_info::{build_info, BuildInfo};
 pub use error::Error;
 pub use linear::QuantizedLinear;
 pub use quant_type::QuantType;
