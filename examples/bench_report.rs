@@ -294,6 +294,7 @@ fn main() {
     let pt = pool(tt);
     let names = |v: &[Isa]| v.iter().map(|i| i.name()).collect::<Vec<_>>().join(", ");
     println!("blockq bench report: {}", cpu_model());
+    println!("build: {}", blockq::build_info());
     println!(
         "ISAs available: {}; running: {}",
         names(&dispatch::available()),

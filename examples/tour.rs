@@ -26,6 +26,7 @@ fn main() {
     let (k, n) = (4096usize, 4096usize);
     let names: Vec<&str> = dispatch::available().iter().map(|i| i.name()).collect();
     println!("blockq tour: {k} x {n} linear layer");
+    println!("build: {}", blockq::build_info());
     println!("ISAs available here: {}", names.join(", "));
     let isa = dispatch::default_isa().expect("BLOCKQ_ISA");
     println!("using: {isa} (threads: {})\n", rayon::current_num_threads());

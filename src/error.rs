@@ -50,9 +50,9 @@ pub enum Error {
     NonFiniteScale {
         /// Format of the blocks.
         quant_type: QuantType,
-        /// Row of the block.
+        /// Row of the block (or value).
         row: usize,
-        /// Block index in the row.
+        /// Block index in the row (column for F16).
         block: usize,
     },
     /// A quantization-type name that blockq does not know.
@@ -82,7 +82,8 @@ pub enum Error {
         /// The name asked for.
         name: String,
     },
-    /// A tensor's element type cannot be loaded into a layer.
+    /// A tensor's element type is not one the call accepts (a layer weight, a
+    /// bias, values read as f32).
     UnsupportedTensorType {
         /// Tensor name.
         name: String,
@@ -109,16 +110,30 @@ impl fmt::Display for Error {
             }
             Error::ZeroSize { what } => write!(f, "{what} must be greater than zero"),
             Error::SizeOverflow { what } => write!(f, "{what} overflows usize"),
-            Error::NonFinite { what, index, value } => {
-                write!(f, "{what}[{index}] is {value}; only finite values can be quantized")
+            Error::NonFinite { what, index, value } => write!(
+                f,
+                "{what}[{index}] is {value}: only finite weights and biases are accepted"
+            ),
+            // For F16 / F32 `block` is the column of the value.
+            Error::OutOfRange { quant_type, row, block } if !quant_type.is_block_quantized() => {
+                write!(
+                    f,
+                    "value at row {row}, column {block} is too large for {quant_type} (it rounds to infinity)"
+                )
             }
             Error::OutOfRange { quant_type, row, block } => write!(
                 f,
                 "row {row}, block {block}: values too large for {quant_type} (the f16 scale overflows)"
             ),
+            Error::NonFiniteScale { quant_type, row, block } if !quant_type.is_block_quantized() => {
+                write!(
+                    f,
+                    "value at row {row}, column {block}: stored {quant_type} value is NaN or infinite"
+                )
+            }
             Error::NonFiniteScale { quant_type, row, block } => write!(
                 f,
-                "row {row}, block {block}: stored {quant_type} scale/value is NaN or infinite"
+                "row {row}, block {block}: stored {quant_type} scale is NaN or infinite"
             ),
             Error::UnknownQuantType(s) => {
                 let names: Vec<&str> = QuantType::spellings().collect();
@@ -137,7 +152,9 @@ impl fmt::Display for Error {
             Error::TensorNotFound { name } => write!(f, "no tensor named {name:?} in the file"),
             Error::UnsupportedTensorType { name, type_name } => write!(
                 f,
-                "tensor {name:?} has type {type_name}, which cannot be loaded into a layer"
+                "tensor {name:?} has type {type_name}; accepted: F32/F16/BF16 where values are \
+                 read as f32 (biases, safetensors weights, tensor_f32), Q8_0/Q4_0/F16/F32 for \
+                 GGUF layer weights"
             ),
             Error::TensorShape {
                 name,
@@ -159,6 +176,38 @@ impl From<blockq_kernels::IsaError> for Error {
         Error::IsaUnavailable {
             isa,
             reason: e.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_name_columns_for_element_formats_and_blocks_for_block_formats() {
+        let (row, block) = (3, 7);
+        for quant_type in QuantType::ALL {
+            for e in [
+                Error::OutOfRange {
+                    quant_type,
+                    row,
+                    block,
+                },
+                Error::NonFiniteScale {
+                    quant_type,
+                    row,
+                    block,
+                },
+            ] {
+                let s = e.to_string();
+                let want = if quant_type.is_block_quantized() {
+                    "row 3, block 7:"
+                } else {
+                    "value at row 3, column 7"
+                };
+                assert!(s.starts_with(want), "{s}");
+            }
         }
     }
 }

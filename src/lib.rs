@@ -29,13 +29,15 @@
 //! [`gguf`] (layers from GGUF files, without re-quantizing) and `safetensors`
 //! (layers from F32/F16/BF16 safetensors weights; default feature
 //! `safetensors`). With the feature `axonml`, layers also run on axonml
-//! `Variable`s. Block types and quantizers are re-exported from the kernels crate.
+//! `Variable`s. Block types and quantizers are re-exported from the kernels crate;
+//! [`build_info()`] tells how this copy was built (compiler, target, profile).
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "axonml")]
 mod axonml;
+mod build_info;
 pub mod dispatch;
 mod error;
 pub mod gguf;
@@ -52,6 +54,7 @@ pub use blockq_kernels::formats::{
 pub use blockq_kernels::{
     first_difference, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, Isa, QK,
 };
+pub use build_info::{build_info, BuildInfo};
 pub use error::Error;
 pub use linear::QuantizedLinear;
 pub use quant_type::QuantType;
