@@ -43,7 +43,7 @@ pub enum Error {
         quant_type: QuantType,
         /// Output row (weight row) of the value.
         row: usize,
-        /// Block index in the row (column for F16).
+        /// Block index in the row (column for float formats).
         block: usize,
     },
     /// A stored (GGUF) block scale or f16 weight is NaN or infinite.
@@ -52,7 +52,7 @@ pub enum Error {
         quant_type: QuantType,
         /// Row of the block (or value).
         row: usize,
-        /// Block index in the row (column for F16).
+        /// Block index in the row (column for float formats).
         block: usize,
     },
     /// A quantization-type name that blockq does not know.
@@ -150,12 +150,15 @@ impl fmt::Display for Error {
             Error::Safetensors(reason) => write!(f, "invalid safetensors file: {reason}"),
             Error::Io(reason) => write!(f, "I/O error: {reason}"),
             Error::TensorNotFound { name } => write!(f, "no tensor named {name:?} in the file"),
-            Error::UnsupportedTensorType { name, type_name } => write!(
-                f,
-                "tensor {name:?} has type {type_name}; accepted: F32/F16/BF16 where values are \
-                 read as f32 (biases, safetensors weights, tensor_f32), Q8_0/Q4_0/F16/F32 for \
-                 GGUF layer weights"
-            ),
+            Error::UnsupportedTensorType { name, type_name } => {
+                let formats: Vec<&str> = QuantType::ALL.iter().map(|q| q.name()).collect();
+                write!(
+                    f,
+                    "tensor {name:?} has type {type_name}; layer weights can be {}, values \
+                     read as f32 (biases, safetensors weights, tensor_f32) F32, F16 or BF16",
+                    formats.join(", ")
+                )
+            }
             Error::TensorShape {
                 name,
                 shape,
