@@ -9,9 +9,11 @@
 //!
 //! Limits: memory read bandwidth (a vectorized sum over a buffer as large as
 //! the weights, 1 thread and all threads) bounds batch 1; the int8 dot peak of
-//! each ISA's instruction (Q8_0 / Q4_0) and the f32 FMA peak at its vector width
-//! (F16) bound large batches. "%lim" is the roofline bound
-//! `max(bytes / bandwidth, ops / peak)` divided by the measured time.
+//! each ISA's instruction (block formats) and the f32 FMA peak at its vector
+//! width (float formats) bound large batches. "%lim" is the roofline bound
+//! `max(bytes / bandwidth, ops / peak)` divided by the measured time. A format
+//! an ISA has no kernel of its own for runs the scalar kernel (same bits):
+//! such rows say "fallback" in the "kern" column.
 
 mod common;
 
@@ -29,7 +31,7 @@ usage: bench_report [--quick] [--isa LIST] [--formats LIST] [--shapes LIST]
                     [--batches LIST] [--threads N] [--min-time SECS]
   --quick          best ISA only, shapes 4096x4096,14336x4096, batches 1,128
   --isa LIST       ISAs to run (comma-separated names, `best` or `all`; default all)
-  --formats LIST   q4_0,q8_0,f16 (default), f32 also accepted
+  --formats LIST   format names, or `all` (default: every format but F32)
   --shapes LIST    NxK list, N = outputs, K = inputs
                    (default 4096x4096,14336x4096,4096x14336)
   --batches LIST   batch sizes M (default 1,8,32,128)
@@ -56,7 +58,10 @@ fn parse_args() -> Result<Opts, String> {
     let all_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut o = Opts {
         isas: avail.clone(),
-        formats: vec![QuantType::Q4_0, QuantType::Q8_0, QuantType::F16],
+        formats: QuantType::ALL
+            .into_iter()
+            .filter(|&q| q != QuantType::F32)
+            .collect(),
         shapes: vec![(4096, 4096), (14336, 4096), (4096, 14336)],
         batches: vec![1, 8, 32, 128],
         threads: all_cores,
@@ -86,7 +91,12 @@ fn parse_args() -> Result<Opts, String> {
                     }
                 })?;
             }
-            "--formats" => o.formats = list(&val()?, |s| s.parse().map_err(|e| format!("{e}")))?,
+            "--formats" => {
+                o.formats = match val()?.as_str() {
+                    "all" => QuantType::ALL.to_vec(),
+                    v => list(v, |s| s.parse().map_err(|e| format!("{e}")))?,
+                }
+            }
             "--shapes" => {
                 o.shapes = list(&val()?, |s| {
                     let (n, k) = s.split_once('x').ok_or(format!("shape {s:?}: want NxK"))?;
@@ -343,9 +353,10 @@ fn main() {
     }
 
     println!(
-        "\n{:<11} {:<5} {:>11} {:>4} {:>3} {:>10} {:>9} {:>8} {:>8} {:>8} {:>5} {:>6}",
+        "\n{:<11} {:<5} {:<8} {:>11} {:>4} {:>3} {:>10} {:>9} {:>8} {:>8} {:>8} {:>5} {:>6}",
         "isa",
         "fmt",
+        "kern",
         "NxK",
         "M",
         "thr",
@@ -409,9 +420,14 @@ fn main() {
                         let pk = peaks[&isa][usize::from(t > 1)];
                         let (bound, pct) = c.limit(bw[usize::from(t > 1)], pk);
                         println!(
-                            "{:<11} {:<5} {:>11} {:>4} {:>3} {:>10.3} {:>9.3} {:>8.1} {:>8.1} {:>8.1} {:>5} {:>5.0}%",
+                            "{:<11} {:<5} {:<8} {:>11} {:>4} {:>3} {:>10.3} {:>9.3} {:>8.1} {:>8.1} {:>8.1} {:>5} {:>5.0}%",
                             isa.name(),
                             qt.name(),
+                            if dispatch::kernels(isa).expect("ISA was checked").has_kernel(qt) {
+                                "own"
+                            } else {
+                                "fallback"
+                            },
                             format!("{n}x{k}"),
                             m,
                             t,
@@ -490,21 +506,54 @@ fn summary(
     println!("\ntargets (1 thread unless said; per ISA):");
     let big = (14336, 4096);
     let small = (4096, 4096);
-    for qt in [QuantType::Q4_0, QuantType::Q8_0, QuantType::F16] {
-        let bw = bws.get(&(qt, big)).map(|b| b[0]);
-        let title = format!(
-            "M=1 14336x4096 {qt} >= 90% of 1-thread read bandwidth ({} GB/s)",
-            fmt_opt(bw)
-        );
+    for qt in o.formats.iter().copied().filter(|&q| q != QuantType::F32) {
+        for shape in [big, small] {
+            // The older formats' target is on the large shape only.
+            let old = [QuantType::Q4_0, QuantType::Q8_0, QuantType::F16].contains(&qt);
+            if old && shape == small {
+                continue;
+            }
+            let bw = bws.get(&(qt, shape)).map(|b| b[0]);
+            let title = format!(
+                "M=1 {}x{} {qt} >= 90% of 1-thread read bandwidth ({} GB/s)",
+                shape.0,
+                shape.1,
+                fmt_opt(bw)
+            );
+            let r = isas
+                .iter()
+                .map(|&isa| {
+                    let c = find(isa, qt, shape, 1, 1)?;
+                    let pct = 100.0 * c.gbs() / bw?;
+                    Some((format!("{:.1} GB/s = {pct:.1}%", c.gbs()), pct >= 90.0))
+                })
+                .collect();
+            line(title, r);
+        }
+    }
+    // Batched: new formats against their same-run sibling.
+    for (qt, base, want) in [
+        (QuantType::Q4_1, QuantType::Q4_0, 85.0),
+        (QuantType::Q5_0, QuantType::Q4_0, 85.0),
+        (QuantType::Q5_1, QuantType::Q4_0, 85.0),
+        (QuantType::BF16, QuantType::F16, 90.0),
+    ] {
         let r = isas
             .iter()
             .map(|&isa| {
-                let c = find(isa, qt, big, 1, 1)?;
-                let pct = 100.0 * c.gbs() / bw?;
-                Some((format!("{:.1} GB/s = {pct:.1}%", c.gbs()), pct >= 90.0))
+                let c = find(isa, qt, small, 128, 1)?;
+                let b = find(isa, base, small, 128, 1)?;
+                let pct = 100.0 * c.gops() / b.gops();
+                Some((
+                    format!("{:.0}/{:.0} GOPS = {pct:.1}%", c.gops(), b.gops()),
+                    pct >= want,
+                ))
             })
             .collect();
-        line(title, r);
+        line(
+            format!("M=128 4096x4096 {qt} >= {want:.0}% of {base}'s GOPS"),
+            r,
+        );
     }
     let r = isas
         .iter()

@@ -5,7 +5,8 @@
 
 mod common;
 
-use blockq::kernels::{act::ActBlock, Kernels, WeightFormat};
+use blockq::kernels::formats::PackedBlock;
+use blockq::kernels::{act::ActBlock, match_format, Kernels, WeightFormat};
 use blockq::{dispatch, BlockQ4_0, BlockQ8_0, Isa, QuantType, QuantizedLinear};
 use bytemuck::Zeroable;
 use common::*;
@@ -38,7 +39,20 @@ fn every_isa_matches_scalar_on_edge_shapes() {
         }
     }
     for isa in &isas {
-        eprintln!("isa {isa}: {cases} layer cases equal to scalar");
+        // Formats this ISA has no kernel for ran the scalar kernel: say so,
+        // so that "equal to scalar" is not read as a SIMD result.
+        let kernels = dispatch::kernels(*isa).unwrap();
+        let fallback: Vec<&str> = QuantType::ALL
+            .iter()
+            .filter(|&&q| !kernels.has_kernel(q))
+            .map(|q| q.name())
+            .collect();
+        let note = if fallback.is_empty() {
+            "every format on its own kernels".to_string()
+        } else {
+            format!("scalar fallback for {}", fallback.join(", "))
+        };
+        eprintln!("isa {isa}: {cases} layer cases equal to scalar ({note})");
     }
 }
 
@@ -92,6 +106,30 @@ fn every_isa_matches_scalar_on_extreme_codes() {
         .collect();
     let l8 = QuantizedLinear::from_q8_0_blocks(&q8, None, k, n).unwrap();
     let l4 = QuantizedLinear::from_q4_0_blocks(&q4, Some(&values(1, n, 1.0)), k, n).unwrap();
+    // Every block format: code bytes 0x00 / 0xFF / 0x0F / 0xF0 everywhere
+    // (Q5: every high-bit pattern too), scales and minimums of both signs.
+    let extreme = |qt: QuantType| -> Option<QuantizedLinear> {
+        match_format!(
+            qt,
+            B => {
+                let blocks: Vec<B> = (0..n * nb)
+                    .map(|i| {
+                        let d = f16::from_f32(if i % 5 == 0 { -1.5 } else { 3.0 });
+                        let m = f16::from_f32(if i % 3 == 0 { 40.0 } else { -7.25 });
+                        B::from_packed([d, m], |c| {
+                            core::array::from_fn(|j| [0x00, 0xFF, 0x0F, 0xF0][(i + c + j) % 4])
+                        })
+                    })
+                    .collect();
+                Some(QuantizedLinear::from_blocks(&blocks, Some(&values(2, n, 1.0)), k, n).unwrap())
+            },
+            E => None,
+        )
+    };
+    let layers: Vec<(QuantType, QuantizedLinear)> = QuantType::ALL
+        .into_iter()
+        .filter_map(|qt| Some((qt, extreme(qt)?)))
+        .collect();
     // Inputs whose codes hit +-127 in every position, and NaN / Inf / subnormal blocks.
     for batch in [1, 4, 7] {
         let mut x: Vec<f32> = (0..batch * k)
@@ -104,6 +142,9 @@ fn every_isa_matches_scalar_on_extreme_codes() {
         }
         compare_layer(&l8, &x, batch, &isas, "extreme Q8_0");
         compare_layer(&l4, &x, batch, &isas, "extreme Q4_0");
+        for (qt, l) in &layers {
+            compare_layer(l, &x, batch, &isas, &format!("extreme {qt} codes"));
+        }
     }
 }
 
@@ -136,7 +177,10 @@ fn every_isa_quantizes_activations_like_scalar() {
     for k in [1usize, 7, 32, 33, 100, x.len()] {
         let rows = x.len() / k;
         let nb = k.div_ceil(32);
-        for format in [WeightFormat::Q8_0, WeightFormat::Q4_0] {
+        for format in WeightFormat::ALL
+            .into_iter()
+            .filter(|f| f.is_block_quantized())
+        {
             let mut want = vec![ActBlock::zeroed(); rows * nb];
             scalar
                 .quantize_rows(&x[..rows * k], k, format, &mut want)

@@ -1,5 +1,5 @@
 //! blockq next to its peers on the same layers, one thread each:
-//! candle-core's `QMatMul` (GGUF Q4_0 / Q8_0 `QTensor`s) and axonml-quant's
+//! candle-core's `QMatMul` (GGUF `QTensor`s of the same format) and axonml-quant's
 //! `QuantizedLinear::forward_f32`, both as published with default features.
 //!
 //! `cargo run --release -p blockq-peers [-- --threads N --all-shapes --min-time S]`
@@ -24,13 +24,16 @@ use common::values;
 use std::time::Instant;
 
 const USAGE: &str = "\
-usage: blockq-peers [--threads N] [--all-shapes] [--min-time SECS] [--axonml-max-secs SECS]
+usage: blockq-peers [--threads N] [--formats LIST] [--all-shapes] [--min-time SECS]
+                    [--axonml-max-secs SECS]
   --threads N            threads for every library (default 1)
+  --formats LIST         q4_0,q4_1,q5_0,q5_1,q8_0,f16 (default; bf16, f32 too)
   --all-shapes           add 4096x14336 to 4096x4096 and 14336x4096 (NxK)
   --min-time SECS        time per library and case, at least 3 runs (default 0.5)
   --axonml-max-secs S    skip axonml where one call would exceed S (default 2)";
 
 struct Opts {
+    formats: Vec<blockq::QuantType>,
     threads: usize,
     shapes: Vec<(usize, usize)>,
     min_time: f64,
@@ -39,6 +42,7 @@ struct Opts {
 
 fn parse_args() -> Result<Opts, String> {
     let mut o = Opts {
+        formats: FORMATS.to_vec(),
         threads: 1,
         shapes: vec![(4096, 4096), (14336, 4096)],
         min_time: 0.5,
@@ -52,6 +56,13 @@ fn parse_args() -> Result<Opts, String> {
         };
         match a.as_str() {
             "--threads" => o.threads = num("--threads")? as usize,
+            "--formats" => {
+                let v = args.next().ok_or("--formats needs a value")?;
+                o.formats = v
+                    .split(',')
+                    .map(|s| s.parse().map_err(|e| format!("{e}")))
+                    .collect::<Result<_, String>>()?;
+            }
             "--all-shapes" => o.shapes.push((4096, 14336)),
             "--min-time" => o.min_time = num("--min-time")?,
             "--axonml-max-secs" => o.axonml_max = num("--axonml-max-secs")?,
@@ -119,42 +130,42 @@ fn rel_err(y: &[f32], want: &[f64]) -> f64 {
     (num / den).sqrt()
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Fmt {
-    Q4_0,
-    Q8_0,
-    F16,
+/// The formats compared: blockq's, with each peer's equivalent.
+const FORMATS: [blockq::QuantType; 6] = [
+    blockq::QuantType::Q4_0,
+    blockq::QuantType::Q4_1,
+    blockq::QuantType::Q5_0,
+    blockq::QuantType::Q5_1,
+    blockq::QuantType::Q8_0,
+    blockq::QuantType::F16,
+];
+
+fn candle_dtype(q: blockq::QuantType) -> GgmlDType {
+    use blockq::QuantType as Q;
+    match q {
+        Q::Q4_0 => GgmlDType::Q4_0,
+        Q::Q4_1 => GgmlDType::Q4_1,
+        Q::Q5_0 => GgmlDType::Q5_0,
+        Q::Q5_1 => GgmlDType::Q5_1,
+        Q::Q8_0 => GgmlDType::Q8_0,
+        Q::F16 => GgmlDType::F16,
+        Q::BF16 => GgmlDType::BF16,
+        Q::F32 => GgmlDType::F32,
+    }
 }
 
-impl Fmt {
-    fn name(self) -> &'static str {
-        match self {
-            Fmt::Q4_0 => "Q4_0",
-            Fmt::Q8_0 => "Q8_0",
-            Fmt::F16 => "F16",
-        }
-    }
-    fn blockq(self) -> blockq::QuantType {
-        match self {
-            Fmt::Q4_0 => blockq::QuantType::Q4_0,
-            Fmt::Q8_0 => blockq::QuantType::Q8_0,
-            Fmt::F16 => blockq::QuantType::F16,
-        }
-    }
-    fn candle(self) -> GgmlDType {
-        match self {
-            Fmt::Q4_0 => GgmlDType::Q4_0,
-            Fmt::Q8_0 => GgmlDType::Q8_0,
-            Fmt::F16 => GgmlDType::F16,
-        }
-    }
-    fn axonml(self) -> axonml_quant::QuantType {
-        match self {
-            Fmt::Q4_0 => axonml_quant::QuantType::Q4_0,
-            Fmt::Q8_0 => axonml_quant::QuantType::Q8_0,
-            Fmt::F16 => axonml_quant::QuantType::F16,
-        }
-    }
+fn axonml_type(q: blockq::QuantType) -> Option<axonml_quant::QuantType> {
+    use blockq::QuantType as Q;
+    Some(match q {
+        Q::Q4_0 => axonml_quant::QuantType::Q4_0,
+        Q::Q4_1 => axonml_quant::QuantType::Q4_1,
+        Q::Q5_0 => axonml_quant::QuantType::Q5_0,
+        Q::Q5_1 => axonml_quant::QuantType::Q5_1,
+        Q::Q8_0 => axonml_quant::QuantType::Q8_0,
+        Q::F16 => axonml_quant::QuantType::F16,
+        Q::F32 => axonml_quant::QuantType::F32,
+        Q::BF16 => return None,
+    })
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -200,13 +211,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut skipped = Vec::new();
     for (n, k) in o.shapes.iter().copied() {
         let w = values(n as u64 * 31 + k as u64, n * k, 0.05);
-        for fmt in [Fmt::Q4_0, Fmt::Q8_0, Fmt::F16] {
-            let ours = blockq::QuantizedLinear::from_linear_params(&w, None, k, n, fmt.blockq());
+        for fmt in o.formats.iter().copied() {
+            let ours = blockq::QuantizedLinear::from_linear_params(&w, None, k, n, fmt);
             let wt = Tensor::from_slice(&w, (n, k), &dev)?;
-            let theirs = QMatMul::from_qtensor(QTensor::quantize(&wt, fmt.candle())?)?;
+            let theirs = QMatMul::from_qtensor(QTensor::quantize(&wt, candle_dtype(fmt))?)?;
             drop(wt);
-            let axon =
-                axonml_quant::QuantizedLinear::from_linear_params(&w, None, k, n, fmt.axonml());
+            let axon = axonml_type(fmt)
+                .map(|t| axonml_quant::QuantizedLinear::from_linear_params(&w, None, k, n, t));
             let mut axon_one = f64::NAN; // axonml's batch-1 time, to predict larger batches
             for m in [1usize, 8, 32, 128] {
                 let x = values(1000 + m as u64, m * k, 1.0);
@@ -228,17 +239,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .expect("candle output")
                 });
                 let predicted = axon_one * m as f64;
-                let a = if m == 1 || predicted <= o.axonml_max {
+                let a = if axon.is_none() {
+                    None
+                } else if m == 1 || predicted <= o.axonml_max {
+                    let axon = axon.as_ref().expect("checked");
                     let t = time(o.min_time.min(1.0), 1, || axon.forward_f32(&x, m));
                     if m == 1 {
                         axon_one = t.median;
                     }
                     Some(t)
                 } else {
-                    skipped.push(format!(
-                        "{n}x{k} M={m} {} (~{predicted:.0} s/call)",
-                        fmt.name()
-                    ));
+                    skipped.push(format!("{n}x{k} M={m} {} (~{predicted:.0} s/call)", fmt));
                     None
                 };
                 let err = |t: &Timing| rel_err(&t.out[..rows * n], &want);
@@ -248,7 +259,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "{:<11} {:>4} {:<5} {:>9.3} {:>9.3} {:>9} {:>7.2} {:>7} {:>9.2e} {:>9.2e} {:>9} {:>11}",
                     format!("{n}x{k}"),
                     m,
-                    fmt.name(),
+                    fmt,
                     b.median * 1e3,
                     c.median * 1e3,
                     a.as_ref().map_or("skipped".into(), |a| format!("{:.1}", a.median * 1e3)),
