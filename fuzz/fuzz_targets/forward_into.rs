@@ -1,6 +1,10 @@
 //! The forward API on arbitrary layers and arbitrary call shapes: batch 0,
 //! small, or any u64; input and output buffers of the right length or off by a
-//! little; layers of every format.
+//! little; layers of every format (`read_layer`). With flag bit 1 the stored
+//! scales, minimums and float values are arbitrary, NaN/Inf included: building
+//! the layer must then fail with exactly the documented error (the first bad
+//! block's or value's `NonFiniteScale`, F32's `NonFinite`) or succeed when
+//! they happen to be finite.
 //!
 //! `forward_into` and `try_forward_f32` must return Ok exactly when the shapes
 //! fit, and otherwise a documented error (ZeroSize, SizeOverflow,
@@ -10,7 +14,7 @@
 #![no_main]
 
 use blockq::{dispatch, Error, Isa};
-use blockq_fuzz::{assert_same, check_result, on_isa, read_layer, Src};
+use blockq_fuzz::{assert_same, check_result, on_isa, try_read_layer, Src};
 use libfuzzer_sys::fuzz_target;
 
 /// Largest buffer (values) this target allocates on purpose.
@@ -44,7 +48,12 @@ fuzz_target!(|data: &[u8]| {
     let in_len = length(in_want, din);
     let out_len = length(out_want, dout);
     let x = src.values(in_len);
-    let (mut layer, desc) = read_layer(&mut src, kind, k, n, flags & 1 != 0);
+    let finite = flags & 2 == 0;
+    let (layer, expected, desc) = try_read_layer(&mut src, kind, k, n, flags & 1 != 0, finite);
+    let allowed: Vec<Error> = expected.into_iter().collect();
+    let Some(mut layer) = check_result(layer, &allowed, &format!("building the {desc}")) else {
+        return;
+    };
     let case = format!("{desc}, batch={batch}, input len {in_len}, output len {out_len}");
 
     // What the documentation allows, for forward_into and for try_forward_f32.

@@ -1,38 +1,58 @@
-//! `QuantizedLinear::from_gguf_bytes` on arbitrary bytes, quantization type,
-//! dimensions (zero, small, or arbitrary u64) and bias (any length and values).
+//! `QuantizedLinear::from_gguf_bytes` on arbitrary bytes, quantization type
+//! (every format of `QuantType::ALL`), dimensions (zero, small, or arbitrary u64) and bias (any length and values).
 //!
 //! The call must return Ok exactly when none of the documented errors applies,
 //! and otherwise one of them (zero or overflowing sizes, wrong byte or bias
-//! length, NaN/Inf stored scale or f16 value, non-finite f32 weight or bias).
+//! length, NaN/Inf stored scale or minimum `NonFiniteScale` at its row and
+//! block, NaN/Inf stored F16 / BF16 value `NonFiniteScale` at its row and
+//! column, non-finite F32 weight or bias `NonFinite`).
 //! An Ok layer gives back the input bytes exactly from `to_gguf_bytes()` and
 //! dequantizes them as llama.cpp does.
 #![no_main]
 
-use blockq::{BlockQ4_0, BlockQ8_0, Error, QuantType, QuantizedLinear, QK};
-use blockq_fuzz::{assert_same, bias_errors, check_result, non_finite, Src};
+use blockq::kernels::formats::{FloatElem, PackedBlock};
+use blockq::kernels::match_format;
+use blockq::{Error, QuantType, QuantizedLinear, QK};
+use blockq_fuzz::{
+    assert_same, bias_errors, check_result, stored_blocks_error, stored_floats_error, Src,
+};
 use half::f16;
 use libfuzzer_sys::fuzz_target;
 
 /// Largest tensor (bytes) this target builds on purpose.
 const MAX_BYTES: usize = 1 << 16;
 
-/// Makes the stored scales / values of `bytes` finite.
+/// Makes the stored scales and minimums (block formats) or values (float
+/// formats) of `bytes` finite, by clearing the top bit of the exponent of
+/// each NaN/Inf one; codes and a trailing partial block stay as they are.
 fn make_finite(bytes: &mut [u8], qt: QuantType) {
-    let fix16 = |b: &mut [u8]| {
-        if !f16::from_le_bytes([b[0], b[1]]).is_finite() {
-            b[1] ^= 0x40;
-        }
-    };
-    match qt {
-        QuantType::Q8_0 => bytes.chunks_exact_mut(34).for_each(fix16),
-        QuantType::Q4_0 => bytes.chunks_exact_mut(18).for_each(fix16),
-        QuantType::F16 => bytes.chunks_exact_mut(2).for_each(fix16),
-        QuantType::F32 => bytes.chunks_exact_mut(4).for_each(|b| {
-            if !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite() {
-                b[3] ^= 0x40;
+    match_format!(
+        qt,
+        B => {
+            for b in bytes.chunks_exact_mut(core::mem::size_of::<B>()) {
+                let blk = bytemuck::pod_read_unaligned::<B>(b);
+                let fix = |d: f16| {
+                    if d.is_finite() {
+                        d
+                    } else {
+                        f16::from_bits(d.to_bits() ^ 0x4000)
+                    }
+                };
+                let s = blk.scales();
+                let fixed = B::from_packed([fix(s[0]), fix(s[1])], |c| blk.packed_group(c));
+                b.copy_from_slice(bytemuck::bytes_of(&fixed));
             }
-        }),
-    }
+        },
+        E => {
+            for b in bytes.chunks_exact_mut(core::mem::size_of::<E>()) {
+                if !bytemuck::pod_read_unaligned::<E>(b).le_to_f32().is_finite() {
+                    // Little-endian: the last byte holds the sign and the
+                    // top exponent bits.
+                    *b.last_mut().unwrap() ^= 0x40;
+                }
+            }
+        },
+    )
 }
 
 /// The errors the documentation allows for these bytes, and the weights
@@ -89,65 +109,34 @@ fn expected(
         return Err(errors);
     }
     errors.extend(bias_errors(bias, n));
+    // Stored NaN/Inf scales, minimums or values (only the first is
+    // reported), and the weights as llama.cpp dequantizes them.
     let nb = k.div_ceil(QK);
+    let len = k.div_ceil(qt.block_size()) * qt.block_size();
+    let mut row = vec![0.0f32; len];
     let mut w = Vec::with_capacity(n * k);
-    let mut row = vec![0.0f32; nb * QK];
-    match qt {
-        QuantType::Q8_0 | QuantType::Q4_0 => {
-            let size = qt.bytes_per_block();
-            for (i, b) in bytes.chunks_exact(size).enumerate() {
-                if !f16::from_le_bytes([b[0], b[1]]).is_finite() {
-                    errors.push(Error::NonFiniteScale {
-                        quant_type: qt,
-                        row: i / nb,
-                        block: i % nb,
-                    });
-                    break;
-                }
-            }
-            for r in bytes.chunks_exact(size * nb) {
-                if qt == QuantType::Q8_0 {
-                    let blocks: Vec<BlockQ8_0> = r
-                        .chunks_exact(size)
-                        .map(bytemuck::pod_read_unaligned)
-                        .collect();
-                    blockq::dequantize_row_q8_0(&blocks, &mut row);
-                } else {
-                    let blocks: Vec<BlockQ4_0> = r
-                        .chunks_exact(size)
-                        .map(bytemuck::pod_read_unaligned)
-                        .collect();
-                    blockq::dequantize_row_q4_0(&blocks, &mut row);
-                }
-                w.extend_from_slice(&row[..k]);
-            }
-        }
-        QuantType::F16 => {
-            for (i, c) in bytes.chunks_exact(2).enumerate() {
-                let h = f16::from_le_bytes([c[0], c[1]]);
-                if !h.is_finite()
-                    && errors
-                        .iter()
-                        .all(|e| !matches!(e, Error::NonFiniteScale { .. }))
-                {
-                    errors.push(Error::NonFiniteScale {
-                        quant_type: qt,
-                        row: i / k,
-                        block: i % k,
-                    });
-                }
-                w.push(h.to_f32());
-            }
-        }
-        QuantType::F32 => {
-            w.extend(
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-            );
-            errors.extend(non_finite("weight", &w));
-        }
+    for r in bytes.chunks_exact(qt.row_bytes(k)) {
+        qt.dequantize_bytes(r, &mut row);
+        w.extend_from_slice(&row[..k]);
     }
+    errors.extend(match_format!(
+        qt,
+        B => {
+            let blocks: Vec<B> = bytes
+                .chunks_exact(core::mem::size_of::<B>())
+                .map(bytemuck::pod_read_unaligned)
+                .collect();
+            stored_blocks_error(&blocks, nb)
+        },
+        E => {
+            // The stored little-endian values (native on the targets' CPUs).
+            let v: Vec<E> = bytes
+                .chunks_exact(core::mem::size_of::<E>())
+                .map(bytemuck::pod_read_unaligned)
+                .collect();
+            stored_floats_error(&v, k)
+        },
+    ));
     if errors.is_empty() {
         Ok(w)
     } else {
@@ -157,7 +146,7 @@ fn expected(
 
 fuzz_target!(|data: &[u8]| {
     let mut src = Src::new(data);
-    let qt = QuantType::ALL[src.u8() as usize % 4];
+    let qt = QuantType::ALL[src.u8() as usize % QuantType::COUNT];
     let dims = src.u8();
     let (k, n) = if dims >= 0xF0 {
         (src.u64() as usize, src.u64() as usize)

@@ -1,6 +1,7 @@
-//! Differential fuzzing of the matmul kernels: a layer of any format (raw GGUF
-//! Q8_0/Q4_0 blocks with arbitrary codes and scales, f16, f32, or quantized by
-//! the layer), any shape (K 1..=600, N 1..=100, batch 1..=160, at most
+//! Differential fuzzing of the matmul kernels: a layer of every format of
+//! `QuantType::ALL` (raw blocks of each block format with arbitrary codes and
+//! finite scales and minimums, raw values of each float format, or f32 values
+//! quantized by the layer to each format; see `read_layer`), any shape (K 1..=600, N 1..=100, batch 1..=160, at most
 //! `MAX_MACS` multiply-adds), any inputs (NaN, ±Inf, subnormals, -0.0). Every
 //! available ISA must give the scalar bits, and every ISA must be batch
 //! invariant (rows alone and sub-batches give the rows of the whole batch).

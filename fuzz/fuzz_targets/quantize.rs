@@ -4,23 +4,31 @@
 //! - `Kernels::quantize_rows` of every available ISA gives the scalar
 //!   `ActBlock` bytes, and the scalar blocks follow the canonical definition
 //!   (crate docs of blockq-kernels). Wrong shapes are errors on every ISA.
-//! - llama.cpp's quantizers `quantize_row_q8_0/q4_0` (rows padded to 32) and
-//!   the dequantizers run on anything without panicking.
-//! - `QuantizedLinear::try_from_linear_params` for Q8_0/Q4_0/F16/F32 returns Ok
-//!   exactly when the documented errors do not apply, else one of them; an Ok
-//!   layer holds exactly the bytes of the reference quantizer.
+//!   Activations are quantized for every block format of `QuantType::ALL` (its
+//!   `act_offset`: Q8_0 128, Q4_0 8, Q5_0 16, Q4_1 / Q5_1 -1, i.e. `corr` is
+//!   the code sum).
+//! - llama.cpp's quantizers of every format (`QuantType::quantize_to_bytes`,
+//!   rows padded to 32) and their dequantization run on anything without
+//!   panicking.
+//! - `QuantizedLinear::try_from_linear_params` for every format returns Ok
+//!   exactly when the documented errors do not apply, else one of them
+//!   (NaN/Inf weights: `NonFinite`; a block scale or minimum, or a float value,
+//!   that overflows its f16 / bf16: `OutOfRange` at the first such block or
+//!   value); an Ok layer holds exactly the bytes of the reference quantizer
+//!   and dequantizes them as the reference does.
 #![no_main]
 
 use blockq::kernels::act::{ActBlock, NAN_SCALE_BITS, TINY_AMAX_BITS};
-use blockq::kernels::{Kernels, WeightFormat};
-use blockq::{dispatch, BlockQ4_0, BlockQ8_0, Error, Isa, QuantType, QuantizedLinear, QK};
+use blockq::kernels::formats::{FloatElem, PackedBlock};
+use blockq::kernels::{match_format, Kernels, WeightFormat};
+use blockq::{dispatch, Error, Isa, QuantType, QuantizedLinear, QK};
 use blockq_fuzz::{assert_same, bias_errors, check_result, non_finite, Src};
 use bytemuck::Zeroable;
-use half::f16;
 use libfuzzer_sys::fuzz_target;
 
 /// Checks one scalar block against the canonical definition, for weights whose
-/// unsigned codes carry `offset` (128 for Q8_0, 8 for Q4_0).
+/// unsigned codes carry `offset` (`FormatInfo::act_offset`; -1 for formats
+/// with a minimum, whose `corr` is the code sum).
 fn check_canonical(x: &[f32], offset: i32, blk: &ActBlock, at: &str) {
     let mut v = [0.0f32; QK];
     v[..x.len()].copy_from_slice(x);
@@ -57,17 +65,19 @@ fn check_canonical(x: &[f32], offset: i32, blk: &ActBlock, at: &str) {
     );
 }
 
-/// Activation quantization for `format` (Q8_0 or Q4_0 by `misuse >> 3`): every
-/// ISA equals scalar, scalar equals the definition, `misuse % 8` in 0..5 makes
-/// one argument wrong (k = 0, block count off by one, values not whole rows, a
-/// float weight format), which every ISA must reject.
+/// Activation quantization for the block format `misuse >> 3` (modulo their
+/// number, in `QuantType::ALL` order): every ISA equals scalar, scalar equals
+/// the definition, `misuse % 8` in 0..=4 makes one argument wrong (k = 0, block
+/// count off by one, values not whole rows, a float weight format), which
+/// every ISA must reject.
 fn check_activations(x: &[f32], k: usize, misuse: u8) {
     let scalar = Kernels::for_isa(Isa::Scalar).expect("scalar kernels");
-    let (format, offset) = if misuse & 8 == 0 {
-        (WeightFormat::Q8_0, 128)
-    } else {
-        (WeightFormat::Q4_0, 8)
-    };
+    let (blocks, floats): (Vec<WeightFormat>, Vec<WeightFormat>) = WeightFormat::ALL
+        .into_iter()
+        .partition(|f| f.is_block_quantized());
+    let pick = (misuse >> 3) as usize;
+    let format = blocks[pick % blocks.len()];
+    let offset = format.info().act_offset.expect("a block format");
     let rows = x.len() / k;
     let nb = k.div_ceil(QK);
     let bad: Option<(usize, usize, usize, WeightFormat)> = match misuse % 8 {
@@ -75,8 +85,7 @@ fn check_activations(x: &[f32], k: usize, misuse: u8) {
         1 => Some((k, rows * k, rows * nb + 1, format)),
         2 if rows * nb > 0 => Some((k, rows * k, rows * nb - 1, format)),
         3 if k > 1 && rows > 0 => Some((k, rows * k - 1, rows * nb, format)),
-        4 => Some((k, rows * k, rows * nb, WeightFormat::F16)),
-        5 => Some((k, rows * k, rows * nb, WeightFormat::F32)),
+        4 => Some((k, rows * k, rows * nb, floats[pick % floats.len()])),
         _ => None,
     };
     for isa in dispatch::available() {
@@ -124,55 +133,55 @@ fn check_activations(x: &[f32], k: usize, misuse: u8) {
     }
 }
 
-/// The reference bytes of `w` (`[n, k]`) in `qt`, or the errors to expect.
+/// The reference bytes of `w` (`[n, k]`) in `qt` (llama.cpp's quantizer of
+/// each zero-padded row, `QuantType::quantize_to_bytes`), or the errors to
+/// expect: NaN/Inf weights, else the first block whose f16 scale or minimum
+/// overflows (or float value that rounds to infinity) is `OutOfRange`.
 fn reference(w: &[f32], k: usize, n: usize, qt: QuantType) -> Result<Vec<u8>, Vec<Error>> {
     if let Some(e) = non_finite("weight", w) {
         return Err(vec![e]);
     }
-    let nb = k.div_ceil(QK);
-    let mut bytes = Vec::new();
-    let mut padded = vec![0.0f32; nb * QK];
+    // Block formats quantize whole 32-blocks; float formats the k values.
+    let len = k.div_ceil(qt.block_size()) * qt.block_size();
+    let mut padded = vec![0.0f32; len];
+    let mut row = vec![0u8; qt.row_bytes(len)];
+    let mut bytes = Vec::with_capacity(row.len() * n);
     for r in 0..n {
         padded[..k].copy_from_slice(&w[r * k..(r + 1) * k]);
-        let overflow = |block| Error::OutOfRange {
-            quant_type: qt,
-            row: r,
-            block,
+        qt.quantize_to_bytes(&padded, &mut row);
+        let size = qt.bytes_per_block();
+        let overflows = |b: &[u8]| {
+            match_format!(
+                qt,
+                B => bytemuck::pod_read_unaligned::<B>(b).scales()[..B::SCALES]
+                    .iter()
+                    .any(|d| !d.is_finite()),
+                E => !bytemuck::pod_read_unaligned::<E>(b).le_to_f32().is_finite(),
+            )
         };
-        match qt {
-            QuantType::Q8_0 => {
-                let mut b = vec![BlockQ8_0::zeroed(); nb];
-                blockq::quantize_row_q8_0(&padded, &mut b);
-                if let Some(i) = b.iter().position(|b| !b.d.is_finite()) {
-                    return Err(vec![overflow(i)]);
-                }
-                bytes.extend_from_slice(bytemuck::cast_slice(&b));
-            }
-            QuantType::Q4_0 => {
-                let mut b = vec![BlockQ4_0::zeroed(); nb];
-                blockq::quantize_row_q4_0(&padded, &mut b);
-                if let Some(i) = b.iter().position(|b| !b.d.is_finite()) {
-                    return Err(vec![overflow(i)]);
-                }
-                bytes.extend_from_slice(bytemuck::cast_slice(&b));
-            }
-            QuantType::F16 => {
-                for (c, &v) in padded[..k].iter().enumerate() {
-                    let h = f16::from_f32(v);
-                    if !h.is_finite() {
-                        return Err(vec![overflow(c)]);
-                    }
-                    bytes.extend_from_slice(&h.to_le_bytes());
-                }
-            }
-            QuantType::F32 => {
-                for v in &padded[..k] {
-                    bytes.extend_from_slice(&v.to_le_bytes());
-                }
-            }
+        if let Some(block) = row.chunks_exact(size).position(overflows) {
+            return Err(vec![Error::OutOfRange {
+                quant_type: qt,
+                row: r,
+                block,
+            }]);
         }
+        bytes.extend_from_slice(&row);
     }
     Ok(bytes)
+}
+
+/// llama.cpp's dequantization of `bytes` (`[n]` rows of `qt.row_bytes(k)`) as
+/// `[n, k]` f32.
+fn dequantize(bytes: &[u8], k: usize, qt: QuantType) -> Vec<f32> {
+    let len = k.div_ceil(qt.block_size()) * qt.block_size();
+    let mut row = vec![0.0f32; len];
+    let mut w = Vec::new();
+    for r in bytes.chunks_exact(qt.row_bytes(k)) {
+        qt.dequantize_bytes(r, &mut row);
+        w.extend_from_slice(&row[..k]);
+    }
+    w
 }
 
 fn check_layers(w: &[f32], k: usize, n: usize, bias: Option<&[f32]>) {
@@ -199,7 +208,12 @@ fn check_layers(w: &[f32], k: usize, n: usize, bias: Option<&[f32]>) {
                 "{case}"
             );
             let deq = layer.dequantize_weights();
-            assert_eq!(deq.len(), n * k, "{case}");
+            assert_same(
+                &format!("dequantize_weights vs the reference, {case}"),
+                &deq,
+                &dequantize(&want, k, qt),
+                k,
+            );
             if qt == QuantType::F32 {
                 assert_same(&format!("dequantize_weights, {case}"), &deq, w, k);
             }
@@ -221,17 +235,18 @@ fuzz_target!(|data: &[u8]| {
 
     check_activations(&x, k, misuse);
 
-    // llama.cpp's quantizers and dequantizers: any values, no panic.
-    let nb = k.div_ceil(QK);
-    let mut padded = vec![0.0f32; nb * QK];
-    let mut out = vec![0.0f32; nb * QK];
-    let (mut q8, mut q4) = (vec![BlockQ8_0::zeroed(); nb], vec![BlockQ4_0::zeroed(); nb]);
-    for row in x.chunks_exact(k) {
-        padded[..k].copy_from_slice(row);
-        blockq::quantize_row_q8_0(&padded, &mut q8);
-        blockq::quantize_row_q4_0(&padded, &mut q4);
-        blockq::dequantize_row_q8_0(&q8, &mut out);
-        blockq::dequantize_row_q4_0(&q4, &mut out);
+    // llama.cpp's quantizers and dequantizers of every format: any values
+    // (rows zero-padded to whole blocks), no panic.
+    let padded_len = k.div_ceil(QK) * QK;
+    let mut padded = vec![0.0f32; padded_len];
+    let mut out = vec![0.0f32; padded_len];
+    for qt in QuantType::ALL {
+        let mut bytes = vec![0u8; qt.row_bytes(padded_len)];
+        for row in x.chunks_exact(k) {
+            padded[..k].copy_from_slice(row);
+            qt.quantize_to_bytes(&padded, &mut bytes);
+            qt.dequantize_bytes(&bytes, &mut out);
+        }
     }
 
     check_layers(&x, k, m, bias.as_deref());

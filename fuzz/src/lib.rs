@@ -12,9 +12,9 @@
 //! included) and compares with the scalar result bit for bit
 //! ([`first_difference`]: NaN equals NaN, nothing else is forgiven).
 
-use blockq::{
-    dispatch, first_difference, BlockQ4_0, BlockQ8_0, Error, Isa, QuantType, QuantizedLinear, QK,
-};
+use blockq::kernels::formats::{FloatElem, PackedBlock};
+use blockq::kernels::match_format;
+use blockq::{dispatch, first_difference, Error, Isa, QuantType, QuantizedLinear, QK};
 use half::f16;
 
 /// Upper bound on `batch * out * in` multiply-adds of one forward in a case,
@@ -122,8 +122,9 @@ impl<'a> Src<'a> {
     }
 }
 
-/// Edge values of the activation quantizer and the f16 formats.
-pub const SPECIALS: [f32; 32] = [
+/// Edge values of the activation quantizer, the quantizers and the float
+/// formats.
+pub const SPECIALS: [f32; 36] = [
     0.0,
     -0.0,
     1.0,
@@ -156,15 +157,19 @@ pub const SPECIALS: [f32; 32] = [
     1e-7,
     3.0,
     -7.0,
+    -65520.0,                    // a Q4_1 / Q5_1 minimum that overflows f16
+    f32::from_bits(0x7F7F_7FFF), // largest f32 with a finite bf16
+    f32::from_bits(0x7F7F_8000), // rounds to bf16 infinity
+    f32::from_bits(0x3F80_8000), // bf16 tie (rounds to even, down)
 ];
 
 /// Value of special-mode byte `b`: [`SPECIALS`] or a multiple of `scale`.
 pub fn special(b: u8, scale: f32) -> f32 {
-    match b as usize % 36 {
-        i @ 0..=31 => SPECIALS[i],
-        32 => scale,
-        33 => -scale,
-        34 => scale * 0.5,
+    match b as usize % (SPECIALS.len() + 4) {
+        i if i < SPECIALS.len() => SPECIALS[i],
+        i if i == SPECIALS.len() => scale,
+        i if i == SPECIALS.len() + 1 => -scale,
+        i if i == SPECIALS.len() + 2 => scale * 0.5,
         _ => scale * 127.5,
     }
 }
@@ -190,14 +195,161 @@ pub fn finite_f16(bits: u16) -> f16 {
     }
 }
 
-/// Number of layer sources [`read_layer`] knows.
-pub const LAYER_KINDS: u8 = 7;
+/// Number of layer sources [`read_layer`] knows: the stored weights of each
+/// format of [`QuantType::ALL`] as they are, then each format quantized by
+/// the layer itself from f32 values.
+pub const LAYER_KINDS: usize = 2 * QuantType::COUNT;
 
-/// Reads a `[n, k]` layer of kind `kind % LAYER_KINDS` and an optional bias:
-/// 0 raw Q8_0 blocks, 1 raw Q4_0 blocks, 2 raw f16, 3 f32 values, and
-/// 4/5/6 values quantized by the layer itself to Q8_0/Q4_0/F16. Raw block
-/// codes are arbitrary (Q8_0 -128..=127, every nibble); scales and values are
-/// made finite so that the layer is always valid. Returns a description too.
+/// A block of `B` with arbitrary codes: its `B::SCALES` f16 scales (`d`, then
+/// the minimum `m` for formats with one), then its `B::GROUPS` 4-byte lane
+/// groups of stored codes (every byte pattern: every code, every Q5 high
+/// bit). NaN/Inf scales are made finite (see [`finite_f16`]) when `finite`.
+pub fn raw_block<B: PackedBlock>(src: &mut Src, finite: bool) -> B {
+    let mut scales = [f16::ZERO; 2];
+    for d in scales.iter_mut().take(B::SCALES) {
+        let bits = src.u16();
+        *d = if finite {
+            finite_f16(bits)
+        } else {
+            f16::from_bits(bits)
+        };
+    }
+    let groups: Vec<[u8; 4]> = (0..B::GROUPS).map(|_| src.u32().to_le_bytes()).collect();
+    B::from_packed(scales, |c| groups[c])
+}
+
+/// A value of the float format `E` with arbitrary bits (read as GGUF stores
+/// it, little-endian), made finite when `finite` by clearing the top bit of
+/// its exponent (as [`finite_f16`] does).
+pub fn raw_float<E: FloatElem>(src: &mut Src, finite: bool) -> E {
+    let mut b = src.bytes(core::mem::size_of::<E>());
+    let top = if cfg!(target_endian = "little") {
+        b.len() - 1
+    } else {
+        0
+    };
+    if finite && bytemuck::pod_read_unaligned::<E>(&b).is_non_finite() {
+        b[top] ^= 0x40;
+    }
+    bytemuck::pod_read_unaligned(&b)
+}
+
+/// The largest f32 that the float format `E` converts to a finite value
+/// (f32::MAX for F32, 65519.996 for F16): conversions are monotone in the
+/// magnitude, so a binary search over the bit patterns finds it.
+pub fn float_limit<E: FloatElem>() -> f32 {
+    let finite = |bits: u32| E::from_f32_le(f32::from_bits(bits)).le_to_f32().is_finite();
+    let (mut lo, mut hi) = (0u32, 0x7F80_0000u32);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if finite(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    f32::from_bits(lo)
+}
+
+/// The error building a layer from these stored blocks must give: the first
+/// block (row-major, `nb` per row) with a NaN/Inf scale or minimum.
+pub fn stored_blocks_error<B: PackedBlock>(blocks: &[B], nb: usize) -> Option<Error> {
+    blocks
+        .iter()
+        .position(|b| b.scales()[..B::SCALES].iter().any(|d| !d.is_finite()))
+        .map(|i| Error::NonFiniteScale {
+            quant_type: B::FORMAT,
+            row: i / nb,
+            block: i % nb,
+        })
+}
+
+/// The error building a layer from these stored float weights (rows of `k`)
+/// must give: for the first NaN/Inf value, F32 `NonFinite` (f32 weights are
+/// checked as inputs), the narrower formats `NonFiniteScale` at its row and
+/// column.
+pub fn stored_floats_error<E: FloatElem>(w: &[E], k: usize) -> Option<Error> {
+    let i = w.iter().position(|v| v.is_non_finite())?;
+    Some(if E::FORMAT == QuantType::F32 {
+        Error::NonFinite {
+            what: "weight",
+            index: i,
+            value: w[i].to_f32(),
+        }
+    } else {
+        Error::NonFiniteScale {
+            quant_type: E::FORMAT,
+            row: i / k,
+            block: i % k,
+        }
+    })
+}
+
+/// Reads a `[n, k]` layer of kind `kind % LAYER_KINDS` (see [`LAYER_KINDS`])
+/// and an optional bias (finite). Kind `i < QuantType::COUNT`: the stored
+/// weights of format `QuantType::ALL[i]`: raw blocks ([`raw_block`]: arbitrary
+/// codes, scales and minimums) through `from_blocks`, or raw values
+/// ([`raw_float`]) through `from_floats`. Kind `COUNT + i`: f32 values
+/// (finite, within what the format holds: ±65504 for block formats, whose f16
+/// scales and minimums then cannot overflow, [`float_limit`] for float
+/// formats) quantized by `try_from_linear_params`.
+///
+/// Stored scales and values are made finite when `finite`; otherwise they are
+/// arbitrary and the returned error is the one the build must fail with (none
+/// for a valid layer). Returns the build's result and a description too.
+pub fn try_read_layer(
+    src: &mut Src,
+    kind: u8,
+    k: usize,
+    n: usize,
+    bias: bool,
+    finite_stored: bool,
+) -> (Result<QuantizedLinear, Error>, Option<Error>, String) {
+    let nb = k.div_ceil(QK);
+    let kind = kind as usize % LAYER_KINDS;
+    let qt = QuantType::ALL[kind % QuantType::COUNT];
+    let bias: Option<Vec<f32>> = bias.then(|| src.values(n).into_iter().map(finite).collect());
+    let b = bias.as_deref();
+    let (layer, expected, what) = if kind < QuantType::COUNT {
+        let (layer, expected) = match_format!(
+            qt,
+            B => {
+                let blocks: Vec<B> = (0..n * nb).map(|_| raw_block::<B>(src, finite_stored)).collect();
+                (
+                    QuantizedLinear::from_blocks(&blocks, b, k, n),
+                    stored_blocks_error(&blocks, nb),
+                )
+            },
+            E => {
+                let w: Vec<E> = (0..n * k).map(|_| raw_float::<E>(src, finite_stored)).collect();
+                (
+                    QuantizedLinear::from_floats(&w, b, k, n),
+                    stored_floats_error(&w, k),
+                )
+            },
+        );
+        (layer, expected, format!("raw {qt}"))
+    } else {
+        let limit = match_format!(qt, B => 65504.0, E => float_limit::<E>());
+        let w: Vec<f32> = src
+            .values(n * k)
+            .into_iter()
+            .map(|v| finite(v).clamp(-limit, limit))
+            .collect();
+        (
+            QuantizedLinear::try_from_linear_params(&w, b, k, n, qt),
+            None,
+            format!("{qt} from f32"),
+        )
+    };
+    let desc = format!(
+        "{what} layer k={k} n={n} bias={}",
+        if bias.is_some() { "yes" } else { "no" }
+    );
+    (layer, expected, desc)
+}
+
+/// [`try_read_layer`] with finite stored scales and values: a valid layer.
 pub fn read_layer(
     src: &mut Src,
     kind: u8,
@@ -205,75 +357,9 @@ pub fn read_layer(
     n: usize,
     bias: bool,
 ) -> (QuantizedLinear, String) {
-    let nb = k.div_ceil(QK);
-    let kind = kind % LAYER_KINDS;
-    let bias: Option<Vec<f32>> = bias.then(|| src.values(n).into_iter().map(finite).collect());
-    let b = bias.as_deref();
-    let (layer, what) = match kind {
-        0 => {
-            let blocks: Vec<BlockQ8_0> = (0..n * nb)
-                .map(|_| BlockQ8_0 {
-                    d: finite_f16(src.u16()),
-                    qs: core::array::from_fn(|_| src.u8() as i8),
-                })
-                .collect();
-            (
-                QuantizedLinear::from_q8_0_blocks(&blocks, b, k, n),
-                "raw Q8_0",
-            )
-        }
-        1 => {
-            let blocks: Vec<BlockQ4_0> = (0..n * nb)
-                .map(|_| BlockQ4_0 {
-                    d: finite_f16(src.u16()),
-                    qs: core::array::from_fn(|_| src.u8()),
-                })
-                .collect();
-            (
-                QuantizedLinear::from_q4_0_blocks(&blocks, b, k, n),
-                "raw Q4_0",
-            )
-        }
-        2 => {
-            let w: Vec<f16> = (0..n * k).map(|_| finite_f16(src.u16())).collect();
-            (QuantizedLinear::from_f16(&w, b, k, n), "raw F16")
-        }
-        _ => {
-            let qt = [
-                QuantType::F32,
-                QuantType::Q8_0,
-                QuantType::Q4_0,
-                QuantType::F16,
-            ][kind as usize - 3];
-            // Below 65504 neither an f16 value nor a Q8_0/Q4_0 block scale overflows.
-            let limit = if qt == QuantType::F32 {
-                f32::MAX
-            } else {
-                65504.0
-            };
-            let w: Vec<f32> = src
-                .values(n * k)
-                .into_iter()
-                .map(|v| finite(v).clamp(-limit, limit))
-                .collect();
-            (
-                QuantizedLinear::try_from_linear_params(&w, b, k, n, qt),
-                match qt {
-                    QuantType::F32 => "F32",
-                    QuantType::Q8_0 => "Q8_0 from f32",
-                    QuantType::Q4_0 => "Q4_0 from f32",
-                    _ => "F16 from f32",
-                },
-            )
-        }
-    };
-    let layer = layer.unwrap_or_else(|e| {
-        panic!("building a valid {what} layer k={k} n={n} failed: {e} ({e:?})")
-    });
-    let desc = format!(
-        "{what} layer k={k} n={n} bias={}",
-        if bias.is_some() { "yes" } else { "no" }
-    );
+    let (layer, _, desc) = try_read_layer(src, kind, k, n, bias, true);
+    let layer =
+        layer.unwrap_or_else(|e| panic!("building a valid layer failed: {e} ({e:?}); {desc}"));
     (layer, desc)
 }
 
