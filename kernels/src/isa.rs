@@ -30,6 +30,60 @@ pub enum Isa {
     NeonI8mm,
 }
 
+/// What one ISA level is, declared once: its name (`BLOCKQ_ISA`), other
+/// accepted spellings, and the CPU features its kernels enable (the
+/// `#[target_feature]` list of its kernel table, checked by a test). CPU
+/// detection asks for exactly these features.
+struct Decl {
+    name: &'static str,
+    aliases: &'static [&'static str],
+    features: &'static str,
+}
+
+/// One row per [`Isa`], in [`Isa::ALL`] order.
+const DECLS: [Decl; 8] = [
+    Decl {
+        name: "scalar",
+        aliases: &["portable"],
+        features: "",
+    },
+    Decl {
+        name: "avx2",
+        aliases: &[],
+        features: "avx2,fma,f16c",
+    },
+    Decl {
+        name: "avxvnni",
+        aliases: &[],
+        features: "avx2,fma,f16c,avxvnni",
+    },
+    Decl {
+        name: "avx512",
+        aliases: &["avx512bw"],
+        features: "avx512f,avx512bw,avx512vl,avx2,fma,f16c",
+    },
+    Decl {
+        name: "avx512vnni",
+        aliases: &["vnni"],
+        features: "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+    },
+    Decl {
+        name: "neon",
+        aliases: &[],
+        features: "neon",
+    },
+    Decl {
+        name: "dotprod",
+        aliases: &["neondotprod"],
+        features: "neon,dotprod",
+    },
+    Decl {
+        name: "i8mm",
+        aliases: &["neoni8mm"],
+        features: "neon,dotprod,i8mm",
+    },
+];
+
 impl Isa {
     /// Every level, in the order [`Isa::best`] prefers them (last = best).
     pub const ALL: [Isa; 8] = [
@@ -43,32 +97,20 @@ impl Isa {
         Isa::NeonI8mm,
     ];
 
-    /// The spelling used by `BLOCKQ_ISA`, `FromStr` and `Display`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Isa::Scalar => "scalar",
-            Isa::Avx2 => "avx2",
-            Isa::AvxVnni => "avxvnni",
-            Isa::Avx512 => "avx512",
-            Isa::Avx512Vnni => "avx512vnni",
-            Isa::Neon => "neon",
-            Isa::NeonDotprod => "dotprod",
-            Isa::NeonI8mm => "i8mm",
-        }
+    const fn decl(self) -> &'static Decl {
+        &DECLS[self as usize]
     }
 
-    /// The CPU features this level needs, as the vendor names them.
+    /// The spelling used by `BLOCKQ_ISA`, `FromStr` and `Display`.
+    pub const fn name(self) -> &'static str {
+        self.decl().name
+    }
+
+    /// The CPU features this level's kernels enable (and detection asks
+    /// for), comma-separated as `#[target_feature]` names them; empty for
+    /// scalar.
     pub const fn features(self) -> &'static str {
-        match self {
-            Isa::Scalar => "none",
-            Isa::Avx2 => "avx2 fma f16c",
-            Isa::AvxVnni => "avx2 fma f16c avxvnni",
-            Isa::Avx512 => "avx512f avx512bw avx512vl avx2 fma f16c",
-            Isa::Avx512Vnni => "avx512f avx512bw avx512vl avx512vnni avx2 fma f16c",
-            Isa::Neon => "neon",
-            Isa::NeonDotprod => "neon dotprod",
-            Isa::NeonI8mm => "neon dotprod i8mm",
-        }
+        self.decl().features
     }
 
     /// Whether this CPU runs this level (cached after the first call).
@@ -117,20 +159,13 @@ impl std::error::Error for UnknownIsa {}
 impl FromStr for Isa {
     type Err = UnknownIsa;
 
+    /// A name or alias, case-insensitive, `-` and `_` ignored.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim().to_ascii_lowercase().replace(['-', '_'], "");
-        let isa = match t.as_str() {
-            "scalar" | "portable" => Isa::Scalar,
-            "avx2" => Isa::Avx2,
-            "avxvnni" => Isa::AvxVnni,
-            "avx512" | "avx512bw" => Isa::Avx512,
-            "avx512vnni" | "vnni" => Isa::Avx512Vnni,
-            "neon" => Isa::Neon,
-            "dotprod" | "neondotprod" => Isa::NeonDotprod,
-            "i8mm" | "neoni8mm" => Isa::NeonI8mm,
-            _ => return Err(UnknownIsa(s.to_string())),
-        };
-        Ok(isa)
+        Isa::ALL
+            .into_iter()
+            .find(|i| i.name() == t || i.decl().aliases.contains(&t.as_str()))
+            .ok_or_else(|| UnknownIsa(s.to_string()))
     }
 }
 
@@ -139,43 +174,69 @@ fn supported_mask() -> u32 {
     *MASK.get_or_init(detect)
 }
 
-#[allow(unused_mut)]
+/// `a == b`, usable in constants: kernel tables assert at compile time that
+/// their `#[target_feature]` list is their ISA's declared one.
+pub(crate) const fn same_str(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Levels whose every declared feature this CPU has.
 fn detect() -> u32 {
-    let mut mask = 1u32 << Isa::Scalar as u32;
+    Isa::ALL
+        .into_iter()
+        .filter(|isa| {
+            isa.features()
+                .split(',')
+                .filter(|f| !f.is_empty())
+                .all(has_feature)
+        })
+        .fold(0, |mask, isa| mask | 1 << isa as u32)
+}
+
+/// Whether this CPU has the feature `name` (a name used in [`DECLS`]).
+/// Features of another architecture are absent.
+fn has_feature(name: &str) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
-        let avx2 = has!("avx2") && has!("fma") && has!("f16c");
-        let avx512 = avx2 && has!("avx512f") && has!("avx512bw") && has!("avx512vl");
-        if avx2 {
-            mask |= 1 << Isa::Avx2 as u32;
-        }
-        if avx2 && has!("avxvnni") {
-            mask |= 1 << Isa::AvxVnni as u32;
-        }
-        if avx512 {
-            mask |= 1 << Isa::Avx512 as u32;
-        }
-        if avx512 && has!("avx512vnni") {
-            mask |= 1 << Isa::Avx512Vnni as u32;
+        match name {
+            "avx2" => has!("avx2"),
+            "fma" => has!("fma"),
+            "f16c" => has!("f16c"),
+            "avxvnni" => has!("avxvnni"),
+            "avx512f" => has!("avx512f"),
+            "avx512bw" => has!("avx512bw"),
+            "avx512vl" => has!("avx512vl"),
+            "avx512vnni" => has!("avx512vnni"),
+            _ => false,
         }
     }
     #[cfg(target_arch = "aarch64")]
     {
         use std::arch::is_aarch64_feature_detected as has;
-        let neon = has!("neon");
-        let dotprod = neon && has!("dotprod");
-        if neon {
-            mask |= 1 << Isa::Neon as u32;
-        }
-        if dotprod {
-            mask |= 1 << Isa::NeonDotprod as u32;
-        }
-        if dotprod && has!("i8mm") {
-            mask |= 1 << Isa::NeonI8mm as u32;
+        match name {
+            "neon" => has!("neon"),
+            "dotprod" => has!("dotprod"),
+            "i8mm" => has!("i8mm"),
+            _ => false,
         }
     }
-    mask
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let _ = name;
+        false
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,9 @@ macro_rules! kernel_table {
         pub(crate) mod $name {
             use super::*;
 
+            // The ISA's declaration (crate::isa) and this table enable the same features.
+            const _: () = assert!(crate::isa::same_str($isa.features(), $features));
+
             /// The integer block dot of this level.
             #[allow(dead_code)]
             type Dot = $dot;
