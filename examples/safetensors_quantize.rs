@@ -6,8 +6,9 @@
 //! ```
 //!
 //! Without arguments it writes a BF16 weight `[512, 1024]` and an F32 bias to
-//! a safetensors file in the temp directory. For F32 (the weights as loaded),
-//! Q8_0, Q4_0 and F16 it prints the weight bytes, the compression against f32,
+//! a safetensors file in the temp directory. For every format (F32: the
+//! weights as loaded; the file's own BF16: its bytes as they are) it prints
+//! the weight bytes, the compression against f32,
 //! the error of the dequantized weights, and the error of one forward pass
 //! against f64 math on the unquantized weights.
 
@@ -100,12 +101,7 @@ fn run(path: &std::path::Path, weight: &str, bias: Option<&str>) -> Result<(), b
         let (s, c) = v.fold((0.0, 0usize), |(s, c), x| (s + x * x, c + 1));
         (s / c.max(1) as f64).sqrt()
     };
-    for qt in [
-        QuantType::F32,
-        QuantType::Q8_0,
-        QuantType::Q4_0,
-        QuantType::F16,
-    ] {
+    for qt in QuantType::ALL {
         let layer: QuantizedLinear = file.linear(weight, bias, qt)?;
         let dq = layer.dequantize_weights();
         let max_dw = w
