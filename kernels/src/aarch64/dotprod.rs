@@ -3,7 +3,7 @@
 
 use super::{
     bf16_tile, f16_tile, f32_tile, load_q8_signed, load_qh, nib_chunk, q_tile, quantize_row,
-    BlockDot, LaneDot, LaneQ8, Prep, GEMM_ROWS, GEMV_PANELS,
+    BlockDot, LaneDot, LaneQ8, Prep, Qh, GEMM_ROWS, GEMV_PANELS,
 };
 use crate::formats::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, PackedBlock};
 use crate::{Isa, Kernels, TileArgs, WeightFormat};
@@ -101,10 +101,10 @@ impl<const HIGH: bool> BlockDot for Nib<HIGH> {
         unsafe {
             let qh = load_qh::<HIGH>(codes, g);
             let mut acc = [[vdupq_n_s32(0); 2]; MR];
-            nib_dot::<HIGH, 0, MR>(codes, g, qh, prep, &mut acc);
-            nib_dot::<HIGH, 1, MR>(codes, g, qh, prep, &mut acc);
-            nib_dot::<HIGH, 2, MR>(codes, g, qh, prep, &mut acc);
-            nib_dot::<HIGH, 3, MR>(codes, g, qh, prep, &mut acc);
+            nib_dot::<HIGH, 0, MR>(codes, g, &qh, prep, &mut acc);
+            nib_dot::<HIGH, 1, MR>(codes, g, &qh, prep, &mut acc);
+            nib_dot::<HIGH, 2, MR>(codes, g, &qh, prep, &mut acc);
+            nib_dot::<HIGH, 3, MR>(codes, g, &qh, prep, &mut acc);
             acc.map(|[a, b]| vaddq_s32(a, b))
         }
     }
@@ -118,7 +118,7 @@ impl<const HIGH: bool> BlockDot for Nib<HIGH> {
 unsafe fn nib_dot<const HIGH: bool, const C: usize, const MR: usize>(
     codes: *const u8,
     g: usize,
-    qh: uint8x16_t,
+    qh: &Qh,
     prep: &Prep<MR>,
     acc: &mut [[int32x4_t; 2]; MR],
 ) {

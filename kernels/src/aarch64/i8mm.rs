@@ -10,7 +10,7 @@
 
 use super::{
     bf16_tile, chunk, dotprod, f16_tile, f32_tile, load_acts, load_qh, merge_high, nibbles, q_tile,
-    quantize_row, BlockDot, HighBits, LaneDot, LaneQ8, Prep, GEMM_ROWS, GEMV_PANELS,
+    quantize_row, BlockDot, HighBits, LaneDot, LaneQ8, Prep, Qh, GEMM_ROWS, GEMV_PANELS,
 };
 use crate::act::ActBlock;
 use crate::formats::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, PackedBlock};
@@ -219,8 +219,8 @@ impl<const HIGH: bool> BlockDot for NibPairs<HIGH> {
         unsafe {
             let qh = load_qh::<HIGH>(codes, g);
             let mut acc = [vdupq_n_s32(0); MR];
-            nib_pairs::<HIGH, 0, MR>(codes, g, qh, prep, &mut acc);
-            nib_pairs::<HIGH, 1, MR>(codes, g, qh, prep, &mut acc);
+            nib_pairs::<HIGH, 0, MR>(codes, g, &qh, prep, &mut acc);
+            nib_pairs::<HIGH, 1, MR>(codes, g, &qh, prep, &mut acc);
             unpair(acc)
         }
     }
@@ -235,7 +235,7 @@ impl<const HIGH: bool> BlockDot for NibPairs<HIGH> {
 unsafe fn nib_pairs<const HIGH: bool, const Q: usize, const MR: usize>(
     codes: *const u8,
     g: usize,
-    qh: uint8x16_t,
+    qh: &Qh,
     prep: &Prep<MR>,
     acc: &mut [int32x4_t; MR],
 ) {

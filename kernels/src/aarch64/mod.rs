@@ -288,47 +288,60 @@ pub(super) fn nibbles(raw: uint8x16_t) -> (uint8x16_t, uint8x16_t) {
     unsafe { (vandq_u8(raw, vdupq_n_u8(0x0F)), vshrq_n_u8::<4>(raw)) }
 }
 
-/// The `qh` chunk of row group `g` (lane `r`: row `4g + r`'s little-endian
-/// `qh`), or zeros for the 4-bit formats (then unused).
+/// The `qh` chunk of a row group (lane `r`: row `4g + r`'s little-endian
+/// `qh`) shifted right by 0, 8, 16 and 24 bits per lane, so that byte `k` of
+/// every lane's `qh` is byte 0 of the lane in `qh[k]`.
+pub(super) type Qh = [uint8x16_t; 4];
+
+/// The [`Qh`] of row group `g`, or zeros for the 4-bit formats (then unused).
 ///
 /// # Safety
 /// For `HIGH`, chunk 4 of group `g` is readable.
 #[inline(always)]
-pub(super) unsafe fn load_qh<const HIGH: bool>(codes: *const u8, g: usize) -> uint8x16_t {
+pub(super) unsafe fn load_qh<const HIGH: bool>(codes: *const u8, g: usize) -> Qh {
     // SAFETY: NEON (baseline); chunk 4 is readable when it is read (caller).
     unsafe {
         if HIGH {
-            vld1q_u8(codes.add(chunk(4, g)))
+            let q = vreinterpretq_u32_u8(vld1q_u8(codes.add(chunk(4, g))));
+            [
+                vreinterpretq_u8_u32(q),
+                vreinterpretq_u8_u32(vshrq_n_u32::<8>(q)),
+                vreinterpretq_u8_u32(vshrq_n_u32::<16>(q)),
+                vreinterpretq_u8_u32(vshrq_n_u32::<24>(q)),
+            ]
         } else {
-            vdupq_n_u8(0)
+            [vdupq_n_u8(0); 4]
         }
     }
 }
 
 /// Where the fifth bits of a vector of 16 codes are: byte `t` of the vector
-/// holds element `elem(t)` (0..32) of row lane `lane(t)` (0..4) of the `qh`
-/// chunk. Built at compile time from the layout of the vector.
+/// holds element `elem0 + t % per_row` of row lane `lane0 + t / per_row`
+/// (`per_row` = 4 for one chunk, 8 for a zipped pair of chunks), whose bit
+/// is in byte `elem0 / 8` of the lane's `qh`. Built at compile time; few
+/// distinct constants, so that they stay in registers.
 pub(super) struct HighBits {
-    /// `qh` chunk byte holding the bit: `4 * lane + elem / 8`.
+    /// The [`Qh`] vector to read: `elem0 / 8`.
+    byte: usize,
+    /// Byte of that vector to broadcast: `4 * lane` (its byte 0).
     idx: [u8; 16],
     /// Left shift (negative: right) that moves the bit to bit 4: `4 - elem % 8`.
     shift: [i8; 16],
 }
 
 impl HighBits {
-    /// Byte `t` of the vector holds element `elem0 + t % per_row` of lane
-    /// `lane0 + t / per_row` (`per_row` = 4 for one chunk, 8 for a zipped
-    /// pair of chunks).
+    /// See the type; all elements of the vector must lie in one `qh` byte.
     pub(super) const fn new(lane0: usize, per_row: usize, elem0: usize) -> HighBits {
+        assert!(elem0 % 8 + per_row <= 8 && 16 % per_row == 0);
         let mut h = HighBits {
+            byte: elem0 / 8,
             idx: [0; 16],
             shift: [0; 16],
         };
         let mut t = 0;
         while t < 16 {
-            let lane = lane0 + t / per_row;
             let elem = elem0 + t % per_row;
-            h.idx[t] = (4 * lane + elem / 8) as u8;
+            h.idx[t] = (4 * (lane0 + t / per_row)) as u8;
             h.shift[t] = 4 - (elem % 8) as i8;
             t += 1;
         }
@@ -337,12 +350,12 @@ impl HighBits {
 }
 
 /// 5-bit codes: `nib` (0..=15, laid out as `h` says) with bit 4 of each code
-/// taken from `qh` (the group's `qh` chunk, see [`load_qh`]).
+/// taken from `qh` (the group's, see [`load_qh`]).
 #[inline(always)]
-pub(super) fn merge_high(nib: uint8x16_t, qh: uint8x16_t, h: &HighBits) -> uint8x16_t {
+pub(super) fn merge_high(nib: uint8x16_t, qh: &Qh, h: &HighBits) -> uint8x16_t {
     // SAFETY: NEON (baseline); `idx` and `shift` hold 16 bytes each.
     unsafe {
-        let bytes = vqtbl1q_u8(qh, vld1q_u8(h.idx.as_ptr()));
+        let bytes = vqtbl1q_u8(qh[h.byte], vld1q_u8(h.idx.as_ptr()));
         // bit 4 of `bits` is the code's fifth bit; the other bits are junk
         let bits = vshlq_u8(bytes, vld1q_s8(h.shift.as_ptr()));
         vbslq_u8(vdupq_n_u8(0x10), bits, nib)
@@ -359,7 +372,7 @@ pub(super) fn merge_high(nib: uint8x16_t, qh: uint8x16_t, h: &HighBits) -> uint8
 pub(super) unsafe fn nib_chunk<const HIGH: bool, const C: usize>(
     codes: *const u8,
     g: usize,
-    qh: uint8x16_t,
+    qh: &Qh,
 ) -> (uint8x16_t, uint8x16_t) {
     // SAFETY: NEON (baseline); chunk C is readable (caller).
     let (lo, hi) = nibbles(unsafe { vld1q_u8(codes.add(chunk(C, g))) });

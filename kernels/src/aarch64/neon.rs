@@ -3,7 +3,7 @@
 
 use super::{
     bf16_tile, chunk, f16_tile, f32_tile, load_q8_signed, load_qh, nib_chunk, q_tile, quantize_row,
-    BlockDot, Prep, GEMV_PANELS,
+    BlockDot, Prep, Qh, GEMV_PANELS,
 };
 use crate::formats::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, PackedBlock};
 use crate::{Isa, Kernels, TileArgs, WeightFormat};
@@ -133,10 +133,10 @@ impl<const HIGH: bool> BlockDot for Nib<HIGH> {
         unsafe {
             let qh = load_qh::<HIGH>(codes, g);
             let mut acc = [[vdupq_n_s16(0); 2]; MR];
-            nib_mul::<HIGH, 0, MR>(codes, g, qh, prep, &mut acc);
-            nib_mul::<HIGH, 1, MR>(codes, g, qh, prep, &mut acc);
-            nib_mul::<HIGH, 2, MR>(codes, g, qh, prep, &mut acc);
-            nib_mul::<HIGH, 3, MR>(codes, g, qh, prep, &mut acc);
+            nib_mul::<HIGH, 0, MR>(codes, g, &qh, prep, &mut acc);
+            nib_mul::<HIGH, 1, MR>(codes, g, &qh, prep, &mut acc);
+            nib_mul::<HIGH, 2, MR>(codes, g, &qh, prep, &mut acc);
+            nib_mul::<HIGH, 3, MR>(codes, g, &qh, prep, &mut acc);
             acc.map(|[a, b]| vpaddq_s32(vpaddlq_s16(a), vpaddlq_s16(b)))
         }
     }
@@ -152,7 +152,7 @@ impl<const HIGH: bool> BlockDot for Nib<HIGH> {
 unsafe fn nib_mul<const HIGH: bool, const C: usize, const MR: usize>(
     codes: *const u8,
     g: usize,
-    qh: uint8x16_t,
+    qh: &Qh,
     prep: &Prep<MR>,
     acc: &mut [[int16x8_t; 2]; MR],
 ) {
