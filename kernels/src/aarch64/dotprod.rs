@@ -2,11 +2,11 @@
 //! 4-byte lane, which is exactly one row's lane of the packed layout.
 
 use super::{
-    chunk, f16_tile, f32_tile, load_q8_signed, nibbles, q_tile, quantize_row, BlockDot, LaneDot,
-    LaneQ8, Prep, GEMM_ROWS, GEMV_PANELS,
+    bf16_tile, f16_tile, f32_tile, load_q8_signed, load_qh, nib_chunk, q_tile, quantize_row,
+    BlockDot, LaneDot, LaneQ8, Prep, Qh, GEMM_ROWS, GEMV_PANELS,
 };
-use crate::pack::Q4_CODE_BYTES;
-use crate::{Isa, Kernels, TileArgs};
+use crate::formats::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, PackedBlock};
+use crate::{Isa, Kernels, TileArgs, WeightFormat};
 use core::arch::aarch64::*;
 use core::arch::asm;
 
@@ -14,25 +14,24 @@ pub(crate) static KERNELS: Kernels = Kernels {
     isa: Isa::NeonDotprod,
     quantize_row,
     tiles: crate::Tiles::NONE
-        .with(crate::WeightFormat::Q8_0, q8_tile)
-        .with(crate::WeightFormat::Q4_0, q4_tile)
-        .with(crate::WeightFormat::F16, f16_tile)
-        .with(crate::WeightFormat::F32, f32_tile),
+        .with(WeightFormat::Q8_0, block_tile::<BlockQ8_0, Q8>)
+        .with(WeightFormat::Q4_0, block_tile::<BlockQ4_0, Q4>)
+        .with(WeightFormat::Q4_1, block_tile::<BlockQ4_1, Q4>)
+        .with(WeightFormat::Q5_0, block_tile::<BlockQ5_0, Q5>)
+        .with(WeightFormat::Q5_1, block_tile::<BlockQ5_1, Q5>)
+        .with(WeightFormat::F16, f16_tile)
+        .with(WeightFormat::BF16, bf16_tile)
+        .with(WeightFormat::F32, f32_tile),
     gemv_panels: GEMV_PANELS,
     gemm_panels: 1,
     pack_x: false,
 };
 
+/// The tile of format `B` with dot `D` for every batch row.
 #[target_feature(enable = "dotprod")]
-unsafe fn q8_tile(a: &mut TileArgs) {
+unsafe fn block_tile<B: PackedBlock, D: BlockDot>(a: &mut TileArgs) {
     // SAFETY: dotprod is enabled here; the caller meets the TileArgs contract.
-    unsafe { q_tile::<Q8, Q8, GEMM_ROWS>(a) }
-}
-
-#[target_feature(enable = "dotprod")]
-unsafe fn q4_tile(a: &mut TileArgs) {
-    // SAFETY: as above.
-    unsafe { q_tile::<Q4, Q4, GEMM_ROWS>(a) }
+    unsafe { q_tile::<B, D, D, GEMM_ROWS>(a) }
 }
 
 /// `acc[j] += Σ_t w[4j + t] * a[4 * (C % 4) + t]` (signed x signed `sdot`).
@@ -76,14 +75,20 @@ impl LaneDot for Sdot {
 }
 
 /// Q8_0: signed codes, so no offset.
-pub(super) type Q8 = LaneQ8<Sdot, 0>;
+pub(super) type Q8 = LaneQ8<Sdot, true>;
 
-/// Q4_0: nibbles 0..=15 are valid signed bytes; offset 8.
-pub(super) struct Q4;
+/// The nibble formats: 4-bit codes (Q4_0, Q4_1) or, for `HIGH`, 5-bit codes
+/// (Q5_0, Q5_1) with bit 4 from the `qh` chunk; 0..=31 are valid signed bytes.
+pub(super) struct Nib<const HIGH: bool>;
 
-impl BlockDot for Q4 {
-    const CODE_BYTES: usize = Q4_CODE_BYTES;
-    const OFFSET: i32 = 8;
+/// Q4_0 and Q4_1.
+pub(super) type Q4 = Nib<false>;
+/// Q5_0 and Q5_1.
+pub(super) type Q5 = Nib<true>;
+
+impl<const HIGH: bool> BlockDot for Nib<HIGH> {
+    const GROUPS: usize = if HIGH { 5 } else { 4 };
+    const SIGNED: bool = false;
 
     #[inline(always)]
     unsafe fn group<const MR: usize>(
@@ -91,14 +96,15 @@ impl BlockDot for Q4 {
         g: usize,
         prep: &Prep<MR>,
     ) -> [int32x4_t; MR] {
-        // SAFETY: NEON (baseline) and dotprod (caller); chunks 0..4 of group g
-        // lie in the block (caller).
+        // SAFETY: NEON (baseline) and dotprod (caller); chunks 0..GROUPS of
+        // group g lie in the block (caller).
         unsafe {
+            let qh = load_qh::<HIGH>(codes, g);
             let mut acc = [[vdupq_n_s32(0); 2]; MR];
-            q4_chunk::<0, MR>(codes, g, prep, &mut acc);
-            q4_chunk::<1, MR>(codes, g, prep, &mut acc);
-            q4_chunk::<2, MR>(codes, g, prep, &mut acc);
-            q4_chunk::<3, MR>(codes, g, prep, &mut acc);
+            nib_dot::<HIGH, 0, MR>(codes, g, &qh, prep, &mut acc);
+            nib_dot::<HIGH, 1, MR>(codes, g, &qh, prep, &mut acc);
+            nib_dot::<HIGH, 2, MR>(codes, g, &qh, prep, &mut acc);
+            nib_dot::<HIGH, 3, MR>(codes, g, &qh, prep, &mut acc);
             acc.map(|[a, b]| vaddq_s32(a, b))
         }
     }
@@ -109,15 +115,16 @@ impl BlockDot for Q4 {
 /// # Safety
 /// Chunk `C` of group `g` is readable; the CPU has dotprod.
 #[inline(always)]
-unsafe fn q4_chunk<const C: usize, const MR: usize>(
+unsafe fn nib_dot<const HIGH: bool, const C: usize, const MR: usize>(
     codes: *const u8,
     g: usize,
+    qh: &Qh,
     prep: &Prep<MR>,
     acc: &mut [[int32x4_t; 2]; MR],
 ) {
     // SAFETY: NEON (baseline) and dotprod (caller); chunk C is readable (caller).
     unsafe {
-        let (lo, hi) = nibbles(vld1q_u8(codes.add(chunk(C, g))));
+        let (lo, hi) = nib_chunk::<HIGH, C>(codes, g, qh);
         let (lo, hi) = (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi));
         for (acc, p) in acc.iter_mut().zip(prep) {
             acc[0] = sdot::<C>(acc[0], lo, p[0]);

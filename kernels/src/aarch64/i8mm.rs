@@ -1,19 +1,20 @@
 //! NEON + dotprod + FEAT_I8MM: `usmmla` for pairs of batch rows, `usdot` for
-//! a single Q8_0 row (Q4_0 single rows use the dotprod `sdot` path).
+//! a single Q8_0 row (single rows of the nibble formats use the dotprod
+//! `sdot` path).
 //!
 //! `usmmla d, n, m` adds the 2x2 product of two 2x8 byte matrices:
 //! `d = [n0·m0, n0·m1, n1·m0, n1·m1]`, with `n` unsigned and `m` signed. Here `n`
 //! holds two weight rows (8 codes each, zipped from two adjacent chunks, so the
 //! unsigned layout codes are used as they are) and `m` the same 8 elements of
-//! two batch rows. Sums are undone with the code offset (128 / 8) exactly.
+//! two batch rows. Sums are of the unsigned codes, as the driver expects.
 
 use super::{
-    chunk, dotprod, f16_tile, f32_tile, load_acts, nibbles, q_tile, quantize_row, BlockDot,
-    LaneDot, LaneQ8, Prep, GEMM_ROWS, GEMV_PANELS,
+    bf16_tile, chunk, dotprod, f16_tile, f32_tile, load_acts, load_qh, merge_high, nibbles, q_tile,
+    quantize_row, BlockDot, HighBits, LaneDot, LaneQ8, Prep, Qh, GEMM_ROWS, GEMV_PANELS,
 };
 use crate::act::ActBlock;
-use crate::pack::{Q4_CODE_BYTES, Q8_CODE_BYTES};
-use crate::{Isa, Kernels, TileArgs};
+use crate::formats::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, PackedBlock};
+use crate::{Isa, Kernels, TileArgs, WeightFormat};
 use core::arch::aarch64::*;
 use core::arch::asm;
 
@@ -21,26 +22,40 @@ pub(crate) static KERNELS: Kernels = Kernels {
     isa: Isa::NeonI8mm,
     quantize_row,
     tiles: crate::Tiles::NONE
-        .with(crate::WeightFormat::Q8_0, q8_tile)
-        .with(crate::WeightFormat::Q4_0, q4_tile)
-        .with(crate::WeightFormat::F16, f16_tile)
-        .with(crate::WeightFormat::F32, f32_tile),
+        .with(
+            WeightFormat::Q8_0,
+            block_tile::<BlockQ8_0, Q8Pairs, Q8Single>,
+        )
+        .with(
+            WeightFormat::Q4_0,
+            block_tile::<BlockQ4_0, Q4Pairs, dotprod::Q4>,
+        )
+        .with(
+            WeightFormat::Q4_1,
+            block_tile::<BlockQ4_1, Q4Pairs, dotprod::Q4>,
+        )
+        .with(
+            WeightFormat::Q5_0,
+            block_tile::<BlockQ5_0, Q5Pairs, dotprod::Q5>,
+        )
+        .with(
+            WeightFormat::Q5_1,
+            block_tile::<BlockQ5_1, Q5Pairs, dotprod::Q5>,
+        )
+        .with(WeightFormat::F16, f16_tile)
+        .with(WeightFormat::BF16, bf16_tile)
+        .with(WeightFormat::F32, f32_tile),
     gemv_panels: GEMV_PANELS,
     gemm_panels: 1,
     pack_x: false,
 };
 
+/// The tile of format `B`: `Multi` for pairs of batch rows, `Single` for one.
 #[target_feature(enable = "dotprod,i8mm")]
-unsafe fn q8_tile(a: &mut TileArgs) {
+unsafe fn block_tile<B: PackedBlock, Multi: BlockDot, Single: BlockDot>(a: &mut TileArgs) {
     // SAFETY: dotprod and i8mm are enabled here; the caller meets the TileArgs
     // contract.
-    unsafe { q_tile::<Q8Pairs, Q8Single, GEMM_ROWS>(a) }
-}
-
-#[target_feature(enable = "dotprod,i8mm")]
-unsafe fn q4_tile(a: &mut TileArgs) {
-    // SAFETY: as above.
-    unsafe { q_tile::<Q4Pairs, dotprod::Q4, GEMM_ROWS>(a) }
+    unsafe { q_tile::<B, Multi, Single, GEMM_ROWS>(a) }
 }
 
 /// `acc += [n0·m0, n0·m1, n1·m0, n1·m1]` (`n` unsigned, `m` signed, 8-byte rows).
@@ -144,8 +159,8 @@ fn unpair<const MR: usize>(acc: [int32x4_t; MR]) -> [int32x4_t; MR] {
 struct Q8Pairs;
 
 impl BlockDot for Q8Pairs {
-    const CODE_BYTES: usize = Q8_CODE_BYTES;
-    const OFFSET: i32 = 128;
+    const GROUPS: usize = 8;
+    const SIGNED: bool = false;
 
     #[inline(always)]
     unsafe fn prep<const MR: usize>(acts: [&ActBlock; MR]) -> Prep<MR> {
@@ -175,12 +190,18 @@ impl BlockDot for Q8Pairs {
     }
 }
 
-/// Q4_0, an even number of batch rows: nibbles, offset 8.
-struct Q4Pairs;
+/// The nibble formats, an even number of batch rows: 4-bit codes (Q4_0,
+/// Q4_1) or, for `HIGH`, 5-bit codes (Q5_0, Q5_1) with bit 4 from `qh`.
+struct NibPairs<const HIGH: bool>;
 
-impl BlockDot for Q4Pairs {
-    const CODE_BYTES: usize = Q4_CODE_BYTES;
-    const OFFSET: i32 = 8;
+/// Q4_0 and Q4_1.
+type Q4Pairs = NibPairs<false>;
+/// Q5_0 and Q5_1.
+type Q5Pairs = NibPairs<true>;
+
+impl<const HIGH: bool> BlockDot for NibPairs<HIGH> {
+    const GROUPS: usize = if HIGH { 5 } else { 4 };
+    const SIGNED: bool = false;
 
     #[inline(always)]
     unsafe fn prep<const MR: usize>(acts: [&ActBlock; MR]) -> Prep<MR> {
@@ -193,25 +214,58 @@ impl BlockDot for Q4Pairs {
         g: usize,
         prep: &Prep<MR>,
     ) -> [int32x4_t; MR] {
-        // SAFETY: NEON (baseline) and i8mm (caller); chunks 2q, 2q+1 of group g
-        // lie in the block (caller).
+        // SAFETY: NEON (baseline) and i8mm (caller); chunks 0..GROUPS of
+        // group g lie in the block (caller).
         unsafe {
+            let qh = load_qh::<HIGH>(codes, g);
             let mut acc = [vdupq_n_s32(0); MR];
-            #[allow(clippy::needless_range_loop)] // q also selects chunks 2q, 2q+1
-            for q in 0..2 {
-                let (z01, z23) = load_row_pairs(codes, 2 * q, g);
-                // low nibbles: elements 8q..8q+8; high ones: 16+8q..16+8q+8
-                let (lo01, hi01) = nibbles(z01);
-                let (lo23, hi23) = nibbles(z23);
-                for j in (0..MR).step_by(2) {
-                    let (mlo, mhi) = (prep[j][q], prep[j + 1][q]);
-                    acc[j] = usmmla(usmmla(acc[j], lo01, mlo), hi01, mhi);
-                    acc[j + 1] = usmmla(usmmla(acc[j + 1], lo23, mlo), hi23, mhi);
-                }
-            }
+            nib_pairs::<HIGH, 0, MR>(codes, g, &qh, prep, &mut acc);
+            nib_pairs::<HIGH, 1, MR>(codes, g, &qh, prep, &mut acc);
             unpair(acc)
         }
     }
+}
+
+/// Chunks `2Q`, `2Q + 1` zipped into row pairs: low nibbles are elements
+/// `8Q..8Q+8` of each row, high ones `16+8Q..16+8Q+8`.
+///
+/// # Safety
+/// Both chunks of group `g` are readable; the CPU has i8mm.
+#[inline(always)]
+unsafe fn nib_pairs<const HIGH: bool, const Q: usize, const MR: usize>(
+    codes: *const u8,
+    g: usize,
+    qh: &Qh,
+    prep: &Prep<MR>,
+    acc: &mut [int32x4_t; MR],
+) {
+    // SAFETY: NEON (baseline) and i8mm (caller); both chunks are readable (caller).
+    unsafe {
+        let (z01, z23) = load_row_pairs(codes, 2 * Q, g);
+        let (mut lo01, mut hi01) = nibbles(z01);
+        let (mut lo23, mut hi23) = nibbles(z23);
+        if HIGH {
+            lo01 = merge_high(lo01, qh, &PairBits::<Q>::LO01);
+            hi01 = merge_high(hi01, qh, &PairBits::<Q>::HI01);
+            lo23 = merge_high(lo23, qh, &PairBits::<Q>::LO23);
+            hi23 = merge_high(hi23, qh, &PairBits::<Q>::HI23);
+        }
+        for j in (0..MR).step_by(2) {
+            let (mlo, mhi) = (prep[j][Q], prep[j + 1][Q]);
+            acc[j] = usmmla(usmmla(acc[j], lo01, mlo), hi01, mhi);
+            acc[j + 1] = usmmla(usmmla(acc[j + 1], lo23, mlo), hi23, mhi);
+        }
+    }
+}
+
+/// [`HighBits`] of the row pairs of chunks `2Q`, `2Q + 1` (8 bytes per row).
+struct PairBits<const Q: usize>;
+
+impl<const Q: usize> PairBits<Q> {
+    const LO01: HighBits = HighBits::new(0, 8, 8 * Q);
+    const HI01: HighBits = HighBits::new(0, 8, 16 + 8 * Q);
+    const LO23: HighBits = HighBits::new(2, 8, 8 * Q);
+    const HI23: HighBits = HighBits::new(2, 8, 16 + 8 * Q);
 }
 
 /// `usdot` on the layout's unsigned codes.
@@ -234,4 +288,4 @@ impl LaneDot for Usdot {
 }
 
 /// Q8_0, one batch row: unsigned codes, offset 128.
-type Q8Single = LaneQ8<Usdot, 128>;
+type Q8Single = LaneQ8<Usdot, false>;

@@ -2,14 +2,19 @@
 //! (i8mm).
 //!
 //! The three levels share everything but the integer block dot product:
-//! - the activation quantizer and the F16 / F32 tiles are plain NEON (part of
-//!   the aarch64 baseline), so all three tables use the same functions;
-//! - the Q8_0 / Q4_0 tiles run one generic driver ([`q_tile`]) that loads the
-//!   f16 scales, applies the canonical `acc = fma(dw * da, isum, acc)` per block
-//!   and writes the tile. Each level plugs in a [`BlockDot`], the exact `isum`
-//!   of 4 weight rows x `MR` batch rows for one block. Q8_0 with a
-//!   by-element dot instruction (`sdot`, `usdot`) is one generic
-//!   [`LaneQ8`] over a [`LaneDot`].
+//! - the activation quantizer and the F16 / BF16 / F32 tiles are plain NEON
+//!   (part of the aarch64 baseline), so all three tables use the same functions;
+//! - the block-format tiles run one generic driver ([`q_tile`]) over the
+//!   format's [`PackedBlock`]: it loads the f16 scales, applies the canonical
+//!   `acc = fma(dw * da, isum, acc)` per block (then `acc = fma(m, da * Σa,
+//!   acc)` for formats with a minimum) and writes the tile. Each level plugs
+//!   in a [`BlockDot`], the exact raw sums of 4 weight rows x `MR` batch rows
+//!   for one block. Q8_0 with a by-element dot instruction (`sdot`, `usdot`)
+//!   is one generic [`LaneQ8`] over a [`LaneDot`]; the 4- and 5-bit formats
+//!   share each level's nibble dot, which for Q5_0 / Q5_1 merges bit 4 of the
+//!   codes from the `qh` chunk ([`merge_high`]) before multiplying. Q4_0 and
+//!   Q4_1 (Q5_0 and Q5_1) run the same dot: only the driver's use of the raw
+//!   sums differs.
 //!
 //! One f32 lane per output row: a panel's 16 rows are 4 `float32x4_t`, so every
 //! lane performs the scalar sequence of the crate docs in the same order.
@@ -28,8 +33,8 @@ pub(crate) use i8mm::KERNELS as I8MM;
 pub(crate) use neon::KERNELS as NEON;
 
 use crate::act::{block_scales, ActBlock};
-use crate::formats::QK;
-use crate::pack::{PackedMatrix, NR, Q8_CODE_BYTES};
+use crate::formats::{PackedBlock, QK};
+use crate::pack::{PackedMatrix, NR};
 use crate::TileArgs;
 use core::arch::aarch64::*;
 use core::arch::asm;
@@ -149,20 +154,23 @@ fn quantize_block(v: &[f32; QK], offset: i32) -> ActBlock {
 }
 
 // ---------------------------------------------------------------------------
-// Q8_0 / Q4_0 tiles
+// Block-format tiles
 // ---------------------------------------------------------------------------
 
 /// Activations of one block prepared for `MR` batch rows: two vectors per row
 /// (their layout is the [`BlockDot`] implementation's choice).
 pub(super) type Prep<const MR: usize> = [[int8x16_t; 2]; MR];
 
-/// Exact integer dot products of one block, for one ISA level and format.
+/// Exact integer dot products of one block, for one ISA level and code kind
+/// (Q8_0 bytes, nibbles, nibbles + `qh`).
 pub(super) trait BlockDot {
-    /// Bytes of codes per panel and block (`Q8_CODE_BYTES` or `Q4_CODE_BYTES`).
-    const CODE_BYTES: usize;
-    /// The code offset the raw sums carry: 0 (signed codes, `isum = raw`) or the
-    /// format's offset (128 for Q8_0, 8 for Q4_0), undone by `isum = raw + act.corr`.
-    const OFFSET: i32;
+    /// 64-byte code chunks per panel and block: the [`PackedBlock::GROUPS`]
+    /// of the formats this dot reads.
+    const GROUPS: usize;
+    /// Whether the sums are of the signed GGUF codes (Q8_0 codes XOR 0x80),
+    /// which is `isum` already; else of the layout's unsigned codes, the
+    /// canonical `raw`.
+    const SIGNED: bool;
 
     /// Prepares the activation blocks of `MR` batch rows.
     ///
@@ -173,11 +181,11 @@ pub(super) trait BlockDot {
         load_acts(acts)
     }
 
-    /// Raw sums (with the offset) of weight rows `4g..4g+4` of the block whose
-    /// codes start at `codes`, one vector per batch row.
+    /// Sums (see [`BlockDot::SIGNED`]) of weight rows `4g..4g+4` of the block
+    /// whose codes start at `codes`, one vector per batch row.
     ///
     /// # Safety
-    /// `codes..codes + CODE_BYTES` is readable, `g < 4`, and the CPU supports
+    /// `codes..codes + 64 * GROUPS` is readable, `g < 4`, and the CPU supports
     /// the implementation's level.
     unsafe fn group<const MR: usize>(
         codes: *const u8,
@@ -202,14 +210,14 @@ pub(super) trait LaneDot {
     unsafe fn dot<const C: usize>(acc: int32x4_t, w: Self::W, a: int8x16_t) -> int32x4_t;
 }
 
-/// Q8_0 blocks with a [`LaneDot`] instruction, whose raw sums carry `OFFSET`
-/// (0 for signed codes, 128 for the layout's unsigned ones). Chunks 0..4 read
-/// the first activation vector, 4..8 the second (two accumulators per row).
-pub(super) struct LaneQ8<L, const OFFSET: i32>(core::marker::PhantomData<L>);
+/// Q8_0 blocks with a [`LaneDot`] instruction, on signed codes (`SIGNED`) or
+/// the layout's unsigned ones. Chunks 0..4 read the first activation vector,
+/// 4..8 the second (two accumulators per row).
+pub(super) struct LaneQ8<L, const SIGNED: bool>(core::marker::PhantomData<L>);
 
-impl<L: LaneDot, const OFFSET: i32> BlockDot for LaneQ8<L, OFFSET> {
-    const CODE_BYTES: usize = Q8_CODE_BYTES;
-    const OFFSET: i32 = OFFSET;
+impl<L: LaneDot, const SIGNED: bool> BlockDot for LaneQ8<L, SIGNED> {
+    const GROUPS: usize = 8;
+    const SIGNED: bool = SIGNED;
 
     #[inline(always)]
     unsafe fn group<const MR: usize>(
@@ -280,50 +288,171 @@ pub(super) fn nibbles(raw: uint8x16_t) -> (uint8x16_t, uint8x16_t) {
     unsafe { (vandq_u8(raw, vdupq_n_u8(0x0F)), vshrq_n_u8::<4>(raw)) }
 }
 
+/// The `qh` chunk of a row group (lane `r`: row `4g + r`'s little-endian
+/// `qh`) shifted right by 0, 8, 16 and 24 bits per lane, so that byte `k` of
+/// every lane's `qh` is byte 0 of the lane in `qh[k]`.
+pub(super) type Qh = [uint8x16_t; 4];
+
+/// The [`Qh`] of row group `g`, or zeros for the 4-bit formats (then unused).
+///
+/// # Safety
+/// For `HIGH`, chunk 4 of group `g` is readable.
+#[inline(always)]
+pub(super) unsafe fn load_qh<const HIGH: bool>(codes: *const u8, g: usize) -> Qh {
+    // SAFETY: NEON (baseline); chunk 4 is readable when it is read (caller).
+    unsafe {
+        if HIGH {
+            let q = vreinterpretq_u32_u8(vld1q_u8(codes.add(chunk(4, g))));
+            [
+                vreinterpretq_u8_u32(q),
+                vreinterpretq_u8_u32(vshrq_n_u32::<8>(q)),
+                vreinterpretq_u8_u32(vshrq_n_u32::<16>(q)),
+                vreinterpretq_u8_u32(vshrq_n_u32::<24>(q)),
+            ]
+        } else {
+            [vdupq_n_u8(0); 4]
+        }
+    }
+}
+
+/// Where the fifth bits of a vector of 16 codes are: byte `t` of the vector
+/// holds element `elem0 + t % per_row` of row lane `lane0 + t / per_row`
+/// (`per_row` = 4 for one chunk, 8 for a zipped pair of chunks), whose bit
+/// is in byte `elem0 / 8` of the lane's `qh`. Built at compile time; few
+/// distinct constants, so that they stay in registers.
+pub(super) struct HighBits {
+    /// The [`Qh`] vector to read: `elem0 / 8`.
+    byte: usize,
+    /// Byte of that vector to broadcast: `4 * lane` (its byte 0).
+    idx: [u8; 16],
+    /// Left shift (negative: right) that moves the bit to bit 4: `4 - elem % 8`.
+    shift: [i8; 16],
+}
+
+impl HighBits {
+    /// See the type; all elements of the vector must lie in one `qh` byte.
+    pub(super) const fn new(lane0: usize, per_row: usize, elem0: usize) -> HighBits {
+        assert!(elem0 % 8 + per_row <= 8 && 16 % per_row == 0);
+        let mut h = HighBits {
+            byte: elem0 / 8,
+            idx: [0; 16],
+            shift: [0; 16],
+        };
+        let mut t = 0;
+        while t < 16 {
+            let elem = elem0 + t % per_row;
+            h.idx[t] = (4 * (lane0 + t / per_row)) as u8;
+            h.shift[t] = 4 - (elem % 8) as i8;
+            t += 1;
+        }
+        h
+    }
+}
+
+/// 5-bit codes: `nib` (0..=15, laid out as `h` says) with bit 4 of each code
+/// taken from `qh` (the group's, see [`load_qh`]).
+#[inline(always)]
+pub(super) fn merge_high(nib: uint8x16_t, qh: &Qh, h: &HighBits) -> uint8x16_t {
+    // SAFETY: NEON (baseline); `idx` and `shift` hold 16 bytes each.
+    unsafe {
+        let bytes = vqtbl1q_u8(qh[h.byte], vld1q_u8(h.idx.as_ptr()));
+        // bit 4 of `bits` is the code's fifth bit; the other bits are junk
+        let bits = vshlq_u8(bytes, vld1q_s8(h.shift.as_ptr()));
+        vbslq_u8(vdupq_n_u8(0x10), bits, nib)
+    }
+}
+
+/// The codes of chunk `C` (0..4) of row group `g`: elements `4C..4C+4` (low)
+/// and `16+4C..16+4C+4` (high) of each row lane, as nibbles or, for `HIGH`,
+/// 5-bit codes with bit 4 from `qh`.
+///
+/// # Safety
+/// Chunk `C` of group `g` is readable.
+#[inline(always)]
+pub(super) unsafe fn nib_chunk<const HIGH: bool, const C: usize>(
+    codes: *const u8,
+    g: usize,
+    qh: &Qh,
+) -> (uint8x16_t, uint8x16_t) {
+    // SAFETY: NEON (baseline); chunk C is readable (caller).
+    let (lo, hi) = nibbles(unsafe { vld1q_u8(codes.add(chunk(C, g))) });
+    if HIGH {
+        (
+            merge_high(lo, qh, &ChunkBits::<C>::LO),
+            merge_high(hi, qh, &ChunkBits::<C>::HI),
+        )
+    } else {
+        (lo, hi)
+    }
+}
+
+/// [`HighBits`] of chunk `C`'s low and high nibbles (4 bytes per row lane).
+struct ChunkBits<const C: usize>;
+
+impl<const C: usize> ChunkBits<C> {
+    const LO: HighBits = HighBits::new(0, 4, 4 * C);
+    const HI: HighBits = HighBits::new(0, 4, 16 + 4 * C);
+}
+
 /// Offset of 16-byte row group `g` of chunk `c` inside a block's codes.
 #[inline(always)]
 pub(super) const fn chunk(c: usize, g: usize) -> usize {
     c * 64 + g * 16
 }
 
-/// One panel x `MR` batch rows. `G` row groups (of 4 rows) are done per pass
-/// over the blocks (4 = the whole panel; fewer keeps `MR` x `G` accumulators
-/// in registers).
+/// One panel of `B` blocks x `MR` batch rows. `G` row groups (of 4 rows) are
+/// done per pass over the blocks (4 = the whole panel; fewer keeps `MR` x `G`
+/// accumulators in registers).
 ///
 /// # Safety
-/// `D`'s level is supported; `p < w.panels()`; every `acts[i]` holds
-/// `w.blocks_per_row()` blocks; every `out[i]` holds 16 values.
+/// `D`'s level is supported; `w` holds `B` blocks; `p < w.panels()`; every
+/// `acts[i]` holds `w.blocks_per_row()` blocks; every `out[i]` holds 16 values.
 #[inline(always)]
-unsafe fn q_panel<D: BlockDot, const MR: usize, const G: usize>(
+unsafe fn q_panel<B: PackedBlock, D: BlockDot, const MR: usize, const G: usize>(
     w: &PackedMatrix,
     p: usize,
     acts: [&[ActBlock]; MR],
     out: [&mut [f32]; MR],
 ) {
+    const {
+        assert!(D::GROUPS == B::GROUPS && (B::SCALES == 1 || B::SCALES == 2));
+        // Signed sums are Q8_0's `isum`; a minimum needs the unsigned `raw`.
+        assert!(!D::SIGNED || (B::SCALES == 1 && B::OFFSET == 128));
+    };
+    let code_bytes = B::GROUPS * 64;
+    let scale_bytes = B::SCALES * NR * 2;
     let nb = w.blocks_per_row();
     let so = w.scales_offset();
     let panel = w.panel(p);
-    assert!(nb * D::CODE_BYTES <= so && so + nb * NR * 2 <= panel.len());
+    assert!(w.format() == B::FORMAT);
+    assert!(nb * code_bytes <= so && so + nb * scale_bytes <= panel.len());
     assert!(acts.iter().all(|a| a.len() >= nb) && out.iter().all(|o| o.len() >= NR));
     let base = panel.as_ptr();
     let mut out = out;
     for h in 0..4 / G {
         // SAFETY: NEON (baseline) and `D`'s level (caller); the codes and scales
         // of every block b < nb lie inside the panel (asserted above), the pass
-        // reads scales of rows 4hG..4(h+1)G, and g = hG + gg < 4.
+        // reads scales (d, then m) of rows 4hG..4(h+1)G, and g = hG + gg < 4.
         let acc = unsafe {
             let mut acc = [[vdupq_n_f32(0.0); G]; MR];
             #[allow(clippy::needless_range_loop)] // b also addresses codes and scales
             for b in 0..nb {
                 let blk: [&ActBlock; MR] = core::array::from_fn(|i| &acts[i][b]);
                 let prep = D::prep(blk);
-                let dw = load_scales::<G>(base.add(so + b * NR * 2 + h * G * 8));
-                let codes = base.add(b * D::CODE_BYTES);
-                // Unrolled by hand (const index) so `acc` and `dw` stay in registers.
-                q_group::<D, MR, G, 0>(codes, h, &blk, &prep, &dw, &mut acc);
-                q_group::<D, MR, G, 1>(codes, h, &blk, &prep, &dw, &mut acc);
-                q_group::<D, MR, G, 2>(codes, h, &blk, &prep, &dw, &mut acc);
-                q_group::<D, MR, G, 3>(codes, h, &blk, &prep, &dw, &mut acc);
+                let sc = base.add(so + b * scale_bytes + h * G * 8);
+                let dw = load_scales::<G>(sc);
+                let mw = if B::SCALES == 2 {
+                    load_scales::<G>(sc.add(NR * 2))
+                } else {
+                    [vdupq_n_f32(0.0); G]
+                };
+                let codes = base.add(b * code_bytes);
+                // Unrolled by hand (const index) so `acc` and the scales stay in
+                // registers.
+                q_group::<B, D, MR, G, 0>(codes, h, &blk, &prep, &dw, &mw, &mut acc);
+                q_group::<B, D, MR, G, 1>(codes, h, &blk, &prep, &dw, &mw, &mut acc);
+                q_group::<B, D, MR, G, 2>(codes, h, &blk, &prep, &dw, &mw, &mut acc);
+                q_group::<B, D, MR, G, 3>(codes, h, &blk, &prep, &dw, &mw, &mut acc);
             }
             acc
         };
@@ -338,17 +467,22 @@ unsafe fn q_panel<D: BlockDot, const MR: usize, const G: usize>(
 }
 
 /// Row group `h * G + GG` of one block for `MR` batch rows (nothing if
-/// `GG >= G`): `acc = fma(dw * da, isum as f32, acc)`, as in the scalar kernel.
+/// `GG >= G`), as in the scalar kernel: `acc = fma(dw * da, isum as f32,
+/// acc)` with `isum = raw + corr` (offset formats; `isum` itself for signed
+/// sums) or `isum = raw` (formats with a minimum, which then add
+/// `acc = fma(m, da * Σa, acc)`, `Σa = corr`).
 ///
 /// # Safety
 /// As for [`BlockDot::group`], with `g = h * G + GG`.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn q_group<D: BlockDot, const MR: usize, const G: usize, const GG: usize>(
+unsafe fn q_group<B: PackedBlock, D: BlockDot, const MR: usize, const G: usize, const GG: usize>(
     codes: *const u8,
     h: usize,
     blk: &[&ActBlock; MR],
     prep: &Prep<MR>,
     dw: &[float32x4_t; G],
+    mw: &[float32x4_t; G],
     acc: &mut [[float32x4_t; G]; MR],
 ) {
     if GG >= G {
@@ -358,13 +492,17 @@ unsafe fn q_group<D: BlockDot, const MR: usize, const G: usize, const GG: usize>
     unsafe {
         let raw = D::group(codes, h * G + GG, prep);
         for i in 0..MR {
-            let isum = if D::OFFSET == 0 {
+            let isum = if D::SIGNED || B::SCALES == 2 {
                 raw[i]
             } else {
                 vaddq_s32(raw[i], vdupq_n_s32(blk[i].corr))
             };
             let s = vmulq_n_f32(dw[GG], blk[i].d);
             acc[i][GG] = vfmaq_f32(acc[i][GG], s, vcvtq_f32_s32(isum));
+            if B::SCALES == 2 {
+                let sa = blk[i].d * blk[i].corr as f32;
+                acc[i][GG] = vfmaq_n_f32(acc[i][GG], mw[GG], sa);
+            }
         }
     }
 }
@@ -383,13 +521,18 @@ fn tile_rows<const MR: usize>(
     })
 }
 
-/// The Q8_0 / Q4_0 tile: `Multi` does groups of 4 (if `MAX_MR >= 4`) then 2
-/// batch rows, `Single` the last odd row (and m == 1).
+/// The tile of block format `B`: `Multi` does groups of 4 (if `MAX_MR >= 4`)
+/// then 2 batch rows, `Single` the last odd row (and m == 1).
 ///
 /// # Safety
 /// Both levels are supported; `a` meets the [`TileArgs`] contract.
 #[inline(always)]
-pub(super) unsafe fn q_tile<Multi: BlockDot, Single: BlockDot, const MAX_MR: usize>(
+pub(super) unsafe fn q_tile<
+    B: PackedBlock,
+    Multi: BlockDot,
+    Single: BlockDot,
+    const MAX_MR: usize,
+>(
     a: &mut TileArgs,
 ) {
     let nb = a.w.blocks_per_row();
@@ -404,7 +547,7 @@ pub(super) unsafe fn q_tile<Multi: BlockDot, Single: BlockDot, const MAX_MR: usi
             // i.. exist in `acts` and `tile` (TileArgs contract, slices checked).
             match a.mr - i {
                 rest if rest >= 4 && MAX_MR >= 4 => unsafe {
-                    q_panel::<Multi, 4, 2>(
+                    q_panel::<B, Multi, 4, 2>(
                         a.w,
                         p,
                         [row(i), row(i + 1), row(i + 2), row(i + 3)],
@@ -413,11 +556,11 @@ pub(super) unsafe fn q_tile<Multi: BlockDot, Single: BlockDot, const MAX_MR: usi
                     i += 4;
                 },
                 1 => unsafe {
-                    q_panel::<Single, 1, 4>(a.w, p, [row(i)], tile_rows::<1>(tile, a.np, i, pi));
+                    q_panel::<B, Single, 1, 4>(a.w, p, [row(i)], tile_rows::<1>(tile, a.np, i, pi));
                     i += 1;
                 },
                 _ => unsafe {
-                    q_panel::<Multi, 2, 4>(
+                    q_panel::<B, Multi, 2, 4>(
                         a.w,
                         p,
                         [row(i), row(i + 1)],
@@ -431,7 +574,7 @@ pub(super) unsafe fn q_tile<Multi: BlockDot, Single: BlockDot, const MAX_MR: usi
 }
 
 // ---------------------------------------------------------------------------
-// F16 / F32 tiles
+// F16 / BF16 / F32 tiles
 // ---------------------------------------------------------------------------
 
 /// How a float format's 16 weights of one k-step are loaded.
@@ -460,6 +603,25 @@ impl FloatWeights for F16W {
     unsafe fn load(p: *const u8) -> [float32x4_t; 4] {
         // SAFETY: 32 readable bytes (caller).
         unsafe { load_f16x16(p) }
+    }
+}
+
+struct Bf16W;
+impl FloatWeights for Bf16W {
+    const STEP: usize = NR * 2;
+    #[inline(always)]
+    unsafe fn load(p: *const u8) -> [float32x4_t; 4] {
+        // SAFETY: NEON (baseline); 32 readable bytes (caller). A bf16 is the
+        // upper half of its f32: widening shifts by 16 are exact.
+        unsafe {
+            let (a, b) = (vld1q_u16(p.cast()), vld1q_u16(p.add(16).cast()));
+            [
+                vreinterpretq_f32_u32(vshll_n_u16::<16>(vget_low_u16(a))),
+                vreinterpretq_f32_u32(vshll_high_n_u16::<16>(a)),
+                vreinterpretq_f32_u32(vshll_n_u16::<16>(vget_low_u16(b))),
+                vreinterpretq_f32_u32(vshll_high_n_u16::<16>(b)),
+            ]
+        }
     }
 }
 
@@ -503,7 +665,7 @@ fn float_block<W: FloatWeights, const MR: usize, const NP: usize>(
     }
 }
 
-/// The F16 / F32 tile: m == 1 does 2 panels at a time; otherwise 4, 2, 1 rows.
+/// The float tile: m == 1 does 2 panels at a time; otherwise 4, 2, 1 rows.
 /// Panics (instead of reading out of bounds) if `a` breaks the [`TileArgs`]
 /// contract.
 #[target_feature(enable = "neon")]
@@ -564,6 +726,12 @@ pub(super) unsafe fn f32_tile(a: &mut TileArgs) {
 #[target_feature(enable = "neon")]
 pub(super) unsafe fn f16_tile(a: &mut TileArgs) {
     float_tile::<F16W>(a)
+}
+
+/// BF16 tile (shared by all levels: plain NEON, widened with `shll`).
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn bf16_tile(a: &mut TileArgs) {
+    float_tile::<Bf16W>(a)
 }
 
 #[cfg(test)]

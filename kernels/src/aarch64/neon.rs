@@ -2,11 +2,11 @@
 //! multiplies (`smull`/`smlal` into i16 lanes, `sadalp`/`saddlp` into i32).
 
 use super::{
-    chunk, f16_tile, f32_tile, load_q8_signed, nibbles, q_tile, quantize_row, BlockDot, Prep,
-    GEMV_PANELS,
+    bf16_tile, chunk, f16_tile, f32_tile, load_q8_signed, load_qh, nib_chunk, q_tile, quantize_row,
+    BlockDot, Prep, Qh, GEMV_PANELS,
 };
-use crate::pack::{Q4_CODE_BYTES, Q8_CODE_BYTES};
-use crate::{Isa, Kernels, TileArgs};
+use crate::formats::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, PackedBlock};
+use crate::{Isa, Kernels, TileArgs, WeightFormat};
 use core::arch::aarch64::*;
 
 /// Batch rows per tile call for m > 1: with 4, the i16/i32 partial sums of
@@ -17,23 +17,23 @@ pub(crate) static KERNELS: Kernels = Kernels {
     isa: Isa::Neon,
     quantize_row,
     tiles: crate::Tiles::NONE
-        .with(crate::WeightFormat::Q8_0, q8_tile)
-        .with(crate::WeightFormat::Q4_0, q4_tile)
-        .with(crate::WeightFormat::F16, f16_tile)
-        .with(crate::WeightFormat::F32, f32_tile),
+        .with(WeightFormat::Q8_0, block_tile::<BlockQ8_0, Q8>)
+        .with(WeightFormat::Q4_0, block_tile::<BlockQ4_0, Q4>)
+        .with(WeightFormat::Q4_1, block_tile::<BlockQ4_1, Q4>)
+        .with(WeightFormat::Q5_0, block_tile::<BlockQ5_0, Q5>)
+        .with(WeightFormat::Q5_1, block_tile::<BlockQ5_1, Q5>)
+        .with(WeightFormat::F16, f16_tile)
+        .with(WeightFormat::BF16, bf16_tile)
+        .with(WeightFormat::F32, f32_tile),
     gemv_panels: GEMV_PANELS,
     gemm_panels: 1,
     pack_x: false,
 };
 
-unsafe fn q8_tile(a: &mut TileArgs) {
+/// The tile of format `B` with dot `D` for every batch row.
+unsafe fn block_tile<B: PackedBlock, D: BlockDot>(a: &mut TileArgs) {
     // SAFETY: NEON is the aarch64 baseline; the caller meets the TileArgs contract.
-    unsafe { q_tile::<Q8, Q8, NEON_ROWS>(a) }
-}
-
-unsafe fn q4_tile(a: &mut TileArgs) {
-    // SAFETY: as above.
-    unsafe { q_tile::<Q4, Q4, NEON_ROWS>(a) }
+    unsafe { q_tile::<B, D, D, NEON_ROWS>(a) }
 }
 
 /// Broadcasts 4-byte lane `lane` (0..4, a constant after inlining) of `v`.
@@ -55,8 +55,8 @@ fn bcast(v: int8x16_t, lane: usize) -> int8x16_t {
 pub(super) struct Q8;
 
 impl BlockDot for Q8 {
-    const CODE_BYTES: usize = Q8_CODE_BYTES;
-    const OFFSET: i32 = 0;
+    const GROUPS: usize = 8;
+    const SIGNED: bool = true;
 
     #[inline(always)]
     unsafe fn group<const MR: usize>(
@@ -109,12 +109,18 @@ unsafe fn q8_pair<const C: usize, const MR: usize>(
     }
 }
 
-/// Q4_0: unsigned nibbles (0..=15), offset 8.
-pub(super) struct Q4;
+/// The nibble formats: unsigned 4-bit codes (Q4_0, Q4_1) or, for `HIGH`,
+/// 5-bit codes (Q5_0, Q5_1) with bit 4 from the `qh` chunk.
+pub(super) struct Nib<const HIGH: bool>;
 
-impl BlockDot for Q4 {
-    const CODE_BYTES: usize = Q4_CODE_BYTES;
-    const OFFSET: i32 = 8;
+/// Q4_0 and Q4_1.
+type Q4 = Nib<false>;
+/// Q5_0 and Q5_1.
+type Q5 = Nib<true>;
+
+impl<const HIGH: bool> BlockDot for Nib<HIGH> {
+    const GROUPS: usize = if HIGH { 5 } else { 4 };
+    const SIGNED: bool = false;
 
     #[inline(always)]
     unsafe fn group<const MR: usize>(
@@ -122,33 +128,37 @@ impl BlockDot for Q4 {
         g: usize,
         prep: &Prep<MR>,
     ) -> [int32x4_t; MR] {
-        // SAFETY: NEON (baseline); chunks 0..4 of group g lie in the block (caller).
+        // SAFETY: NEON (baseline); chunks 0..GROUPS of group g lie in the
+        // block (caller).
         unsafe {
+            let qh = load_qh::<HIGH>(codes, g);
             let mut acc = [[vdupq_n_s16(0); 2]; MR];
-            q4_chunk::<0, MR>(codes, g, prep, &mut acc);
-            q4_chunk::<1, MR>(codes, g, prep, &mut acc);
-            q4_chunk::<2, MR>(codes, g, prep, &mut acc);
-            q4_chunk::<3, MR>(codes, g, prep, &mut acc);
+            nib_mul::<HIGH, 0, MR>(codes, g, &qh, prep, &mut acc);
+            nib_mul::<HIGH, 1, MR>(codes, g, &qh, prep, &mut acc);
+            nib_mul::<HIGH, 2, MR>(codes, g, &qh, prep, &mut acc);
+            nib_mul::<HIGH, 3, MR>(codes, g, &qh, prep, &mut acc);
             acc.map(|[a, b]| vpaddq_s32(vpaddlq_s16(a), vpaddlq_s16(b)))
         }
     }
 }
 
 /// Chunk `C`: low nibbles are elements `4C..4C+4`, high ones `16+4C..`. Each
-/// i16 lane sums 8 products over the block, `|sum| <= 8 * 15 * 127 < 2^15`.
+/// i16 lane sums 8 products over the block, `|sum| <= 8 * 31 * 127 < 2^15`
+/// (codes of at most 5 bits), so it is exact.
 ///
 /// # Safety
 /// Chunk `C` of group `g` is readable.
 #[inline(always)]
-unsafe fn q4_chunk<const C: usize, const MR: usize>(
+unsafe fn nib_mul<const HIGH: bool, const C: usize, const MR: usize>(
     codes: *const u8,
     g: usize,
+    qh: &Qh,
     prep: &Prep<MR>,
     acc: &mut [[int16x8_t; 2]; MR],
 ) {
     // SAFETY: NEON (baseline); chunk C is readable (caller).
     unsafe {
-        let (lo, hi) = nibbles(vld1q_u8(codes.add(chunk(C, g))));
+        let (lo, hi) = nib_chunk::<HIGH, C>(codes, g, qh);
         let (lo, hi) = (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi));
         for (acc, p) in acc.iter_mut().zip(prep) {
             let alo = bcast(p[0], C);

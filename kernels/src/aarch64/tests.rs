@@ -3,7 +3,8 @@
 
 use super::super::{first_difference, scalar, Isa, Kernels, TileArgs};
 use crate::act::{quantize_row_scalar, ActBlock};
-use crate::formats::{BlockQ4_0, BlockQ8_0, QK};
+use crate::formats::{FloatElem, PackedBlock, QK};
+use crate::match_format;
 use crate::pack::{PackedMatrix, WeightFormat, NR};
 use bytemuck::Zeroable;
 use half::f16;
@@ -36,7 +37,8 @@ impl Rng {
 }
 
 /// Matrices of every format with random codes over the full range (Q8_0 -128
-/// included) and some zero scales.
+/// included, every `qh` bit pattern), some zero scales and minimums of both
+/// signs.
 fn matrices(n: usize, k: usize, rng: &mut Rng) -> Vec<PackedMatrix> {
     let nb = k.div_ceil(QK);
     let scale = |rng: &mut Rng| {
@@ -46,44 +48,40 @@ fn matrices(n: usize, k: usize, rng: &mut Rng) -> Vec<PackedMatrix> {
             f16::from_f32(rng.f32(2.0))
         }
     };
-    let q8: Vec<BlockQ8_0> = (0..n * nb)
-        .map(|_| BlockQ8_0 {
-            d: scale(rng),
-            qs: core::array::from_fn(|_| rng.next() as i8),
-        })
-        .collect();
-    let q4: Vec<BlockQ4_0> = (0..n * nb)
-        .map(|_| BlockQ4_0 {
-            d: scale(rng),
-            qs: core::array::from_fn(|_| rng.next() as u8),
-        })
-        .collect();
     let wf: Vec<f32> = (0..n * k).map(|_| rng.f32(3.0)).collect();
-    let wh: Vec<f16> = wf.iter().map(|&v| f16::from_f32(v)).collect();
-    vec![
-        PackedMatrix::pack_q8_0::<()>(n, k, |r, o| {
-            o.copy_from_slice(&q8[r * nb..(r + 1) * nb]);
-            Ok(())
+    WeightFormat::ALL
+        .iter()
+        .map(|&f| {
+            match_format!(
+                f,
+                B => {
+                    let blocks: Vec<B> = (0..n * nb)
+                        .map(|_| {
+                            let scales = [scale(rng), scale(rng)];
+                            let groups: Vec<[u8; 4]> = (0..B::GROUPS)
+                                .map(|_| (rng.next() as u32).to_le_bytes())
+                                .collect();
+                            B::from_packed(scales, |c| groups[c])
+                        })
+                        .collect();
+                    PackedMatrix::pack_blocks::<B, ()>(n, k, |r, o| {
+                        o.copy_from_slice(&blocks[r * nb..(r + 1) * nb]);
+                        Ok(())
+                    })
+                    .unwrap()
+                },
+                E => {
+                    let w: Vec<E> = wf.iter().map(|&v| E::from_f32_le(v)).collect();
+                    PackedMatrix::from_floats(&w, n, k)
+                },
+            )
         })
-        .unwrap(),
-        PackedMatrix::pack_q4_0::<()>(n, k, |r, o| {
-            o.copy_from_slice(&q4[r * nb..(r + 1) * nb]);
-            Ok(())
-        })
-        .unwrap(),
-        PackedMatrix::from_f16(&wh, n, k),
-        PackedMatrix::from_f32(&wf, n, k),
-    ]
+        .collect()
 }
 
+/// The kernel `t` runs for `w` (its own, or the scalar one it falls back to).
 fn tile_fn(t: &Kernels, w: &PackedMatrix) -> super::super::TileFn {
-    use crate::pack::WeightFormat::*;
-    match w.format() {
-        Q8_0 => t.q8_0,
-        Q4_0 => t.q4_0,
-        F16 => t.f16,
-        F32 => t.f32,
-    }
+    t.tile(w.format()).0
 }
 
 fn run_tile(
@@ -95,10 +93,7 @@ fn run_tile(
     np: usize,
     mr: usize,
 ) -> Vec<f32> {
-    let block = matches!(
-        w.format(),
-        crate::pack::WeightFormat::Q8_0 | crate::pack::WeightFormat::Q4_0
-    );
+    let block = w.format().is_block_quantized();
     // Garbage first, so a lane the kernel fails to write shows up.
     let mut tile = vec![f32::from_bits(0x7F80_1234); mr * np * NR];
     let mut args = TileArgs {
@@ -118,6 +113,15 @@ fn run_tile(
 }
 
 #[test]
+fn every_format_has_a_kernel_at_every_level() {
+    for t in tables() {
+        for f in WeightFormat::ALL {
+            assert!(t.has_kernel(f), "{:?} {f:?}", t.isa());
+        }
+    }
+}
+
+#[test]
 fn tiles_match_scalar_for_any_np_and_mr() {
     let tables = tables();
     let mut rng = Rng(0x5EED);
@@ -127,12 +131,8 @@ fn tiles_match_scalar_for_any_np_and_mr() {
         let mut x: Vec<f32> = (0..max_mr * k).map(|_| rng.f32(4.0)).collect();
         x[k / 2] = f32::NAN; // one NaN block in row 0
         for w in matrices(n, k, &mut rng) {
-            // The correction in the activation blocks depends on the code offset.
-            let offset = if w.format() == WeightFormat::Q8_0 {
-                128
-            } else {
-                8
-            };
+            // The correction in the activation blocks depends on the format.
+            let offset = w.format().info().act_offset.unwrap_or(0);
             let mut acts = vec![ActBlock::zeroed(); max_mr * nb];
             for (row, a) in x.chunks_exact(k).zip(acts.chunks_exact_mut(nb)) {
                 quantize_row_scalar(row, offset, a);
@@ -171,7 +171,7 @@ fn quickcheck_quantizer_matches_scalar_on_any_bits() {
             .collect();
         let nb = x.len().div_ceil(QK);
         let mut want = vec![ActBlock::zeroed(); nb];
-        [8, 128].iter().all(|&offset| {
+        [-1, 8, 16, 128].iter().all(|&offset| {
             quantize_row_scalar(&x, offset, &mut want);
             tables().iter().all(|t| {
                 let mut got = vec![ActBlock::zeroed(); nb];
