@@ -176,6 +176,7 @@ fn supported_mask() -> u32 {
 
 /// `a == b`, usable in constants: kernel tables assert at compile time that
 /// their `#[target_feature]` list is their ISA's declared one.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) const fn same_str(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {

@@ -92,7 +92,9 @@ pub use formats::{
 pub use isa::{Isa, UnknownIsa};
 pub use pack::{PackedMatrix, NR};
 pub use registry::{IsaError, Kernels};
-pub(crate) use tile::{F32Line, TileArgs, Tiles, F16_KC, MAX_TILE_ROWS};
+#[cfg(target_arch = "x86_64")]
+pub(crate) use tile::{F32Line, F16_KC, MAX_TILE_ROWS};
+pub(crate) use tile::{TileArgs, Tiles};
 
 /// Compares two f32 slices bit for bit, with every NaN equal to every NaN.
 /// Returns the first index that differs.

@@ -80,7 +80,7 @@ fn matrices(n: usize, k: usize, rng: &mut Rng) -> Vec<PackedMatrix> {
 }
 
 /// The kernel `t` runs for `w` (its own, or the scalar one it falls back to).
-fn tile_fn(t: &Kernels, w: &PackedMatrix) -> super::super::TileFn {
+fn tile_fn(t: &Kernels, w: &PackedMatrix) -> crate::tile::TileFn {
     t.tile(w.format()).0
 }
 
