@@ -378,6 +378,9 @@ unsafe fn q_gemv<D: Dot512, B: Kind, const NP: usize>(a: &TileArgs, p0: usize, o
                 let codes = load_codes::<B>(panels[i].add(b * cb));
                 let isum = block_isum::<D, B>(&codes, act);
                 let sp = panels[i].add(so + b * sb);
+                // The scales stream too, as far ahead in blocks as the codes
+                // (left to the hardware prefetchers, Q5_0 ran 20% slower).
+                prefetch(sp.wrapping_add(GEMV_PREFETCH * sb / cb));
                 acc[i] = accumulate(acc[i], scales(sp), act.d, isum);
                 if B::MIN {
                     acc[i] = _mm512_fmadd_ps(scales(sp.add(32)), mf, acc[i]);
