@@ -533,44 +533,41 @@ unsafe fn q_gemm_chunks<B: Kind, const P: usize, const R: usize, const SRC: u8>(
                     }
                 }
             }
-            let mut mf = [_mm512_setzero_ps(); R];
-            if B::MIN {
-                for (mf, act) in mf.iter_mut().zip(&act) {
-                    *mf = min_factor(act);
-                }
-            }
+            let mut dw = [_mm512_setzero_ps(); P];
+            let mut mw = [_mm512_setzero_ps(); P];
             for i in 0..P {
                 let line = |l: usize| kept.add((l + j * P + i) * 64) as *mut f32;
                 let (dl, ml) = (line(KEPT_SCALES), line(KEPT_SCALES + GEMM_KB * 2));
-                let sp = panels[i].add(so + b * sb);
-                let (dw, mw) = if SRC == FROM_KEPT {
-                    (
-                        _mm512_load_ps(dl),
-                        if B::MIN {
-                            _mm512_load_ps(ml)
-                        } else {
-                            _mm512_setzero_ps()
-                        },
-                    )
+                if SRC == FROM_KEPT {
+                    dw[i] = _mm512_load_ps(dl);
+                    if B::MIN {
+                        mw[i] = _mm512_load_ps(ml);
+                    }
                 } else {
-                    let dw = scales(sp);
-                    let mw = if B::MIN {
-                        scales(sp.add(32))
-                    } else {
-                        _mm512_setzero_ps()
-                    };
+                    let sp = panels[i].add(so + b * sb);
+                    dw[i] = scales(sp);
+                    if B::MIN {
+                        mw[i] = scales(sp.add(32));
+                    }
                     if SRC == PANEL_TO_KEPT {
-                        _mm512_store_ps(dl, dw);
+                        _mm512_store_ps(dl, dw[i]);
                         if B::MIN {
-                            _mm512_store_ps(ml, mw);
+                            _mm512_store_ps(ml, mw[i]);
                         }
                     }
-                    (dw, mw)
+                }
+            }
+            for r in 0..R {
+                // Per row: the minimum term's factor serves every panel.
+                let mf = if B::MIN {
+                    min_factor(act[r])
+                } else {
+                    _mm512_setzero_ps()
                 };
-                for r in 0..R {
-                    acc[r][i] = accumulate(acc[r][i], dw, act[r].d, isum[r][i]);
+                for i in 0..P {
+                    acc[r][i] = accumulate(acc[r][i], dw[i], act[r].d, isum[r][i]);
                     if B::MIN {
-                        acc[r][i] = _mm512_fmadd_ps(mw, mf[r], acc[r][i]);
+                        acc[r][i] = _mm512_fmadd_ps(mw[i], mf, acc[r][i]);
                     }
                 }
             }
@@ -631,12 +628,14 @@ unsafe fn q_gemm_vnni<B: Kind>(a: &TileArgs, out: *mut f32, ldo: usize) {
 #[inline(always)]
 unsafe fn q_gemm_vnni_rows<B: Kind, const P: usize>(pass: &Pass<P>) {
     let mr = pass.a.mr;
-    let keep = mr > KEEP_ROWS;
+    // Deriving 5-bit codes costs more than storing and reloading them: Q5
+    // keeps them as soon as a second row group reads them.
+    let keep = mr > if B::CODE == Code::Q5 { 6 } else { KEEP_ROWS };
     let mut i0 = 0;
     while i0 < mr {
         let r = (mr - i0).min(6);
         // SAFETY: forwarded driver contract; rows i0..i0+r < mr; the first row
-        // group (6 rows: mr > KEEP_ROWS) fills `kept` before the others
+        // group (6 rows: mr > 6 when keeping) fills `kept` before the others
         // read it.
         unsafe {
             match (keep, i0) {
