@@ -363,25 +363,33 @@ unsafe fn block_isums<D: Dot256, K: Kind, const R: usize>(
     }
 }
 
+/// The activation block's `da` and, for formats with a minimum,
+/// `da * (corr as f32)` (`corr = Σa`; one f32 multiply).
+#[inline(always)]
+fn act_scales<K: Kind>(act: &ActBlock) -> [f32; 2] {
+    [act.d, if K::MIN { act.d * act.corr as f32 } else { 0.0 }]
+}
+
 /// `acc = fma(dw * da, isum as f32, acc)`, lane-wise; then, for formats
-/// with a minimum, `acc = fma(mw, da * (corr as f32), acc)` (`corr = Σa`).
+/// with a minimum, `acc = fma(mw, da * Σa, acc)` (`[da, da * Σa]`: see
+/// [`act_scales`]).
 #[inline(always)]
 unsafe fn accumulate<K: Kind>(
     acc: __m256,
     dw: __m256,
     mw: __m256,
-    act: &ActBlock,
+    [da, s]: [f32; 2],
     isum: __m256i,
 ) -> __m256 {
     // SAFETY: features enabled by the calling kernel.
     unsafe {
         let acc = _mm256_fmadd_ps(
-            _mm256_mul_ps(dw, _mm256_set1_ps(act.d)),
+            _mm256_mul_ps(dw, _mm256_set1_ps(da)),
             _mm256_cvtepi32_ps(isum),
             acc,
         );
         if K::MIN {
-            _mm256_fmadd_ps(mw, _mm256_set1_ps(act.d * act.corr as f32), acc)
+            _mm256_fmadd_ps(mw, _mm256_set1_ps(s), acc)
         } else {
             acc
         }
@@ -410,18 +418,47 @@ unsafe fn block_scales_dm<K: Kind>(p: *const u8, h: usize) -> (__m256, __m256) {
     }
 }
 
-/// `R` batch rows from `i0` x halves `h0..h0 + NH` of `NP` panels from `p0`,
-/// whole K. With both halves (`NH = 2`) every code line is read once, in one
-/// pass; the `NP` panel streams are prefetched ahead either way.
-#[inline(always)]
-unsafe fn q_rows<D: Dot256, K: Kind, const NP: usize, const R: usize, const NH: usize>(
-    a: &TileArgs,
+/// Where [`q_rows`] works: halves `h0..h0 + NH` of the panels from `p0`,
+/// batch rows from `i0`, blocks `blocks` (whole K, or one pass of the
+/// maddubs Q5 tile), raw accumulators in `out` (row stride `ldo`; loaded
+/// back when `blocks` does not start at 0), and the pass's [`Kept`] codes.
+#[derive(Clone)]
+struct Rows {
     p0: usize,
     h0: usize,
     i0: usize,
+    blocks: Range<usize>,
     out: *mut f32,
     ldo: usize,
+    kept: *mut u8,
+}
+
+/// `R` batch rows x `NH` halves of `NP` panels, as `g` says. With both
+/// halves (`NH = 2`) every code line is read once, in one pass; the `NP`
+/// panel streams are prefetched ahead either way. `SRC`: where the codes
+/// come from (`PANEL_TO_KEPT` also stores them to `g.kept`, chunk `c` of
+/// pass block `j` at line `8 j + c`, as the AVX-VNNI tile keeps them).
+#[inline(always)]
+unsafe fn q_rows<
+    D: Dot256,
+    K: Kind,
+    const NP: usize,
+    const R: usize,
+    const NH: usize,
+    const SRC: u8,
+>(
+    a: &TileArgs,
+    g: &Rows,
 ) {
+    let Rows {
+        p0,
+        h0,
+        i0,
+        ref blocks,
+        out,
+        ldo,
+        kept,
+    } = *g;
     let w = a.w;
     let nb = w.blocks_per_row();
     let cb = K::CODE_BYTES;
@@ -430,23 +467,52 @@ unsafe fn q_rows<D: Dot256, K: Kind, const NP: usize, const R: usize, const NH: 
     // SAFETY: features enabled by the caller; every pointer stays inside its
     // panel (b < nb), acts holds rows i0..i0 + R of nb blocks (driver
     // contract), h0 + NH <= 2, out holds rows i0..i0 + R of NP * 16 values at
-    // stride ldo.
+    // stride ldo; with SRC != FROM_PANEL, kept is a Kept buffer, blocks
+    // holds at most GEMM_KB blocks, and a PANEL_TO_KEPT call of the same pass
+    // and half wrote what a FROM_KEPT call reads.
     unsafe {
         let acts = a.acts.as_ptr().add(i0 * nb);
         let mut acc = [[[_mm256_setzero_ps(); NH]; NP]; R];
-        for b in 0..nb {
+        if blocks.start > 0 {
+            for (r, acc) in acc.iter_mut().enumerate() {
+                for (i, v) in acc.iter_mut().enumerate() {
+                    for (j, v) in v.iter_mut().enumerate() {
+                        *v = _mm256_loadu_ps(out.add((i0 + r) * ldo + i * NR + 8 * (h0 + j)));
+                    }
+                }
+            }
+        }
+        for b in blocks.clone() {
             let act: [&ActBlock; R] = core::array::from_fn(|r| &*acts.add(r * nb + b));
+            let k = kept.wrapping_add((b - blocks.start) * 8 * 64);
             for i in 0..NP {
-                for l in (0..cb).step_by(64) {
-                    prefetch(panels[i].wrapping_add(b * cb + l + GEMV_PREFETCH));
+                if SRC != FROM_KEPT {
+                    for l in (0..cb).step_by(64) {
+                        prefetch(panels[i].wrapping_add(b * cb + l + GEMV_PREFETCH));
+                    }
                 }
                 for j in 0..NH {
-                    let codes = load_codes::<K>(panels[i].add(b * cb), h0 + j);
-                    let (dw, mw) =
-                        block_scales_dm::<K>(panels[i].add(so + b * K::SCALE_BYTES), h0 + j);
+                    let h = h0 + j;
+                    let codes = if SRC == FROM_KEPT {
+                        let mut v = [_mm256_setzero_si256(); 8];
+                        for (c, v) in v.iter_mut().enumerate() {
+                            *v = _mm256_load_si256(k.add(64 * c + 32 * h) as *const __m256i);
+                        }
+                        v
+                    } else {
+                        let v = load_codes::<K>(panels[i].add(b * cb), h);
+                        if SRC == PANEL_TO_KEPT {
+                            for (c, v) in v.iter().enumerate() {
+                                _mm256_store_si256(k.add(64 * c + 32 * h) as *mut __m256i, *v);
+                            }
+                        }
+                        v
+                    };
+                    let (dw, mw) = block_scales_dm::<K>(panels[i].add(so + b * K::SCALE_BYTES), h);
                     let isum = block_isums::<D, K, R>(&codes, &act);
                     for ((acc, act), isum) in acc.iter_mut().zip(&act).zip(isum) {
-                        acc[i][j] = accumulate::<K>(acc[i][j], dw, mw, act, isum);
+                        let sa = act_scales::<K>(act);
+                        acc[i][j] = accumulate::<K>(acc[i][j], dw, mw, sa, isum);
                     }
                 }
             }
@@ -467,23 +533,49 @@ unsafe fn q_rows<D: Dot256, K: Kind, const NP: usize, const R: usize, const NH: 
 unsafe fn q_pairs<D: Dot256, K: Kind, const R: usize>(a: &TileArgs, out: *mut f32, ldo: usize) {
     let mut p = 0;
     while p < a.np {
+        let g = Rows {
+            p0: a.p0 + p,
+            h0: 0,
+            i0: 0,
+            blocks: 0..a.w.blocks_per_row(),
+            // SAFETY: forwarded driver contract; panels p(+1) < np.
+            out: unsafe { out.add(p * NR) },
+            ldo,
+            kept: core::ptr::null_mut(),
+        };
         // SAFETY: forwarded driver contract; panels p(+1) < np.
         unsafe {
-            let o = out.add(p * NR);
             if a.np - p >= 2 {
-                q_rows::<D, K, 2, R, 2>(a, a.p0 + p, 0, 0, o, ldo);
+                q_rows::<D, K, 2, R, 2, FROM_PANEL>(a, &g);
             } else {
-                q_rows::<D, K, 1, R, 2>(a, a.p0 + p, 0, 0, o, ldo);
+                q_rows::<D, K, 1, R, 2, FROM_PANEL>(a, &g);
             }
         }
         p += 2;
     }
 }
 
+/// Rows `g.i0..g.i0 + r` (`r <= 4`) of one half panel: [`q_rows`] with `R = r`.
+#[inline(always)]
+unsafe fn q_half_group<D: Dot256, K: Kind, const SRC: u8>(a: &TileArgs, g: &Rows, r: usize) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match r {
+            1 => q_rows::<D, K, 1, 1, 1, SRC>(a, g),
+            2 => q_rows::<D, K, 1, 2, 1, SRC>(a, g),
+            3 => q_rows::<D, K, 1, 3, 1, SRC>(a, g),
+            _ => q_rows::<D, K, 1, 4, 1, SRC>(a, g),
+        }
+    }
+}
+
 /// The maddubs dot's batched tile: 2 rows as batch 1 does (both halves per
 /// pass; measured 25-45% faster than two half passes from DRAM), else each
 /// half panel x up to 4 rows (Q8_0: 3), whole K (both halves would not fit
-/// the 16 registers).
+/// the 16 registers). Q5 codes with more than one row group: K in passes of
+/// `GEMM_KB` blocks, the first row group of a pass keeping the 5-bit codes
+/// it builds for the others (their bit-4 merge costs about as much as the
+/// dot of 2 rows).
 #[inline(always)]
 unsafe fn q_gemm_halves<D: Dot256, K: Kind>(a: &TileArgs, out: *mut f32, ldo: usize) {
     // SAFETY: driver contract (tile size, panels, act rows); features enabled by caller.
@@ -501,19 +593,36 @@ unsafe fn q_gemm_halves<D: Dot256, K: Kind>(a: &TileArgs, out: *mut f32, ldo: us
         } else {
             3
         };
+        let nb = a.w.blocks_per_row();
+        let keep = K::CODES == Codes::Q5 && a.mr > rows;
+        let mut kept = scratch::<Kept>();
+        let kept = kept.as_mut_ptr() as *mut u8;
+        let pass = if keep { GEMM_KB } else { nb };
         for pi in 0..a.np {
-            let (p, o) = (a.p0 + pi, out.add(pi * NR));
             for h in 0..2 {
-                let mut i0 = 0;
-                while i0 < a.mr {
-                    let r = (a.mr - i0).min(rows);
-                    match r {
-                        1 => q_rows::<D, K, 1, 1, 1>(a, p, h, i0, o, ldo),
-                        2 => q_rows::<D, K, 1, 2, 1>(a, p, h, i0, o, ldo),
-                        3 => q_rows::<D, K, 1, 3, 1>(a, p, h, i0, o, ldo),
-                        _ => q_rows::<D, K, 1, 4, 1>(a, p, h, i0, o, ldo),
+                let mut b0 = 0;
+                while b0 < nb {
+                    let blocks = b0..(b0 + pass).min(nb);
+                    b0 = blocks.end;
+                    let mut i0 = 0;
+                    while i0 < a.mr {
+                        let r = (a.mr - i0).min(rows);
+                        let g = Rows {
+                            p0: a.p0 + pi,
+                            h0: h,
+                            i0,
+                            blocks: blocks.clone(),
+                            out: out.add(pi * NR),
+                            ldo,
+                            kept,
+                        };
+                        match (keep, i0) {
+                            (false, _) => q_half_group::<D, K, FROM_PANEL>(a, &g, r),
+                            (true, 0) => q_rows::<D, K, 1, 4, 1, PANEL_TO_KEPT>(a, &g),
+                            (true, _) => q_half_group::<D, K, FROM_KEPT>(a, &g, r),
+                        }
+                        i0 += r;
                     }
-                    i0 += r;
                 }
             }
         }
@@ -679,6 +788,12 @@ unsafe fn q_gemm_chunks<K: Kind, const R: usize, const SRC: u8>(pass: &Pass, i0:
                     isum[1] = _mm256_dpbusd_avx_epi32(isum[1], w[1], av);
                 }
             }
+            // Before the stores to `out` below (which the compiler cannot
+            // tell apart from `act`), once per row for both halves.
+            let mut sa = [[0.0f32; 2]; R];
+            for (sa, act) in sa.iter_mut().zip(&act) {
+                *sa = act_scales::<K>(act);
+            }
             let sl = kept.add((GEMM_KB * 8 + b - blocks.start) * 64) as *mut f32;
             let ml = kept.add((GEMM_KB * 9 + b - blocks.start) * 64) as *mut f32;
             for h in 0..2 {
@@ -699,9 +814,9 @@ unsafe fn q_gemm_chunks<K: Kind, const R: usize, const SRC: u8>(pass: &Pass, i0:
                     }
                     (d, m)
                 };
-                for (r, (act, isum)) in act.iter().zip(&isum).enumerate() {
+                for (r, (sa, isum)) in sa.iter().zip(&isum).enumerate() {
                     let o = out.add(r * ldo + 8 * h);
-                    let v = accumulate::<K>(_mm256_loadu_ps(o), dw, mw, act, isum[h]);
+                    let v = accumulate::<K>(_mm256_loadu_ps(o), dw, mw, *sa, isum[h]);
                     _mm256_storeu_ps(o, v);
                 }
             }
