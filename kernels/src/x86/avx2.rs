@@ -788,11 +788,15 @@ unsafe fn q_gemm_chunks<K: Kind, const R: usize, const SRC: u8>(pass: &Pass, i0:
                     isum[1] = _mm256_dpbusd_avx_epi32(isum[1], w[1], av);
                 }
             }
-            // Before the stores to `out` below (which the compiler cannot
-            // tell apart from `act`), once per row for both halves.
+            // With a minimum: before the stores to `out` below (which the
+            // compiler cannot tell apart from `act`), once per row for both
+            // halves (else `da * Σa` is reconverted per half). Without, `da`
+            // is broadcast straight from `act` at its use.
             let mut sa = [[0.0f32; 2]; R];
-            for (sa, act) in sa.iter_mut().zip(&act) {
-                *sa = act_scales::<K>(act);
+            if K::MIN {
+                for (sa, act) in sa.iter_mut().zip(&act) {
+                    *sa = act_scales::<K>(act);
+                }
             }
             let sl = kept.add((GEMM_KB * 8 + b - blocks.start) * 64) as *mut f32;
             let ml = kept.add((GEMM_KB * 9 + b - blocks.start) * 64) as *mut f32;
@@ -814,9 +818,10 @@ unsafe fn q_gemm_chunks<K: Kind, const R: usize, const SRC: u8>(pass: &Pass, i0:
                     }
                     (d, m)
                 };
-                for (r, (sa, isum)) in sa.iter().zip(&isum).enumerate() {
+                for (r, (act, isum)) in act.iter().zip(&isum).enumerate() {
                     let o = out.add(r * ldo + 8 * h);
-                    let v = accumulate::<K>(_mm256_loadu_ps(o), dw, mw, *sa, isum[h]);
+                    let sa = if K::MIN { sa[r] } else { act_scales::<K>(act) };
+                    let v = accumulate::<K>(_mm256_loadu_ps(o), dw, mw, sa, isum[h]);
                     _mm256_storeu_ps(o, v);
                 }
             }
