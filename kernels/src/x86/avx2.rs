@@ -1,5 +1,13 @@
 //! AVX2 kernels (+FMA, F16C), with `vpmaddubsw` or AVX-VNNI's VEX `vpdpbusd`.
 //!
+//! One algorithm per dot serves every block format (Q8_0, Q4_0, Q4_1, Q5_0,
+//! Q5_1), parameterized by its code [`Kind`]: Q8_0 bytes, nibbles, or
+//! nibbles plus a `qh` chunk (bit 4, merged into the codes once per block
+//! and half panel for all rows), each with an offset (`isum = raw + corr`)
+//! or a minimum (`isum = raw`, then `acc = fma(m, da * Σa, acc)`); and one
+//! per float format (F16, BF16, F32), parameterized by how a half k-step is
+//! widened ([`Float`]).
+//!
 //! A 16-row panel is two ymm halves of 8 rows; each half runs the canonical
 //! sequence lane by lane. With 16 ymm registers, batched tiles are:
 //! - maddubs block formats: 2 rows as batch 1 runs (below); more rows, one
@@ -10,13 +18,14 @@
 //!   broadcast both halves: 10 independent `vpdpbusd` chains), with the f32
 //!   accumulators in the tile since the registers hold the integer chains;
 //!   in batches of more than 16 rows the first row group of a pass keeps
-//!   the split Q4_0 nibbles and the widened scales in a 9 KiB L1 buffer
-//!   that the other groups read (`KEEP_ROWS`);
+//!   the unsigned nibble codes and the widened scales in a 10 KiB L1
+//!   buffer that the other groups read (`KEEP_ROWS`);
 //! - float formats, up to 3 rows: two panels x all rows over the whole of K
 //!   (two prefetched panel streams: one alone leaves memory bandwidth unused);
 //! - float formats, more rows: one panel x up to 6 rows (balanced row groups)
-//!   over x packed chunk-major by the driver; F16 is widened by the first row
-//!   group as it computes and kept as f32 for the chunk's other groups.
+//!   over x packed chunk-major by the driver; F16 and BF16 are widened by the
+//!   first row group as it computes and kept as f32 for the chunk's other
+//!   groups.
 //!
 //! Batch 1 runs two panels per pass (floats: four), both halves of each
 //! block (or k-step) together, so every line of the panels is read once,
@@ -26,19 +35,79 @@ use super::{
     prefetch, scratch, F16_KC, FROM_KEPT, FROM_PANEL, GEMV_PREFETCH, KEEP_ROWS, PANEL_TO_KEPT,
 };
 use crate::act::{block_scales, ActBlock};
-use crate::formats::QK;
-use crate::pack::{NR, Q4_CODE_BYTES, Q8_CODE_BYTES};
+#[allow(unused_imports)] // named by the kernel tables
+use crate::formats::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
+use crate::formats::{FloatElem, PackedBlock, WeightFormat, QK};
+use crate::pack::NR;
 use crate::{F32Line, TileArgs};
 use core::arch::x86_64::*;
 use core::ops::Range;
+
+/// How a block format stores its codes (see [`crate::pack`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Codes {
+    /// 8 chunks of bytes `q + 128` (Q8_0).
+    Q8,
+    /// 4 chunks of nibble pairs (Q4_0, Q4_1).
+    Q4,
+    /// As `Q4`, plus a 5th chunk of `qh` bytes holding bit 4 (Q5_0, Q5_1).
+    Q5,
+}
+
+/// The code kind of a block format: {Q8, Q4, Q5} x {offset (`isum = raw +
+/// corr`), minimum (`isum = raw`, then the `m` term)}, from its
+/// [`PackedBlock`] layout. One algorithm serves every block format.
+pub(crate) trait Kind: PackedBlock {
+    const CODES: Codes = match Self::GROUPS {
+        8 => Codes::Q8,
+        4 => Codes::Q4,
+        5 => Codes::Q5,
+        _ => panic!("unknown code layout"),
+    };
+    /// Nibble codes (<= 31): split from their chunks, summed as small codes.
+    const NIBBLES: bool = !matches!(Self::CODES, Codes::Q8);
+    /// A format with a minimum: scales `d` then `m`, and `corr = Σa`.
+    const MIN: bool = Self::SCALES == 2;
+    /// Code bytes per panel and block.
+    const CODE_BYTES: usize = Self::GROUPS * 64;
+    /// Scale bytes per panel and block.
+    const SCALE_BYTES: usize = Self::SCALES * NR * 2;
+}
+impl<B: PackedBlock> Kind for B {}
+
+/// The float kind of a float format: how a half k-step is widened to f32.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Float {
+    /// `vcvtph2ps`.
+    F16,
+    /// Zero-extend to 32 bits, shift left by 16.
+    BF16,
+    /// As stored.
+    F32,
+}
+
+trait FloatKind: FloatElem {
+    const KIND: Float = match Self::FORMAT {
+        WeightFormat::F16 => Float::F16,
+        WeightFormat::BF16 => Float::BF16,
+        WeightFormat::F32 => Float::F32,
+        _ => panic!("not a float format"),
+    };
+    /// Bytes of one k-step (16 values).
+    const STEP: usize = NR * core::mem::size_of::<Self>();
+    /// Whether the stored values are narrower than f32 (widened per use).
+    const NARROW: bool = !matches!(Self::KIND, Float::F32);
+}
+impl<E: FloatElem> FloatKind for E {}
 
 /// The exact integer part of one block for 8 rows (one half panel).
 pub(crate) trait Dot256 {
     /// Whether `q8_rows` works on the unsigned codes (`q + 128`), so that the
     /// accumulators must start at the activation correction.
     const Q8_UNSIGNED: bool;
-    /// `init + Σ_c Σ_{i<4} codes[c].u8[4r+i] * a[4c+i]`; codes <= 15.
-    unsafe fn q4_block(init: __m256i, codes: &[__m256i; 8], a: *const i8) -> __m256i;
+    /// `init + Σ_c Σ_{i<4} codes[c].u8[4r+i] * a[4c+i]` for nibble formats
+    /// (`K::NIBBLES`): codes <= 15 (Q4) or <= 31 (Q5).
+    unsafe fn nib_block<K: Kind>(init: __m256i, codes: &[__m256i; 8], a: *const i8) -> __m256i;
     /// For each of `R` activation rows `a[j]`: `init[j] + Σ (q + 128) * a[j]`
     /// if `Q8_UNSIGNED`, else `init[j] + Σ q * a[j]`, exactly. One call per
     /// block for all rows, so that work on the codes alone is done once.
@@ -49,7 +118,7 @@ pub(crate) trait Dot256 {
     ) -> [__m256i; R];
     /// The batched part of a tile (`mr > 1`), with the register tiling that
     /// measured fastest for this dot (see the module docs).
-    unsafe fn gemm_tile<const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize);
+    unsafe fn gemm_tile<K: Kind>(a: &TileArgs, out: *mut f32, ldo: usize);
 }
 
 #[inline(always)]
@@ -65,15 +134,27 @@ impl Dot256 for Maddubs {
     const Q8_UNSIGNED: bool = false;
 
     #[inline(always)]
-    unsafe fn q4_block(init: __m256i, codes: &[__m256i; 8], a: *const i8) -> __m256i {
-        // SAFETY: called from avx2 functions. Pair sums <= 2*15*127 = 3810; eight
-        // of them fit in i16, so the sum is exact.
+    unsafe fn nib_block<K: Kind>(init: __m256i, codes: &[__m256i; 8], a: *const i8) -> __m256i {
+        // SAFETY: called from avx2 functions. Pair sums <= 2*15*127 = 3810
+        // (Q4): eight of them fit in i16; <= 2*31*127 = 7874 (Q5): four fit
+        // (31496). So each i16 partial sum is exact.
+        let per = if K::CODES == Codes::Q5 { 4 } else { 8 };
         unsafe {
+            let ones = _mm256_set1_epi16(1);
+            let mut acc = init;
             let mut s16 = _mm256_setzero_si256();
             for (c, &v) in codes.iter().enumerate() {
-                s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(v, bcast4(a, c)));
+                let p = _mm256_maddubs_epi16(v, bcast4(a, c));
+                s16 = if c % per == 0 {
+                    p
+                } else {
+                    _mm256_add_epi16(s16, p)
+                };
+                if c % per == per - 1 {
+                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(s16, ones));
+                }
             }
-            _mm256_add_epi32(init, _mm256_madd_epi16(s16, _mm256_set1_epi16(1)))
+            acc
         }
     }
 
@@ -106,9 +187,9 @@ impl Dot256 for Maddubs {
     }
 
     #[inline(always)]
-    unsafe fn gemm_tile<const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize) {
+    unsafe fn gemm_tile<K: Kind>(a: &TileArgs, out: *mut f32, ldo: usize) {
         // SAFETY: forwarded contract; features enabled by the calling kernel.
-        unsafe { q_gemm_halves::<Self, Q4>(a, out, ldo) }
+        unsafe { q_gemm_halves::<Self, K>(a, out, ldo) }
     }
 }
 
@@ -119,7 +200,7 @@ impl Dot256 for VnniVex {
     const Q8_UNSIGNED: bool = true;
 
     #[inline(always)]
-    unsafe fn q4_block(init: __m256i, codes: &[__m256i; 8], a: *const i8) -> __m256i {
+    unsafe fn nib_block<K: Kind>(init: __m256i, codes: &[__m256i; 8], a: *const i8) -> __m256i {
         // SAFETY: called from functions enabling avxvnni; `a` holds 32 codes.
         unsafe {
             let mut acc = init;
@@ -142,39 +223,114 @@ impl Dot256 for VnniVex {
         // turns every intrinsic in it into a call.
         let mut acc = init;
         for (acc, &a) in acc.iter_mut().zip(&a) {
-            *acc = unsafe { Self::q4_block(*acc, stored, a) };
+            *acc = unsafe { Self::nib_block::<BlockQ8_0>(*acc, stored, a) };
         }
         acc
     }
 
     #[inline(always)]
-    unsafe fn gemm_tile<const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize) {
+    unsafe fn gemm_tile<K: Kind>(a: &TileArgs, out: *mut f32, ldo: usize) {
         // SAFETY: forwarded contract; features enabled by the calling kernel.
-        unsafe { q_gemm_vnni::<Q4>(a, out, ldo) }
+        unsafe { q_gemm_vnni::<K>(a, out, ldo) }
     }
 }
 
-/// The 8 code vectors of half `h` of one block.
+/// Bit 4 of the Q5 codes of chunk `c` (0..8; chunks 4..8 are the high
+/// nibbles of chunks 0..4), as 0x10 or 0 per byte, from the half panel's
+/// `qh` chunk. Byte `i` of lane `r` is element `4c + i` of row `r` (high
+/// chunks: `16 + 4(c - 4) + i`, the same number), whose bit is bit `4c + i`
+/// of lane `r` of `qh`: byte `c / 2`, bit `4(c % 2) + i`. One byte shuffle
+/// per byte of `qh` (shared by chunks `2j`, `2j + 1`), an AND with the bit of
+/// each byte, compare-equal.
 #[inline(always)]
-unsafe fn load_codes<const Q4: bool>(p: *const u8, h: usize) -> [__m256i; 8] {
+unsafe fn high_bits(qh: __m256i, c: usize) -> __m256i {
+    // SAFETY: features (avx2) enabled by the calling kernel.
+    unsafe {
+        let lanes = _mm256_setr_epi32(
+            0,
+            0x0404_0404,
+            0x0808_0808,
+            0x0C0C_0C0C,
+            0,
+            0x0404_0404,
+            0x0808_0808,
+            0x0C0C_0C0C,
+        );
+        let x = _mm256_shuffle_epi8(qh, _mm256_add_epi8(lanes, _mm256_set1_epi8((c / 2) as i8)));
+        let bit = _mm256_set1_epi32(if c.is_multiple_of(2) {
+            0x0804_0201
+        } else {
+            0x8040_2010u32 as i32
+        });
+        let set = _mm256_cmpeq_epi8(_mm256_and_si256(x, bit), bit);
+        _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+    }
+}
+
+/// Chunk `c` (0..8) of half `h` of a nibble block at `p`: the nibbles of
+/// 32-byte chunk `c % 4`, low (`c < 4`) or high, with bit 4 from `qh` (the
+/// half's `qh` chunk, Q5 only).
+#[inline(always)]
+unsafe fn nib_chunk<K: Kind>(p: *const u8, h: usize, c: usize, qh: __m256i) -> __m256i {
     // SAFETY: p points at one block's codes inside a panel, 32-byte aligned halves.
     unsafe {
-        let ld = |c: usize| _mm256_load_si256(p.add(64 * c + 32 * h) as *const __m256i);
-        if Q4 {
-            let m = _mm256_set1_epi8(0x0F);
-            let v = [ld(0), ld(1), ld(2), ld(3)];
-            [
-                _mm256_and_si256(v[0], m),
-                _mm256_and_si256(v[1], m),
-                _mm256_and_si256(v[2], m),
-                _mm256_and_si256(v[3], m),
-                _mm256_and_si256(_mm256_srli_epi16(v[0], 4), m),
-                _mm256_and_si256(_mm256_srli_epi16(v[1], 4), m),
-                _mm256_and_si256(_mm256_srli_epi16(v[2], 4), m),
-                _mm256_and_si256(_mm256_srli_epi16(v[3], 4), m),
-            ]
+        let v = _mm256_load_si256(p.add(64 * (c % 4) + 32 * h) as *const __m256i);
+        let v = if c < 4 { v } else { _mm256_srli_epi16(v, 4) };
+        let v = _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+        if K::CODES == Codes::Q5 {
+            _mm256_or_si256(v, high_bits(qh, c))
         } else {
-            core::array::from_fn(ld)
+            v
+        }
+    }
+}
+
+/// The `qh` chunk of half `h` of a block at `p` (Q5; else unused, zero).
+#[inline(always)]
+unsafe fn load_qh<K: Kind>(p: *const u8, h: usize) -> __m256i {
+    // SAFETY: p points at one block's codes inside a panel; Q5 has 5 chunks.
+    unsafe {
+        if K::CODES == Codes::Q5 {
+            _mm256_load_si256(p.add(64 * 4 + 32 * h) as *const __m256i)
+        } else {
+            _mm256_setzero_si256()
+        }
+    }
+}
+
+/// The 8 code vectors of half `h` of one block: Q8_0's stored codes, or the
+/// unsigned 4- or 5-bit codes. (Loops rather than `array::from_fn`: see
+/// `VnniVex::q8_rows`.)
+#[inline(always)]
+unsafe fn load_codes<K: Kind>(p: *const u8, h: usize) -> [__m256i; 8] {
+    // SAFETY: p points at one block's codes inside a panel, 32-byte aligned halves.
+    unsafe {
+        let mut v = [_mm256_setzero_si256(); 8];
+        if K::NIBBLES {
+            let qh = load_qh::<K>(p, h);
+            for (c, v) in v.iter_mut().enumerate() {
+                *v = nib_chunk::<K>(p, h, c, qh);
+            }
+        } else {
+            for (c, v) in v.iter_mut().enumerate() {
+                *v = _mm256_load_si256(p.add(64 * c + 32 * h) as *const __m256i);
+            }
+        }
+        v
+    }
+}
+
+/// Where a block's integer sum starts: the activation correction when the
+/// codes carry an offset (unsigned nibbles, or Q8_0 codes as stored),
+/// zero for formats with a minimum (`isum = raw`) and for signed Q8_0.
+#[inline(always)]
+unsafe fn isum_init<D: Dot256, K: Kind>(act: &ActBlock) -> __m256i {
+    // SAFETY: features enabled by the calling kernel.
+    unsafe {
+        if !K::MIN && (K::NIBBLES || D::Q8_UNSIGNED) {
+            _mm256_set1_epi32(act.corr)
+        } else {
+            _mm256_setzero_si256()
         }
     }
 }
@@ -182,7 +338,7 @@ unsafe fn load_codes<const Q4: bool>(p: *const u8, h: usize) -> [__m256i; 8] {
 /// The exact integer sums of one block (half panel) for `R` activation rows.
 /// (Loops rather than `array::from_fn`: see `VnniVex::q8_rows`.)
 #[inline(always)]
-unsafe fn block_isums<D: Dot256, const Q4: bool, const R: usize>(
+unsafe fn block_isums<D: Dot256, K: Kind, const R: usize>(
     codes: &[__m256i; 8],
     act: &[&ActBlock; R],
 ) -> [__m256i; R] {
@@ -190,13 +346,11 @@ unsafe fn block_isums<D: Dot256, const Q4: bool, const R: usize>(
     unsafe {
         let mut isum = [_mm256_setzero_si256(); R];
         for (isum, act) in isum.iter_mut().zip(act) {
-            if Q4 || D::Q8_UNSIGNED {
-                *isum = _mm256_set1_epi32(act.corr);
-            }
+            *isum = isum_init::<D, K>(act);
         }
-        if Q4 {
+        if K::NIBBLES {
             for (isum, act) in isum.iter_mut().zip(act) {
-                *isum = D::q4_block(*isum, codes, act.qs.as_ptr());
+                *isum = D::nib_block::<K>(*isum, codes, act.qs.as_ptr());
             }
             isum
         } else {
@@ -209,61 +363,156 @@ unsafe fn block_isums<D: Dot256, const Q4: bool, const R: usize>(
     }
 }
 
-/// `acc = fma(dw * da, isum as f32, acc)`, lane-wise.
+/// The activation block's `da` and, for formats with a minimum,
+/// `da * (corr as f32)` (`corr = Σa`; one f32 multiply).
 #[inline(always)]
-unsafe fn accumulate(acc: __m256, dw: __m256, da: f32, isum: __m256i) -> __m256 {
+fn act_scales<K: Kind>(act: &ActBlock) -> [f32; 2] {
+    [act.d, if K::MIN { act.d * act.corr as f32 } else { 0.0 }]
+}
+
+/// `acc = fma(dw * da, isum as f32, acc)`, lane-wise; then, for formats
+/// with a minimum, `acc = fma(mw, da * Σa, acc)` (`[da, da * Σa]`: see
+/// [`act_scales`]).
+#[inline(always)]
+unsafe fn accumulate<K: Kind>(
+    acc: __m256,
+    dw: __m256,
+    mw: __m256,
+    [da, s]: [f32; 2],
+    isum: __m256i,
+) -> __m256 {
     // SAFETY: features enabled by the calling kernel.
     unsafe {
-        _mm256_fmadd_ps(
+        let acc = _mm256_fmadd_ps(
             _mm256_mul_ps(dw, _mm256_set1_ps(da)),
             _mm256_cvtepi32_ps(isum),
             acc,
-        )
+        );
+        if K::MIN {
+            _mm256_fmadd_ps(mw, _mm256_set1_ps(s), acc)
+        } else {
+            acc
+        }
     }
 }
 
+/// Scales `s` (0: `d`, 1: `m`) of half `h` of the block whose scales are at `p`.
 #[inline(always)]
-unsafe fn scales(p: *const u8, h: usize) -> __m256 {
-    // SAFETY: p points at 16 f16 scales inside a panel; half h is 16 bytes.
-    unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.add(16 * h) as *const __m128i)) }
+unsafe fn scales(p: *const u8, s: usize, h: usize) -> __m256 {
+    // SAFETY: p points at a block's 16 (or 2 x 16) f16 scales inside a
+    // panel; half h is 16 bytes.
+    unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.add(32 * s + 16 * h) as *const __m128i)) }
 }
 
-/// `R` batch rows from `i0` x halves `h0..h0 + NH` of `NP` panels from `p0`,
-/// whole K. With both halves (`NH = 2`) every code line is read once, in one
-/// pass; the `NP` panel streams are prefetched ahead either way.
+/// The `d` and (with a minimum; else unused) `m` scales of half `h`.
 #[inline(always)]
-unsafe fn q_rows<D: Dot256, const Q4: bool, const NP: usize, const R: usize, const NH: usize>(
-    a: &TileArgs,
+unsafe fn block_scales_dm<K: Kind>(p: *const u8, h: usize) -> (__m256, __m256) {
+    // SAFETY: as for `scales`; `m` follows `d` when K::MIN.
+    unsafe {
+        let m = if K::MIN {
+            scales(p, 1, h)
+        } else {
+            _mm256_setzero_ps()
+        };
+        (scales(p, 0, h), m)
+    }
+}
+
+/// Where [`q_rows`] works: halves `h0..h0 + NH` of the panels from `p0`,
+/// batch rows from `i0`, blocks `blocks` (whole K, or one pass of the
+/// maddubs Q5 tile), raw accumulators in `out` (row stride `ldo`; loaded
+/// back when `blocks` does not start at 0), and the pass's [`Kept`] codes.
+#[derive(Clone)]
+struct Rows {
     p0: usize,
     h0: usize,
     i0: usize,
+    blocks: Range<usize>,
     out: *mut f32,
     ldo: usize,
+    kept: *mut u8,
+}
+
+/// `R` batch rows x `NH` halves of `NP` panels, as `g` says. With both
+/// halves (`NH = 2`) every code line is read once, in one pass; the `NP`
+/// panel streams are prefetched ahead either way. `SRC`: where the codes
+/// come from (`PANEL_TO_KEPT` also stores them to `g.kept`, chunk `c` of
+/// pass block `j` at line `8 j + c`, as the AVX-VNNI tile keeps them).
+#[inline(always)]
+unsafe fn q_rows<
+    D: Dot256,
+    K: Kind,
+    const NP: usize,
+    const R: usize,
+    const NH: usize,
+    const SRC: u8,
+>(
+    a: &TileArgs,
+    g: &Rows,
 ) {
+    let Rows {
+        p0,
+        h0,
+        i0,
+        ref blocks,
+        out,
+        ldo,
+        kept,
+    } = *g;
     let w = a.w;
     let nb = w.blocks_per_row();
-    let cb = if Q4 { Q4_CODE_BYTES } else { Q8_CODE_BYTES };
+    let cb = K::CODE_BYTES;
     let so = w.scales_offset();
     let panels: [*const u8; NP] = core::array::from_fn(|i| w.panel(p0 + i).as_ptr());
     // SAFETY: features enabled by the caller; every pointer stays inside its
     // panel (b < nb), acts holds rows i0..i0 + R of nb blocks (driver
     // contract), h0 + NH <= 2, out holds rows i0..i0 + R of NP * 16 values at
-    // stride ldo.
+    // stride ldo; with SRC != FROM_PANEL, kept is a Kept buffer, blocks
+    // holds at most GEMM_KB blocks, and a PANEL_TO_KEPT call of the same pass
+    // and half wrote what a FROM_KEPT call reads.
     unsafe {
         let acts = a.acts.as_ptr().add(i0 * nb);
         let mut acc = [[[_mm256_setzero_ps(); NH]; NP]; R];
-        for b in 0..nb {
+        if blocks.start > 0 {
+            for (r, acc) in acc.iter_mut().enumerate() {
+                for (i, v) in acc.iter_mut().enumerate() {
+                    for (j, v) in v.iter_mut().enumerate() {
+                        *v = _mm256_loadu_ps(out.add((i0 + r) * ldo + i * NR + 8 * (h0 + j)));
+                    }
+                }
+            }
+        }
+        for b in blocks.clone() {
             let act: [&ActBlock; R] = core::array::from_fn(|r| &*acts.add(r * nb + b));
+            let k = kept.wrapping_add((b - blocks.start) * 8 * 64);
             for i in 0..NP {
-                for l in (0..cb).step_by(64) {
-                    prefetch(panels[i].wrapping_add(b * cb + l + GEMV_PREFETCH));
+                if SRC != FROM_KEPT {
+                    for l in (0..cb).step_by(64) {
+                        prefetch(panels[i].wrapping_add(b * cb + l + GEMV_PREFETCH));
+                    }
                 }
                 for j in 0..NH {
-                    let codes = load_codes::<Q4>(panels[i].add(b * cb), h0 + j);
-                    let dw = scales(panels[i].add(so + b * 32), h0 + j);
-                    let isum = block_isums::<D, Q4, R>(&codes, &act);
+                    let h = h0 + j;
+                    let codes = if SRC == FROM_KEPT {
+                        let mut v = [_mm256_setzero_si256(); 8];
+                        for (c, v) in v.iter_mut().enumerate() {
+                            *v = _mm256_load_si256(k.add(64 * c + 32 * h) as *const __m256i);
+                        }
+                        v
+                    } else {
+                        let v = load_codes::<K>(panels[i].add(b * cb), h);
+                        if SRC == PANEL_TO_KEPT {
+                            for (c, v) in v.iter().enumerate() {
+                                _mm256_store_si256(k.add(64 * c + 32 * h) as *mut __m256i, *v);
+                            }
+                        }
+                        v
+                    };
+                    let (dw, mw) = block_scales_dm::<K>(panels[i].add(so + b * K::SCALE_BYTES), h);
+                    let isum = block_isums::<D, K, R>(&codes, &act);
                     for ((acc, act), isum) in acc.iter_mut().zip(&act).zip(isum) {
-                        acc[i][j] = accumulate(acc[i][j], dw, act.d, isum);
+                        let sa = act_scales::<K>(act);
+                        acc[i][j] = accumulate::<K>(acc[i][j], dw, mw, sa, isum);
                     }
                 }
             }
@@ -281,60 +530,99 @@ unsafe fn q_rows<D: Dot256, const Q4: bool, const NP: usize, const R: usize, con
 
 /// All `R` rows of the tile, two whole panels per [`q_rows`] call.
 #[inline(always)]
-unsafe fn q_pairs<D: Dot256, const Q4: bool, const R: usize>(
-    a: &TileArgs,
-    out: *mut f32,
-    ldo: usize,
-) {
+unsafe fn q_pairs<D: Dot256, K: Kind, const R: usize>(a: &TileArgs, out: *mut f32, ldo: usize) {
     let mut p = 0;
     while p < a.np {
+        let g = Rows {
+            p0: a.p0 + p,
+            h0: 0,
+            i0: 0,
+            blocks: 0..a.w.blocks_per_row(),
+            // SAFETY: forwarded driver contract; panels p(+1) < np.
+            out: unsafe { out.add(p * NR) },
+            ldo,
+            kept: core::ptr::null_mut(),
+        };
         // SAFETY: forwarded driver contract; panels p(+1) < np.
         unsafe {
-            let o = out.add(p * NR);
             if a.np - p >= 2 {
-                q_rows::<D, Q4, 2, R, 2>(a, a.p0 + p, 0, 0, o, ldo);
+                q_rows::<D, K, 2, R, 2, FROM_PANEL>(a, &g);
             } else {
-                q_rows::<D, Q4, 1, R, 2>(a, a.p0 + p, 0, 0, o, ldo);
+                q_rows::<D, K, 1, R, 2, FROM_PANEL>(a, &g);
             }
         }
         p += 2;
     }
 }
 
+/// Rows `g.i0..g.i0 + r` (`r <= 4`) of one half panel: [`q_rows`] with `R = r`.
+#[inline(always)]
+unsafe fn q_half_group<D: Dot256, K: Kind, const SRC: u8>(a: &TileArgs, g: &Rows, r: usize) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match r {
+            1 => q_rows::<D, K, 1, 1, 1, SRC>(a, g),
+            2 => q_rows::<D, K, 1, 2, 1, SRC>(a, g),
+            3 => q_rows::<D, K, 1, 3, 1, SRC>(a, g),
+            _ => q_rows::<D, K, 1, 4, 1, SRC>(a, g),
+        }
+    }
+}
+
 /// The maddubs dot's batched tile: 2 rows as batch 1 does (both halves per
 /// pass; measured 25-45% faster than two half passes from DRAM), else each
 /// half panel x up to 4 rows (Q8_0: 3), whole K (both halves would not fit
-/// the 16 registers).
+/// the 16 registers). Q5 codes with more than one row group: K in passes of
+/// `GEMM_KB` blocks, the first row group of a pass keeping the 5-bit codes
+/// it builds for the others (their bit-4 merge costs about as much as the
+/// dot of 2 rows).
 #[inline(always)]
-unsafe fn q_gemm_halves<D: Dot256, const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize) {
+unsafe fn q_gemm_halves<D: Dot256, K: Kind>(a: &TileArgs, out: *mut f32, ldo: usize) {
     // SAFETY: driver contract (tile size, panels, act rows); features enabled by caller.
     unsafe {
         if a.mr == 2 {
-            return q_pairs::<D, Q4, 2>(a, out, ldo);
+            return q_pairs::<D, K, 2>(a, out, ldo);
         }
         // Q8_0's sign trick keeps the signed and absolute code vectors of a
         // chunk live beside the rows' chains: groups of 4 rows spill, so
         // batches of more than 4 rows run in groups of 3 (measured, 4096 x
         // 4096: M=128 105-109 -> 117-121 GOPS, M=7 90-93 -> 101-104; a
         // batch of 4 as 3 + 1 or 2 + 2: 93-98 -> 83-94).
-        let rows = if Q4 || D::Q8_UNSIGNED || a.mr <= 4 {
+        let rows = if K::NIBBLES || D::Q8_UNSIGNED || a.mr <= 4 {
             4
         } else {
             3
         };
+        let nb = a.w.blocks_per_row();
+        let keep = K::CODES == Codes::Q5 && a.mr > rows;
+        let mut kept = scratch::<Kept>();
+        let kept = kept.as_mut_ptr() as *mut u8;
+        let pass = if keep { GEMM_KB } else { nb };
         for pi in 0..a.np {
-            let (p, o) = (a.p0 + pi, out.add(pi * NR));
             for h in 0..2 {
-                let mut i0 = 0;
-                while i0 < a.mr {
-                    let r = (a.mr - i0).min(rows);
-                    match r {
-                        1 => q_rows::<D, Q4, 1, 1, 1>(a, p, h, i0, o, ldo),
-                        2 => q_rows::<D, Q4, 1, 2, 1>(a, p, h, i0, o, ldo),
-                        3 => q_rows::<D, Q4, 1, 3, 1>(a, p, h, i0, o, ldo),
-                        _ => q_rows::<D, Q4, 1, 4, 1>(a, p, h, i0, o, ldo),
+                let mut b0 = 0;
+                while b0 < nb {
+                    let blocks = b0..(b0 + pass).min(nb);
+                    b0 = blocks.end;
+                    let mut i0 = 0;
+                    while i0 < a.mr {
+                        let r = (a.mr - i0).min(rows);
+                        let g = Rows {
+                            p0: a.p0 + pi,
+                            h0: h,
+                            i0,
+                            blocks: blocks.clone(),
+                            out: out.add(pi * NR),
+                            ldo,
+                            kept,
+                        };
+                        match (keep, i0) {
+                            (false, _) => q_half_group::<D, K, FROM_PANEL>(a, &g, r),
+                            (true, 0) => q_rows::<D, K, 1, 4, 1, PANEL_TO_KEPT>(a, &g),
+                            (true, _) => q_half_group::<D, K, FROM_KEPT>(a, &g, r),
+                        }
+                        i0 += r;
                     }
-                    i0 += r;
                 }
             }
         }
@@ -342,13 +630,14 @@ unsafe fn q_gemm_halves<D: Dot256, const Q4: bool>(a: &TileArgs, out: *mut f32, 
 }
 
 /// Blocks per pass of the AVX-VNNI batched tile (a panel's codes for the
-/// pass, 16 x 544 bytes, stay in L1 while every row group runs over them).
+/// pass, 16 x 544 bytes for Q8_0, stay in L1 while every row group runs over
+/// them).
 const GEMM_KB: usize = 16;
 
 /// Batched AVX-VNNI tile: per panel, K in passes of `GEMM_KB` blocks, each
 /// pass over 5-row groups.
 #[inline(always)]
-unsafe fn q_gemm_vnni<const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize) {
+unsafe fn q_gemm_vnni<K: Kind>(a: &TileArgs, out: *mut f32, ldo: usize) {
     let nb = a.w.blocks_per_row();
     let mut kept = scratch::<Kept>();
     let kept = kept.as_mut_ptr() as *mut u8;
@@ -377,9 +666,9 @@ unsafe fn q_gemm_vnni<const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize) {
                 // before the others read it.
                 unsafe {
                     match (keep, i0) {
-                        (false, _) => q_group::<Q4, FROM_PANEL>(&pass, i0, r),
-                        (true, 0) => q_gemm_chunks::<Q4, 5, PANEL_TO_KEPT>(&pass, 0),
-                        (true, _) => q_group::<Q4, FROM_KEPT>(&pass, i0, r),
+                        (false, _) => q_group::<K, FROM_PANEL>(&pass, i0, r),
+                        (true, 0) => q_gemm_chunks::<K, 5, PANEL_TO_KEPT>(&pass, 0),
+                        (true, _) => q_group::<K, FROM_KEPT>(&pass, i0, r),
                     }
                 }
                 i0 += r;
@@ -388,11 +677,12 @@ unsafe fn q_gemm_vnni<const Q4: bool>(a: &TileArgs, out: *mut f32, ldo: usize) {
     }
 }
 
-/// What a pass's first row group keeps for the others: the split Q4_0
-/// nibbles (`GEMM_KB` blocks x 8 chunks of both halves; chunk `c` of pass
-/// block `j` at line `8 j + c`), then the widened scales (block `j`, both
-/// halves, at line `GEMM_KB * 8 + j`).
-type Kept = [F32Line; GEMM_KB * 9];
+/// What a pass's first row group keeps for the others: the unsigned nibble
+/// codes (Q4: split, Q5: with bit 4; `GEMM_KB` blocks x 8 chunks of both
+/// halves; chunk `c` of pass block `j` at line `8 j + c`), then the widened
+/// `d` scales (block `j`, both halves, at line `GEMM_KB * 8 + j`), then the
+/// widened `m` scales of formats with a minimum (line `GEMM_KB * 9 + j`).
+type Kept = [F32Line; GEMM_KB * 10];
 
 /// One pass of the batched AVX-VNNI tile: one panel over `blocks`, f32
 /// accumulators in `out` (row stride `ldo`, halves at columns 0 and 8).
@@ -408,15 +698,15 @@ struct Pass<'t, 'a> {
 
 /// Rows `i0..i0 + r` (`r <= 5`): [`q_gemm_chunks`] with `R = r`.
 #[inline(always)]
-unsafe fn q_group<const Q4: bool, const SRC: u8>(pass: &Pass, i0: usize, r: usize) {
+unsafe fn q_group<K: Kind, const SRC: u8>(pass: &Pass, i0: usize, r: usize) {
     // SAFETY: forwarded contract.
     unsafe {
         match r {
-            1 => q_gemm_chunks::<Q4, 1, SRC>(pass, i0),
-            2 => q_gemm_chunks::<Q4, 2, SRC>(pass, i0),
-            3 => q_gemm_chunks::<Q4, 3, SRC>(pass, i0),
-            4 => q_gemm_chunks::<Q4, 4, SRC>(pass, i0),
-            _ => q_gemm_chunks::<Q4, 5, SRC>(pass, i0),
+            1 => q_gemm_chunks::<K, 1, SRC>(pass, i0),
+            2 => q_gemm_chunks::<K, 2, SRC>(pass, i0),
+            3 => q_gemm_chunks::<K, 3, SRC>(pass, i0),
+            4 => q_gemm_chunks::<K, 4, SRC>(pass, i0),
+            _ => q_gemm_chunks::<K, 5, SRC>(pass, i0),
         }
     }
 }
@@ -428,7 +718,7 @@ unsafe fn q_group<const Q4: bool, const SRC: u8>(pass: &Pass, i0: usize, r: usiz
 /// zeroed when the pass starts at block 0. `SRC`: where codes and scales
 /// come from.
 #[inline(always)]
-unsafe fn q_gemm_chunks<const Q4: bool, const R: usize, const SRC: u8>(pass: &Pass, i0: usize) {
+unsafe fn q_gemm_chunks<K: Kind, const R: usize, const SRC: u8>(pass: &Pass, i0: usize) {
     let Pass {
         a,
         panel,
@@ -438,7 +728,7 @@ unsafe fn q_gemm_chunks<const Q4: bool, const R: usize, const SRC: u8>(pass: &Pa
         kept,
     } = *pass;
     let nb = a.w.blocks_per_row();
-    let cb = if Q4 { Q4_CODE_BYTES } else { Q8_CODE_BYTES };
+    let cb = K::CODE_BYTES;
     let so = a.w.scales_offset();
     // SAFETY: features (avx2, fma, f16c, avxvnni) enabled by the caller; rows
     // i0..i0+R < mr exist in acts; blocks < nb keep pointers in the panel; out
@@ -455,7 +745,7 @@ unsafe fn q_gemm_chunks<const Q4: bool, const R: usize, const SRC: u8>(pass: &Pa
             }
         }
         for b in blocks.clone() {
-            if !Q4 && i0 == 0 {
+            if !K::NIBBLES && i0 == 0 {
                 // As in the AVX-512 tile: the first row group prefetches the
                 // Q8_0 codes it reads from memory.
                 for l in (0..cb).step_by(64) {
@@ -463,49 +753,76 @@ unsafe fn q_gemm_chunks<const Q4: bool, const R: usize, const SRC: u8>(pass: &Pa
                 }
             }
             let act: [&ActBlock; R] = core::array::from_fn(|r| &*acts.add(r * nb + b));
-            // Nibbles and stored Q8 codes (q + 128) are unsigned: both start
-            // at the activation correction.
-            let mut isum: [[__m256i; 2]; R] =
-                core::array::from_fn(|r| [_mm256_set1_epi32(act[r].corr); 2]);
+            let mut isum = [[_mm256_setzero_si256(); 2]; R];
+            for (isum, act) in isum.iter_mut().zip(&act) {
+                *isum = [isum_init::<VnniVex, K>(act); 2];
+            }
             let p = panel.add(b * cb);
             let k = kept.add((b - blocks.start) * 8 * 64);
+            let from_kept = K::NIBBLES && SRC == FROM_KEPT;
+            let mut qh = [_mm256_setzero_si256(); 2];
+            if !from_kept {
+                for (h, qh) in qh.iter_mut().enumerate() {
+                    *qh = load_qh::<K>(p, h);
+                }
+            }
             for c in 0..8 {
-                let w: [__m256i; 2] = core::array::from_fn(|h| {
-                    if Q4 && SRC == FROM_KEPT {
-                        _mm256_load_si256(k.add(64 * c + 32 * h) as *const __m256i)
-                    } else if Q4 {
-                        // Chunks c and c + 4 share a load (low and high nibbles).
-                        let v = _mm256_load_si256(p.add(64 * (c % 4) + 32 * h) as *const __m256i);
-                        let v = if c < 4 { v } else { _mm256_srli_epi16(v, 4) };
-                        let v = _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+                let mut w = [_mm256_setzero_si256(); 2];
+                for (h, w) in w.iter_mut().enumerate() {
+                    let kc = k.add(64 * c + 32 * h) as *mut __m256i;
+                    *w = if from_kept {
+                        _mm256_load_si256(kc)
+                    } else if K::NIBBLES {
+                        let v = nib_chunk::<K>(p, h, c, qh[h]);
                         if SRC == PANEL_TO_KEPT {
-                            _mm256_store_si256(k.add(64 * c + 32 * h) as *mut __m256i, v);
+                            _mm256_store_si256(kc, v);
                         }
                         v
                     } else {
                         _mm256_load_si256(p.add(64 * c + 32 * h) as *const __m256i)
-                    }
-                });
+                    };
+                }
                 for (r, isum) in isum.iter_mut().enumerate() {
                     let av = bcast4(act[r].qs.as_ptr(), c);
                     isum[0] = _mm256_dpbusd_avx_epi32(isum[0], w[0], av);
                     isum[1] = _mm256_dpbusd_avx_epi32(isum[1], w[1], av);
                 }
             }
+            // With a minimum: before the stores to `out` below (which the
+            // compiler cannot tell apart from `act`), once per row for both
+            // halves (else `da * Σa` is reconverted per half). Without, `da`
+            // is broadcast straight from `act` at its use.
+            let mut sa = [[0.0f32; 2]; R];
+            if K::MIN {
+                for (sa, act) in sa.iter_mut().zip(&act) {
+                    *sa = act_scales::<K>(act);
+                }
+            }
             let sl = kept.add((GEMM_KB * 8 + b - blocks.start) * 64) as *mut f32;
+            let ml = kept.add((GEMM_KB * 9 + b - blocks.start) * 64) as *mut f32;
             for h in 0..2 {
-                let dw = if SRC == FROM_KEPT {
-                    _mm256_load_ps(sl.add(8 * h))
+                let (dw, mw) = if SRC == FROM_KEPT {
+                    let m = if K::MIN {
+                        _mm256_load_ps(ml.add(8 * h))
+                    } else {
+                        _mm256_setzero_ps()
+                    };
+                    (_mm256_load_ps(sl.add(8 * h)), m)
                 } else {
-                    let v = scales(panel.add(so + b * 32), h);
+                    let (d, m) = block_scales_dm::<K>(panel.add(so + b * K::SCALE_BYTES), h);
                     if SRC == PANEL_TO_KEPT {
-                        _mm256_store_ps(sl.add(8 * h), v);
+                        _mm256_store_ps(sl.add(8 * h), d);
+                        if K::MIN {
+                            _mm256_store_ps(ml.add(8 * h), m);
+                        }
                     }
-                    v
+                    (d, m)
                 };
                 for (r, (act, isum)) in act.iter().zip(&isum).enumerate() {
                     let o = out.add(r * ldo + 8 * h);
-                    _mm256_storeu_ps(o, accumulate(_mm256_loadu_ps(o), dw, act.d, isum[h]));
+                    let sa = if K::MIN { sa[r] } else { act_scales::<K>(act) };
+                    let v = accumulate::<K>(_mm256_loadu_ps(o), dw, mw, sa, isum[h]);
+                    _mm256_storeu_ps(o, v);
                 }
             }
         }
@@ -513,28 +830,32 @@ unsafe fn q_gemm_chunks<const Q4: bool, const R: usize, const SRC: u8>(pass: &Pa
 }
 
 #[inline(always)]
-unsafe fn q_tile<D: Dot256, const Q4: bool>(a: &mut TileArgs) {
+unsafe fn q_tile<D: Dot256, K: Kind>(a: &mut TileArgs) {
     let ldo = a.np * NR;
     let out = a.tile.as_mut_ptr();
     // SAFETY: driver contract (tile size, panels, act rows); features enabled by caller.
     unsafe {
         if a.mr == 1 {
-            q_pairs::<D, Q4, 1>(a, out, ldo);
+            q_pairs::<D, K, 1>(a, out, ldo);
         } else {
-            D::gemm_tile::<Q4>(a, out, ldo);
+            D::gemm_tile::<K>(a, out, ldo);
         }
     }
 }
 
-/// Loads the weights of half `h` of k-step `kk`.
+/// Loads the weights of half `h` of k-step `kk`, widened exactly.
 #[inline(always)]
-unsafe fn load_w<const F16: bool>(panel: *const u8, kk: usize, h: usize) -> __m256 {
+unsafe fn load_w<E: FloatKind>(panel: *const u8, kk: usize, h: usize) -> __m256 {
     // SAFETY: kk < k, so the bytes lie inside the panel.
     unsafe {
-        if F16 {
-            _mm256_cvtph_ps(_mm_load_si128(panel.add(kk * 32 + 16 * h) as *const __m128i))
-        } else {
-            _mm256_load_ps(panel.add(kk * 64 + 32 * h) as *const f32)
+        let p = panel.add(kk * E::STEP + E::STEP / 2 * h);
+        match E::KIND {
+            Float::F16 => _mm256_cvtph_ps(_mm_load_si128(p as *const __m128i)),
+            Float::BF16 => _mm256_castsi256_ps(_mm256_slli_epi32(
+                _mm256_cvtepu16_epi32(_mm_load_si128(p as *const __m128i)),
+                16,
+            )),
+            Float::F32 => _mm256_load_ps(p as *const f32),
         }
     }
 }
@@ -545,7 +866,7 @@ unsafe fn load_w<const F16: bool>(panel: *const u8, kk: usize, h: usize) -> __m2
 #[derive(Clone, Copy)]
 struct FChunk {
     panel: *const u8,
-    /// `kc` steps of 16 f32 weights, or `None` to read (F16: widen) the panel.
+    /// `kc` steps of 16 f32 weights, or `None` to read (F16, BF16: widen) the panel.
     wp: Option<*const f32>,
     x: *const f32,
     xs: usize,
@@ -562,11 +883,11 @@ struct FChunk {
 const F_ROWS: usize = 6;
 
 /// `R` rows of one panel over one k-chunk; weights are read from `c.wp` or
-/// straight from the panel (F16 widened as used). With `KEEP` (and
+/// straight from the panel (F16, BF16 widened as used). With `KEEP` (and
 /// `c.wp == None`) the weights read are also stored to `c.keep`, at the
 /// layout `wp` reads, for the next row groups.
 #[inline(always)]
-unsafe fn f_chunk<const F16: bool, const R: usize, const KEEP: bool>(c: FChunk) {
+unsafe fn f_chunk<E: FloatKind, const R: usize, const KEEP: bool>(c: FChunk) {
     let FChunk {
         panel,
         wp,
@@ -601,12 +922,8 @@ unsafe fn f_chunk<const F16: bool, const R: usize, const KEEP: bool>(c: FChunk) 
                 None => {
                     // The panel streams from memory here: prefetch ahead as
                     // batch 1 does.
-                    let step = if F16 { 32 } else { 64 };
-                    prefetch(panel.wrapping_add((k0 + s) * step + GEMV_PREFETCH));
-                    (
-                        load_w::<F16>(panel, k0 + s, 0),
-                        load_w::<F16>(panel, k0 + s, 1),
-                    )
+                    prefetch(panel.wrapping_add((k0 + s) * E::STEP + GEMV_PREFETCH));
+                    (load_w::<E>(panel, k0 + s, 0), load_w::<E>(panel, k0 + s, 1))
                 }
             };
             if KEEP {
@@ -648,7 +965,7 @@ unsafe fn chunk_x(a: &TileArgs, k0: usize) -> (*const f32, usize) {
 /// chains and `NP` panel streams prefetched ahead (one stream alone leaves
 /// memory bandwidth unused). x is read packed when the driver packed it.
 #[inline(always)]
-unsafe fn f_rows<const F16: bool, const NP: usize, const R: usize>(
+unsafe fn f_rows<E: FloatKind, const NP: usize, const R: usize>(
     a: &TileArgs,
     p0: usize,
     out: *mut f32,
@@ -656,7 +973,7 @@ unsafe fn f_rows<const F16: bool, const NP: usize, const R: usize>(
 ) {
     let k = a.w.k();
     let panels: [*const u8; NP] = core::array::from_fn(|i| a.w.panel(p0 + i).as_ptr());
-    let step = if F16 { 32 } else { 64 };
+    let step = E::STEP;
     // SAFETY: features enabled by the caller; x (or xp, as TileArgs says)
     // holds the R rows' k values, kk < k keeps the loads in their panels,
     // out holds R rows of NP * 16 values at stride ldo.
@@ -671,7 +988,7 @@ unsafe fn f_rows<const F16: bool, const NP: usize, const R: usize>(
                 for i in 0..NP {
                     prefetch(panels[i].wrapping_add((k0 + s) * step + GEMV_PREFETCH));
                     for h in 0..2 {
-                        let w = load_w::<F16>(panels[i], k0 + s, h);
+                        let w = load_w::<E>(panels[i], k0 + s, h);
                         for (acc, x) in acc.iter_mut().zip(&xv) {
                             acc[i][h] = _mm256_fmadd_ps(w, *x, acc[i][h]);
                         }
@@ -692,20 +1009,20 @@ unsafe fn f_rows<const F16: bool, const NP: usize, const R: usize>(
 
 /// Up to 3 batch rows, two panels at a time.
 #[inline(always)]
-unsafe fn f_few<const F16: bool, const R: usize>(a: &TileArgs, out: *mut f32, ldo: usize) {
+unsafe fn f_few<E: FloatKind, const R: usize>(a: &TileArgs, out: *mut f32, ldo: usize) {
     let mut p = 0;
     while p < a.np {
         // SAFETY: forwarded driver contract; panels p.. < np.
         unsafe {
             let o = out.add(p * NR);
             if R == 1 && a.np - p >= 4 {
-                f_rows::<F16, 4, R>(a, a.p0 + p, o, ldo);
+                f_rows::<E, 4, R>(a, a.p0 + p, o, ldo);
                 p += 4;
             } else if a.np - p >= 2 {
-                f_rows::<F16, 2, R>(a, a.p0 + p, o, ldo);
+                f_rows::<E, 2, R>(a, a.p0 + p, o, ldo);
                 p += 2;
             } else {
-                f_rows::<F16, 1, R>(a, a.p0 + p, o, ldo);
+                f_rows::<E, 1, R>(a, a.p0 + p, o, ldo);
                 p += 1;
             }
         }
@@ -713,16 +1030,16 @@ unsafe fn f_few<const F16: bool, const R: usize>(a: &TileArgs, out: *mut f32, ld
 }
 
 #[inline(always)]
-unsafe fn f_tile<const F16: bool>(a: &mut TileArgs) {
+unsafe fn f_tile<E: FloatKind>(a: &mut TileArgs) {
     let k = a.w.k();
     let ldo = a.np * NR;
     let out = a.tile.as_mut_ptr();
     // SAFETY: driver contract (tile size, panels, x rows); features enabled by caller.
     unsafe {
         match a.mr {
-            1 => return f_few::<F16, 1>(a, out, ldo),
-            2 => return f_few::<F16, 2>(a, out, ldo),
-            3 => return f_few::<F16, 3>(a, out, ldo),
+            1 => return f_few::<E, 1>(a, out, ldo),
+            2 => return f_few::<E, 2>(a, out, ldo),
+            3 => return f_few::<E, 3>(a, out, ldo),
             _ => {}
         }
         let mut buf = scratch::<[F32Line; F16_KC * NR / 16]>();
@@ -746,7 +1063,7 @@ unsafe fn f_tile<const F16: bool>(a: &mut TileArgs) {
                     keep: buf,
                 };
                 // Row groups of at most F_ROWS, balanced (8 rows: 4 + 4, not
-                // 6 + 2). F16: the first group widens as it goes; with more
+                // 6 + 2). F16, BF16: the first group widens as it goes; with more
                 // groups it keeps the f32 weights for them (loads from memory
                 // overlap its FMAs, and one group alone stores nothing).
                 let mut i0 = 0;
@@ -758,12 +1075,12 @@ unsafe fn f_tile<const F16: bool>(a: &mut TileArgs) {
                         out: o.add(i0 * ldo),
                         ..c
                     };
-                    if F16 && i0 == 0 && groups > 1 {
+                    if E::NARROW && i0 == 0 && groups > 1 {
                         // mr > F_ROWS, so r >= 4.
                         match r {
-                            4 => f_chunk::<F16, 4, true>(g),
-                            5 => f_chunk::<F16, 5, true>(g),
-                            _ => f_chunk::<F16, F_ROWS, true>(g),
+                            4 => f_chunk::<E, 4, true>(g),
+                            5 => f_chunk::<E, 5, true>(g),
+                            _ => f_chunk::<E, F_ROWS, true>(g),
                         }
                         c.wp = Some(buf as *const f32);
                     } else {
@@ -771,10 +1088,10 @@ unsafe fn f_tile<const F16: bool>(a: &mut TileArgs) {
                         // have at least 3 rows.
                         debug_assert!(r >= 3);
                         match r {
-                            3 => f_chunk::<F16, 3, false>(g),
-                            4 => f_chunk::<F16, 4, false>(g),
-                            5 => f_chunk::<F16, 5, false>(g),
-                            _ => f_chunk::<F16, F_ROWS, false>(g),
+                            3 => f_chunk::<E, 3, false>(g),
+                            4 => f_chunk::<E, 4, false>(g),
+                            5 => f_chunk::<E, 5, false>(g),
+                            _ => f_chunk::<E, F_ROWS, false>(g),
                         }
                     }
                     i0 += r;
@@ -847,10 +1164,14 @@ kernel_table!(
     gemm_panels: 2,
     pack_x: true,
     tiles: {
-        Q8_0 => q_tile::<Dot, false>,
-        Q4_0 => q_tile::<Dot, true>,
-        F16 => f_tile::<true>,
-        F32 => f_tile::<false>,
+        Q8_0 => q_tile::<Dot, BlockQ8_0>,
+        Q4_0 => q_tile::<Dot, BlockQ4_0>,
+        Q4_1 => q_tile::<Dot, BlockQ4_1>,
+        Q5_0 => q_tile::<Dot, BlockQ5_0>,
+        Q5_1 => q_tile::<Dot, BlockQ5_1>,
+        F16 => f_tile::<half::f16>,
+        BF16 => f_tile::<half::bf16>,
+        F32 => f_tile::<f32>,
     }
 );
 kernel_table!(
@@ -862,9 +1183,13 @@ kernel_table!(
     gemm_panels: 2,
     pack_x: true,
     tiles: {
-        Q8_0 => q_tile::<Dot, false>,
-        Q4_0 => q_tile::<Dot, true>,
-        F16 => f_tile::<true>,
-        F32 => f_tile::<false>,
+        Q8_0 => q_tile::<Dot, BlockQ8_0>,
+        Q4_0 => q_tile::<Dot, BlockQ4_0>,
+        Q4_1 => q_tile::<Dot, BlockQ4_1>,
+        Q5_0 => q_tile::<Dot, BlockQ5_0>,
+        Q5_1 => q_tile::<Dot, BlockQ5_1>,
+        F16 => f_tile::<half::f16>,
+        BF16 => f_tile::<half::bf16>,
+        F32 => f_tile::<f32>,
     }
 );
