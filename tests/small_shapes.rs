@@ -55,7 +55,20 @@ fn layer(qt: QuantType, k: usize, n: usize, bias: bool) -> QuantizedLinear {
             QuantizedLinear::from_blocks(&w, b, k, n).unwrap()
         },
         E => {
-            let w: Vec<E> = (0..n * k).map(|_| E::from_f32_le(half_from(r()).to_f32())).collect();
+            // Bit patterns of finite values in [2^-7, 2^-3) of either sign,
+            // made without a float conversion (see the module docs).
+            let w: Vec<E> = (0..n * k)
+                .map(|_| {
+                    let v = r();
+                    let bytes = match E::FORMAT {
+                        QuantType::F16 => half_from(v).to_bits().to_le_bytes().to_vec(),
+                        QuantType::BF16 => (0x3C00 | (v as u16 & 0x81FF)).to_le_bytes().to_vec(),
+                        _ => (0x3C00_0000 | (v as u32 & 0x81FF_FFFF)).to_le_bytes().to_vec(),
+                    };
+                    assert_eq!(bytes.len(), core::mem::size_of::<E>());
+                    bytemuck::pod_read_unaligned(&bytes)
+                })
+                .collect();
             QuantizedLinear::from_floats(&w, b, k, n).unwrap()
         },
     )
