@@ -331,6 +331,30 @@ pub(crate) fn dequantize_blocks<B: PackedBlock>(blocks: &[B], out: &mut [f32]) {
     }
 }
 
+/// The row functions of a block format, named as llama.cpp names them:
+/// `quantize_row_*` (`quantize_row_*_ref`: `x.len()` must equal
+/// `out.len() * 32`), `quantize_block_*` and `dequantize_row_*` (`out.len()`
+/// must equal `blocks.len() * 32`); they panic on a length mismatch.
+macro_rules! row_functions {
+    ($block:ty, $name:literal, $quantize_row:ident, $quantize_block:ident, $dequantize_row:ident) => {
+        #[doc = concat!("`quantize_row_", $name, "_ref`: `x.len()` must equal `out.len() * 32` (panics otherwise).")]
+        pub fn $quantize_row(x: &[f32], out: &mut [$block]) {
+            super::quantize_blocks(x, out)
+        }
+
+        #[doc = concat!("One ", $name, " block, as llama.cpp's reference quantizer makes it.")]
+        pub fn $quantize_block(x: &[f32; QK]) -> $block {
+            <$block as PackedBlock>::quantize(x)
+        }
+
+        #[doc = concat!("`dequantize_row_", $name, "`: `out.len()` must equal `blocks.len() * 32`.")]
+        pub fn $dequantize_row(blocks: &[$block], out: &mut [f32]) {
+            super::dequantize_blocks(blocks, out)
+        }
+    };
+}
+pub(crate) use row_functions;
+
 /// Byte equality for block types (so -0.0 and NaN scales compare as stored).
 macro_rules! bytewise_eq {
     ($t:ty) => {

@@ -90,20 +90,13 @@ impl PackedBlock for BlockQ4_0 {
     }
 }
 
-/// `quantize_row_q4_0_ref`: `x.len()` must equal `out.len() * 32`.
-pub fn quantize_row_q4_0(x: &[f32], out: &mut [BlockQ4_0]) {
-    super::quantize_blocks(x, out)
-}
-
-/// One Q4_0 block, as llama.cpp's reference quantizer makes it.
-pub fn quantize_block_q4_0(x: &[f32; QK]) -> BlockQ4_0 {
-    BlockQ4_0::quantize(x)
-}
-
-/// `dequantize_row_q4_0`: `out.len()` must equal `blocks.len() * 32`.
-pub fn dequantize_row_q4_0(blocks: &[BlockQ4_0], out: &mut [f32]) {
-    super::dequantize_blocks(blocks, out)
-}
+super::row_functions!(
+    BlockQ4_0,
+    "q4_0",
+    quantize_row_q4_0,
+    quantize_block_q4_0,
+    dequantize_row_q4_0
+);
 
 #[cfg(test)]
 mod tests {

@@ -84,20 +84,13 @@ impl PackedBlock for BlockQ4_1 {
     }
 }
 
-/// `quantize_row_q4_1_ref`: `x.len()` must equal `out.len() * 32`.
-pub fn quantize_row_q4_1(x: &[f32], out: &mut [BlockQ4_1]) {
-    super::quantize_blocks(x, out)
-}
-
-/// One Q4_1 block, as llama.cpp's reference quantizer makes it.
-pub fn quantize_block_q4_1(x: &[f32; QK]) -> BlockQ4_1 {
-    BlockQ4_1::quantize(x)
-}
-
-/// `dequantize_row_q4_1`: `out.len()` must equal `blocks.len() * 32`.
-pub fn dequantize_row_q4_1(blocks: &[BlockQ4_1], out: &mut [f32]) {
-    super::dequantize_blocks(blocks, out)
-}
+super::row_functions!(
+    BlockQ4_1,
+    "q4_1",
+    quantize_row_q4_1,
+    quantize_block_q4_1,
+    dequantize_row_q4_1
+);
 
 #[cfg(test)]
 mod tests {

@@ -97,20 +97,13 @@ impl PackedBlock for BlockQ5_0 {
     }
 }
 
-/// `quantize_row_q5_0_ref`: `x.len()` must equal `out.len() * 32`.
-pub fn quantize_row_q5_0(x: &[f32], out: &mut [BlockQ5_0]) {
-    super::quantize_blocks(x, out)
-}
-
-/// One Q5_0 block, as llama.cpp's reference quantizer makes it.
-pub fn quantize_block_q5_0(x: &[f32; QK]) -> BlockQ5_0 {
-    BlockQ5_0::quantize(x)
-}
-
-/// `dequantize_row_q5_0`: `out.len()` must equal `blocks.len() * 32`.
-pub fn dequantize_row_q5_0(blocks: &[BlockQ5_0], out: &mut [f32]) {
-    super::dequantize_blocks(blocks, out)
-}
+super::row_functions!(
+    BlockQ5_0,
+    "q5_0",
+    quantize_row_q5_0,
+    quantize_block_q5_0,
+    dequantize_row_q5_0
+);
 
 #[cfg(test)]
 mod tests {

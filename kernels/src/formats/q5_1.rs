@@ -96,20 +96,13 @@ impl PackedBlock for BlockQ5_1 {
     }
 }
 
-/// `quantize_row_q5_1_ref`: `x.len()` must equal `out.len() * 32`.
-pub fn quantize_row_q5_1(x: &[f32], out: &mut [BlockQ5_1]) {
-    super::quantize_blocks(x, out)
-}
-
-/// One Q5_1 block, as llama.cpp's reference quantizer makes it.
-pub fn quantize_block_q5_1(x: &[f32; QK]) -> BlockQ5_1 {
-    BlockQ5_1::quantize(x)
-}
-
-/// `dequantize_row_q5_1`: `out.len()` must equal `blocks.len() * 32`.
-pub fn dequantize_row_q5_1(blocks: &[BlockQ5_1], out: &mut [f32]) {
-    super::dequantize_blocks(blocks, out)
-}
+super::row_functions!(
+    BlockQ5_1,
+    "q5_1",
+    quantize_row_q5_1,
+    quantize_block_q5_1,
+    dequantize_row_q5_1
+);
 
 #[cfg(test)]
 mod tests {

@@ -81,23 +81,13 @@ impl PackedBlock for BlockQ8_0 {
     }
 }
 
-/// `quantize_row_q8_0_ref`: `x.len()` must equal `out.len() * 32`.
-///
-/// Panics on a length mismatch. Non-finite input gives the bytes llama.cpp gives
-/// (layers reject such weights before calling this).
-pub fn quantize_row_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
-    super::quantize_blocks(x, out)
-}
-
-/// One Q8_0 block, as llama.cpp's reference quantizer makes it.
-pub fn quantize_block_q8_0(x: &[f32; QK]) -> BlockQ8_0 {
-    BlockQ8_0::quantize(x)
-}
-
-/// `dequantize_row_q8_0`: `out.len()` must equal `blocks.len() * 32`.
-pub fn dequantize_row_q8_0(blocks: &[BlockQ8_0], out: &mut [f32]) {
-    super::dequantize_blocks(blocks, out)
-}
+super::row_functions!(
+    BlockQ8_0,
+    "q8_0",
+    quantize_row_q8_0,
+    quantize_block_q8_0,
+    dequantize_row_q8_0
+);
 
 #[cfg(test)]
 mod tests {

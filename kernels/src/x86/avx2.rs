@@ -1163,16 +1163,7 @@ kernel_table!(
     gemv_panels: 4,
     gemm_panels: 2,
     pack_x: true,
-    tiles: {
-        Q8_0 => q_tile::<Dot, BlockQ8_0>,
-        Q4_0 => q_tile::<Dot, BlockQ4_0>,
-        Q4_1 => q_tile::<Dot, BlockQ4_1>,
-        Q5_0 => q_tile::<Dot, BlockQ5_0>,
-        Q5_1 => q_tile::<Dot, BlockQ5_1>,
-        F16 => f_tile::<half::f16>,
-        BF16 => f_tile::<half::bf16>,
-        F32 => f_tile::<f32>,
-    }
+    bounds: Kind, FloatKind
 );
 kernel_table!(
     vnni,
@@ -1182,14 +1173,5 @@ kernel_table!(
     gemv_panels: 4,
     gemm_panels: 2,
     pack_x: true,
-    tiles: {
-        Q8_0 => q_tile::<Dot, BlockQ8_0>,
-        Q4_0 => q_tile::<Dot, BlockQ4_0>,
-        Q4_1 => q_tile::<Dot, BlockQ4_1>,
-        Q5_0 => q_tile::<Dot, BlockQ5_0>,
-        Q5_1 => q_tile::<Dot, BlockQ5_1>,
-        F16 => f_tile::<half::f16>,
-        BF16 => f_tile::<half::bf16>,
-        F32 => f_tile::<f32>,
-    }
+    bounds: Kind, FloatKind
 );

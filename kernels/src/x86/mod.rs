@@ -5,41 +5,51 @@
 
 /// Defines module `$name` holding the kernel table of one ISA level: thin
 /// `#[target_feature]` entry points around the parent module's generic
-/// `quantize_row` and the tiles listed as `FORMAT => kernel` (the kernel
-/// expression may name the level's dot as `Dot`). Formats not listed run
-/// the scalar kernel.
+/// `quantize_row`, `q_tile::<Dot, B>` (every block format `B`, bound
+/// `$block`) and `f_tile::<E>` (every float format `E`, bound `$float`),
+/// one per format of the format table.
 macro_rules! kernel_table {
     ($name:ident, $isa:expr, $features:literal, $dot:ty,
      gemv_panels: $gemv:expr, gemm_panels: $gemm:expr, pack_x: $pack:expr,
-     tiles: { $($fmt:ident => $tile:expr),* $(,)? }) => {
+     bounds: $block:ident, $float:ident) => {
         pub(crate) mod $name {
             use super::*;
 
             // The ISA's declaration (crate::isa) and this table enable the same features.
             const _: () = assert!(crate::isa::same_str($isa.features(), $features));
 
-            /// The integer block dot of this level.
-            #[allow(dead_code)]
-            type Dot = $dot;
-
             #[target_feature(enable = $features)]
             unsafe fn quantize(x: &[f32], offset: i32, out: &mut [ActBlock]) {
                 // SAFETY: this function's features are the ones quantize_row needs.
                 unsafe { quantize_row(x, offset, out) }
             }
-            $(
-                #[allow(non_snake_case)]
-                #[target_feature(enable = $features)]
-                unsafe fn $fmt(a: &mut TileArgs) {
-                    // SAFETY: features enabled here; the driver upholds TileArgs' contract.
-                    unsafe { $tile(a) }
+            #[target_feature(enable = $features)]
+            unsafe fn block<B: $block>(a: &mut TileArgs) {
+                // SAFETY: features enabled here; the driver upholds TileArgs' contract.
+                unsafe { q_tile::<$dot, B>(a) }
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn float<E: $float>(a: &mut TileArgs) {
+                // SAFETY: as for `block`.
+                unsafe { f_tile::<E>(a) }
+            }
+
+            /// This level's tile of every format.
+            const fn tiles() -> crate::Tiles {
+                let mut t = crate::Tiles::NONE;
+                let mut i = 0;
+                while i < crate::WeightFormat::COUNT {
+                    let f = crate::WeightFormat::ALL[i];
+                    t = t.with(f, crate::match_format!(f, B => block::<B>, E => float::<E>));
+                    i += 1;
                 }
-            )*
+                t
+            }
 
             pub(crate) static KERNELS: crate::Kernels = crate::Kernels {
                 isa: $isa,
                 quantize_row: quantize,
-                tiles: crate::Tiles::NONE $(.with(crate::WeightFormat::$fmt, $fmt))*,
+                tiles: tiles(),
                 gemv_panels: $gemv,
                 gemm_panels: $gemm,
                 pack_x: $pack,
