@@ -2,7 +2,7 @@
 # Runs tests/small_shapes.rs under Miri, which checks the unsafe code it
 # executes (the driver, the scalar, AVX2 and AVX-VNNI kernels) for undefined
 # behaviour: out-of-bounds or misaligned loads and stores, reads of
-# uninitialized memory, invalid values. A few minutes.
+# uninitialized memory, invalid values. 12-14 minutes for the eight formats.
 #
 # - Pinned nightly (Miri ships only with nightly), fetched by rustup; where it
 #   cannot be fetched this says SKIPPED instead of passing silently.
