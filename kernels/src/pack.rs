@@ -43,6 +43,23 @@ pub const Q8_CODE_BYTES: usize = NR * QK;
 /// Bytes of Q4_0 codes per panel and block.
 pub const Q4_CODE_BYTES: usize = NR * QK / 2;
 
+/// Block `b` of lane (row) `r` of a panel whose scales start at `so`: its
+/// lane groups and scales read back into the GGUF block.
+#[inline]
+pub(crate) fn panel_block<B: PackedBlock>(panel: &[u8], so: usize, b: usize, r: usize) -> B {
+    let codes = b * B::GROUPS * 64 + r * 4;
+    let sc = |s: usize| {
+        let o = so + ((b * B::SCALES + s) * NR + r) * 2;
+        f16::from_le_bytes([panel[o], panel[o + 1]])
+    };
+    let scales = [sc(0), if B::SCALES > 1 { sc(1) } else { f16::ZERO }];
+    B::from_packed(scales, |c| {
+        panel[codes + c * 64..codes + c * 64 + 4]
+            .try_into()
+            .unwrap()
+    })
+}
+
 #[repr(C, align(64))]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Line([u8; 64]);
@@ -342,19 +359,7 @@ impl PackedMatrix {
     #[inline]
     pub fn block<B: PackedBlock>(&self, row: usize, b: usize) -> B {
         assert_eq!(self.format, B::FORMAT, "PackedMatrix: wrong block type");
-        let panel = self.panel(row / NR);
-        let lane = (row % NR) * 4;
-        let codes = b * B::GROUPS * 64 + lane;
-        let sc = |s: usize| {
-            let o = self.scales_offset + ((b * B::SCALES + s) * NR + row % NR) * 2;
-            f16::from_le_bytes([panel[o], panel[o + 1]])
-        };
-        let scales = [sc(0), if B::SCALES > 1 { sc(1) } else { f16::ZERO }];
-        B::from_packed(scales, |c| {
-            panel[codes + c * 64..codes + c * 64 + 4]
-                .try_into()
-                .unwrap()
-        })
+        panel_block(self.panel(row / NR), self.scales_offset, b, row % NR)
     }
 
     /// The f16 scale `d` of (row, block); block formats only.

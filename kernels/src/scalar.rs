@@ -8,9 +8,8 @@
 
 use crate::act::{quantize_row_scalar, ActBlock};
 use crate::formats::{FloatElem, PackedBlock, WeightFormat, QK};
-use crate::pack::NR;
+use crate::pack::{panel_block, NR};
 use crate::{match_format, Kernels, TileArgs, Tiles};
-use half::f16;
 
 pub(crate) static KERNELS: Kernels = Kernels {
     isa: crate::Isa::Scalar,
@@ -57,19 +56,7 @@ unsafe fn block_tile<B: PackedBlock>(a: &mut TileArgs) {
     for pi in 0..a.np {
         let panel = w.panel(a.p0 + pi);
         for b in 0..nb {
-            let codes = &panel[b * B::GROUPS * 64..(b + 1) * B::GROUPS * 64];
-            let blocks: [B; NR] = core::array::from_fn(|r| {
-                let sc = |s: usize| {
-                    let o = so + ((b * B::SCALES + s) * NR + r) * 2;
-                    f16::from_le_bytes([panel[o], panel[o + 1]])
-                };
-                let scales = [sc(0), if B::SCALES > 1 { sc(1) } else { f16::ZERO }];
-                B::from_packed(scales, |c| {
-                    codes[c * 64 + r * 4..c * 64 + r * 4 + 4]
-                        .try_into()
-                        .unwrap()
-                })
-            });
+            let blocks: [B; NR] = core::array::from_fn(|r| panel_block(panel, so, b, r));
             let ucodes: [[u8; QK]; NR] =
                 core::array::from_fn(|r| core::array::from_fn(|j| blocks[r].ucode(j)));
             let [dw, mw]: [[f32; NR]; 2] =
