@@ -13,7 +13,9 @@
 //! - [`isa`]: ISA levels and cached CPU detection.
 //! - `scalar`, `x86::*`, `aarch64::*`: one kernel table per ISA. A table has an
 //!   activation quantizer and a tile kernel per weight format; a format an
-//!   ISA has no kernel for runs the scalar one (same bits).
+//!   ISA has no kernel for runs the scalar one (same bits). The x86 tiles are
+//!   written once (`x86::tiles`) over a register width and an integer dot
+//!   (`x86::simd`); `x86::avx2` and `x86::avx512` supply those and the tiling.
 //! - `tile`: the tile contract (`TileArgs`, the per-format `Tiles` of a table).
 //! - `registry`: [`Kernels`], the table of one ISA, and which table serves
 //!   which [`Isa`] ([`Kernels::for_isa`]).

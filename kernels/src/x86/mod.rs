@@ -1,17 +1,16 @@
-//! x86-64 kernels: AVX2 (+ AVX-VNNI) on 256-bit registers and AVX-512 (+ VNNI)
-//! on 512-bit registers. Each file instantiates one algorithm per register width
-//! for its two integer-dot variants, so the levels differ only where the
-//! instructions do.
+//! x86-64 kernels: the tiles are written once ([`tiles`]) over a register
+//! width and an integer dot ([`simd`]); `avx2.rs` (AVX2, AVX-VNNI: 256-bit)
+//! and `avx512.rs` (AVX-512 BW, VNNI: 512-bit) supply the instructions, the
+//! tiling constants, their activation quantizer and their kernel tables.
 
 /// Defines module `$name` holding the kernel table of one ISA level: thin
-/// `#[target_feature]` entry points around the parent module's generic
-/// `quantize_row`, `q_tile::<Dot, B>` (every block format `B`, bound
-/// `$block`) and `f_tile::<E>` (every float format `E`, bound `$float`),
-/// one per format of the format table.
+/// `#[target_feature]` entry points around the parent module's
+/// `quantize_row` and the generic tiles `q_tile::<$width, $dot, B>` (every
+/// block format `B`) and `f_tile::<$width, E>` (every float format `E`), one
+/// per format of the format table.
 macro_rules! kernel_table {
-    ($name:ident, $isa:expr, $features:literal, $dot:ty,
-     gemv_panels: $gemv:expr, gemm_panels: $gemm:expr, pack_x: $pack:expr,
-     bounds: $block:ident, $float:ident) => {
+    ($name:ident, $isa:expr, $features:literal, $width:ty, $dot:ty,
+     gemv_panels: $gemv:expr, gemm_panels: $gemm:expr, pack_x: $pack:expr) => {
         pub(crate) mod $name {
             use super::*;
 
@@ -24,14 +23,14 @@ macro_rules! kernel_table {
                 unsafe { quantize_row(x, offset, out) }
             }
             #[target_feature(enable = $features)]
-            unsafe fn block<B: $block>(a: &mut TileArgs) {
+            unsafe fn block<B: Kind>(a: &mut TileArgs) {
                 // SAFETY: features enabled here; the driver upholds TileArgs' contract.
-                unsafe { q_tile::<$dot, B>(a) }
+                unsafe { q_tile::<$width, $dot, B>(a) }
             }
             #[target_feature(enable = $features)]
-            unsafe fn float<E: $float>(a: &mut TileArgs) {
+            unsafe fn float<E: FloatKind>(a: &mut TileArgs) {
                 // SAFETY: as for `block`.
-                unsafe { f_tile::<E>(a) }
+                unsafe { f_tile::<$width, E>(a) }
             }
 
             /// This level's tile of every format.
@@ -60,6 +59,8 @@ macro_rules! kernel_table {
 
 pub(crate) mod avx2;
 pub(crate) mod avx512;
+pub(crate) mod simd;
+pub(crate) mod tiles;
 
 pub(crate) use crate::F16_KC;
 

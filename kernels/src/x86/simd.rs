@@ -1,0 +1,169 @@
+//! What the x86 kernels are written over: a register width ([`Width`]:
+//! `__m256`/`__m256i` or `__m512`/`__m512i`), an integer block dot
+//! ([`Dot`]: `vpmaddubsw` + `vpmaddwd`, or `vpdpbusd` with [`Vnni`]), and
+//! what the kernels need to know of a format ([`Kind`], [`FloatKind`],
+//! derived from the format table).
+//!
+//! A 16-row panel is [`Width::UNITS`] registers ("units") of
+//! [`Width::LANES`] rows: two ymm halves of 8 rows, or one zmm. In a code
+//! chunk (64 bytes: 4 codes of each of 16 rows) unit `u` holds bytes
+//! `u * UNIT_BYTES..`; in a block's 16 f16 scales, values `u * LANES..`; in
+//! a float k-step, values `u * LANES..`. Every operation here is one or a
+//! few instructions, `#[inline(always)]`, and runs inside the
+//! `#[target_feature]` entry points of the kernel tables.
+
+use crate::act::ActBlock;
+use crate::formats::{FloatElem, PackedBlock, WeightFormat};
+use crate::pack::NR;
+
+/// How a block format stores its codes (see [`crate::pack`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Codes {
+    /// 8 chunks of bytes `q + 128` (Q8_0).
+    Q8,
+    /// 4 chunks of nibble pairs (Q4_0, Q4_1).
+    Q4,
+    /// As `Q4`, plus a 5th chunk of `qh` bytes holding bit 4 (Q5_0, Q5_1).
+    Q5,
+}
+
+/// The code kind of a block format: {Q8, Q4, Q5} x {offset (`isum = raw +
+/// corr`), minimum (`isum = raw`, then the `m` term)}, from its
+/// [`PackedBlock`] layout. One algorithm serves every block format.
+pub(crate) trait Kind: PackedBlock {
+    const CODES: Codes = match Self::GROUPS {
+        8 => Codes::Q8,
+        4 => Codes::Q4,
+        5 => Codes::Q5,
+        _ => panic!("unknown code layout"),
+    };
+    /// Nibble codes (<= 31): split from their chunks, summed as small codes.
+    const NIBBLES: bool = !matches!(Self::CODES, Codes::Q8);
+    /// A format with a minimum: scales `d` then `m`, and `corr = Σa`.
+    const MIN: bool = Self::SCALES == 2;
+    /// Code bytes per panel and block.
+    const CODE_BYTES: usize = Self::GROUPS * 64;
+    /// Scale bytes per panel and block (16 `d`, then 16 `m`).
+    const SCALE_BYTES: usize = Self::SCALES * NR * 2;
+}
+impl<B: PackedBlock> Kind for B {}
+
+/// How a float format's stored values become f32.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Float {
+    /// `vcvtph2ps`.
+    F16,
+    /// Zero-extend to 32 bits, shift left by 16 (exact).
+    BF16,
+    /// As stored.
+    F32,
+}
+
+/// The float kind of a float format.
+pub(crate) trait FloatKind: FloatElem {
+    const KIND: Float = match Self::FORMAT {
+        WeightFormat::F16 => Float::F16,
+        WeightFormat::BF16 => Float::BF16,
+        WeightFormat::F32 => Float::F32,
+        _ => panic!("not a float format"),
+    };
+    /// Bytes of one k-step of a panel (16 values).
+    const STEP: usize = NR * core::mem::size_of::<Self>();
+}
+impl<E: FloatElem> FloatKind for E {}
+
+/// A register width: its integer and float vectors and the operations the
+/// kernels use on them. `I` holds `LANES` i32 (or `4 LANES` bytes), `F`
+/// holds `LANES` f32; lane `r` of a unit is row `r` of that unit.
+pub(crate) trait Width {
+    type I: Copy;
+    type F: Copy;
+    /// Rows per register.
+    const LANES: usize;
+    /// Registers per 16-row panel.
+    const UNITS: usize = NR / Self::LANES;
+    /// Bytes of one unit in a 64-byte code chunk (and alignment of its loads).
+    const UNIT_BYTES: usize = 4 * Self::LANES;
+    /// Whether the batched `vpdpbusd` tile splits a loaded nibble chunk into
+    /// both its code vectors at once (enough registers for twice the code
+    /// vectors beside the integer chains), else one code vector at a time.
+    const PAIR_NIBBLES: bool;
+    /// Panels per batch-1 pass of block formats.
+    const Q_GEMV_PANELS: usize;
+    /// Float batches of up to this many rows run panel by panel over the
+    /// whole of K, straight from the panels (batch 1: 4 panels, else 2).
+    const F_WHOLE_K_ROWS: usize;
+    /// Float batches of up to this many rows (and more than
+    /// `F_WHOLE_K_ROWS`) run K-chunk by K-chunk, two panels at a time,
+    /// straight from the panels.
+    const F_STREAM_ROWS: usize;
+    /// Larger float batches: panels per register tile and most rows per row
+    /// group (the first group of a chunk widens the weights and keeps them).
+    const F_PANELS: usize;
+    const F_ROWS: usize;
+
+    unsafe fn zero_i() -> Self::I;
+    unsafe fn zero_f() -> Self::F;
+    unsafe fn splat_i(x: i32) -> Self::I;
+    unsafe fn splat_f(x: f32) -> Self::F;
+    /// Activation codes `a[4c..4c + 4]` in every lane.
+    unsafe fn bcast4(a: *const i8, c: usize) -> Self::I;
+    /// `UNIT_BYTES` bytes at `p`, aligned to `UNIT_BYTES`.
+    unsafe fn load_i(p: *const u8) -> Self::I;
+    /// Stores to `p`, aligned to `UNIT_BYTES`.
+    unsafe fn store_i(p: *mut u8, v: Self::I);
+    /// `LANES` f32 at `p`, aligned to `UNIT_BYTES`.
+    unsafe fn load_f(p: *const f32) -> Self::F;
+    unsafe fn store_f(p: *mut f32, v: Self::F);
+    unsafe fn loadu_f(p: *const f32) -> Self::F;
+    unsafe fn storeu_f(p: *mut f32, v: Self::F);
+    /// `a * b + c`, one rounding.
+    unsafe fn fmadd(a: Self::F, b: Self::F, c: Self::F) -> Self::F;
+    unsafe fn mul(a: Self::F, b: Self::F) -> Self::F;
+    /// i32 to f32, round to nearest even (exact below 2^24).
+    unsafe fn cvt(v: Self::I) -> Self::F;
+    /// `LANES` f16 at `p` (any alignment), widened exactly.
+    unsafe fn f16s(p: *const u8) -> Self::F;
+    /// `LANES` values of float format `E` at `p` (any alignment), widened exactly.
+    unsafe fn widen<E: FloatKind>(p: *const u8) -> Self::F;
+    /// The low and high nibbles of each byte of `v`.
+    unsafe fn nibbles(v: Self::I) -> [Self::I; 2];
+    /// Adds 16 to byte `i` of lane `r` of nibble codes `v` of chunk `c`
+    /// (0..8: chunks 4..8 are the high nibbles of chunks 0..4) where
+    /// element `4c + i`'s fifth bit is set: bit `4c + i` of lane `r` of `qh`.
+    unsafe fn with_fifth(v: Self::I, qh: Self::I, c: usize) -> Self::I;
+}
+
+/// The exact integer part of a block on one width: `vpmaddubsw` or
+/// `vpdpbusd`, with the register tiling of batches that measured fastest for it.
+pub(crate) trait Dot<W: Width> {
+    /// Whether `q8_rows` works on the unsigned codes (`q + 128`), so that the
+    /// accumulators must start at the activation correction.
+    const Q8_UNSIGNED: bool;
+    /// `init + Σ_c Σ_{i<4} codes[c].u8[4r+i] * a[4c+i]` for nibble codes
+    /// (<= 15; with `Q5` <= 31), exactly.
+    unsafe fn nib_block<const Q5: bool>(init: W::I, codes: &[W::I; 8], a: *const i8) -> W::I;
+    /// For each of `R` activation rows `a[j]`: `init[j] + Σ (q + 128) * a[j]`
+    /// if `Q8_UNSIGNED`, else `init[j] + Σ q * a[j]`, exactly. One call per
+    /// block for all rows, so that work on the codes alone is done once.
+    unsafe fn q8_rows<const R: usize>(
+        init: [W::I; R],
+        stored: &[W::I; 8],
+        a: [*const i8; R],
+    ) -> [W::I; R];
+    /// The batched part of a block-format tile (`mr > 1`).
+    unsafe fn gemm_tile<K: Kind>(a: &crate::TileArgs, out: *mut f32, ldo: usize);
+}
+
+/// `vpdpbusd` on a width: four u8 x i8 products summed into each i32 lane,
+/// without saturation. The batched VNNI tile is written over it.
+pub(crate) trait Vnni<W: Width>: Dot<W> {
+    unsafe fn dpbusd(acc: W::I, u: W::I, a: W::I) -> W::I;
+}
+
+/// `da`, and for formats with a minimum `da * (corr as f32)` (`corr = Σa`;
+/// one f32 multiply).
+#[inline(always)]
+pub(crate) fn act_scales<K: Kind>(act: &ActBlock) -> [f32; 2] {
+    [act.d, if K::MIN { act.d * act.corr as f32 } else { 0.0 }]
+}
