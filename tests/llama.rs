@@ -104,7 +104,10 @@ fn prefill_equals_token_by_token_on_every_isa_and_thread_count() {
     let Some(path) = smollm2_path() else { return };
     let (mut model, tok) = load(&path);
     let prompt = tok
-        .chat_prompt("Name three rivers of Europe, from 1 to 3.", None)
+        .chat_prompt(
+            "Name three rivers of Europe, from 1 to 3.",
+            Some("Be brief."),
+        )
         .unwrap();
     let ids = tok.encode(&prompt);
     let n = ids.len();

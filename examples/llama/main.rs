@@ -227,7 +227,8 @@ fn run(a: &Args) -> Result<(), String> {
     let mut rng = Rng(a.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut dec = Stats::default();
     let mut decode_s = 0.0;
-    let (mut generated, mut steps) = (0usize, 0usize);
+    let mut generated = 0usize;
+    let mut step_s: Vec<f64> = Vec::new();
     let mut pending: Vec<u8> = Vec::new();
     let mut out = std::io::stdout().lock();
     while generated < a.max_tokens && cache.len() < model.cfg.context {
@@ -256,8 +257,8 @@ fn run(a: &Args) -> Result<(), String> {
         }
         let t = Instant::now();
         logits = model.forward(&[next], &mut cache, false, &mut dec, None)?;
-        decode_s += t.elapsed().as_secs_f64();
-        steps += 1;
+        step_s.push(t.elapsed().as_secs_f64());
+        decode_s += step_s[step_s.len() - 1];
     }
     out.write_all(&pending).map_err(|e| e.to_string())?;
     writeln!(out).map_err(|e| e.to_string())?;
@@ -277,24 +278,32 @@ fn run(a: &Args) -> Result<(), String> {
         share(&pre, prefill_s),
         att(&pre, prefill_s),
     );
-    if steps == 0 {
+    if step_s.is_empty() {
         return Ok(());
     }
+    let steps = step_s.len();
     let tps = steps as f64 / decode_s;
+    step_s.sort_by(f64::total_cmp);
+    let (median, fastest) = (1.0 / step_s[steps / 2], 1.0 / step_s[0]);
     eprintln!(
-        "decode: {steps} tokens in {decode_s:.3} s = {tps:.1} tokens/s; \
-         {:.1}% of the time in blockq layers, {:.1}% in attention",
+        "decode: {steps} tokens in {decode_s:.3} s = {tps:.1} tokens/s (median step {median:.1}, \
+         fastest {fastest:.1} tokens/s); {:.1}% of the time in blockq layers, {:.1}% in attention",
         share(&dec, decode_s),
         att(&dec, decode_s),
     );
+    let bytes = model.weight_bytes() as f64;
     let bw = read_bandwidth(model.weight_bytes());
-    let bound = bw * 1e9 / model.weight_bytes() as f64;
+    let bound = bw * 1e9 / bytes;
     eprintln!(
-        "decode bound: read bandwidth {bw:.1} GB/s ({} thread(s), same run) / {:.1} MB of \
-         weights = {bound:.1} tokens/s; decode at {:.0}% of it",
+        "decode bound: read bandwidth {bw:.1} GB/s (best run, {} thread(s), same run) / \
+         {:.1} MB of weights = {bound:.1} tokens/s; decode at {:.0}% of it (median step {:.0}%); \
+         blockq layers alone read the weights at {:.1} GB/s ({:.0}% of the bandwidth)",
         rayon::current_num_threads(),
-        model.weight_bytes() as f64 / 1e6,
+        bytes / 1e6,
         100.0 * tps / bound,
+        100.0 * median / bound,
+        bytes * steps as f64 / dec.linear.as_secs_f64() / 1e9,
+        100.0 * bytes * steps as f64 / dec.linear.as_secs_f64() / 1e9 / bw,
     );
     Ok(())
 }

@@ -208,14 +208,24 @@ fn rms_norm(x: &[f32], gain: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
+/// `(sin, cos)` of the RoPE angles of position `pos`: `pos * base^(-2i /
+/// rope_dim)` for `2i < rope_dim`, in f64, then rounded to f32 (a function
+/// of the position alone, computed once per position and call).
+fn rope_angles(pos: usize, rope_dim: usize, base: f64) -> Vec<(f32, f32)> {
+    (0..rope_dim / 2)
+        .map(|i| {
+            let theta = pos as f64 * base.powf(-2.0 * i as f64 / rope_dim as f64);
+            (theta.sin() as f32, theta.cos() as f32)
+        })
+        .collect()
+}
+
 /// Rotates pairs `(x[2i], x[2i+1])`, `2i < rope_dim`, of each head of `row`
-/// by `pos * base^(-2i / rope_dim)` (llama.cpp's "normal" RoPE: GGUF llama
-/// files store Q and K with the pairs adjacent). Angles in f64, then f32.
-fn rope(row: &mut [f32], pos: usize, head_dim: usize, rope_dim: usize, base: f64) {
-    for i in 0..rope_dim / 2 {
-        let theta = pos as f64 * base.powf(-2.0 * i as f64 / rope_dim as f64);
-        let (s, c) = (theta.sin() as f32, theta.cos() as f32);
-        for head in row.chunks_exact_mut(head_dim) {
+/// by the angles of [`rope_angles`] (llama.cpp's "normal" RoPE: GGUF llama
+/// files store Q and K with the pairs adjacent).
+fn rope(row: &mut [f32], head_dim: usize, angles: &[(f32, f32)]) {
+    for head in row.chunks_exact_mut(head_dim) {
+        for (i, &(s, c)) in angles.iter().enumerate() {
             let (a, b) = (head[2 * i], head[2 * i + 1]);
             head[2 * i] = a * c - b * s;
             head[2 * i + 1] = a * s + b * c;
@@ -384,6 +394,9 @@ impl Model {
         let (mut g, mut u) = (vec![], vec![]);
         let group = c.n_head / c.n_head_kv;
         let mut attention = Duration::ZERO;
+        let angles: Vec<Vec<(f32, f32)>> = (p0..p0 + m)
+            .map(|p| rope_angles(p, c.rope_dim, c.rope_base))
+            .collect();
         let scale = 1.0 / (hd as f32).sqrt();
         for (li, b) in self.blocks.iter().enumerate() {
             rms_norm(&x, &b.attn_norm, c.eps, &mut h);
@@ -395,63 +408,58 @@ impl Model {
                 .zip(k.chunks_exact_mut(kvd))
                 .enumerate()
             {
-                rope(qr, p0 + i, hd, c.rope_dim, c.rope_base);
-                rope(kr, p0 + i, hd, c.rope_dim, c.rope_base);
+                rope(qr, hd, &angles[i]);
+                rope(kr, hd, &angles[i]);
             }
             cache.k[li].extend_from_slice(&k);
             cache.v[li].extend_from_slice(&v);
             let (kc, vc) = (&cache.k[li], &cache.v[li]);
-            // One query row (all heads) at position `pos`, reading the cache
-            // positions 0..=pos in order.
-            let attend = |(i, (out, qr)): (usize, (&mut [f32], &[f32]))| {
-                let pos = p0 + i;
+            // One query head of one row (position `pos`), reading the cache
+            // positions 0..=pos in order: the same work item whatever the
+            // batch, so rayon may run the items on any threads.
+            let attend = |(idx, (oh, qh)): (usize, (&mut [f32], &[f32]))| {
+                let (pos, hh) = (p0 + idx / c.n_head, idx % c.n_head);
+                let kvo = (hh / group) * hd;
                 let mut w = vec![0.0f32; pos + 1];
-                for (hh, (oh, qh)) in out
-                    .chunks_exact_mut(hd)
-                    .zip(qr.chunks_exact(hd))
-                    .enumerate()
-                {
-                    let kvo = (hh / group) * hd;
-                    let mut max = f32::NEG_INFINITY;
-                    for (j, wj) in w.iter_mut().enumerate() {
-                        *wj = dot(qh, &kc[j * kvd + kvo..][..hd]) * scale;
-                        max = max.max(*wj);
-                    }
-                    let mut sum = 0.0f32;
-                    for wj in w.iter_mut() {
-                        *wj = (*wj - max).exp();
-                        sum += *wj;
-                    }
-                    for wj in w.iter_mut() {
-                        *wj /= sum;
-                    }
-                    // Σ_j p_j v_j, each output summed over j in order; 16
-                    // outputs at a time stay in registers.
-                    for (c, oc) in oh.chunks_mut(16).enumerate() {
-                        let mut acc = [0.0f32; 16];
-                        let at = kvo + c * 16;
-                        if oc.len() == 16 {
-                            for (j, &p) in w.iter().enumerate() {
-                                let vv: &[f32; 16] = vc[j * kvd + at..][..16].try_into().unwrap();
-                                for l in 0..16 {
-                                    acc[l] += p * vv[l];
-                                }
-                            }
-                        } else {
-                            for (j, &p) in w.iter().enumerate() {
-                                let vv = &vc[j * kvd + at..][..oc.len()];
-                                for (a, &x) in acc.iter_mut().zip(vv) {
-                                    *a += p * x;
-                                }
+                let mut max = f32::NEG_INFINITY;
+                for (j, wj) in w.iter_mut().enumerate() {
+                    *wj = dot(qh, &kc[j * kvd + kvo..][..hd]) * scale;
+                    max = max.max(*wj);
+                }
+                let mut sum = 0.0f32;
+                for wj in w.iter_mut() {
+                    *wj = (*wj - max).exp();
+                    sum += *wj;
+                }
+                for wj in w.iter_mut() {
+                    *wj /= sum;
+                }
+                // Σ_j p_j v_j, each output summed over j in order; 16
+                // outputs at a time stay in registers.
+                for (ci, oc) in oh.chunks_mut(16).enumerate() {
+                    let mut acc = [0.0f32; 16];
+                    let at = kvo + ci * 16;
+                    if oc.len() == 16 {
+                        for (j, &p) in w.iter().enumerate() {
+                            let vv: &[f32; 16] = vc[j * kvd + at..][..16].try_into().unwrap();
+                            for l in 0..16 {
+                                acc[l] += p * vv[l];
                             }
                         }
-                        oc.copy_from_slice(&acc[..oc.len()]);
+                    } else {
+                        for (j, &p) in w.iter().enumerate() {
+                            let vv = &vc[j * kvd + at..][..oc.len()];
+                            for (a, &x) in acc.iter_mut().zip(vv) {
+                                *a += p * x;
+                            }
+                        }
                     }
+                    oc.copy_from_slice(&acc[..oc.len()]);
                 }
             };
             let t = Instant::now();
-            att.par_chunks_mut(qd)
-                .zip(q.par_chunks(qd))
+            att.par_chunks_mut(hd)
+                .zip(q.par_chunks(hd))
                 .enumerate()
                 .for_each(attend);
             attention += t.elapsed();
