@@ -180,43 +180,59 @@ struct Reference {
     vocab: usize,
     hidden0: [Vec<f32>; 2],
     logits: [Vec<f32>; 2],
+    /// More texts and their tokens (the tokenizer alone).
+    cases: Vec<(String, Vec<u32>)>,
+}
+
+/// Little-endian reader over the reference file's bytes.
+struct Cursor<'a>(&'a [u8]);
+
+impl Cursor<'_> {
+    fn bytes(&mut self, n: usize) -> &[u8] {
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        head
+    }
+    fn u32s(&mut self, n: usize) -> Vec<u32> {
+        self.bytes(4 * n)
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    }
+    fn len(&mut self) -> usize {
+        self.u32s(1)[0] as usize
+    }
+    fn text(&mut self) -> String {
+        let n = self.len();
+        String::from_utf8(self.bytes(n).to_vec()).unwrap()
+    }
+    fn f32s(&mut self, n: usize) -> Vec<f32> {
+        self.u32s(n).into_iter().map(f32::from_bits).collect()
+    }
 }
 
 fn read_reference(path: &Path) -> Reference {
     let b = std::fs::read(path).unwrap();
+    let mut c = Cursor(&b);
     assert_eq!(
-        &b[..8],
+        c.bytes(8),
         b"BQLLAMA1",
         "{}: not a reference file",
         path.display()
     );
-    let mut at = 8;
-    let mut u32s = |count: usize| -> Vec<u32> {
-        let v = b[at..at + 4 * count]
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
-        at += 4 * count;
-        v
-    };
-    let h = u32s(4);
-    let (n, width, vocab, plen) = (h[0] as usize, h[1] as usize, h[2] as usize, h[3] as usize);
-    let prompt = String::from_utf8(b[at..at + plen].to_vec()).unwrap();
-    at += plen;
-    let mut u32s = |count: usize| -> Vec<u32> {
-        let v = b[at..at + 4 * count]
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
-        at += 4 * count;
-        v
-    };
-    let tokens = u32s(n);
-    let mut f32s =
-        |count: usize| -> Vec<f32> { u32s(count).into_iter().map(f32::from_bits).collect() };
-    let hidden0 = [f32s(n * width), f32s(n * width)];
-    let logits = [f32s(n * vocab), f32s(n * vocab)];
-    assert_eq!(at, b.len(), "{}: trailing bytes", path.display());
+    let (n, width, vocab) = (c.len(), c.len(), c.len());
+    let prompt = c.text();
+    let tokens = c.u32s(n);
+    let hidden0 = [c.f32s(n * width), c.f32s(n * width)];
+    let logits = [c.f32s(n * vocab), c.f32s(n * vocab)];
+    let cases = (0..c.len())
+        .map(|_| {
+            let text = c.text();
+            let n = c.len();
+            (text, c.u32s(n))
+        })
+        .collect();
+    assert!(c.0.is_empty(), "{}: trailing bytes", path.display());
     Reference {
         prompt,
         tokens,
@@ -224,6 +240,7 @@ fn read_reference(path: &Path) -> Reference {
         vocab,
         hidden0,
         logits,
+        cases,
     }
 }
 
@@ -279,6 +296,17 @@ fn reference_comparison() {
         "prompt {:?}: {} tokens, the same as the reference's",
         r.prompt,
         ids.len()
+    );
+    for (text, want) in &r.cases {
+        assert_eq!(
+            &tok.encode(text),
+            want,
+            "tokens of {text:?}: blockq vs reference"
+        );
+    }
+    println!(
+        "{} more texts: the same tokens as the reference's",
+        r.cases.len()
     );
 
     let mut cache = model.cache();

@@ -18,7 +18,8 @@ runs the prompt through the model in float64 twice:
 OUT.bin (little-endian): b"BQLLAMA1", u32 tokens n, u32 width d, u32
 vocabulary v, u32 prompt bytes, the prompt (UTF-8), u32 token ids[n], then f32
 arrays: hidden state after block 0 (exact, int8; [n, d] each) and logits
-(exact, int8; [n, v] each).
+(exact, int8; [n, v] each); then u32 count of TOKENIZER_CASES and, for each,
+u32 bytes, the text, u32 tokens, the token ids.
 """
 import struct
 import sys
@@ -33,6 +34,19 @@ PROMPT = (
     "Hugging Face<|im_end|>\n<|im_start|>user\nWhat's 12 + 30?  Answer in one word,\n"
     "then\texplain: it's   easy (naïve café 🙂).<|im_end|>\n<|im_start|>assistant\n"
 )
+
+# More texts for the tokenizer alone: runs of newlines and spaces, trailing
+# whitespace, contractions in both cases, long numbers, non-Latin scripts,
+# code, no-break space, special tokens next to text.
+TOKENIZER_CASES = [
+    "Hello world!\n\n\n  x  ",
+    "don't DON'T you're I'M we'll they'd",
+    "1234567890 3.14159 -42",
+    "a\u00a0b \u00e9t\u00e9 \u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8 \u0645\u0631\u062d\u0628\u0627",
+    "    def f(x):\n        return x**2\n\n\tprint(f(3))",
+    "<|im_start|>  <|im_end|>x<|endoftext|>",
+    "emoji: \U0001F600\U0001F680 ok?!...",
+]
 
 GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"
 PRE = {
@@ -200,6 +214,11 @@ def main(path, out_path):
         f.write(np.asarray(toks, dtype="<u4").tobytes())
         for a in (hidden0["exact"], hidden0["int8"], logits["exact"], logits["int8"]):
             f.write(np.ascontiguousarray(a, dtype="<f4").tobytes())
+        f.write(struct.pack("<I", len(TOKENIZER_CASES)))
+        for text in TOKENIZER_CASES:
+            b, ids = text.encode("utf-8"), tokenize(r, text)
+            f.write(struct.pack("<I", len(b)) + b)
+            f.write(struct.pack("<I", len(ids)) + np.asarray(ids, dtype="<u4").tobytes())
     top = logits["exact"].argmax(axis=1)
     print(f"llama_reference: {n} tokens, width {d_model}, vocabulary {vocab} -> {out_path}")
     print(f"  tokens {toks}")
