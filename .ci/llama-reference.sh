@@ -38,16 +38,16 @@ skip() {
 }
 
 t0=$SECONDS
-env=$dir/.python-reference
+pydir=$dir/.python-reference
 python=()
-if python3 -m venv "$env/venv" >/dev/null 2>&1; then
-    "$env/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+if python3 -m venv "$pydir/venv" >/dev/null 2>&1; then
+    "$pydir/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
         "${packages[@]}" || skip "pip install ${packages[*]} failed"
-    python=("$env/venv/bin/python")
+    python=("$pydir/venv/bin/python")
 elif python3 -m pip --version >/dev/null 2>&1; then
     python3 -m pip install --quiet --disable-pip-version-check --upgrade \
-        --target "$env/site" "${packages[@]}" || skip "pip install ${packages[*]} failed"
-    python=(env PYTHONPATH="$env/site" python3)
+        --target "$pydir/site" "${packages[@]}" || skip "pip install ${packages[*]} failed"
+    python=(env PYTHONPATH="$pydir/site" python3)
 else
     skip "neither python3 -m venv nor pip is available"
 fi
