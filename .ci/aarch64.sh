@@ -60,8 +60,13 @@ for spec in cortex-a53:scalar,neon neoverse-n1:scalar,neon,dotprod \
     expect=${spec#*:}
     step "tests under QEMU_CPU=$cpu"
     log=$(mktemp)
+    # tests/llama.rs: only the greedy-answer test runs here (the whole model
+    # on this level's kernels, ~25 token steps); its bit-identity test (a
+    # dozen scalar runs of the model) and its reference comparison (62
+    # positions of logits) would take minutes under QEMU.
     if ! QEMU_CPU=$cpu BLOCKQ_EXPECT_ISAS=$expect \
-        cargo test --release --target "$TARGET" --lib --tests -- --nocapture >"$log" 2>&1; then
+        cargo test --release --target "$TARGET" --lib --tests -- --nocapture \
+        --skip prefill_equals_token_by_token --skip reference_comparison >"$log" 2>&1; then
         tail -n 60 "$log"
         echo "aarch64.sh: tests FAILED under QEMU_CPU=$cpu (expected ISAs: $expect)" >&2
         exit 1

@@ -16,47 +16,9 @@ mod common;
 
 use blockq::gguf::GgufFile;
 use blockq::{QuantizedLinear, QK};
-use common::values;
+use common::{smollm2_path as model_path, values};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Instant;
-
-const FILE_NAME: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-
-/// The model file, or `None` (after printing why) when the test must skip.
-fn model_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("BLOCKQ_SMOLLM2_GGUF").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "BLOCKQ_SMOLLM2_GGUF={}: no such file",
-            p.display()
-        );
-        return Some(p);
-    }
-    let dir = match std::env::var_os("BLOCKQ_MODELS").filter(|d| !d.is_empty()) {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/blockq-models"),
-    };
-    let file = dir.join(FILE_NAME);
-    if file.is_file() {
-        return Some(file);
-    }
-    let marker = dir.join(format!("{FILE_NAME}.skipped"));
-    let skipped = std::fs::read_to_string(&marker).ok();
-    assert!(
-        skipped.is_some() || std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true and {} is missing: .ci/fetch-models.sh fetches it before the tests \
-         (or writes {} when it cannot download)",
-        file.display(),
-        marker.display()
-    );
-    println!("SKIPPED: SmolLM2 GGUF not found (run .ci/fetch-models.sh)");
-    if let Some(why) = skipped {
-        println!("  the fetch script skipped the download: {}", why.trim());
-    }
-    None
-}
 
 /// `x` scaled to unit root mean square, times `gain`: the input of a layer
 /// after an RMSNorm (only to feed a layer realistic values).

@@ -10,6 +10,7 @@ use blockq::kernels::formats::PackedBlock;
 use blockq::kernels::match_format;
 use blockq::{dispatch, Isa, QuantType, QuantizedLinear, QK};
 use bytemuck::Zeroable;
+use std::path::PathBuf;
 
 pub fn layer(seed: u64, k: usize, n: usize, qt: QuantType, bias: bool) -> QuantizedLinear {
     let w = values(seed, n * k, 1.0);
@@ -139,4 +140,46 @@ pub fn compare_layer(layer: &QuantizedLinear, x: &[f32], batch: usize, isas: &[I
         let got = l.forward_f32(x, batch);
         assert_same_bits(&got, &want, &format!("{isa} vs scalar: {what}"));
     }
+}
+
+/// File name of the real model the tests load (`.ci/fetch-models.sh`).
+pub const SMOLLM2_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// The SmolLM2 GGUF: `$BLOCKQ_SMOLLM2_GGUF`, else
+/// `${BLOCKQ_MODELS:-$HOME/.cache/blockq-models}/SmolLM2-135M-Instruct.Q4_1.gguf`;
+/// or `None` (after printing SKIPPED and why) when the test must skip: the
+/// file is missing and either CI is not set or the fetch script left its
+/// `.skipped` note (no network). Under `CI=true` a missing file is a failure.
+pub fn smollm2_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("BLOCKQ_SMOLLM2_GGUF").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "BLOCKQ_SMOLLM2_GGUF={}: no such file",
+            p.display()
+        );
+        return Some(p);
+    }
+    let dir = match std::env::var_os("BLOCKQ_MODELS").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/blockq-models"),
+    };
+    let file = dir.join(SMOLLM2_FILE);
+    if file.is_file() {
+        return Some(file);
+    }
+    let marker = dir.join(format!("{SMOLLM2_FILE}.skipped"));
+    let skipped = std::fs::read_to_string(&marker).ok();
+    assert!(
+        skipped.is_some() || std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true and {} is missing: .ci/fetch-models.sh fetches it before the tests \
+         (or writes {} when it cannot download)",
+        file.display(),
+        marker.display()
+    );
+    println!("SKIPPED: SmolLM2 GGUF not found (run .ci/fetch-models.sh)");
+    if let Some(why) = skipped {
+        println!("  the fetch script skipped the download: {}", why.trim());
+    }
+    None
 }
