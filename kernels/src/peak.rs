@@ -136,10 +136,13 @@ fn vector_sum(_body: &[u8]) -> (u64, usize) {
     (0, 0)
 }
 
+/// The peak loops, written once over a register width (the kernels' `Width`)
+/// and instantiated per level by thin `#[target_feature]` entry points.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use core::arch::asm;
-    use core::arch::x86_64::*;
+    use crate::x86::avx2::{VnniVex, Ymm};
+    use crate::x86::avx512::{Vnni512, Zmm};
+    use crate::x86::simd::{Vnni, Width};
     use std::hint::black_box;
 
     /// Independent accumulators of the `vpdpbusd` loops (latency 5 x 2 ports).
@@ -150,196 +153,166 @@ mod x86 {
     /// add is on the carried chain, and 16 ymm registers must hold the rest.
     pub const MADD_ACC: usize = 8;
 
-    // The empty `asm!` blocks below make the compiler treat a register's value
-    // as unknown and changed, at no run-time cost: without them it would hoist
+    // `W::pin_*` (an empty `asm!`) makes the compiler treat a register's value
+    // as unknown and changed, at no run-time cost: without it it would hoist
     // the loop-invariant products out of the loop or merge equal ones.
+
+    /// Wrapping sum of every i32 lane of `acc`.
+    #[inline(always)]
+    unsafe fn sum_i32<W: Width>(acc: &[W::I]) -> u64 {
+        // SAFETY: the caller's features cover W's instructions.
+        unsafe {
+            let mut s = W::zero_i();
+            for &x in acc {
+                s = W::add_i32(s, x);
+            }
+            W::hsum_u32(s) as u64
+        }
+    }
+
+    /// `iters` x DOT_ACC `vpdpbusd`.
+    #[inline(always)]
+    unsafe fn dpbusd_loop<W: Width, V: Vnni<W>>(iters: u64) -> u64 {
+        // SAFETY: the caller's features cover W's and V's instructions.
+        unsafe {
+            let a = W::splat_i8(black_box(3));
+            let b = W::splat_i8(black_box(5));
+            let mut acc = [W::zero_i(); DOT_ACC];
+            for _ in 0..iters {
+                for x in acc.iter_mut() {
+                    *x = V::dpbusd(*x, a, b);
+                }
+                W::pin_i(&mut acc[0]);
+            }
+            sum_i32::<W>(&acc)
+        }
+    }
+
+    /// `iters` x MADD_ACC (`vpmaddubsw` + `vpmaddwd` + `vpaddd`).
+    #[inline(always)]
+    unsafe fn maddubs_loop<W: Width>(iters: u64) -> u64 {
+        // SAFETY: the caller's features cover W's instructions.
+        unsafe {
+            let mut a = W::splat_i8(black_box(3));
+            let b = W::splat_i8(black_box(5));
+            let mut acc = [W::zero_i(); MADD_ACC];
+            for _ in 0..iters {
+                for x in acc.iter_mut() {
+                    // `a` becomes opaque, so each product below is computed
+                    // (as the kernels compute new ones).
+                    W::pin_i(&mut a);
+                    *x = W::add_i32(*x, W::maddubs_pairs(a, b));
+                }
+            }
+            sum_i32::<W>(&acc)
+        }
+    }
+
+    /// `iters` x FMA_ACC `vfmadd ps`: `acc = acc * a + b` (converges, so no
+    /// overflow or subnormal slows it down).
+    #[inline(always)]
+    unsafe fn fma_loop<W: Width>(iters: u64) -> u64 {
+        // SAFETY: the caller's features cover W's instructions.
+        unsafe {
+            let a = W::splat_f(black_box(0.999));
+            let b = W::splat_f(black_box(1e-3));
+            let mut acc = [W::zero_f(); FMA_ACC];
+            for _ in 0..iters {
+                for x in acc.iter_mut() {
+                    *x = W::fmadd(*x, a, b);
+                }
+                W::pin_f(&mut acc[0]);
+            }
+            let mut s = 0.0f32;
+            for &x in &acc {
+                s += W::hsum_f32(x);
+            }
+            s.to_bits() as u64
+        }
+    }
+
+    /// Sums the first `4 * q` bytes of `data` as u64 words, `q` the largest
+    /// multiple of two registers with `4 * q <= data.len()`: four streams (one
+    /// per quarter) read two registers each per step, into 8 accumulators.
+    /// Several streams keep more cache-line misses in flight than one, as the
+    /// kernels' multi-panel loops do. Returns the sum and the bytes consumed.
+    #[inline(always)]
+    unsafe fn sum_words<W: Width>(data: &[u8]) -> (u64, usize) {
+        let reg = W::UNIT_BYTES;
+        let q = data.len() / 4 / (2 * reg) * (2 * reg);
+        let p = data.as_ptr();
+        // SAFETY: the caller's features cover W's instructions; every load
+        // ends at (j / 2) * q + off + 2 reg <= 4 q <= data.len().
+        unsafe {
+            let mut acc = [W::zero_i(); 8];
+            for off in (0..q).step_by(2 * reg) {
+                for (j, x) in acc.iter_mut().enumerate() {
+                    let at = (j / 2) * q + off + (j % 2) * reg;
+                    *x = W::add_i64(*x, W::loadu_i(p.add(at)));
+                }
+            }
+            let mut s = W::zero_i();
+            for &x in &acc {
+                s = W::add_i64(s, x);
+            }
+            (W::hsum_u64(s), 4 * q)
+        }
+    }
 
     /// `iters` x DOT_ACC `vpdpbusd zmm`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub unsafe fn dpbusd_zmm(iters: u64) -> u64 {
-        let a = _mm512_set1_epi8(black_box(3));
-        let b = _mm512_set1_epi8(black_box(5));
-        let mut acc = [_mm512_setzero_si512(); DOT_ACC];
-        for _ in 0..iters {
-            for x in acc.iter_mut() {
-                *x = _mm512_dpbusd_epi32(*x, a, b);
-            }
-            // SAFETY: an empty template; it only pins the registers.
-            unsafe {
-                asm!("/* {0} */", inout(zmm_reg) acc[0], options(nomem, nostack, preserves_flags))
-            };
-        }
-        let s = acc
-            .iter()
-            .fold(_mm512_setzero_si512(), |s, &x| _mm512_add_epi32(s, x));
-        _mm512_reduce_add_epi32(s) as u32 as u64
+        // SAFETY: the features dpbusd_loop::<Zmm, Vnni512> needs are enabled here.
+        unsafe { dpbusd_loop::<Zmm, Vnni512>(iters) }
     }
 
     /// `iters` x DOT_ACC `vpdpbusd ymm` (VEX, AVX-VNNI).
     #[target_feature(enable = "avx2,avxvnni")]
     pub unsafe fn dpbusd_ymm(iters: u64) -> u64 {
-        let a = _mm256_set1_epi8(black_box(3));
-        let b = _mm256_set1_epi8(black_box(5));
-        let mut acc = [_mm256_setzero_si256(); DOT_ACC];
-        for _ in 0..iters {
-            for x in acc.iter_mut() {
-                *x = _mm256_dpbusd_avx_epi32(*x, a, b);
-            }
-            // SAFETY: an empty template; it only pins the registers.
-            unsafe {
-                asm!("/* {0} */", inout(ymm_reg) acc[0], options(nomem, nostack, preserves_flags))
-            };
-        }
-        sum_ymm_epi32(&acc)
+        // SAFETY: as above.
+        unsafe { dpbusd_loop::<Ymm, VnniVex>(iters) }
     }
 
-    /// `iters` x MADD_ACC (`vpmaddubsw` + `vpmaddwd` + `vpaddd`) on ymm.
+    /// `iters` x MADD_ACC maddubs steps on ymm.
     #[target_feature(enable = "avx2")]
     pub unsafe fn maddubs_ymm(iters: u64) -> u64 {
-        let mut a = _mm256_set1_epi8(black_box(3));
-        let b = _mm256_set1_epi8(black_box(5));
-        let ones = _mm256_set1_epi16(black_box(1));
-        let mut acc = [_mm256_setzero_si256(); MADD_ACC];
-        for _ in 0..iters {
-            for x in acc.iter_mut() {
-                // SAFETY: an empty template; `a` becomes opaque, so each
-                // product below is computed (as the kernels compute new ones).
-                unsafe {
-                    asm!("/* {0} */", inout(ymm_reg) a, options(nomem, nostack, preserves_flags))
-                };
-                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones);
-                *x = _mm256_add_epi32(*x, p);
-            }
-        }
-        sum_ymm_epi32(&acc)
+        // SAFETY: as above.
+        unsafe { maddubs_loop::<Ymm>(iters) }
     }
 
-    /// `iters` x MADD_ACC (`vpmaddubsw` + `vpmaddwd` + `vpaddd`) on zmm.
+    /// `iters` x MADD_ACC maddubs steps on zmm.
     #[target_feature(enable = "avx512f,avx512bw")]
     pub unsafe fn maddubs_zmm(iters: u64) -> u64 {
-        let mut a = _mm512_set1_epi8(black_box(3));
-        let b = _mm512_set1_epi8(black_box(5));
-        let ones = _mm512_set1_epi16(black_box(1));
-        let mut acc = [_mm512_setzero_si512(); MADD_ACC];
-        for _ in 0..iters {
-            for x in acc.iter_mut() {
-                // SAFETY: an empty template; `a` becomes opaque (see maddubs_ymm).
-                unsafe {
-                    asm!("/* {0} */", inout(zmm_reg) a, options(nomem, nostack, preserves_flags))
-                };
-                let p = _mm512_madd_epi16(_mm512_maddubs_epi16(a, b), ones);
-                *x = _mm512_add_epi32(*x, p);
-            }
-        }
-        let s = acc
-            .iter()
-            .fold(_mm512_setzero_si512(), |s, &x| _mm512_add_epi32(s, x));
-        _mm512_reduce_add_epi32(s) as u32 as u64
+        // SAFETY: as above.
+        unsafe { maddubs_loop::<Zmm>(iters) }
     }
 
-    /// `iters` x FMA_ACC `vfmadd ps ymm`: `acc = acc * a + b` (converges, so
-    /// no overflow or subnormal slows it down).
+    /// `iters` x FMA_ACC `vfmadd ps ymm`.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn fma_ymm(iters: u64) -> u64 {
-        let a = _mm256_set1_ps(black_box(0.999));
-        let b = _mm256_set1_ps(black_box(1e-3));
-        let mut acc = [_mm256_setzero_ps(); FMA_ACC];
-        for _ in 0..iters {
-            for x in acc.iter_mut() {
-                *x = _mm256_fmadd_ps(*x, a, b);
-            }
-            // SAFETY: an empty template; it only pins the registers.
-            unsafe {
-                asm!("/* {0} */", inout(ymm_reg) acc[0], options(nomem, nostack, preserves_flags))
-            };
-        }
-        let s = acc
-            .iter()
-            .fold(_mm256_setzero_ps(), |s, &x| _mm256_add_ps(s, x));
-        let mut lanes = [0.0f32; 8];
-        // SAFETY: `lanes` holds 8 f32; unaligned store.
-        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), s) };
-        lanes.iter().sum::<f32>().to_bits() as u64
+        // SAFETY: as above.
+        unsafe { fma_loop::<Ymm>(iters) }
     }
 
     /// `iters` x FMA_ACC `vfmadd ps zmm`.
     #[target_feature(enable = "avx512f,fma")]
     pub unsafe fn fma_zmm(iters: u64) -> u64 {
-        let a = _mm512_set1_ps(black_box(0.999));
-        let b = _mm512_set1_ps(black_box(1e-3));
-        let mut acc = [_mm512_setzero_ps(); FMA_ACC];
-        for _ in 0..iters {
-            for x in acc.iter_mut() {
-                *x = _mm512_fmadd_ps(*x, a, b);
-            }
-            // SAFETY: an empty template; it only pins the registers.
-            unsafe {
-                asm!("/* {0} */", inout(zmm_reg) acc[0], options(nomem, nostack, preserves_flags))
-            };
-        }
-        let s = acc
-            .iter()
-            .fold(_mm512_setzero_ps(), |s, &x| _mm512_add_ps(s, x));
-        _mm512_reduce_add_ps(s).to_bits() as u64
+        // SAFETY: as above.
+        unsafe { fma_loop::<Zmm>(iters) }
     }
 
-    #[target_feature(enable = "avx2")]
-    fn sum_ymm_epi32(acc: &[__m256i]) -> u64 {
-        let s = acc
-            .iter()
-            .fold(_mm256_setzero_si256(), |s, &x| _mm256_add_epi32(s, x));
-        let mut lanes = [0u32; 8];
-        // SAFETY: `lanes` holds 32 bytes; unaligned store.
-        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), s) };
-        lanes.iter().fold(0u32, |s, &x| s.wrapping_add(x)) as u64
-    }
-
-    /// Sums the first `4 * q` bytes of `data` as u64 words, `q` the largest
-    /// multiple of 128 with `4 * q <= data.len()`: four streams (one per
-    /// quarter) read 128 bytes each per step, into 8 zmm accumulators. Several
-    /// streams keep more cache-line misses in flight than one, as the kernels'
-    /// multi-panel loops do. Returns the sum and the bytes consumed.
+    /// [`sum_words`] on zmm (128 bytes per stream and step).
     #[target_feature(enable = "avx512f")]
     pub unsafe fn sum_words_zmm(data: &[u8]) -> (u64, usize) {
-        let q = data.len() / 4 / 128 * 128;
-        let mut acc = [_mm512_setzero_si512(); 8];
-        let p = data.as_ptr();
-        for off in (0..q).step_by(128) {
-            for (j, x) in acc.iter_mut().enumerate() {
-                let at = (j / 2) * q + off + (j % 2) * 64;
-                // SAFETY: at + 64 <= 3 * q + off + 128 <= 4 * q <= data.len().
-                let v = unsafe { _mm512_loadu_si512(p.add(at).cast()) };
-                *x = _mm512_add_epi64(*x, v);
-            }
-        }
-        let s = acc
-            .iter()
-            .fold(_mm512_setzero_si512(), |s, &x| _mm512_add_epi64(s, x));
-        (_mm512_reduce_add_epi64(s) as u64, 4 * q)
+        // SAFETY: as above.
+        unsafe { sum_words::<Zmm>(data) }
     }
 
-    /// As [`sum_words_zmm`], with 64 bytes per stream and step, on 8 ymm
-    /// accumulators (`q` a multiple of 64).
+    /// [`sum_words`] on ymm (64 bytes per stream and step).
     #[target_feature(enable = "avx2")]
     pub unsafe fn sum_words_ymm(data: &[u8]) -> (u64, usize) {
-        let q = data.len() / 4 / 64 * 64;
-        let mut acc = [_mm256_setzero_si256(); 8];
-        let p = data.as_ptr();
-        for off in (0..q).step_by(64) {
-            for (j, x) in acc.iter_mut().enumerate() {
-                let at = (j / 2) * q + off + (j % 2) * 32;
-                // SAFETY: at + 32 <= 3 * q + off + 64 <= 4 * q <= data.len().
-                let v = unsafe { _mm256_loadu_si256(p.add(at).cast()) };
-                *x = _mm256_add_epi64(*x, v);
-            }
-        }
-        let s = acc
-            .iter()
-            .fold(_mm256_setzero_si256(), |s, &x| _mm256_add_epi64(s, x));
-        let mut lanes = [0u64; 4];
-        // SAFETY: `lanes` holds 32 bytes; unaligned store.
-        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), s) };
-        (lanes.iter().fold(0u64, |s, &x| s.wrapping_add(x)), 4 * q)
+        // SAFETY: as above.
+        unsafe { sum_words::<Ymm>(data) }
     }
 }
 

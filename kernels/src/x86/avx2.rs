@@ -15,6 +15,7 @@ use super::tiles::{f_tile, q_gemm_madd, q_gemm_vnni, q_tile};
 use crate::act::{block_scales, ActBlock};
 use crate::formats::QK;
 use crate::TileArgs;
+use core::arch::asm;
 use core::arch::x86_64::*;
 
 /// 256-bit registers.
@@ -118,6 +119,80 @@ impl Width for Ymm {
                 )),
                 Float::F32 => _mm256_loadu_ps(p as *const f32),
             }
+        }
+    }
+    #[inline(always)]
+    unsafe fn splat_i8(x: i8) -> __m256i {
+        // SAFETY: the kernel enables avx2; pointers as the trait says.
+        unsafe { _mm256_set1_epi8(x) }
+    }
+    #[inline(always)]
+    unsafe fn loadu_i(p: *const u8) -> __m256i {
+        // SAFETY: the kernel enables avx2; pointers as the trait says.
+        unsafe { _mm256_loadu_si256(p as *const __m256i) }
+    }
+    #[inline(always)]
+    unsafe fn add_i32(a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: the kernel enables avx2; pointers as the trait says.
+        unsafe { _mm256_add_epi32(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn add_i64(a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: the kernel enables avx2; pointers as the trait says.
+        unsafe { _mm256_add_epi64(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn maddubs_pairs(u: __m256i, a: __m256i) -> __m256i {
+        // SAFETY: the kernel enables avx2; pointers as the trait says.
+        unsafe { _mm256_madd_epi16(_mm256_maddubs_epi16(u, a), _mm256_set1_epi16(1)) }
+    }
+    #[inline(always)]
+    unsafe fn hsum_u32(v: __m256i) -> u32 {
+        let mut lanes = [0u32; 8];
+        // SAFETY: the kernel enables avx2; pointers as the trait says.
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), v) };
+        lanes.iter().fold(0u32, |s, &x| s.wrapping_add(x))
+    }
+    #[inline(always)]
+    unsafe fn hsum_u64(v: __m256i) -> u64 {
+        let mut lanes = [0u64; 4];
+        // SAFETY: the kernel enables avx2; pointers as the trait says.
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), v) };
+        lanes.iter().fold(0u64, |s, &x| s.wrapping_add(x))
+    }
+    #[inline(always)]
+    unsafe fn hsum_f32(v: __m256) -> f32 {
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: the kernel enables avx2; pointers as the trait says.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+        lanes.iter().sum()
+    }
+    // The register class needs the feature on the function itself; inlined
+    // into the loops, whose features include it.
+    #[inline]
+    #[target_feature(enable = "avx")]
+    unsafe fn pin_i(v: &mut __m256i) {
+        // SAFETY: the kernel enables avx2; pointers as the trait says.
+        unsafe {
+            asm!(
+                "/* {0} */",
+                inout(ymm_reg) * v,
+                options(nomem, nostack, preserves_flags)
+            )
+        }
+    }
+    // The register class needs the feature on the function itself; inlined
+    // into the loops, whose features include it.
+    #[inline]
+    #[target_feature(enable = "avx")]
+    unsafe fn pin_f(v: &mut __m256) {
+        // SAFETY: the kernel enables avx2; pointers as the trait says.
+        unsafe {
+            asm!(
+                "/* {0} */",
+                inout(ymm_reg) * v,
+                options(nomem, nostack, preserves_flags)
+            )
         }
     }
     #[inline(always)]

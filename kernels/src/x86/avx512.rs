@@ -15,6 +15,7 @@ use super::tiles::{f_tile, q_gemm_madd, q_gemm_vnni, q_tile};
 use crate::act::{block_scales, ActBlock};
 use crate::formats::QK;
 use crate::TileArgs;
+use core::arch::asm;
 use core::arch::x86_64::*;
 
 /// 512-bit registers.
@@ -119,6 +120,74 @@ impl Width for Zmm {
                 )),
                 Float::F32 => _mm512_loadu_ps(p as *const f32),
             }
+        }
+    }
+    #[inline(always)]
+    unsafe fn splat_i8(x: i8) -> __m512i {
+        // SAFETY: the kernel enables avx512f/bw; pointers as the trait says.
+        unsafe { _mm512_set1_epi8(x) }
+    }
+    #[inline(always)]
+    unsafe fn loadu_i(p: *const u8) -> __m512i {
+        // SAFETY: the kernel enables avx512f/bw; pointers as the trait says.
+        unsafe { _mm512_loadu_si512(p as *const _) }
+    }
+    #[inline(always)]
+    unsafe fn add_i32(a: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: the kernel enables avx512f/bw; pointers as the trait says.
+        unsafe { _mm512_add_epi32(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn add_i64(a: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: the kernel enables avx512f/bw; pointers as the trait says.
+        unsafe { _mm512_add_epi64(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn maddubs_pairs(u: __m512i, a: __m512i) -> __m512i {
+        // SAFETY: the kernel enables avx512f/bw; pointers as the trait says.
+        unsafe { _mm512_madd_epi16(_mm512_maddubs_epi16(u, a), _mm512_set1_epi16(1)) }
+    }
+    #[inline(always)]
+    unsafe fn hsum_u32(v: __m512i) -> u32 {
+        // SAFETY: the kernel enables avx512f/bw; pointers as the trait says.
+        unsafe { _mm512_reduce_add_epi32(v) as u32 }
+    }
+    #[inline(always)]
+    unsafe fn hsum_u64(v: __m512i) -> u64 {
+        // SAFETY: the kernel enables avx512f/bw; pointers as the trait says.
+        unsafe { _mm512_reduce_add_epi64(v) as u64 }
+    }
+    #[inline(always)]
+    unsafe fn hsum_f32(v: __m512) -> f32 {
+        // SAFETY: the kernel enables avx512f/bw; pointers as the trait says.
+        unsafe { _mm512_reduce_add_ps(v) }
+    }
+    // The register class needs the feature on the function itself; inlined
+    // into the loops, whose features include it.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn pin_i(v: &mut __m512i) {
+        // SAFETY: the kernel enables avx512f/bw; pointers as the trait says.
+        unsafe {
+            asm!(
+                "/* {0} */",
+                inout(zmm_reg) * v,
+                options(nomem, nostack, preserves_flags)
+            )
+        }
+    }
+    // The register class needs the feature on the function itself; inlined
+    // into the loops, whose features include it.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn pin_f(v: &mut __m512) {
+        // SAFETY: the kernel enables avx512f/bw; pointers as the trait says.
+        unsafe {
+            asm!(
+                "/* {0} */",
+                inout(zmm_reg) * v,
+                options(nomem, nostack, preserves_flags)
+            )
         }
     }
     #[inline(always)]

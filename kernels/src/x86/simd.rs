@@ -126,6 +126,23 @@ pub(crate) trait Width {
     unsafe fn f16s(p: *const u8) -> Self::F;
     /// `LANES` values of float format `E` at `p` (any alignment), widened exactly.
     unsafe fn widen<E: FloatKind>(p: *const u8) -> Self::F;
+    /// `x` in every byte.
+    unsafe fn splat_i8(x: i8) -> Self::I;
+    /// `LANES` i32 at `p` (any alignment).
+    unsafe fn loadu_i(p: *const u8) -> Self::I;
+    unsafe fn add_i32(a: Self::I, b: Self::I) -> Self::I;
+    unsafe fn add_i64(a: Self::I, b: Self::I) -> Self::I;
+    /// `vpmaddubsw` (u8 x i8 pairs summed to saturating i16) then `vpmaddwd`
+    /// with ones (pairs of those to i32): the `vpmaddubsw` dot's step.
+    unsafe fn maddubs_pairs(u: Self::I, a: Self::I) -> Self::I;
+    /// Wrapping sums of the lanes, as u32 and as u64 words; f32 sum of `v`.
+    unsafe fn hsum_u32(v: Self::I) -> u32;
+    unsafe fn hsum_u64(v: Self::I) -> u64;
+    unsafe fn hsum_f32(v: Self::F) -> f32;
+    /// Makes `v` an unknown, changed register value at no run-time cost (an
+    /// empty `asm!`), so a benchmark loop keeps its loop-invariant work.
+    unsafe fn pin_i(v: &mut Self::I);
+    unsafe fn pin_f(v: &mut Self::F);
     /// The low and high nibbles of each byte of `v`.
     unsafe fn nibbles(v: Self::I) -> [Self::I; 2];
     /// Adds 16 to byte `i` of lane `r` of nibble codes `v` of chunk `c`
