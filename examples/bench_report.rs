@@ -782,6 +782,47 @@ fn load_section(o: &Opts, p1: &ThreadPool, pt: &ThreadPool) {
             f32_bytes / t[0] / 1e9
         )
     );
+    let t = p1.install(|| {
+        run_times(o.min_time, || {
+            let mut v: Vec<u8> = blockq::kernels::mmap::zeroed_vec_huge(n * k * 4);
+            for p in v.iter_mut().step_by(4096) {
+                *p = 1;
+            }
+            black_box(&v);
+        })
+    });
+    println!(
+        "{:<34} {:<5} {:>16}",
+        "  the same, huge pages advised",
+        "-",
+        format!(
+            "{:.2} ({:.2})",
+            f32_bytes / t[t.len() / 2] / 1e9,
+            f32_bytes / t[0] / 1e9
+        )
+    );
+    // The row quantizers alone (no scan, no packing), dispatched.
+    for qt in o.formats.iter().copied().filter(|q| q.is_block_quantized()) {
+        let mut q = vec![0u8; qt.row_bytes(n * k)];
+        let t = p1.install(|| {
+            run_times(o.min_time, || {
+                blockq::kernels::match_format!(
+                    qt,
+                    B => kload::quantize_blocks::<B>(&w, bytemuck::cast_slice_mut(&mut q[..])),
+                    E => unreachable!("{qt} is a float format"),
+                );
+            })
+        });
+        println!(
+            "{:<34} {qt:<5} {:>16}",
+            "quantize_blocks, dispatched",
+            format!(
+                "{:.2} ({:.2})",
+                f32_bytes / t[t.len() / 2] / 1e9,
+                f32_bytes / t[0] / 1e9
+            )
+        );
+    }
     // What the ISA clones add: the row quantizer on the baseline clone.
     for qt in o.formats.iter().copied().filter(|q| q.is_block_quantized()) {
         let mut q = vec![0u8; qt.row_bytes(n * k)];

@@ -4,6 +4,7 @@ use crate::dispatch::{self, Isa};
 use crate::{Error, QuantType};
 use blockq_kernels::formats::{FloatElem, PackedBlock};
 use blockq_kernels::load;
+use blockq_kernels::mmap::zeroed_vec_huge;
 use blockq_kernels::{
     match_format, ActBlock, BlockQ4_0, BlockQ8_0, Input, Kernels, PackedMatrix, QK,
 };
@@ -159,7 +160,7 @@ impl QuantizedLinear {
             })?,
             E => {
                 // Float formats: the f32 values rounded as ggml converts them.
-                let mut v = vec![E::from_f32_le(0.0); weight.len()];
+                let mut v: Vec<E> = zeroed_vec_huge(weight.len());
                 load::floats_from_f32(weight, &mut v);
                 if let Some(i) = load::first_non_finite(&v) {
                     return Err(Error::OutOfRange {
@@ -460,7 +461,7 @@ impl QuantizedLinear {
     ///
     /// Large matrices are dequantized on rayon's current pool.
     pub fn dequantize_weights(&self) -> Vec<f32> {
-        let mut out = vec![0.0f32; self.weights.n() * self.weights.k()];
+        let mut out = zeroed_vec_huge(self.weights.n() * self.weights.k());
         load::dequantize_matrix(&self.weights, &mut out);
         out
     }

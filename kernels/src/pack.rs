@@ -111,9 +111,9 @@ impl PackedMatrix {
             k,
             panel_stride,
             scales_offset: codes,
-            // Zeroed by the allocator: fresh pages are faulted in as panels
-            // are packed (in parallel), not cleared once more here.
-            data: bytemuck::zeroed_vec(lines),
+            // Zeroed by the allocator (huge pages for large matrices): fresh
+            // pages are faulted in as panels are packed, in parallel.
+            data: crate::mmap::zeroed_vec_huge(lines),
         }
     }
 
