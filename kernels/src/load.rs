@@ -730,7 +730,14 @@ mod tests {
                     }
                     _ => ((r >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale,
                 };
-                x.push(v);
+                // Miri makes the NaN payloads of arithmetic results
+                // non-deterministic (as Rust allows; hardware fixes them), so
+                // NaN inputs are compared on hardware only.
+                x.push(if cfg!(miri) && v.is_nan() {
+                    f32::INFINITY
+                } else {
+                    v
+                });
             }
         }
         x
@@ -931,6 +938,8 @@ mod tests {
                 .cycle()
                 .take(bits.len().div_ceil(QK) * QK)
                 .map(|&b| f32::from_bits(b))
+                // As in `special_rows`: NaN on hardware only.
+                .map(|v| if cfg!(miri) && v.is_nan() { 0.0 } else { v })
                 .collect();
             let mut ok = true;
             for level in Level::ALL.into_iter().filter(|l| l.available()) {
