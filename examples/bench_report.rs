@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "\
 usage: bench_report [--quick] [--isa LIST] [--formats LIST] [--shapes LIST]
                     [--batches LIST] [--threads N] [--min-time SECS]
+                    [--load-only | --no-load]
   --quick          best ISA only, shapes 4096x4096,14336x4096, batches 1,128
   --isa LIST       ISAs to run (comma-separated names, `best` or `all`; default all)
   --formats LIST   format names, or `all` (default: every format but F32)
@@ -37,6 +38,9 @@ usage: bench_report [--quick] [--isa LIST] [--formats LIST] [--shapes LIST]
   --batches LIST   batch sizes M (default 1,8,32,128)
   --threads N      threads of the scaling table (default: all cores; 1 = none)
   --min-time SECS  time spent per case, at least 3 runs (default 0.5; quick 0.25)
+  --load-only      only the load section (quantizing, dequantizing, converting
+                   4096x4096 weights; see `load_section`)
+  --no-load        without the load section
 The scalar ISA runs batch 1 only (larger batches take seconds per call).";
 
 struct Opts {
@@ -46,6 +50,8 @@ struct Opts {
     batches: Vec<usize>,
     threads: usize,
     min_time: f64,
+    kernels: bool,
+    load: bool,
 }
 
 fn list<T>(v: &str, f: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>, String> {
@@ -66,6 +72,8 @@ fn parse_args() -> Result<Opts, String> {
         batches: vec![1, 8, 32, 128],
         threads: all_cores,
         min_time: 0.5,
+        kernels: true,
+        load: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -111,6 +119,8 @@ fn parse_args() -> Result<Opts, String> {
             }
             "--threads" => o.threads = val()?.parse().map_err(|e| format!("--threads: {e}"))?,
             "--min-time" => o.min_time = val()?.parse().map_err(|e| format!("--min-time: {e}"))?,
+            "--load-only" => o.kernels = false,
+            "--no-load" => o.load = false,
             "-h" | "--help" => return Err(String::new()),
             _ => return Err(format!("unknown argument {a:?}")),
         }
@@ -320,6 +330,15 @@ fn main() {
     println!(
         "times: median (and best) of runs; limits: best run; GB/s, GOPS, %lim from the median\n"
     );
+    if !o.kernels {
+        load_section(&o, &p1, &pt);
+        println!(
+            "\nreport time: {:.1} s; {}",
+            started.elapsed().as_secs_f64(),
+            load()
+        );
+        return;
+    }
 
     // Compute peaks, per ISA, 1 thread and `tt` threads.
     println!(
@@ -449,6 +468,9 @@ fn main() {
         println!("(scalar: batch > 1 skipped, it takes seconds per call)");
     }
     summary(&o, &cases, &bws, &peaks);
+    if o.load {
+        load_section(&o, &p1, &pt);
+    }
     println!(
         "\nreport time: {:.1} s; {}",
         started.elapsed().as_secs_f64(),
@@ -612,4 +634,254 @@ fn summary(
         line(title, r);
     }
     println!("targets: {met} met, {missed} not met, {absent} not measured");
+}
+
+/// The load section: the paths that touch every weight once per load, on
+/// 4096 x 4096 weights (64 MiB of f32), at 1 thread and `--threads`, each
+/// with its target. GB/s count f32 values (4 bytes each) except
+/// `from_gguf_bytes`, which counts the tensor's GGUF bytes. The dequantization
+/// into a reused buffer excludes the page faults of a fresh one, which
+/// `dequantize_weights()` (a new Vec per call) includes. "baseline" is the
+/// same loop's baseline x86-64 clone, for what the ISA clones add.
+fn load_section(o: &Opts, p1: &ThreadPool, pt: &ThreadPool) {
+    use blockq::kernels::load::{self as kload, Level};
+    use half::{bf16, f16};
+    let (n, k) = (4096, 4096);
+    let w = values(11, n * k, 1.0);
+    let f32_bytes = (n * k * 4) as f64;
+    let tt = o.threads;
+    let levels: Vec<String> = Level::ALL
+        .iter()
+        .map(|l| {
+            let state = if !l.available() {
+                "SKIPPED (not on this CPU)"
+            } else if *l == Level::selected() {
+                "dispatched"
+            } else {
+                "available"
+            };
+            format!("{l} {state}")
+        })
+        .collect();
+    println!(
+        "\nload paths, {n}x{k} ({:.0} MiB of f32); clones: {}",
+        f32_bytes / (1 << 20) as f64,
+        levels.join(", ")
+    );
+    println!(
+        "{:<34} {:<5} {:>16} {:>16} {:>7}",
+        "path",
+        "fmt",
+        "GB/s 1t (best)",
+        format!("GB/s {tt}t (best)"),
+        "scale"
+    );
+    // (path, format, 1-thread median GB/s, scaling)
+    let mut rows: Vec<(&str, QuantType, f64, f64)> = Vec::new();
+    let mut measure = |path: &'static str, qt: QuantType, bytes: f64, f: &(dyn Fn() + Sync)| {
+        let t1 = p1.install(|| run_times(o.min_time, f));
+        let tn = if tt > 1 {
+            Some(pt.install(|| run_times(o.min_time, f)))
+        } else {
+            None
+        };
+        let gbs = |t: &[f64]| (bytes / t[t.len() / 2] / 1e9, bytes / t[0] / 1e9);
+        let (m1, b1) = gbs(&t1);
+        let (mn, bn, scale) = match &tn {
+            Some(t) => {
+                let (m, b) = gbs(t);
+                (format!("{m:.2}"), format!("{b:.2}"), m / m1)
+            }
+            None => ("-".into(), "-".into(), 1.0),
+        };
+        println!(
+            "{path:<34} {qt:<5} {:>16} {:>16} {:>6.2}x",
+            format!("{m1:.2} ({b1:.2})"),
+            format!("{mn} ({bn})"),
+            scale
+        );
+        rows.push((path, qt, m1, scale));
+    };
+    for qt in o.formats.iter().copied() {
+        measure("from_linear_params (f32 in)", qt, f32_bytes, &|| {
+            black_box(QuantizedLinear::from_linear_params(&w, None, k, n, qt));
+        });
+        let layer = QuantizedLinear::from_linear_params(&w, None, k, n, qt);
+        measure("dequantize_weights() (f32 out)", qt, f32_bytes, &|| {
+            black_box(layer.dequantize_weights());
+        });
+        let out = std::sync::Mutex::new(vec![0.0f32; n * k]);
+        measure("dequantize_weights_into (reused)", qt, f32_bytes, &|| {
+            let mut out = out.lock().unwrap();
+            layer.dequantize_weights_into(&mut out).unwrap();
+            black_box(&out);
+        });
+        let bytes = layer.to_gguf_bytes();
+        measure(
+            "from_gguf_bytes (GGUF bytes in)",
+            qt,
+            bytes.len() as f64,
+            &|| {
+                black_box(QuantizedLinear::from_gguf_bytes(&bytes, qt, None, k, n).unwrap());
+            },
+        );
+    }
+    let h = std::sync::Mutex::new(vec![f16::ZERO; n * k]);
+    let b = std::sync::Mutex::new(vec![bf16::ZERO; n * k]);
+    let o32 = std::sync::Mutex::new(vec![0.0f32; n * k]);
+    measure(
+        "f32 -> f16 (floats_from_f32)",
+        QuantType::F16,
+        f32_bytes,
+        &|| {
+            kload::floats_from_f32(&w, &mut h.lock().unwrap());
+        },
+    );
+    measure(
+        "f16 -> f32 (floats_to_f32)",
+        QuantType::F16,
+        f32_bytes,
+        &|| {
+            kload::floats_to_f32(&h.lock().unwrap(), &mut o32.lock().unwrap());
+        },
+    );
+    measure(
+        "f32 -> bf16 (quantize_row_bf16)",
+        QuantType::BF16,
+        f32_bytes,
+        &|| {
+            blockq::quantize_row_bf16(&w, &mut b.lock().unwrap());
+        },
+    );
+    measure(
+        "bf16 -> f32 (dequantize_row_bf16)",
+        QuantType::BF16,
+        f32_bytes,
+        &|| {
+            blockq::dequantize_row_bf16(&b.lock().unwrap(), &mut o32.lock().unwrap());
+        },
+    );
+    // The bound of every path that returns a fresh buffer: first touch of
+    // new pages (one write per 4 KiB page of a 64 MiB allocation).
+    let t = p1.install(|| {
+        run_times(o.min_time, || {
+            let mut v = vec![0u8; n * k * 4];
+            for p in v.iter_mut().step_by(4096) {
+                *p = 1;
+            }
+            black_box(&v);
+        })
+    });
+    println!(
+        "{:<34} {:<5} {:>16}",
+        "first touch of a fresh buffer",
+        "-",
+        format!(
+            "{:.2} ({:.2})",
+            f32_bytes / t[t.len() / 2] / 1e9,
+            f32_bytes / t[0] / 1e9
+        )
+    );
+    let t = p1.install(|| {
+        run_times(o.min_time, || {
+            let mut v: Vec<u8> = blockq::kernels::mmap::zeroed_vec_huge(n * k * 4);
+            for p in v.iter_mut().step_by(4096) {
+                *p = 1;
+            }
+            black_box(&v);
+        })
+    });
+    println!(
+        "{:<34} {:<5} {:>16}",
+        "  the same, huge pages advised",
+        "-",
+        format!(
+            "{:.2} ({:.2})",
+            f32_bytes / t[t.len() / 2] / 1e9,
+            f32_bytes / t[0] / 1e9
+        )
+    );
+    // The row quantizers alone (no scan, no packing), dispatched.
+    for qt in o.formats.iter().copied().filter(|q| q.is_block_quantized()) {
+        let mut q = vec![0u8; qt.row_bytes(n * k)];
+        let t = p1.install(|| {
+            run_times(o.min_time, || {
+                blockq::kernels::match_format!(
+                    qt,
+                    B => kload::quantize_blocks::<B>(&w, bytemuck::cast_slice_mut(&mut q[..])),
+                    E => unreachable!("{qt} is a float format"),
+                );
+            })
+        });
+        println!(
+            "{:<34} {qt:<5} {:>16}",
+            "quantize_blocks, dispatched",
+            format!(
+                "{:.2} ({:.2})",
+                f32_bytes / t[t.len() / 2] / 1e9,
+                f32_bytes / t[0] / 1e9
+            )
+        );
+    }
+    // What the ISA clones add: the row quantizer on the baseline clone.
+    for qt in o.formats.iter().copied().filter(|q| q.is_block_quantized()) {
+        let mut q = vec![0u8; qt.row_bytes(n * k)];
+        let t = p1.install(|| {
+            run_times(o.min_time, || {
+                blockq::kernels::match_format!(
+                    qt,
+                    B => kload::quantize_blocks_on::<B>(
+                        Level::Baseline,
+                        &w,
+                        bytemuck::cast_slice_mut(&mut q[..]),
+                    )
+                    .unwrap(),
+                    E => unreachable!("{qt} is a float format"),
+                );
+            })
+        });
+        println!(
+            "{:<34} {qt:<5} {:>16}",
+            "quantize_blocks, baseline clone",
+            format!(
+                "{:.2} ({:.2})",
+                f32_bytes / t[t.len() / 2] / 1e9,
+                f32_bytes / t[0] / 1e9
+            )
+        );
+    }
+
+    println!("\nload targets (1-thread medians; scaling = {tt}-thread / 1-thread median):");
+    let (mut met, mut missed) = (0, 0);
+    let mut check = |title: String, ok: bool| {
+        if ok {
+            met += 1;
+        } else {
+            missed += 1;
+        }
+        println!("- {title} {}", if ok { "met" } else { "NOT MET" });
+    };
+    for &(path, qt, gbs, scale) in &rows {
+        let want = match path {
+            "from_linear_params (f32 in)" => match qt {
+                QuantType::Q8_0 | QuantType::Q4_0 => Some(4.0),
+                QuantType::Q4_1 | QuantType::Q5_0 | QuantType::Q5_1 => Some(2.0),
+                _ => None,
+            },
+            "dequantize_weights_into (reused)" => Some(6.0),
+            "from_gguf_bytes (GGUF bytes in)" if !qt.is_block_quantized() => Some(8.0),
+            p if p.contains(" -> ") => Some(8.0),
+            _ => None,
+        };
+        if let Some(want) = want {
+            check(format!("{path} {qt}: {gbs:.2} >= {want} GB/s"), gbs >= want);
+        }
+        if tt > 1 && path != "dequantize_weights() (f32 out)" {
+            check(
+                format!("{path} {qt}: {tt} threads {scale:.2}x >= 1.7x"),
+                scale >= 1.7,
+            );
+        }
+    }
+    println!("load targets: {met} met, {missed} not met");
 }

@@ -36,7 +36,6 @@
 
 use crate::{Error, QuantType, QuantizedLinear};
 pub use blockq_kernels::mmap::Mmap;
-use half::{bf16, f16};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
@@ -437,14 +436,8 @@ impl<B: AsRef<[u8]>> GgufFile<B> {
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect(),
-            GgmlType::F16 => b
-                .chunks_exact(2)
-                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            GgmlType::BF16 => b
-                .chunks_exact(2)
-                .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
+            GgmlType::F16 => widen(QuantType::F16, b),
+            GgmlType::BF16 => widen(QuantType::BF16, b),
             other => return Err(unsupported(name, other)),
         })
     }
@@ -884,6 +877,14 @@ fn parse_header(buf: &[u8]) -> Result<Header, Error> {
         metadata,
         tensors,
     })
+}
+
+/// The little-endian values of a float-format tensor (F16, BF16; any
+/// alignment) widened to f32 on the kernels' vectorized load path.
+pub(crate) fn widen(format: QuantType, bytes: &[u8]) -> Vec<f32> {
+    let mut out = vec![0.0f32; bytes.len() / format.bytes_per_block()];
+    blockq_kernels::load::le_bytes_to_f32(format, bytes, &mut out);
+    out
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 use crate::dispatch::{self, Isa};
 use crate::{Error, QuantType};
 use blockq_kernels::formats::{FloatElem, PackedBlock};
+use blockq_kernels::load;
+use blockq_kernels::mmap::zeroed_vec_huge;
 use blockq_kernels::{
     match_format, ActBlock, BlockQ4_0, BlockQ8_0, Input, Kernels, PackedMatrix, QK,
 };
@@ -78,22 +80,8 @@ fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<(), E
     Ok(())
 }
 
-/// Index of the first element for which `bad` holds. Scans chunks with a
-/// fold (which vectorizes, unlike a short-circuiting search) and searches
-/// only the chunk that has one.
-fn first_where<T: Copy>(v: &[T], bad: impl Fn(T) -> bool) -> Option<usize> {
-    const CHUNK: usize = 1024;
-    v.chunks(CHUNK).enumerate().find_map(|(c, chunk)| {
-        if chunk.iter().fold(false, |any, &x| any | bad(x)) {
-            chunk.iter().position(|&x| bad(x)).map(|i| c * CHUNK + i)
-        } else {
-            None
-        }
-    })
-}
-
 fn check_finite(what: &'static str, v: &[f32]) -> Result<(), Error> {
-    match first_where(v, |x| !x.is_finite()) {
+    match load::first_non_finite(v) {
         Some(index) => Err(Error::NonFinite {
             what,
             index,
@@ -172,9 +160,9 @@ impl QuantizedLinear {
             })?,
             E => {
                 // Float formats: the f32 values rounded as ggml converts them.
-                let mut v = vec![E::from_f32_le(0.0); weight.len()];
-                E::from_f32_slice_le(weight, &mut v);
-                if let Some(i) = first_where(&v, |e| e.is_non_finite()) {
+                let mut v: Vec<E> = zeroed_vec_huge(weight.len());
+                load::floats_from_f32(weight, &mut v);
+                if let Some(i) = load::first_non_finite(&v) {
                     return Err(Error::OutOfRange {
                         quant_type,
                         row: i / k,
@@ -257,7 +245,7 @@ impl QuantizedLinear {
     ) -> Result<Self, Error> {
         let total = check_dims(in_features, out_features)?;
         check_len("weight", total, weight.len())?;
-        let bad = first_where(weight, |v| v.is_non_finite()).map(|i| (i, weight[i].to_f32()));
+        let bad = load::first_non_finite(weight).map(|i| (i, weight[i].to_f32()));
         Self::float_layer(E::FORMAT, bad, bias, in_features, out_features, || {
             PackedMatrix::from_floats(weight, out_features, in_features)
         })
@@ -320,7 +308,7 @@ impl QuantizedLinear {
                 const S: usize = core::mem::size_of::<E>();
                 let w = bytemuck::cast_slice::<u8, [u8; S]>(bytes);
                 let value = |b: [u8; S]| bytemuck::cast::<[u8; S], E>(b).le_to_f32();
-                let bad = first_where(w, |b| !value(b).is_finite()).map(|i| (i, value(w[i])));
+                let bad = load::first_non_finite_le(quant_type, bytes).map(|i| (i, value(w[i])));
                 Self::float_layer(quant_type, bad, bias, k, n, || {
                     PackedMatrix::from_float_le_bytes(quant_type, bytes, n, k)
                 })
@@ -470,13 +458,21 @@ impl QuantizedLinear {
 
     /// The weights as f32, `[out_features, in_features]` row-major, exactly as
     /// llama.cpp dequantizes them.
+    ///
+    /// Large matrices are dequantized on rayon's current pool.
     pub fn dequantize_weights(&self) -> Vec<f32> {
-        let (n, k) = (self.weights.n(), self.weights.k());
-        let mut out = vec![0.0f32; n * k];
-        for (r, row) in out.chunks_exact_mut(k).enumerate() {
-            self.weights.dequantize_row(r, row);
-        }
+        let mut out = zeroed_vec_huge(self.weights.n() * self.weights.k());
+        load::dequantize_matrix(&self.weights, &mut out);
         out
+    }
+
+    /// [`Self::dequantize_weights`] into `out` (`out_features * in_features`
+    /// values; an error otherwise), which may be reused across calls.
+    pub fn dequantize_weights_into(&self, out: &mut [f32]) -> Result<(), Error> {
+        let len = self.weights.n() * self.weights.k();
+        check_len("output", len, out.len())?;
+        load::dequantize_matrix(&self.weights, out);
+        Ok(())
     }
 
     /// The weights in their GGUF byte encoding (`[out_features]` rows of
@@ -533,9 +529,11 @@ fn finite_scales<B: PackedBlock>(
 /// on its own, so the bytes are those of quantizing the whole zero-padded
 /// row).
 fn quantize_padded<B: PackedBlock>(row: &[f32], out: &mut [B]) {
-    for (blk, x) in out.iter_mut().zip(row.chunks(QK)) {
+    let whole = row.len() / QK;
+    load::quantize_blocks(&row[..whole * QK], &mut out[..whole]);
+    if let Some(last) = out.get_mut(whole) {
         let mut v = [0.0f32; QK];
-        v[..x.len()].copy_from_slice(x);
-        *blk = B::quantize(&v);
+        v[..row.len() - whole * QK].copy_from_slice(&row[whole * QK..]);
+        *last = B::quantize(&v);
     }
 }

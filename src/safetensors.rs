@@ -20,10 +20,9 @@
 //!
 //! Available with the `safetensors` cargo feature (on by default).
 
-use crate::gguf::map_path;
+use crate::gguf::{map_path, widen};
 use crate::{Error, QuantType, QuantizedLinear};
 pub use blockq_kernels::mmap::Mmap;
-use half::{bf16, f16};
 use safetensors_crate::tensor::Metadata;
 use safetensors_crate::{Dtype, SafeTensors};
 use std::fmt;
@@ -142,14 +141,8 @@ impl<B: AsRef<[u8]>> SafetensorsFile<B> {
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect(),
-            Dtype::F16 => b
-                .chunks_exact(2)
-                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => b
-                .chunks_exact(2)
-                .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
+            Dtype::F16 => widen(QuantType::F16, b),
+            Dtype::BF16 => widen(QuantType::BF16, b),
             other => {
                 return Err(Error::UnsupportedTensorType {
                     name: name.to_string(),

@@ -157,3 +157,56 @@ fn format_vectors_match_gguf_py() {
         "{FIXTURE}: unexpected formats {checked:?}"
     );
 }
+
+/// The same records on each clone of the load-time loops this CPU runs
+/// (`blockq_kernels::load`): the bytes and values of the reference.
+#[test]
+fn format_vectors_match_on_every_load_clone() {
+    use blockq::kernels::formats::{FloatElem, PackedBlock};
+    use blockq::kernels::load::{self, Level};
+    use blockq::kernels::match_format;
+    let records = records();
+    for level in Level::ALL {
+        if !level.available() {
+            println!("{level}: SKIPPED (this CPU lacks it)");
+            continue;
+        }
+        for rec in &records {
+            let f: QuantType = rec.format.parse().unwrap();
+            let (x, n) = (&rec.input, rec.input.len());
+            let at = format!("{} {} on {level}", rec.format, rec.case);
+            let (bytes, deq) = match_format!(
+                f,
+                B => {
+                    let mut q = vec![B::padding(); n / 32];
+                    load::quantize_blocks_on(level, x, &mut q).unwrap();
+                    let stored: Vec<B> = rec
+                        .bytes
+                        .chunks_exact(f.bytes_per_block())
+                        .map(bytemuck::pod_read_unaligned)
+                        .collect();
+                    let mut d = vec![0f32; n];
+                    load::dequantize_blocks_on(level, &stored, &mut d).unwrap();
+                    (bytemuck::cast_slice::<B, u8>(&q).to_vec(), d)
+                },
+                E => {
+                    let mut q = vec![E::from_f32_le(0.0); n];
+                    load::floats_from_f32_on(level, x, &mut q).unwrap();
+                    let stored: Vec<E> = rec
+                        .bytes
+                        .chunks_exact(f.bytes_per_block())
+                        .map(bytemuck::pod_read_unaligned::<E>)
+                        .collect();
+                    let mut d = vec![0f32; n];
+                    load::floats_to_f32_on(level, &stored, &mut d).unwrap();
+                    (bytemuck::cast_slice::<E, u8>(&q).to_vec(), d)
+                },
+            );
+            assert!(bytes == rec.bytes, "{at}: quantized bytes differ");
+            assert!(
+                first_difference(&deq, &rec.dequantized).is_none(),
+                "{at}: dequantized values differ"
+            );
+        }
+    }
+}

@@ -9,7 +9,8 @@
 //!   the code sum).
 //! - llama.cpp's quantizers of every format (`QuantType::quantize_to_bytes`,
 //!   rows padded to 32) and their dequantization run on anything without
-//!   panicking.
+//!   panicking, and every clone of the load-time loops this CPU runs
+//!   (`blockq_kernels::load`, per `Level`) gives their bytes and values.
 //! - `QuantizedLinear::try_from_linear_params` for every format returns Ok
 //!   exactly when the documented errors do not apply, else one of them
 //!   (NaN/Inf weights: `NonFinite`; a block scale or minimum, or a float value,
@@ -20,6 +21,7 @@
 
 use blockq::kernels::act::{ActBlock, NAN_SCALE_BITS, TINY_AMAX_BITS};
 use blockq::kernels::formats::{FloatElem, PackedBlock};
+use blockq::kernels::load::{self, Level};
 use blockq::kernels::{match_format, Kernels, WeightFormat};
 use blockq::{dispatch, Error, Isa, QuantType, QuantizedLinear, QK};
 use blockq_fuzz::{assert_same, bias_errors, check_result, non_finite, Src};
@@ -184,6 +186,48 @@ fn dequantize(bytes: &[u8], k: usize, qt: QuantType) -> Vec<f32> {
     w
 }
 
+/// Each load-time clone this CPU runs quantizes `x` into the reference
+/// `bytes` and dequantizes those into the reference `deq`.
+fn check_load_clones(qt: QuantType, x: &[f32], bytes: &[u8], deq: &[f32]) {
+    for level in Level::ALL.into_iter().filter(|l| l.available()) {
+        let (got, got_deq) = match_format!(
+            qt,
+            B => {
+                let mut q = vec![B::padding(); x.len() / QK];
+                load::quantize_blocks_on(level, x, &mut q).unwrap();
+                let stored: Vec<B> = bytes
+                    .chunks_exact(qt.bytes_per_block())
+                    .map(bytemuck::pod_read_unaligned)
+                    .collect();
+                let mut d = vec![0.0f32; x.len()];
+                load::dequantize_blocks_on(level, &stored, &mut d).unwrap();
+                (bytemuck::cast_slice::<B, u8>(&q).to_vec(), d)
+            },
+            E => {
+                let mut q = vec![E::from_f32_le(0.0); x.len()];
+                load::floats_from_f32_on(level, x, &mut q).unwrap();
+                let stored: Vec<E> = bytes
+                    .chunks_exact(qt.bytes_per_block())
+                    .map(bytemuck::pod_read_unaligned::<E>)
+                    .collect();
+                let mut d = vec![0.0f32; x.len()];
+                load::floats_to_f32_on(level, &stored, &mut d).unwrap();
+                (bytemuck::cast_slice::<E, u8>(&q).to_vec(), d)
+            },
+        );
+        assert!(
+            got == bytes,
+            "MISMATCH {level} clone vs reference quantizer {qt}, input {x:?}"
+        );
+        assert_same(
+            &format!("{level} clone vs reference dequantization {qt}"),
+            &got_deq,
+            deq,
+            x.len(),
+        );
+    }
+}
+
 fn check_layers(w: &[f32], k: usize, n: usize, bias: Option<&[f32]>) {
     for qt in QuantType::ALL {
         let case = format!(
@@ -236,7 +280,8 @@ fuzz_target!(|data: &[u8]| {
     check_activations(&x, k, misuse);
 
     // llama.cpp's quantizers and dequantizers of every format: any values
-    // (rows zero-padded to whole blocks), no panic.
+    // (rows zero-padded to whole blocks), no panic; every clone of the
+    // load-time loops gives their bytes and values.
     let padded_len = k.div_ceil(QK) * QK;
     let mut padded = vec![0.0f32; padded_len];
     let mut out = vec![0.0f32; padded_len];
@@ -246,6 +291,7 @@ fuzz_target!(|data: &[u8]| {
             padded[..k].copy_from_slice(row);
             qt.quantize_to_bytes(&padded, &mut bytes);
             qt.dequantize_bytes(&bytes, &mut out);
+            check_load_clones(qt, &padded, &bytes, &out);
         }
     }
 

@@ -10,6 +10,8 @@
 //!   [`WeightFormat`], the table of formats everything else reads.
 //! - [`act`]: the canonical int8 quantization of activation rows.
 //! - [`pack`]: the one packed weight layout (16-row panels) all ISAs read.
+//! - [`load`]: the load-time loops (quantizers, dequantization, f16 / bf16
+//!   conversions, NaN / Inf scans), compiled per ISA level with `multiversion`.
 //! - [`isa`]: ISA levels and cached CPU detection.
 //! - `scalar`, `x86::*`, `aarch64::*`: one kernel table per ISA. A table has an
 //!   activation quantizer and a tile kernel per weight format; a format an
@@ -76,6 +78,7 @@ pub mod act;
 mod driver;
 pub mod formats;
 pub mod isa;
+pub mod load;
 pub mod mmap;
 pub mod pack;
 pub mod peak;

@@ -111,7 +111,9 @@ impl PackedMatrix {
             k,
             panel_stride,
             scales_offset: codes,
-            data: vec![Line([0; 64]); lines],
+            // Zeroed by the allocator (huge pages for large matrices): fresh
+            // pages are faulted in as panels are packed, in parallel.
+            data: crate::mmap::zeroed_vec_huge(lines),
         }
     }
 
@@ -278,7 +280,9 @@ impl PackedMatrix {
         let parallel = self.storage_bytes() >= PARALLEL_BYTES;
         let pack_panel = |(p, panel): (usize, &mut [[u8; S]])| {
             let rows = &w[p * NR * k..((p + 1) * NR).min(n) * k];
-            if rows.len() == NR * k {
+            if rows.len() == NR * k && !swap {
+                crate::load::transpose_panel(rows, k, &mut panel[..k * NR]);
+            } else if rows.len() == NR * k {
                 // A whole panel: each k-step's 16 values are written together.
                 let src: [&[[u8; S]]; NR] = core::array::from_fn(|l| &rows[l * k..(l + 1) * k]);
                 for (kk, step) in panel[..k * NR].chunks_exact_mut(NR).enumerate() {

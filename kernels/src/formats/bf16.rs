@@ -52,6 +52,10 @@ impl FloatElem for bf16 {
 /// ggml's f32 -> bf16 conversion of a row (`x.len() == out.len()`).
 pub fn quantize_row_bf16(x: &[f32], out: &mut [bf16]) {
     assert_eq!(x.len(), out.len(), "quantize_row_bf16: length mismatch");
+    if cfg!(target_endian = "little") {
+        // Little-endian bytes are the native ones.
+        return crate::load::floats_from_f32(x, out);
+    }
     for (o, &v) in out.iter_mut().zip(x) {
         *o = bf16::from_bits(f32_to_bf16_bits(v));
     }
@@ -60,9 +64,7 @@ pub fn quantize_row_bf16(x: &[f32], out: &mut [bf16]) {
 /// bf16 -> f32 (exact) of a row (`x.len() == out.len()`).
 pub fn dequantize_row_bf16(x: &[bf16], out: &mut [f32]) {
     assert_eq!(x.len(), out.len(), "dequantize_row_bf16: length mismatch");
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = v.to_f32();
-    }
+    crate::load::floats_to_f32(x, out)
 }
 
 #[cfg(test)]

@@ -43,4 +43,10 @@ impl FloatElem for f16 {
     fn is_non_finite(self) -> bool {
         self.to_bits() & 0x7C00 == 0x7C00
     }
+    /// half's slice conversion (F16C when the CPU has it; same bits).
+    #[inline(always)]
+    fn to_f32_slice(x: &[Self], out: &mut [f32]) {
+        use half::slice::HalfFloatSliceExt;
+        x.convert_to_f32_slice(out);
+    }
 }

@@ -312,9 +312,7 @@ pub(crate) fn quantize_blocks<B: PackedBlock>(x: &[f32], out: &mut [B]) {
         "quantize_row_{}: length mismatch",
         B::INFO.name.to_lowercase()
     );
-    for (xb, blk) in x.chunks_exact(QK).zip(out.iter_mut()) {
-        *blk = B::quantize(xb.try_into().unwrap());
-    }
+    crate::load::quantize_blocks(x, out)
 }
 
 /// llama.cpp's `dequantize_row_*` for blocks of `B`: `out.len()` must equal
@@ -326,9 +324,7 @@ pub(crate) fn dequantize_blocks<B: PackedBlock>(blocks: &[B], out: &mut [f32]) {
         "dequantize_row_{}: length mismatch",
         B::INFO.name.to_lowercase()
     );
-    for (blk, o) in blocks.iter().zip(out.chunks_exact_mut(QK)) {
-        blk.dequantize(o.try_into().unwrap());
-    }
+    crate::load::dequantize_blocks(blocks, out)
 }
 
 /// The row functions of a block format, named as llama.cpp names them:
@@ -398,6 +394,14 @@ pub trait PackedBlock: Pod + Send + Sync + PartialEq + fmt::Debug {
     fn padding() -> Self;
     /// llama.cpp's reference quantizer for one block.
     fn quantize(x: &[f32; QK]) -> Self;
+    /// [`Self::quantize`]'s bytes, written so that the compiler vectorizes
+    /// it (order-free integer reductions; blocks where the reference's
+    /// order matters, with NaN or -0.0, take [`Self::quantize`]). The
+    /// row loops of [`crate::load`] use it.
+    #[inline(always)]
+    fn quantize_vectorized(x: &[f32; QK]) -> Self {
+        Self::quantize(x)
+    }
     /// llama.cpp's dequantization of one block.
     fn dequantize(&self, out: &mut [f32; QK]);
 }
@@ -417,6 +421,7 @@ pub trait FloatElem: Pod + Send + Sync {
     fn from_f32_le(v: f32) -> Self;
     /// [`Self::from_f32_le`] of a row (`x.len() == out.len()`, panics
     /// otherwise); formats override it with a vectorized form.
+    #[inline(always)]
     fn from_f32_slice_le(x: &[f32], out: &mut [Self]) {
         assert_eq!(x.len(), out.len(), "from_f32_slice_le: length mismatch");
         for (o, &v) in out.iter_mut().zip(x) {
@@ -425,6 +430,15 @@ pub trait FloatElem: Pod + Send + Sync {
     }
     /// Whether the (native order) value is NaN or infinite.
     fn is_non_finite(self) -> bool;
+    /// [`Self::to_f32`] of a row (`x.len() == out.len()`, panics
+    /// otherwise); formats override it with a vectorized form.
+    #[inline(always)]
+    fn to_f32_slice(x: &[Self], out: &mut [f32]) {
+        assert_eq!(x.len(), out.len(), "to_f32_slice: length mismatch");
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = v.to_f32();
+        }
+    }
 }
 
 /// C's `(int8_t)v` for a float `v` as x86-64 compilers build it
@@ -510,6 +524,84 @@ pub(crate) fn signed_max(x: &[f32; QK]) -> f32 {
         }
     }
     max
+}
+
+/// The largest `bits(v) & 0x7FFF_FFFF` of a block (`|v|` as an integer: above
+/// `0x7F80_0000` the block holds a NaN). Order-free, so it vectorizes.
+#[inline(always)]
+pub(crate) fn max_abs_bits(x: &[f32; QK]) -> u32 {
+    x.iter().fold(0, |m, v| m.max(v.to_bits() & 0x7FFF_FFFF))
+}
+
+/// [`signed_max`] without its sequential search: the largest non-NaN `|v|`
+/// as an integer max, and the sign of the first element that has it.
+#[inline(always)]
+pub(crate) fn signed_max_vectorized(x: &[f32; QK]) -> f32 {
+    let abs = |v: &f32| {
+        let a = v.to_bits() & 0x7FFF_FFFF;
+        // NaN never wins `amax < fabsf(v)`.
+        if a > 0x7F80_0000 {
+            0
+        } else {
+            a
+        }
+    };
+    let m = x.iter().fold(0, |m, v| m.max(abs(v)));
+    if m == 0 {
+        // `max` keeps its initial +0.0.
+        return 0.0;
+    }
+    let (mut hits, mut signs) = (0u32, 0u32);
+    for (j, v) in x.iter().enumerate() {
+        hits |= ((abs(v) == m) as u32) << j;
+        signs |= (v.to_bits() >> 31) << j;
+    }
+    let first = hits.trailing_zeros();
+    f32::from_bits(m | ((signs >> first) & 1) << 31)
+}
+
+/// [`min_max`] as order-free integer reductions (`None` when the block
+/// holds a NaN or a -0.0, where the reference's comparison order matters).
+/// Without those, equal values have equal bits and the integer key below
+/// orders floats as `<` does.
+#[inline(always)]
+pub(crate) fn min_max_vectorized(x: &[f32; QK]) -> Option<(f32, f32)> {
+    // Sign-magnitude to two's complement: monotonic in the float value.
+    let key = |b: u32| (b ^ ((((b as i32) >> 31) as u32) >> 1)) as i32;
+    let unkey = |k: i32| f32::from_bits((k ^ ((k >> 31) as u32 >> 1) as i32) as u32);
+    let (mut lo, mut hi, mut odd) = (key(f32::MAX.to_bits()), key((-f32::MAX).to_bits()), false);
+    for v in x {
+        let b = v.to_bits();
+        odd |= (b & 0x7FFF_FFFF) > 0x7F80_0000 || b == 0x8000_0000;
+        lo = lo.min(key(b));
+        hi = hi.max(key(b));
+    }
+    (!odd).then(|| (unkey(lo), unkey(hi)))
+}
+
+/// GGUF nibble bytes from 32 codes in 0..16 (element `j` in the low nibble
+/// of byte `j`, element `j + 16` in its high nibble): `c[j] | c[j + 16] << 4`.
+#[inline(always)]
+pub(crate) fn pack_nibbles(codes: &[u8; QK]) -> [u8; 16] {
+    let mut qs = [0u8; 16];
+    for (j, q) in qs.iter_mut().enumerate() {
+        *q = codes[j] | (codes[j + 16] << 4);
+    }
+    qs
+}
+
+/// [`set_code5`] of 32 codes at once: nibbles and `qh`.
+#[inline(always)]
+pub(crate) fn pack_code5(codes: &[u8; QK]) -> ([u8; 16], u32) {
+    let mut qh = 0u32;
+    for (j, &c) in codes.iter().enumerate() {
+        qh |= (((c & 0x10) >> 4) as u32) << j;
+    }
+    let mut low = [0u8; QK];
+    for (l, &c) in low.iter_mut().zip(codes) {
+        *l = c & 0x0F;
+    }
+    (pack_nibbles(&low), qh)
 }
 
 /// `id = d ? 1.0f/d : 0.0f`.

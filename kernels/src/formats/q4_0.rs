@@ -4,8 +4,8 @@
 //! (low nibble: element `4c+i`, high: `16+4c+i`), unsigned codes `q + 8`.
 
 use super::{
-    bytewise_eq, c_f32_to_i8, inverse, nibble, nibble_group, nibbles_from_groups, signed_max,
-    FormatInfo, PackedBlock, WeightFormat, QK,
+    bytewise_eq, c_f32_to_i8, inverse, nibble, nibble_group, nibbles_from_groups, pack_nibbles,
+    signed_max, signed_max_vectorized, FormatInfo, PackedBlock, WeightFormat, QK,
 };
 use bytemuck::{Pod, Zeroable};
 use half::f16;
@@ -82,10 +82,26 @@ impl PackedBlock for BlockQ4_0 {
             qs: core::array::from_fn(|j| code(x[j]) | (code(x[j + 16]) << 4)),
         }
     }
+    #[inline(always)]
+    fn quantize_vectorized(x: &[f32; QK]) -> Self {
+        let d = signed_max_vectorized(x) / -8.0;
+        let id = inverse(d);
+        let mut codes = [0u8; QK];
+        for (c, &v) in codes.iter_mut().zip(x) {
+            *c = (c_f32_to_i8(v * id + 8.5) as i32).min(15) as u8;
+        }
+        BlockQ4_0 {
+            d: f16::from_f32(d),
+            qs: pack_nibbles(&codes),
+        }
+    }
+    #[inline(always)]
     fn dequantize(&self, out: &mut [f32; QK]) {
         let d = self.d.to_f32();
-        for (j, y) in out.iter_mut().enumerate() {
-            *y = self.code(j) as f32 * d;
+        let (lo, hi) = out.split_at_mut(QK / 2);
+        for ((l, h), &q) in lo.iter_mut().zip(hi).zip(&self.qs) {
+            *l = ((q & 0x0F) as i32 - 8) as f32 * d;
+            *h = ((q >> 4) as i32 - 8) as f32 * d;
         }
     }
 }

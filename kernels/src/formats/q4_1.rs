@@ -5,8 +5,8 @@
 //! (codes are unsigned, no offset), two scales (`d`, `m`).
 
 use super::{
-    bytewise_eq, c_f32_to_i8, inverse, min_max, nibble, nibble_group, nibbles_from_groups,
-    FormatInfo, PackedBlock, WeightFormat, QK,
+    bytewise_eq, c_f32_to_i8, inverse, min_max, min_max_vectorized, nibble, nibble_group,
+    nibbles_from_groups, pack_nibbles, FormatInfo, PackedBlock, WeightFormat, QK,
 };
 use bytemuck::{Pod, Zeroable};
 use half::f16;
@@ -76,10 +76,30 @@ impl PackedBlock for BlockQ4_1 {
             qs: core::array::from_fn(|j| code(x[j]) | (code(x[j + 16]) << 4)),
         }
     }
+    #[inline(always)]
+    fn quantize_vectorized(x: &[f32; QK]) -> Self {
+        let Some((min, max)) = min_max_vectorized(x) else {
+            return Self::quantize(x);
+        };
+        let d = (max - min) / 15.0;
+        let id = inverse(d);
+        let mut codes = [0u8; QK];
+        for (c, &v) in codes.iter_mut().zip(x) {
+            *c = (c_f32_to_i8((v - min) * id + 0.5) as i32).min(15) as u8;
+        }
+        BlockQ4_1 {
+            d: f16::from_f32(d),
+            m: f16::from_f32(min),
+            qs: pack_nibbles(&codes),
+        }
+    }
+    #[inline(always)]
     fn dequantize(&self, out: &mut [f32; QK]) {
         let (d, m) = (self.d.to_f32(), self.m.to_f32());
-        for (j, y) in out.iter_mut().enumerate() {
-            *y = nibble(&self.qs, j) as f32 * d + m;
+        let (lo, hi) = out.split_at_mut(QK / 2);
+        for ((l, h), &q) in lo.iter_mut().zip(hi).zip(&self.qs) {
+            *l = (q & 0x0F) as f32 * d + m;
+            *h = (q >> 4) as f32 * d + m;
         }
     }
 }

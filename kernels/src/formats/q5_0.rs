@@ -7,7 +7,8 @@
 
 use super::{
     bytewise_eq, c_f32_to_i8, high_bit, inverse, nibble, nibble_group, nibbles_from_groups,
-    set_code5, signed_max, FormatInfo, PackedBlock, WeightFormat, QK,
+    pack_code5, set_code5, signed_max, signed_max_vectorized, FormatInfo, PackedBlock,
+    WeightFormat, QK,
 };
 use bytemuck::{Pod, Zeroable};
 use half::f16;
@@ -89,10 +90,29 @@ impl PackedBlock for BlockQ5_0 {
             qs,
         }
     }
+    #[inline(always)]
+    fn quantize_vectorized(x: &[f32; QK]) -> Self {
+        let d = signed_max_vectorized(x) / -16.0;
+        let id = inverse(d);
+        let mut codes = [0u8; QK];
+        for (c, &v) in codes.iter_mut().zip(x) {
+            *c = (c_f32_to_i8(v * id + 16.5) as i32).min(31) as u8;
+        }
+        let (qs, qh) = pack_code5(&codes);
+        BlockQ5_0 {
+            d: f16::from_f32(d),
+            qh: qh.to_le_bytes(),
+            qs,
+        }
+    }
+    #[inline(always)]
     fn dequantize(&self, out: &mut [f32; QK]) {
         let d = self.d.to_f32();
+        let qh = u32::from_le_bytes(self.qh);
         for (j, y) in out.iter_mut().enumerate() {
-            *y = (self.ucode(j) as i32 - 16) as f32 * d;
+            let q = (self.qs[j % 16] >> (4 * (j / 16))) & 0x0F;
+            let h = ((qh >> j) & 1) << 4;
+            *y = ((q as u32 | h) as i32 - 16) as f32 * d;
         }
     }
 }

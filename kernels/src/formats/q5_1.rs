@@ -5,8 +5,8 @@
 //! (`d`, `m`); codes are unsigned, no offset.
 
 use super::{
-    bytewise_eq, c_f32_to_i8, high_bit, inverse, min_max, nibble, nibble_group,
-    nibbles_from_groups, set_code5, FormatInfo, PackedBlock, WeightFormat, QK,
+    bytewise_eq, c_f32_to_i8, high_bit, inverse, min_max, min_max_vectorized, nibble, nibble_group,
+    nibbles_from_groups, pack_code5, set_code5, FormatInfo, PackedBlock, WeightFormat, QK,
 };
 use bytemuck::{Pod, Zeroable};
 use half::f16;
@@ -88,10 +88,33 @@ impl PackedBlock for BlockQ5_1 {
             qs,
         }
     }
+    #[inline(always)]
+    fn quantize_vectorized(x: &[f32; QK]) -> Self {
+        let Some((min, max)) = min_max_vectorized(x) else {
+            return Self::quantize(x);
+        };
+        let d = (max - min) / 31.0;
+        let id = inverse(d);
+        let mut codes = [0u8; QK];
+        for (c, &v) in codes.iter_mut().zip(x) {
+            *c = c_f32_to_i8((v - min) * id + 0.5) as u8;
+        }
+        let (qs, qh) = pack_code5(&codes);
+        BlockQ5_1 {
+            d: f16::from_f32(d),
+            m: f16::from_f32(min),
+            qh: qh.to_le_bytes(),
+            qs,
+        }
+    }
+    #[inline(always)]
     fn dequantize(&self, out: &mut [f32; QK]) {
         let (d, m) = (self.d.to_f32(), self.m.to_f32());
+        let qh = u32::from_le_bytes(self.qh);
         for (j, y) in out.iter_mut().enumerate() {
-            *y = self.ucode(j) as f32 * d + m;
+            let q = (self.qs[j % 16] >> (4 * (j / 16))) & 0x0F;
+            let h = ((qh >> j) & 1) << 4;
+            *y = (q as u32 | h) as f32 * d + m;
         }
     }
 }

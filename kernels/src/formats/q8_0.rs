@@ -3,7 +3,9 @@
 //! Packed: 8 lane groups of 4 codes stored as `q + 128` (`q ^ 0x80`), one
 //! scale; the kernels undo the offset 128 exactly with the activation sums.
 
-use super::{bytewise_eq, c_f32_to_i8, inverse, FormatInfo, PackedBlock, WeightFormat, QK};
+use super::{
+    bytewise_eq, c_f32_to_i8, inverse, max_abs_bits, FormatInfo, PackedBlock, WeightFormat, QK,
+};
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
@@ -73,6 +75,26 @@ impl PackedBlock for BlockQ8_0 {
             qs,
         }
     }
+    /// Without NaN, llama.cpp's `MAX` chain is the largest `|v|`, an
+    /// integer max of the bit patterns.
+    #[inline(always)]
+    fn quantize_vectorized(x: &[f32; QK]) -> Self {
+        let m = max_abs_bits(x);
+        if m > 0x7F80_0000 {
+            return Self::quantize(x);
+        }
+        let d = f32::from_bits(m) / 127.0;
+        let id = inverse(d);
+        let mut qs = [0i8; QK];
+        for (q, &v) in qs.iter_mut().zip(x) {
+            *q = c_f32_to_i8((v * id).round());
+        }
+        BlockQ8_0 {
+            d: f16::from_f32(d),
+            qs,
+        }
+    }
+    #[inline(always)]
     fn dequantize(&self, out: &mut [f32; QK]) {
         let d = self.d.to_f32();
         for (y, &q) in out.iter_mut().zip(&self.qs) {

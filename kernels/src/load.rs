@@ -1,0 +1,970 @@
+//! Load-time loops: quantizing weights, dequantizing them, converting f16 /
+//! bf16, scanning for NaN / Inf and dequantizing packed panels.
+//!
+//! These touch every weight once per load. They are plain Rust written so
+//! that the compiler vectorizes them (the formats' `quantize_vectorized`,
+//! `dequantize`, `to_f32_slice`, ...), compiled by `multiversion` once per
+//! [`Level`] (AVX-512 F/BW/VL, AVX2 with FMA and F16C, baseline x86-64); the
+//! first call picks the best clone the CPU runs and later calls reuse that
+//! choice (one atomic load). Large inputs are split over the current rayon
+//! pool.
+//!
+//! Rust never contracts or reassociates float operations, whatever the
+//! target features, so every clone gives the bytes of the baseline build and
+//! of the scalar reference in [`crate::formats`] (`PackedBlock::quantize`).
+//! The `*_on` functions run a chosen clone, so that tests can compare each
+//! level this CPU has.
+
+use crate::formats::{FloatElem, PackedBlock, WeightFormat, QK};
+use crate::match_format;
+use crate::pack::{panel_block, PackedMatrix, NR};
+use core::fmt;
+use rayon::prelude::*;
+
+/// An ISA level the load-time loops are compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Level {
+    /// The build's own target (baseline x86-64: SSE2).
+    Baseline,
+    /// AVX2 with FMA, F16C, BMI1/2, LZCNT, POPCNT.
+    Avx2,
+    /// The AVX2 set plus Ice Lake's AVX-512 (F, BW, CD, DQ, VL, VNNI, IFMA,
+    /// VBMI, VBMI2, BITALG, VPOPCNTDQ) with GFNI, VAES, VPCLMULQDQ.
+    Avx512,
+}
+
+impl Level {
+    /// Every level, lowest first.
+    pub const ALL: [Level; 3] = [Level::Baseline, Level::Avx2, Level::Avx512];
+
+    /// Short name ("baseline", "avx2", "avx512").
+    pub const fn name(self) -> &'static str {
+        match self {
+            Level::Baseline => "baseline",
+            Level::Avx2 => "avx2",
+            Level::Avx512 => "avx512",
+        }
+    }
+
+    /// Whether this CPU runs the level's clones.
+    pub fn available(self) -> bool {
+        match self {
+            Level::Baseline => true,
+            #[cfg(target_arch = "x86_64")]
+            level => detected(level),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The level the dispatched functions run on here: the best available
+    /// one, as `multiversion` chooses it.
+    pub fn selected() -> Level {
+        dispatched_level()
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// A [`Level`] this CPU does not run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unavailable(pub Level);
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "this CPU does not run the {} load loops", self.0)
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+/// One loop, compiled into each clone by `run` (always inlined there).
+trait Task {
+    type Output;
+    fn run(self) -> Self::Output;
+}
+
+/// Defines the dispatcher and the clones of each level from one list of
+/// target strings (`multiversion`'s syntax), so they cannot drift apart.
+///
+/// The AVX-512 level names Ice Lake's whole AVX-512 set: `multiversion`
+/// adds exactly that set to any target that names an AVX-512 feature (to
+/// avoid older CPUs' AVX-512 frequency penalty), both to the clone's
+/// features and to its run-time check, so [`Level::available`] checks the
+/// same list.
+macro_rules! clones {
+    ($avx2:literal, $avx512:literal) => {
+        #[multiversion::multiversion(targets($avx512, $avx2), dispatcher = "direct")]
+        fn dispatch<T: Task>(task: T) -> T::Output {
+            task.run()
+        }
+
+        /// The level whose clone `multiversion` runs here.
+        #[multiversion::multiversion(targets($avx512, $avx2))]
+        fn dispatched_level() -> Level {
+            multiversion::target::match_target! {
+                $avx512 => Level::Avx512,
+                $avx2 => Level::Avx2,
+                _ => Level::Baseline,
+            }
+        }
+
+        #[multiversion::target($avx2)]
+        #[inline(never)]
+        fn run_avx2<T: Task>(task: T) -> T::Output {
+            task.run()
+        }
+
+        #[multiversion::target($avx512)]
+        #[inline(never)]
+        fn run_avx512<T: Task>(task: T) -> T::Output {
+            task.run()
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        fn detected(level: Level) -> bool {
+            use std::arch::is_x86_feature_detected as has;
+            let features = match level {
+                Level::Baseline => return true,
+                Level::Avx2 => $avx2,
+                Level::Avx512 => $avx512,
+            };
+            features.split('+').skip(1).all(|f| match f {
+                "avx" => has!("avx"),
+                "avx2" => has!("avx2"),
+                "fma" => has!("fma"),
+                "f16c" => has!("f16c"),
+                "bmi1" => has!("bmi1"),
+                "bmi2" => has!("bmi2"),
+                "lzcnt" => has!("lzcnt"),
+                "popcnt" => has!("popcnt"),
+                "avx512f" => has!("avx512f"),
+                "avx512bw" => has!("avx512bw"),
+                "avx512cd" => has!("avx512cd"),
+                "avx512dq" => has!("avx512dq"),
+                "avx512vl" => has!("avx512vl"),
+                "avx512vnni" => has!("avx512vnni"),
+                "avx512ifma" => has!("avx512ifma"),
+                "avx512vbmi" => has!("avx512vbmi"),
+                "avx512vbmi2" => has!("avx512vbmi2"),
+                "avx512bitalg" => has!("avx512bitalg"),
+                "avx512vpopcntdq" => has!("avx512vpopcntdq"),
+                "gfni" => has!("gfni"),
+                "vaes" => has!("vaes"),
+                "vpclmulqdq" => has!("vpclmulqdq"),
+                _ => false,
+            })
+        }
+    };
+}
+
+clones!(
+    "x86_64+avx+avx2+fma+f16c+bmi1+bmi2+lzcnt+popcnt",
+    "x86_64+avx+avx2+fma+f16c+bmi1+bmi2+lzcnt+popcnt+avx512f+avx512bw+avx512cd+avx512dq+avx512vl+avx512vnni+avx512ifma+avx512vbmi+avx512vbmi2+avx512bitalg+avx512vpopcntdq+gfni+vaes+vpclmulqdq"
+);
+
+#[inline(never)]
+fn run_baseline<T: Task>(task: T) -> T::Output {
+    task.run()
+}
+
+/// Where a loop runs: the dispatched clone, or that of a level the caller
+/// checked is available.
+#[derive(Clone, Copy)]
+enum On {
+    Dispatched,
+    Level(Level),
+}
+
+impl On {
+    fn checked(level: Level) -> Result<On, Unavailable> {
+        if level.available() {
+            Ok(On::Level(level))
+        } else {
+            Err(Unavailable(level))
+        }
+    }
+
+    #[inline]
+    fn run<T: Task>(self, task: T) -> T::Output {
+        match self {
+            On::Dispatched => dispatch(task),
+            On::Level(Level::Baseline) => run_baseline(task),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `On::checked` made sure this CPU has the level's
+            // features (`Level::available`).
+            On::Level(Level::Avx2) => unsafe { run_avx2(task) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            On::Level(Level::Avx512) => unsafe { run_avx512(task) },
+            #[cfg(not(target_arch = "x86_64"))]
+            On::Level(l) => unreachable!("{l} is not available here"),
+        }
+    }
+}
+
+/// Inputs of at least this many values are split over the rayon pool in
+/// pieces of [`PIECE`] values (a rayon job costs more than smaller ones).
+const PARALLEL_VALUES: usize = 1 << 18;
+const PIECE: usize = 1 << 15;
+
+/// Runs `f` on matching pieces of `x` and `out` (`step_x` inputs per `step_out`
+/// outputs), on the rayon pool for large inputs.
+fn split<X: Sync, Y: Send>(
+    x: &[X],
+    out: &mut [Y],
+    step_x: usize,
+    step_out: usize,
+    f: impl Fn(&[X], &mut [Y]) + Sync,
+) {
+    if x.len() < PARALLEL_VALUES {
+        return f(x, out);
+    }
+    let units = PIECE / step_x.max(step_out);
+    x.par_chunks(units * step_x)
+        .zip(out.par_chunks_mut(units * step_out))
+        .for_each(|(a, b)| f(a, b));
+}
+
+struct Quantize<'a, B> {
+    x: &'a [f32],
+    out: &'a mut [B],
+}
+
+impl<B: PackedBlock> Task for Quantize<'_, B> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        for (xb, blk) in self.x.chunks_exact(QK).zip(self.out.iter_mut()) {
+            *blk = B::quantize_vectorized(xb.try_into().unwrap());
+        }
+    }
+}
+
+struct Dequantize<'a, B> {
+    blocks: &'a [B],
+    out: &'a mut [f32],
+}
+
+impl<B: PackedBlock> Task for Dequantize<'_, B> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        for (blk, o) in self.blocks.iter().zip(self.out.chunks_exact_mut(QK)) {
+            blk.dequantize(o.try_into().unwrap());
+        }
+    }
+}
+
+struct FromF32<'a, E> {
+    x: &'a [f32],
+    out: &'a mut [E],
+}
+
+impl<E: FloatElem> Task for FromF32<'_, E> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        E::from_f32_slice_le(self.x, self.out)
+    }
+}
+
+struct ToF32<'a, E> {
+    x: &'a [E],
+    out: &'a mut [f32],
+}
+
+impl<E: FloatElem> Task for ToF32<'_, E> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        E::to_f32_slice(self.x, self.out)
+    }
+}
+
+/// Little-endian values (any alignment) widened to f32, a piece at a time
+/// through an aligned buffer.
+struct WidenLe<'a, E> {
+    bytes: &'a [u8],
+    out: &'a mut [f32],
+    _e: core::marker::PhantomData<E>,
+}
+
+impl<E: FloatElem> Task for WidenLe<'_, E> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        const STEP: usize = 512;
+        let s = core::mem::size_of::<E>();
+        let mut buf = [E::from_f32_le(0.0); STEP];
+        for (b, o) in self.bytes.chunks(STEP * s).zip(self.out.chunks_mut(STEP)) {
+            let buf = &mut buf[..o.len()];
+            bytemuck::cast_slice_mut::<E, u8>(buf).copy_from_slice(b);
+            if cfg!(target_endian = "little") {
+                E::to_f32_slice(buf, o);
+            } else {
+                for (y, v) in o.iter_mut().zip(buf.iter()) {
+                    *y = v.le_to_f32();
+                }
+            }
+        }
+    }
+}
+
+/// The first index whose little-endian bit pattern `bits` has all of
+/// `mask` set (an exponent of all ones: NaN or infinite).
+struct FirstNonFinite<'a, const S: usize> {
+    v: &'a [[u8; S]],
+    mask: u32,
+}
+
+impl<const S: usize> Task for FirstNonFinite<'_, S> {
+    type Output = Option<usize>;
+    #[inline(always)]
+    fn run(self) -> Option<usize> {
+        let bad = |b: &[u8; S]| {
+            let mut w = [0u8; 4];
+            w[..S].copy_from_slice(b);
+            u32::from_le_bytes(w) & self.mask == self.mask
+        };
+        // A fold over chunks vectorizes, unlike a short-circuiting search;
+        // only the chunk that has one is searched.
+        const CHUNK: usize = 1024;
+        self.v.chunks(CHUNK).enumerate().find_map(|(c, chunk)| {
+            if chunk.iter().fold(false, |any, b| any | bad(b)) {
+                chunk.iter().position(bad).map(|i| c * CHUNK + i)
+            } else {
+                None
+            }
+        })
+    }
+}
+
+struct DequantizePanel<'a, B> {
+    panel: &'a [u8],
+    scales_offset: usize,
+    k: usize,
+    out: &'a mut [f32],
+    _b: core::marker::PhantomData<B>,
+}
+
+impl<B: PackedBlock> Task for DequantizePanel<'_, B> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let mut buf = [0.0f32; QK];
+        for (r, row) in self.out.chunks_exact_mut(self.k).enumerate() {
+            for (b, chunk) in row.chunks_mut(QK).enumerate() {
+                let blk = panel_block::<B>(self.panel, self.scales_offset, b, r);
+                match <&mut [f32; QK]>::try_from(&mut *chunk) {
+                    Ok(whole) => blk.dequantize(whole),
+                    Err(_) => {
+                        blk.dequantize(&mut buf);
+                        chunk.copy_from_slice(&buf[..chunk.len()]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Row-major values of one whole panel (`NR` rows of `k`) into its
+/// k-step-major layout, `NR` k-steps at a time.
+struct Transpose<'a, const S: usize> {
+    rows: &'a [[u8; S]],
+    k: usize,
+    out: &'a mut [[u8; S]],
+}
+
+impl<const S: usize> Task for Transpose<'_, S> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        for (c, tile) in self.out.chunks_mut(NR * NR).enumerate() {
+            let kk = c * NR;
+            for l in 0..NR {
+                let src = &self.rows[l * self.k + kk..][..tile.len() / NR];
+                for (step, &v) in tile.chunks_exact_mut(NR).zip(src) {
+                    let step: &mut [[u8; S]; NR] = step.try_into().unwrap();
+                    step[l] = v;
+                }
+            }
+        }
+    }
+}
+
+/// Packs one whole panel of a float format: `rows` holds its `NR` rows of
+/// `k` values, `out` (`NR * k` values) receives k-step `kk`'s values at
+/// `kk * NR..`.
+pub(crate) fn transpose_panel<const S: usize>(rows: &[[u8; S]], k: usize, out: &mut [[u8; S]]) {
+    assert!(rows.len() == NR * k && out.len() == NR * k);
+    dispatch(Transpose { rows, k, out })
+}
+
+struct WidenPanel<'a, E> {
+    panel: &'a [E],
+    k: usize,
+    out: &'a mut [f32],
+}
+
+impl<E: FloatElem> Task for WidenPanel<'_, E> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        // k-step `kk` of the panel holds its rows' values `NR` apart:
+        // gather a piece of one row, then widen it in one slice conversion.
+        const STEP: usize = 256;
+        let mut buf = [E::from_f32_le(0.0); STEP];
+        for (r, row) in self.out.chunks_exact_mut(self.k).enumerate() {
+            for (s, piece) in row.chunks_mut(STEP).enumerate() {
+                let src = self.panel[s * STEP * NR + r..].iter().step_by(NR);
+                for (d, &v) in buf.iter_mut().zip(src) {
+                    *d = v;
+                }
+                E::to_f32_slice(&buf[..piece.len()], piece);
+            }
+        }
+    }
+}
+
+/// llama.cpp's reference quantizer (`PackedBlock::quantize`) of `x` into
+/// `out`, on the dispatched clone; `x.len()` must equal `out.len() * 32`
+/// (panics otherwise).
+pub fn quantize_blocks<B: PackedBlock>(x: &[f32], out: &mut [B]) {
+    quantize_blocks_at(On::Dispatched, x, out)
+}
+
+/// [`quantize_blocks`] on the clone of `level`.
+pub fn quantize_blocks_on<B: PackedBlock>(
+    level: Level,
+    x: &[f32],
+    out: &mut [B],
+) -> Result<(), Unavailable> {
+    quantize_blocks_at(On::checked(level)?, x, out);
+    Ok(())
+}
+
+fn quantize_blocks_at<B: PackedBlock>(on: On, x: &[f32], out: &mut [B]) {
+    assert_eq!(x.len(), out.len() * QK, "quantize_blocks: length mismatch");
+    split(x, out, QK, 1, |x, out| on.run(Quantize { x, out }))
+}
+
+/// llama.cpp's dequantization (`PackedBlock::dequantize`) of `blocks`, on
+/// the dispatched clone; `out.len()` must equal `blocks.len() * 32`.
+pub fn dequantize_blocks<B: PackedBlock>(blocks: &[B], out: &mut [f32]) {
+    dequantize_blocks_at(On::Dispatched, blocks, out)
+}
+
+/// [`dequantize_blocks`] on the clone of `level`.
+pub fn dequantize_blocks_on<B: PackedBlock>(
+    level: Level,
+    blocks: &[B],
+    out: &mut [f32],
+) -> Result<(), Unavailable> {
+    dequantize_blocks_at(On::checked(level)?, blocks, out);
+    Ok(())
+}
+
+fn dequantize_blocks_at<B: PackedBlock>(on: On, blocks: &[B], out: &mut [f32]) {
+    assert_eq!(
+        out.len(),
+        blocks.len() * QK,
+        "dequantize_blocks: length mismatch"
+    );
+    split(blocks, out, 1, QK, |blocks, out| {
+        on.run(Dequantize { blocks, out })
+    })
+}
+
+/// ggml's conversion of f32 values to a float format
+/// ([`FloatElem::from_f32_le`]), on the dispatched clone; panics unless
+/// `x.len() == out.len()`.
+pub fn floats_from_f32<E: FloatElem>(x: &[f32], out: &mut [E]) {
+    floats_from_f32_at(On::Dispatched, x, out)
+}
+
+/// [`floats_from_f32`] on the clone of `level`.
+pub fn floats_from_f32_on<E: FloatElem>(
+    level: Level,
+    x: &[f32],
+    out: &mut [E],
+) -> Result<(), Unavailable> {
+    floats_from_f32_at(On::checked(level)?, x, out);
+    Ok(())
+}
+
+fn floats_from_f32_at<E: FloatElem>(on: On, x: &[f32], out: &mut [E]) {
+    assert_eq!(x.len(), out.len(), "floats_from_f32: length mismatch");
+    split(x, out, 1, 1, |x, out| on.run(FromF32 { x, out }))
+}
+
+/// Float-format values (native order) widened to f32, exactly, on the
+/// dispatched clone; panics unless `x.len() == out.len()`.
+pub fn floats_to_f32<E: FloatElem>(x: &[E], out: &mut [f32]) {
+    floats_to_f32_at(On::Dispatched, x, out)
+}
+
+/// [`floats_to_f32`] on the clone of `level`.
+pub fn floats_to_f32_on<E: FloatElem>(
+    level: Level,
+    x: &[E],
+    out: &mut [f32],
+) -> Result<(), Unavailable> {
+    floats_to_f32_at(On::checked(level)?, x, out);
+    Ok(())
+}
+
+fn floats_to_f32_at<E: FloatElem>(on: On, x: &[E], out: &mut [f32]) {
+    assert_eq!(x.len(), out.len(), "floats_to_f32: length mismatch");
+    split(x, out, 1, 1, |x, out| on.run(ToF32 { x, out }))
+}
+
+/// The little-endian values of a float format (F16, BF16, F32; a GGUF or
+/// safetensors tensor, any alignment) widened to f32, exactly, on the
+/// dispatched clone. Panics for a block format or unless `bytes` holds
+/// `out.len()` values.
+pub fn le_bytes_to_f32(format: WeightFormat, bytes: &[u8], out: &mut [f32]) {
+    match_format!(
+        format,
+        B => panic!("le_bytes_to_f32: {} is a block format", B::INFO.name),
+        E => {
+            let s = core::mem::size_of::<E>();
+            assert!(
+                bytes.len() / s == out.len() && bytes.len().is_multiple_of(s),
+                "le_bytes_to_f32: length mismatch"
+            );
+            split(bytes, out, s, 1, |bytes, out| {
+                dispatch(WidenLe::<E> {
+                    bytes,
+                    out,
+                    _e: core::marker::PhantomData,
+                })
+            })
+        },
+    )
+}
+
+/// The index of the first NaN or infinite value among the little-endian
+/// values of a float format (F16, BF16, F32) in `bytes` (any alignment), on
+/// the dispatched clone. Panics for a block format or a length that is not
+/// a whole number of values.
+pub fn first_non_finite_le(format: WeightFormat, bytes: &[u8]) -> Option<usize> {
+    first_non_finite_at(On::Dispatched, format, bytes)
+}
+
+/// [`first_non_finite_le`] on the clone of `level`.
+pub fn first_non_finite_le_on(
+    level: Level,
+    format: WeightFormat,
+    bytes: &[u8],
+) -> Result<Option<usize>, Unavailable> {
+    Ok(first_non_finite_at(On::checked(level)?, format, bytes))
+}
+
+/// [`first_non_finite_le`] of values in native byte order.
+pub fn first_non_finite<E: FloatElem>(v: &[E]) -> Option<usize> {
+    if cfg!(target_endian = "little") {
+        first_non_finite_le(E::FORMAT, bytemuck::cast_slice(v))
+    } else {
+        v.iter().position(|e| e.is_non_finite())
+    }
+}
+
+fn first_non_finite_at(on: On, format: WeightFormat, bytes: &[u8]) -> Option<usize> {
+    match_format!(
+        format,
+        B => panic!("first_non_finite_le: {} is a block format", B::INFO.name),
+        E => {
+            const S: usize = core::mem::size_of::<E>();
+            // The exponent bits of the format.
+            let mask = match S {
+                2 if E::FORMAT == WeightFormat::F16 => 0x7C00,
+                2 => 0x7F80,
+                _ => 0x7F80_0000,
+            };
+            let v = bytemuck::cast_slice::<u8, [u8; S]>(bytes);
+            let scan = |v| on.run(FirstNonFinite::<S> { v, mask });
+            if v.len() < PARALLEL_VALUES {
+                return scan(v);
+            }
+            let piece = v.par_chunks(PIECE).position_first(|c| scan(c).is_some())?;
+            scan(&v[piece * PIECE..]).map(|i| piece * PIECE + i)
+        },
+    )
+}
+
+/// All of `m`'s weights as f32, `[n, k]` row-major (`out.len() == n * k`,
+/// panics otherwise), as [`PackedMatrix::dequantize_row`] gives them: panels
+/// in parallel for large matrices, each on the dispatched clone.
+pub fn dequantize_matrix(m: &PackedMatrix, out: &mut [f32]) {
+    dequantize_matrix_at(On::Dispatched, m, out)
+}
+
+/// [`dequantize_matrix`] on the clone of `level`.
+pub fn dequantize_matrix_on(
+    level: Level,
+    m: &PackedMatrix,
+    out: &mut [f32],
+) -> Result<(), Unavailable> {
+    dequantize_matrix_at(On::checked(level)?, m, out);
+    Ok(())
+}
+
+fn dequantize_matrix_at(on: On, m: &PackedMatrix, out: &mut [f32]) {
+    let (n, k) = (m.n(), m.k());
+    assert_eq!(out.len(), n * k, "dequantize_matrix: length mismatch");
+    let panel = |(p, out): (usize, &mut [f32])| {
+        let panel = m.panel(p);
+        match_format!(
+            m.format(),
+            B => on.run(DequantizePanel::<B> {
+                panel,
+                scales_offset: m.scales_offset(),
+                k,
+                out,
+                _b: core::marker::PhantomData,
+            }),
+            E => on.run(WidenPanel::<E> {
+                panel: bytemuck::cast_slice(panel),
+                k,
+                out,
+            }),
+        )
+    };
+    if out.len() < PARALLEL_VALUES {
+        out.chunks_mut(NR * k).enumerate().for_each(panel);
+    } else {
+        out.par_chunks_mut(NR * k).enumerate().for_each(panel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use half::{bf16, f16};
+
+    /// The levels this CPU runs; the others are reported as skipped.
+    fn levels() -> Vec<Level> {
+        Level::ALL
+            .into_iter()
+            .filter(|l| {
+                let ok = l.available();
+                if !ok {
+                    println!("{l}: SKIPPED (this CPU lacks it)");
+                }
+                ok
+            })
+            .collect()
+    }
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// Blocks of values whose quantization is sensitive to order and
+    /// rounding: NaN (several payloads), ±inf, ±0.0 together (also as the
+    /// minimum or maximum), subnormals,
+    /// blocks so small that `1 / d` overflows, equal magnitudes of both
+    /// signs, exact ties of each quantizer's rounding (half-integers and
+    /// integers at scales 2^e), all-equal blocks and plain random values.
+    fn special_rows(blocks: usize, seed: u64) -> Vec<f32> {
+        let mut rng = Rng(seed | 1);
+        let specials = [
+            f32::NAN,
+            -f32::NAN,
+            f32::from_bits(0x7F80_0001),
+            f32::from_bits(0xFFC0_1234),
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            -0.0,
+            f32::from_bits(1),
+            -f32::from_bits(0x0040_0000),
+            f32::MIN_POSITIVE,
+            1e-39,
+            -3e-39,
+            f32::MAX,
+            -f32::MAX,
+            65504.0,
+            1e7,
+        ];
+        let mut x = Vec::with_capacity(blocks * QK);
+        for _ in 0..blocks {
+            let kind = rng.below(10);
+            let scale = 2f32.powi(rng.below(40) as i32 - 20);
+            let fill = specials[rng.below(specials.len() as u64) as usize];
+            for _ in 0..QK {
+                let r = rng.next();
+                let v = match kind {
+                    // Half-integers and integers in -16..16: exact ties.
+                    0 | 1 => ((r % 65) as f32 - 32.0) * 0.5 * scale,
+                    // Maxima of both signs, zeros of both signs.
+                    2 => [8.0, -8.0, 0.0, -0.0, 16.0, -16.0][(r % 6) as usize] * scale,
+                    3 => fill,
+                    4 => specials[(r % specials.len() as u64) as usize],
+                    5 if r.is_multiple_of(7) => specials[(r >> 8) as usize % specials.len()],
+                    // Any bit pattern.
+                    6 => f32::from_bits((r >> 16) as u32),
+                    // Zeros of both signs at the minimum or the maximum.
+                    7 | 8 => {
+                        let v = [0.0, -0.0, 1.0, 3.0][(r % 4) as usize] * scale;
+                        if kind == 7 {
+                            v
+                        } else {
+                            -v
+                        }
+                    }
+                    _ => ((r >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale,
+                };
+                // Miri makes the NaN payloads of arithmetic results
+                // non-deterministic (as Rust allows; hardware fixes them), so
+                // NaN inputs are compared on hardware only.
+                x.push(if cfg!(miri) && v.is_nan() {
+                    f32::INFINITY
+                } else {
+                    v
+                });
+            }
+        }
+        x
+    }
+
+    fn same_f32(a: &[f32], b: &[f32]) -> bool {
+        crate::first_difference(a, b).is_none()
+    }
+
+    #[test]
+    fn every_clone_quantizes_and_dequantizes_as_the_reference() {
+        let x = special_rows(if cfg!(miri) { 24 } else { 3000 }, 0x5EED);
+        for level in levels() {
+            for f in WeightFormat::ALL {
+                match_format!(
+                    f,
+                    B => {
+                        let want: Vec<B> = x
+                            .chunks_exact(QK)
+                            .map(|b| B::quantize(b.try_into().unwrap()))
+                            .collect();
+                        let mut got = vec![B::padding(); want.len()];
+                        quantize_blocks_on(level, &x, &mut got).unwrap();
+                        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                            assert!(g == w, "{f} {level} block {i}: {g:?} != {w:?} for {:?}", &x[i * QK..(i + 1) * QK]);
+                        }
+                        // Dequantization against its definition, from the
+                        // codes and scales (reference blocks).
+                        let mut out = vec![0.0; x.len()];
+                        dequantize_blocks_on(level, &want, &mut out).unwrap();
+                        let def: Vec<f32> = want
+                            .iter()
+                            .flat_map(|b| {
+                                let [d, m] = b.scales().map(f16::to_f32);
+                                (0..QK).map(move |j| {
+                                    let u = b.ucode(j) as i32;
+                                    if B::SCALES == 2 {
+                                        u as f32 * d + m
+                                    } else {
+                                        (u - B::OFFSET) as f32 * d
+                                    }
+                                })
+                            })
+                            .collect();
+                        assert!(same_f32(&out, &def), "{f} {level}: dequantization");
+                    },
+                    E => {
+                        let want: Vec<E> = x.iter().map(|&v| E::from_f32_le(v)).collect();
+                        let mut got = vec![E::from_f32_le(0.0); x.len()];
+                        floats_from_f32_on(level, &x, &mut got).unwrap();
+                        assert!(
+                            bytemuck::cast_slice::<E, u8>(&got) == bytemuck::cast_slice::<E, u8>(&want),
+                            "{f} {level}: conversion from f32"
+                        );
+                    },
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_clone_widens_every_half_and_bf16_value() {
+        // Every bit pattern (a sample of them under Miri).
+        let step = if cfg!(miri) { 251 } else { 1 };
+        let bits: Vec<u16> = (0..=u16::MAX).step_by(step).collect();
+        let h: Vec<f16> = bits.iter().map(|&b| f16::from_bits(b)).collect();
+        let b: Vec<bf16> = bits.iter().map(|&b| bf16::from_bits(b)).collect();
+        let mut out = vec![0.0; bits.len()];
+        for level in levels() {
+            floats_to_f32_on(level, &h, &mut out).unwrap();
+            let want: Vec<f32> = h.iter().map(|v| v.to_f32()).collect();
+            assert!(same_f32(&out, &want), "F16 {level}");
+            // bf16 widening is exact: the very bits, NaN payloads included.
+            floats_to_f32_on(level, &b, &mut out).unwrap();
+            assert!(
+                out.iter()
+                    .zip(&b)
+                    .all(|(o, v)| o.to_bits() == (v.to_bits() as u32) << 16),
+                "BF16 {level}"
+            );
+        }
+    }
+
+    #[test]
+    fn little_endian_bytes_widen_as_their_values() {
+        let x = special_rows(200, 3);
+        for f in [WeightFormat::F16, WeightFormat::BF16, WeightFormat::F32] {
+            let mut bytes = vec![0u8; f.row_bytes(x.len()) + 1];
+            // Odd offset: any alignment.
+            f.quantize_to_bytes(&x, &mut bytes[1..]);
+            let mut want = vec![0.0; x.len()];
+            f.dequantize_bytes(&bytes[1..], &mut want);
+            let mut got = vec![0.0; x.len()];
+            le_bytes_to_f32(f, &bytes[1..], &mut got);
+            assert!(same_f32(&got, &want), "{f}");
+        }
+    }
+
+    #[test]
+    fn every_clone_finds_the_first_non_finite_value() {
+        // Long enough for the parallel path; the non-finite values land in
+        // various pieces (and none at all).
+        let len = if cfg!(miri) {
+            3000
+        } else {
+            PARALLEL_VALUES + 3 * PIECE + 17
+        };
+        let mut rng = Rng(99);
+        for level in levels() {
+            for f in [WeightFormat::F16, WeightFormat::BF16, WeightFormat::F32] {
+                for case in 0..6 {
+                    let mut x = vec![1.5f32; len];
+                    let mut at = Vec::new();
+                    for _ in 0..case {
+                        at.push(rng.below(len as u64) as usize);
+                    }
+                    for (i, &p) in at.iter().enumerate() {
+                        x[p] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][i % 3];
+                    }
+                    // A large finite value of each format's exponent range stays finite.
+                    x[len - 1] = 6e4;
+                    let mut bytes = vec![0u8; f.row_bytes(len)];
+                    f.quantize_to_bytes(&x, &mut bytes);
+                    let want = at.iter().copied().min();
+                    let got = first_non_finite_le_on(level, f, &bytes).unwrap();
+                    assert_eq!(got, want, "{f} {level} case {case}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_clone_dequantizes_packed_matrices_as_rows() {
+        // Partial panels and blocks; the last shape is split over rayon.
+        let shapes: &[(usize, usize)] = if cfg!(miri) {
+            &[(1, 1), (17, 45)]
+        } else {
+            &[(1, 1), (17, 45), (33, 64), (40, 7000)]
+        };
+        for &(n, k) in shapes {
+            let x = special_rows((n * k).div_ceil(QK), n as u64)
+                .into_iter()
+                .map(|v| {
+                    if v.is_finite() {
+                        v.clamp(-6e4, 6e4)
+                    } else {
+                        1.0
+                    }
+                })
+                .take(n * k)
+                .collect::<Vec<f32>>();
+            for f in WeightFormat::ALL {
+                let m = match_format!(
+                    f,
+                    B => PackedMatrix::pack_blocks::<B, ()>(n, k, |r, out| {
+                        for (blk, c) in out.iter_mut().zip(x[r * k..(r + 1) * k].chunks(QK)) {
+                            let mut v = [0.0; QK];
+                            v[..c.len()].copy_from_slice(c);
+                            *blk = B::quantize(&v);
+                        }
+                        Ok(())
+                    })
+                    .unwrap(),
+                    E => {
+                        let v: Vec<E> = x.iter().map(|&v| E::from_f32_le(v)).collect();
+                        PackedMatrix::from_floats(&v, n, k)
+                    },
+                );
+                let mut want = vec![0.0; n * k];
+                for (r, row) in want.chunks_exact_mut(k).enumerate() {
+                    m.dequantize_row(r, row);
+                }
+                for level in levels() {
+                    let mut got = vec![f32::NAN; n * k];
+                    dequantize_matrix_on(level, &m, &mut got).unwrap();
+                    assert!(same_f32(&got, &want), "{f} {level} {n}x{k}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unavailable_levels_are_errors() {
+        for level in Level::ALL {
+            let r = quantize_blocks_on::<crate::BlockQ8_0>(level, &[], &mut []);
+            assert_eq!(r.is_ok(), level.available(), "{level}");
+        }
+        // multiversion's choice is the best level `available` finds.
+        let best = *Level::ALL.iter().rev().find(|l| l.available()).unwrap();
+        assert_eq!(Level::selected(), best);
+    }
+
+    #[test]
+    fn quantizers_of_any_bit_patterns_match_on_every_clone() {
+        fn prop(bits: Vec<u32>) -> bool {
+            let x: Vec<f32> = bits
+                .iter()
+                .cycle()
+                .take(bits.len().div_ceil(QK) * QK)
+                .map(|&b| f32::from_bits(b))
+                // As in `special_rows`: NaN on hardware only.
+                .map(|v| if cfg!(miri) && v.is_nan() { 0.0 } else { v })
+                .collect();
+            let mut ok = true;
+            for level in Level::ALL.into_iter().filter(|l| l.available()) {
+                for f in WeightFormat::ALL
+                    .into_iter()
+                    .filter(|f| f.is_block_quantized())
+                {
+                    let mut want = vec![0u8; f.row_bytes(x.len())];
+                    f.quantize_to_bytes(&x, &mut want);
+                    let got = match_format!(
+                        f,
+                        B => {
+                            let mut b = vec![B::padding(); x.len() / QK];
+                            quantize_blocks_on(level, &x, &mut b).unwrap();
+                            bytemuck::cast_slice::<B, u8>(&b).to_vec()
+                        },
+                        E => unreachable!("{}", E::INFO.name),
+                    );
+                    ok &= got == want;
+                }
+            }
+            ok
+        }
+        quickcheck::QuickCheck::new()
+            .tests(if cfg!(miri) { 2 } else { 200 })
+            .quickcheck(prop as fn(Vec<u32>) -> bool);
+    }
+}
