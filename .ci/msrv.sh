@@ -17,6 +17,16 @@ if ! command -v rustup >/dev/null ||
     echo "msrv: SKIPPED (rustup could not install Rust $msrv here)"
     exit 0
 fi
+# criterion's dependency `alloca` compiles C in its build script, also for
+# `cargo check`: the aarch64 check needs the cross C compiler (Debian's
+# gcc-aarch64-linux-gnu, which .ci/aarch64.sh installs too).
+if ! command -v aarch64-linux-gnu-gcc >/dev/null && command -v apt-get >/dev/null; then
+    SUDO=()
+    [ "$(id -u)" -eq 0 ] || SUDO=(sudo)
+    "${SUDO[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends \
+        gcc-aarch64-linux-gnu libc6-dev-arm64-cross >/dev/null
+fi
 for target in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu; do
     cargo "+$msrv" check --all-targets --all-features --target "$target" --quiet
     echo "msrv: Rust $msrv checks the crates for $target (all targets, all features)"

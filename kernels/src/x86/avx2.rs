@@ -30,6 +30,7 @@ impl Width for Ymm {
     const F_WHOLE_K_ROWS: usize = 3;
     const F_STREAM_ROWS: usize = 3;
     const F_PANELS: usize = 1;
+    const F_KEEP_F32: bool = false;
     const F_ROWS: usize = 6;
 
     #[inline(always)]

@@ -30,6 +30,7 @@ impl Width for Zmm {
     const F_WHOLE_K_ROWS: usize = 1;
     const F_STREAM_ROWS: usize = 12;
     const F_PANELS: usize = 2;
+    const F_KEEP_F32: bool = true;
     const F_ROWS: usize = 12;
 
     #[inline(always)]

@@ -101,6 +101,8 @@ pub(crate) trait Width {
     /// group (the first group of a chunk widens the weights and keeps them).
     const F_PANELS: usize;
     const F_ROWS: usize;
+    /// Whether that first group also keeps F32 weights (a copy) for the others.
+    const F_KEEP_F32: bool;
 
     unsafe fn zero_i() -> Self::I;
     unsafe fn zero_f() -> Self::F;

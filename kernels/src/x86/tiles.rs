@@ -24,7 +24,7 @@
 //!   the first row group of each chunk widening the weights and keeping
 //!   the f32 in L1 for the others.
 
-use super::simd::{act_scales, Codes, Dot, FloatKind, Kind, Vnni, Width};
+use super::simd::{act_scales, Codes, Dot, Float, FloatKind, Kind, Vnni, Width};
 use super::{
     prefetch, scratch, F16_KC, FROM_KEPT, FROM_PANEL, GEMV_PREFETCH, KEEP_ROWS, PANEL_TO_KEPT,
 };
@@ -209,7 +209,7 @@ unsafe fn block_scales_dm<W: Width, K: Kind>(p: *const u8, u: usize) -> (W::F, W
     }
 }
 
-/// Where [`q_rows`] works: units `u0..u0 + nu` of the panels from `p0`,
+/// Where [`q_rows`] works: unit `u0` (or every unit) of the panels from `p0`,
 /// batch rows from `i0`, blocks `blocks` (whole K, or one pass), raw
 /// accumulators in `out` (row stride `ldo`; loaded back when `blocks` does
 /// not start at 0), and the pass's [`KeptRows`] codes.
@@ -217,7 +217,6 @@ unsafe fn block_scales_dm<W: Width, K: Kind>(p: *const u8, u: usize) -> (W::F, W
 struct Rows {
     p0: usize,
     u0: usize,
-    nu: usize,
     i0: usize,
     blocks: Range<usize>,
     out: *mut f32,
@@ -227,22 +226,32 @@ struct Rows {
 
 /// What the first row group of a `vpmaddubsw` Q5 pass keeps for the
 /// others: the 5-bit codes of one unit, chunk `c` of pass block `j` at
-/// line `8 j + c`.
+/// slot `8 j + c` (slots of `UNIT_BYTES`; sized for zmm).
 type KeptRows = [F32Line; GEMM_KB * 8];
 
-/// `R` batch rows x units `g.u0..g.u0 + g.nu` of `NP` panels. With every
+/// `R` batch rows x every unit (`ALL`) or unit `g.u0` of `NP` panels. With every
 /// unit of a panel each code line is read once, in one pass; the `NP`
 /// panel streams (codes and scales) are prefetched ahead. `SRC`: where the
 /// codes come from (`PANEL_TO_KEPT` also stores them to `g.kept`).
 #[inline(always)]
-unsafe fn q_rows<W: Width, D: Dot<W>, K: Kind, const NP: usize, const R: usize, const SRC: u8>(
+unsafe fn q_rows<
+    W: Width,
+    D: Dot<W>,
+    K: Kind,
+    const NP: usize,
+    const R: usize,
+    const SRC: u8,
+    const ALL: bool,
+>(
     a: &TileArgs,
     g: &Rows,
 ) {
+    // Every unit of the panels, or unit `u0` alone: a compile-time count, so
+    // that the accumulators stay in registers.
+    let nu = if ALL { W::UNITS } else { 1 };
     let Rows {
         p0,
         u0,
-        nu,
         i0,
         ref blocks,
         out,
@@ -279,7 +288,7 @@ unsafe fn q_rows<W: Width, D: Dot<W>, K: Kind, const NP: usize, const R: usize, 
             for (r, act) in act.iter_mut().enumerate() {
                 *act = &*acts.add(r * nb + b);
             }
-            let k = kept.wrapping_add((b - blocks.start) * 8 * 64);
+            let k = kept.wrapping_add((b - blocks.start) * 8 * W::UNIT_BYTES);
             for i in 0..NP {
                 let sp = panels[i].add(so + b * sb);
                 if SRC != FROM_KEPT {
@@ -296,14 +305,14 @@ unsafe fn q_rows<W: Width, D: Dot<W>, K: Kind, const NP: usize, const R: usize, 
                     let codes = if SRC == FROM_KEPT {
                         let mut v = [W::zero_i(); 8];
                         for (c, v) in v.iter_mut().enumerate() {
-                            *v = W::load_i(k.add(64 * c));
+                            *v = W::load_i(k.add(W::UNIT_BYTES * c));
                         }
                         v
                     } else {
                         let v = load_codes::<W, K>(panels[i].add(b * cb), u);
                         if SRC == PANEL_TO_KEPT {
                             for (c, v) in v.iter().enumerate() {
-                                W::store_i(k.add(64 * c), *v);
+                                W::store_i(k.add(W::UNIT_BYTES * c), *v);
                             }
                         }
                         v
@@ -343,7 +352,6 @@ unsafe fn q_gemv<W: Width, D: Dot<W>, K: Kind, const R: usize>(
         let g = Rows {
             p0: a.p0 + p,
             u0: 0,
-            nu: W::UNITS,
             i0: 0,
             blocks: 0..a.w.blocks_per_row(),
             // SAFETY: forwarded driver contract; panels p..p + n < np.
@@ -354,10 +362,10 @@ unsafe fn q_gemv<W: Width, D: Dot<W>, K: Kind, const R: usize>(
         // SAFETY: forwarded driver contract; panels p..p + n < np.
         unsafe {
             match n {
-                1 => q_rows::<W, D, K, 1, R, FROM_PANEL>(a, &g),
-                2 => q_rows::<W, D, K, 2, R, FROM_PANEL>(a, &g),
-                3 => q_rows::<W, D, K, 3, R, FROM_PANEL>(a, &g),
-                _ => q_rows::<W, D, K, 4, R, FROM_PANEL>(a, &g),
+                1 => q_rows::<W, D, K, 1, R, FROM_PANEL, true>(a, &g),
+                2 => q_rows::<W, D, K, 2, R, FROM_PANEL, true>(a, &g),
+                3 => q_rows::<W, D, K, 3, R, FROM_PANEL, true>(a, &g),
+                _ => q_rows::<W, D, K, 4, R, FROM_PANEL, true>(a, &g),
             }
         }
         p += n;
@@ -374,14 +382,14 @@ unsafe fn q_unit_group<W: Width, D: Dot<W>, K: Kind, const SRC: u8>(
     // SAFETY: forwarded contract.
     unsafe {
         match r {
-            1 => q_rows::<W, D, K, 1, 1, SRC>(a, g),
-            2 => q_rows::<W, D, K, 1, 2, SRC>(a, g),
-            3 => q_rows::<W, D, K, 1, 3, SRC>(a, g),
-            4 => q_rows::<W, D, K, 1, 4, SRC>(a, g),
-            5 => q_rows::<W, D, K, 1, 5, SRC>(a, g),
-            6 => q_rows::<W, D, K, 1, 6, SRC>(a, g),
-            7 => q_rows::<W, D, K, 1, 7, SRC>(a, g),
-            _ => q_rows::<W, D, K, 1, 8, SRC>(a, g),
+            1 => q_rows::<W, D, K, 1, 1, SRC, false>(a, g),
+            2 => q_rows::<W, D, K, 1, 2, SRC, false>(a, g),
+            3 => q_rows::<W, D, K, 1, 3, SRC, false>(a, g),
+            4 => q_rows::<W, D, K, 1, 4, SRC, false>(a, g),
+            5 => q_rows::<W, D, K, 1, 5, SRC, false>(a, g),
+            6 => q_rows::<W, D, K, 1, 6, SRC, false>(a, g),
+            7 => q_rows::<W, D, K, 1, 7, SRC, false>(a, g),
+            _ => q_rows::<W, D, K, 1, 8, SRC, false>(a, g),
         }
     }
 }
@@ -431,7 +439,6 @@ pub(crate) unsafe fn q_gemm_madd<W: Width, D: Dot<W>, K: Kind>(
                         let g = Rows {
                             p0: a.p0 + pi,
                             u0: u,
-                            nu: 1,
                             i0,
                             blocks: blocks.clone(),
                             out: out.add(pi * NR),
@@ -462,10 +469,11 @@ const GEMM_KB: usize = 16;
 const TILE_UNITS: usize = 2;
 
 /// What the first row group of a `vpdpbusd` pass keeps for the others, one
-/// 64-byte line per unit vector (a ymm uses its first half): the split
-/// nibble codes (Q5: with their fifth bits; chunk `c` of pass block `j`,
-/// tile unit `t` at line `(j * TILE_UNITS + t) * 8 + c`), then the widened
-/// `d` scales (line `KEPT_D + j * TILE_UNITS + t`) and `m` (line `KEPT_M + ..`).
+/// slot of `UNIT_BYTES` per unit vector (packed: the L1 footprint is what a
+/// pass reads): the split nibble codes (Q5: with their fifth bits; chunk `c`
+/// of pass block `j`, tile unit `t` at slot `(j * TILE_UNITS + t) * 8 + c`),
+/// then the widened `d` scales (slot `KEPT_D + j * TILE_UNITS + t`) and `m`
+/// (slot `KEPT_M + ..`). Sized for zmm slots.
 type Kept = [F32Line; GEMM_KB * TILE_UNITS * 10];
 const KEPT_D: usize = GEMM_KB * TILE_UNITS * 8;
 const KEPT_M: usize = GEMM_KB * TILE_UNITS * 9;
@@ -641,11 +649,12 @@ unsafe fn q_gemm_chunks<
     unsafe {
         let acts = a.acts.as_ptr().add(i0 * nb);
         let out = out.add(i0 * ldo);
+        let slot = W::UNIT_BYTES;
         let line = |j: usize, i: usize, u: usize, l: usize| {
-            kept.add(((j * TILE_UNITS + i * nu + u) * 8 + l) * 64)
+            kept.add(((j * TILE_UNITS + i * nu + u) * 8 + l) * slot)
         };
         let scale_line = |base: usize, j: usize, i: usize, u: usize| {
-            kept.add((base + j * TILE_UNITS + i * nu + u) * 64) as *mut f32
+            kept.add((base + j * TILE_UNITS + i * nu + u) * slot) as *mut f32
         };
         let mut acc = [[[W::zero_f(); MAX_UNITS]; P]; R];
         for (r, acc) in acc.iter_mut().enumerate() {
@@ -1078,12 +1087,11 @@ unsafe fn f_stream_rows<W: Width, E: FloatKind, const P: usize>(
     }
 }
 
-/// Rows `R` of a larger float batch: the first row group widens the
-/// weights from the panels and keeps them (`KEEP`), the others read them
-/// as f32 from the buffer (`E = f32`).
+/// `r` rows of a larger float batch: [`f_chunk`] with `R = r` (`S`: from
+/// the panels, `KEEP`: keeping the widened weights).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn f_group<W: Width, E: FloatKind, const P: usize, const KEEP: bool>(
+unsafe fn f_group<W: Width, E: FloatKind, const P: usize, const S: bool, const KEEP: bool>(
     cw: ChunkW<P>,
     x: *const f32,
     r: usize,
@@ -1097,18 +1105,18 @@ unsafe fn f_group<W: Width, E: FloatKind, const P: usize, const KEEP: bool>(
     unsafe {
         let xs = F16_KC;
         match r {
-            1 => f_chunk::<W, E, P, 1, KEEP, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
-            2 => f_chunk::<W, E, P, 2, KEEP, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
-            3 => f_chunk::<W, E, P, 3, KEEP, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
-            4 => f_chunk::<W, E, P, 4, KEEP, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
-            5 => f_chunk::<W, E, P, 5, KEEP, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
-            6 => f_chunk::<W, E, P, 6, KEEP, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
-            7 => f_chunk::<W, E, P, 7, KEEP, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
-            8 => f_chunk::<W, E, P, 8, KEEP, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
-            9 => f_chunk::<W, E, P, 9, KEEP, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
-            10 => f_chunk::<W, E, P, 10, KEEP, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
-            11 => f_chunk::<W, E, P, 11, KEEP, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
-            _ => f_chunk::<W, E, P, 12, KEEP, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
+            1 => f_chunk::<W, E, P, 1, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
+            2 => f_chunk::<W, E, P, 2, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
+            3 => f_chunk::<W, E, P, 3, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
+            4 => f_chunk::<W, E, P, 4, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
+            5 => f_chunk::<W, E, P, 5, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
+            6 => f_chunk::<W, E, P, 6, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
+            7 => f_chunk::<W, E, P, 7, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
+            8 => f_chunk::<W, E, P, 8, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
+            9 => f_chunk::<W, E, P, 9, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
+            10 => f_chunk::<W, E, P, 10, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
+            11 => f_chunk::<W, E, P, 11, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
+            _ => f_chunk::<W, E, P, 12, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
         }
     }
 }
@@ -1142,6 +1150,9 @@ unsafe fn f_gemm<W: Width, E: FloatKind, const P: usize>(
             keep: core::ptr::null_mut(),
         };
         let mut groups = a.mr.div_ceil(W::F_ROWS);
+        // One group alone keeps nothing; F32 weights need no widening, and
+        // on ymm reading them from the panel again costs less than the copy.
+        let keep = groups > 1 && (E::KIND != Float::F32 || W::F_KEEP_F32);
         let mut i0 = 0;
         while i0 < a.mr {
             let r = (a.mr - i0).div_ceil(groups);
@@ -1155,11 +1166,14 @@ unsafe fn f_gemm<W: Width, E: FloatKind, const P: usize>(
                 None => NO_LINES,
             };
             let (x, o, first) = (xc.add(i0 * F16_KC), out.add(i0 * ldo), k0 == 0);
-            if i0 == 0 {
+            if !keep {
+                let src = panel_chunk::<E, P>(a, p, k0, core::ptr::null_mut());
+                f_group::<W, E, P, true, false>(src, x, r, kc, o, ldo, first, pf);
+            } else if i0 == 0 {
                 let src = panel_chunk::<E, P>(a, p, k0, buf);
-                f_group::<W, E, P, true>(src, x, r, kc, o, ldo, first, pf);
+                f_group::<W, E, P, true, true>(src, x, r, kc, o, ldo, first, pf);
             } else {
-                f_group::<W, f32, P, false>(kept, x, r, kc, o, ldo, first, pf);
+                f_group::<W, f32, P, false, false>(kept, x, r, kc, o, ldo, first, pf);
             }
             i0 += r;
             groups -= 1;
