@@ -1059,6 +1059,28 @@ unsafe fn f_stream<W: Width, E: FloatKind, const P: usize, const R: usize>(
     }
 }
 
+/// [`f_stream`] with `R = a.mr` (<= 3: the whole-K path; fewer
+/// instantiations than [`f_stream_rows`] for its up to 4 panels).
+#[inline(always)]
+unsafe fn f_stream_few<W: Width, E: FloatKind, const P: usize>(
+    a: &TileArgs,
+    p: usize,
+    k0: usize,
+    kc: usize,
+    out: *mut f32,
+) {
+    const { assert!(W::F_WHOLE_K_ROWS <= 3) };
+    debug_assert!(a.mr <= W::F_WHOLE_K_ROWS);
+    // SAFETY: forwarded contract.
+    unsafe {
+        match a.mr {
+            1 => f_stream::<W, E, P, 1>(a, p, k0, kc, out),
+            2 => f_stream::<W, E, P, 2>(a, p, k0, kc, out),
+            _ => f_stream::<W, E, P, 3>(a, p, k0, kc, out),
+        }
+    }
+}
+
 /// [`f_stream`] with `R = a.mr` (<= 12).
 #[inline(always)]
 unsafe fn f_stream_rows<W: Width, E: FloatKind, const P: usize>(
@@ -1203,10 +1225,10 @@ pub(crate) unsafe fn f_tile<W: Width, E: FloatKind>(a: &mut TileArgs) {
                     let kc = (k - k0).min(F16_KC);
                     let q = a.p0 + p;
                     match n {
-                        1 => f_stream_rows::<W, E, 1>(a, q, k0, kc, o),
-                        2 => f_stream_rows::<W, E, 2>(a, q, k0, kc, o),
-                        3 => f_stream_rows::<W, E, 3>(a, q, k0, kc, o),
-                        _ => f_stream_rows::<W, E, 4>(a, q, k0, kc, o),
+                        1 => f_stream_few::<W, E, 1>(a, q, k0, kc, o),
+                        2 => f_stream_few::<W, E, 2>(a, q, k0, kc, o),
+                        3 => f_stream_few::<W, E, 3>(a, q, k0, kc, o),
+                        _ => f_stream_few::<W, E, 4>(a, q, k0, kc, o),
                     }
                     k0 += kc;
                 }
