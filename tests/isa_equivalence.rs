@@ -85,6 +85,30 @@ fn every_isa_matches_scalar_on_large_batches() {
     }
 }
 
+/// Every tile height (1 thread: a batch of `m <= 128` rows is one tile of
+/// `m` rows), so that every row count and row-group split a kernel can be
+/// asked for runs: the tiles instantiate only the counts they expect.
+#[test]
+fn every_isa_matches_scalar_at_every_tile_height() {
+    let isas = isas_under_test();
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    // K: a partial block (floats: one chunk); N: a panel pair plus one panel.
+    let (k, n) = (40, 48);
+    for qt in QuantType::ALL {
+        let layer = layer(7, k, n, qt, false);
+        let x = values(11, 130 * k, 1.5);
+        one.install(|| {
+            for m in 1..=130 {
+                let what = format!("{qt} k={k} n={n} m={m}, 1 thread");
+                compare_layer(&layer, &x[..m * k], m, &isas, &what);
+            }
+        });
+    }
+}
+
 #[test]
 fn every_isa_matches_scalar_on_extreme_codes() {
     let isas = isas_under_test();

@@ -192,6 +192,48 @@ pub(crate) const fn same_str(a: &str, b: &str) -> bool {
     true
 }
 
+/// Whether every feature of the comma-separated list `b` is in the list
+/// `a` (usable in constants: a table that borrows another level's tiles
+/// asserts that it enables all that level's features).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) const fn features_include(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut i = 0;
+    while i < b.len() {
+        let mut j = i;
+        while j < b.len() && b[j] != b',' {
+            j += 1;
+        }
+        if !list_has(a, b, i, j) {
+            return false;
+        }
+        i = j + 1;
+    }
+    true
+}
+
+/// Whether the comma-separated list `a` has the item `b[start..end]`.
+const fn list_has(a: &[u8], b: &[u8], start: usize, end: usize) -> bool {
+    let mut i = 0;
+    while i < a.len() {
+        let mut j = i;
+        while j < a.len() && a[j] != b',' {
+            j += 1;
+        }
+        if j - i == end - start {
+            let mut k = 0;
+            while k < end - start && a[i + k] == b[start + k] {
+                k += 1;
+            }
+            if k == end - start {
+                return true;
+            }
+        }
+        i = j + 1;
+    }
+    false
+}
+
 /// Levels whose every declared feature this CPU has.
 fn detect() -> u32 {
     Isa::ALL
@@ -270,6 +312,17 @@ mod tests {
         };
         for isa in foreign {
             assert!(!isa.is_supported(), "{isa}");
+        }
+    }
+
+    #[test]
+    fn feature_lists_include() {
+        assert!(features_include("avx2,fma,f16c,avxvnni", "avx2,fma,f16c"));
+        assert!(!features_include("avx2,fma,f16c", "avx2,fma,f16c,avxvnni"));
+        assert!(!features_include("avx512f,avx2", "avx512"));
+        assert!(!features_include("avx2", "avx2,"));
+        for isa in Isa::ALL {
+            assert!(features_include(isa.features(), isa.features()), "{isa}");
         }
     }
 }

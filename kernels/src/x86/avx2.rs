@@ -306,7 +306,7 @@ impl Dot<Ymm> for Maddubs {
         // Both units would not fit the 16 registers: one unit x 4 rows
         // (Q8_0 beyond 4 rows: 3; measured, 4096 x 4096: M=128 105-109 ->
         // 117-121 GOPS, M=7 90-93 -> 101-104).
-        unsafe { q_gemm_madd::<Ymm, Self, K>(a, out, ldo, 4, 3, true) }
+        unsafe { q_gemm_madd::<Ymm, Self, K, 4, 3, true>(a, out, ldo) }
     }
 }
 
@@ -359,7 +359,7 @@ impl Dot<Ymm> for VnniVex {
         // SAFETY: forwarded contract; features enabled by the calling kernel.
         // One panel (2 units) x 5 rows: 10 chains; the f32 accumulators do
         // not fit beside them.
-        unsafe { q_gemm_vnni::<Ymm, Self, K, false>(a, out, ldo, 1, 5) }
+        unsafe { q_gemm_vnni::<Ymm, Self, K, 1, 5, false>(a, out, ldo) }
     }
 }
 
@@ -433,5 +433,6 @@ kernel_table!(
     VnniVex,
     gemv_panels: 4,
     gemm_panels: 2,
-    pack_x: true
+    pack_x: true,
+    floats_of: plain
 );

@@ -286,7 +286,7 @@ impl Dot<Zmm> for Maddubs {
     #[inline(always)]
     unsafe fn gemm_tile<K: Kind>(a: &TileArgs, out: *mut f32, ldo: usize) {
         // SAFETY: forwarded contract; features enabled by the calling kernel.
-        unsafe { q_gemm_madd::<Zmm, Self, K>(a, out, ldo, 8, 8, false) }
+        unsafe { q_gemm_madd::<Zmm, Self, K, 8, 8, false>(a, out, ldo) }
     }
 }
 
@@ -338,7 +338,7 @@ impl Dot<Zmm> for Vnni512 {
     #[inline(always)]
     unsafe fn gemm_tile<K: Kind>(a: &TileArgs, out: *mut f32, ldo: usize) {
         // SAFETY: forwarded contract; features enabled by the calling kernel.
-        unsafe { q_gemm_vnni::<Zmm, Self, K, true>(a, out, ldo, 2, 6) }
+        unsafe { q_gemm_vnni::<Zmm, Self, K, 2, 6, true>(a, out, ldo) }
     }
 }
 
@@ -405,5 +405,6 @@ kernel_table!(
     Vnni512,
     gemv_panels: 4,
     gemm_panels: 8,
-    pack_x: true
+    pack_x: true,
+    floats_of: bw
 );

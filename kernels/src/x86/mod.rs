@@ -7,15 +7,39 @@
 /// `#[target_feature]` entry points around the parent module's
 /// `quantize_row` and the generic tiles `q_tile::<$width, $dot, B>` (every
 /// block format `B`) and `f_tile::<$width, E>` (every float format `E`), one
-/// per format of the format table.
+/// per format of the format table. `floats_of: $other` takes the float tiles
+/// of the table `$other` of the same width (the same code: float tiles use
+/// no integer dot), whose features this level must include; each width
+/// compiles its float tiles once.
 macro_rules! kernel_table {
     ($name:ident, $isa:expr, $features:literal, $width:ty, $dot:ty,
      gemv_panels: $gemv:expr, gemm_panels: $gemm:expr, pack_x: $pack:expr) => {
+        kernel_table!(@table $name, $isa, $features, $width, $dot, $gemv, $gemm, $pack, {
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn float<E: FloatKind>(a: &mut TileArgs) {
+                // SAFETY: as for `block`.
+                unsafe { f_tile::<$width, E>(a) }
+            }
+        });
+    };
+    ($name:ident, $isa:expr, $features:literal, $width:ty, $dot:ty,
+     gemv_panels: $gemv:expr, gemm_panels: $gemm:expr, pack_x: $pack:expr,
+     floats_of: $other:ident) => {
+        kernel_table!(@table $name, $isa, $features, $width, $dot, $gemv, $gemm, $pack, {
+            use super::$other::float;
+            const _: () = assert!(crate::isa::features_include($features, super::$other::FEATURES));
+        });
+    };
+    (@table $name:ident, $isa:expr, $features:literal, $width:ty, $dot:ty,
+     $gemv:expr, $gemm:expr, $pack:expr, { $($floats:tt)* }) => {
         pub(crate) mod $name {
             use super::*;
 
             // The ISA's declaration (crate::isa) and this table enable the same features.
             const _: () = assert!(crate::isa::same_str($isa.features(), $features));
+            // Read by a table that borrows this level's float tiles.
+            #[allow(dead_code)]
+            pub(super) const FEATURES: &str = $features;
 
             #[target_feature(enable = $features)]
             unsafe fn quantize(x: &[f32], offset: i32, out: &mut [ActBlock]) {
@@ -27,11 +51,7 @@ macro_rules! kernel_table {
                 // SAFETY: features enabled here; the driver upholds TileArgs' contract.
                 unsafe { q_tile::<$width, $dot, B>(a) }
             }
-            #[target_feature(enable = $features)]
-            unsafe fn float<E: FloatKind>(a: &mut TileArgs) {
-                // SAFETY: as for `block`.
-                unsafe { f_tile::<$width, E>(a) }
-            }
+            $($floats)*
 
             /// This level's tile of every format.
             const fn tiles() -> crate::Tiles {

@@ -76,6 +76,43 @@ macro_rules! unroll {
     }};
 }
 
+/// `$body` with the constant `$R` equal to the run-time count `$r`, for
+/// counts in `$lo..=$hi` (constant expressions that may name the generic
+/// parameters, evaluated per instantiation). Arms outside the range have a
+/// `false` constant guard and are never compiled, so each tile instantiates
+/// only the row and panel counts its caller can ask for (compile time: the
+/// fuzz build compiles this crate as one unit).
+macro_rules! with_count {
+    ($r:expr, $R:ident in $lo:expr, $hi:expr => $body:expr) => {
+        with_count!(@arms $r, $R, $lo, $hi, $body, [1 2 3 4 5 6 7 8 9 10 11 12])
+    };
+    (@arms $r:expr, $R:ident, $lo:expr, $hi:expr, $body:expr, [$($n:literal)*]) => {
+        match $r {
+            $($n if const { count_in($n, $lo, $hi) } => {
+                const $R: usize = $n;
+                $body
+            })*
+            _ => unreachable!("count outside the tile's range"),
+        }
+    };
+}
+
+/// `lo <= n <= hi` ([`with_count`]'s arm guard).
+const fn count_in(n: usize, lo: usize, hi: usize) -> bool {
+    lo <= n && n <= hi
+}
+
+/// The fewest rows of a batched row group reading its codes from `src`: a
+/// group that keeps codes for the others is the first of a tile taller
+/// than one group, so it has all `rows`.
+const fn min_rows(src: u8, rows: usize) -> usize {
+    if src == PANEL_TO_KEPT {
+        rows
+    } else {
+        1
+    }
+}
+
 /// Most units per panel (two ymm halves); arrays indexed by unit have this
 /// length and the kernels use the first `W::UNITS` entries.
 const MAX_UNITS: usize = 2;
@@ -361,69 +398,61 @@ unsafe fn q_gemv<W: Width, D: Dot<W>, K: Kind, const R: usize>(
         };
         // SAFETY: forwarded driver contract; panels p..p + n < np.
         unsafe {
-            match n {
-                1 => q_rows::<W, D, K, 1, R, FROM_PANEL, true>(a, &g),
-                2 => q_rows::<W, D, K, 2, R, FROM_PANEL, true>(a, &g),
-                3 => q_rows::<W, D, K, 3, R, FROM_PANEL, true>(a, &g),
-                _ => q_rows::<W, D, K, 4, R, FROM_PANEL, true>(a, &g),
-            }
+            with_count!(n, NP in 1, W::Q_GEMV_PANELS => {
+                q_rows::<W, D, K, NP, R, FROM_PANEL, true>(a, &g)
+            })
         }
         p += n;
     }
 }
 
-/// Rows `g.i0..g.i0 + r` (`r <= 8`) of one unit: [`q_rows`] with `R = r`.
+/// Rows `g.i0..g.i0 + r` (`r <= ROWS`) of one unit: [`q_rows`] with `R = r`.
 #[inline(always)]
-unsafe fn q_unit_group<W: Width, D: Dot<W>, K: Kind, const SRC: u8>(
+unsafe fn q_unit_group<W: Width, D: Dot<W>, K: Kind, const SRC: u8, const ROWS: usize>(
     a: &TileArgs,
     g: &Rows,
     r: usize,
 ) {
     // SAFETY: forwarded contract.
     unsafe {
-        match r {
-            1 => q_rows::<W, D, K, 1, 1, SRC, false>(a, g),
-            2 => q_rows::<W, D, K, 1, 2, SRC, false>(a, g),
-            3 => q_rows::<W, D, K, 1, 3, SRC, false>(a, g),
-            4 => q_rows::<W, D, K, 1, 4, SRC, false>(a, g),
-            5 => q_rows::<W, D, K, 1, 5, SRC, false>(a, g),
-            6 => q_rows::<W, D, K, 1, 6, SRC, false>(a, g),
-            7 => q_rows::<W, D, K, 1, 7, SRC, false>(a, g),
-            _ => q_rows::<W, D, K, 1, 8, SRC, false>(a, g),
-        }
+        with_count!(r, R in min_rows(SRC, ROWS), ROWS => q_rows::<W, D, K, 1, R, SRC, false>(a, g))
     }
 }
 
 /// The `vpmaddubsw` batched tile: 2 rows as batch 1 runs (every unit of
 /// the panels per pass: measured 25-45% faster than unit by unit from DRAM
-/// with ymm); more rows, each unit x groups of up to `rows` rows (Q8_0 with
-/// more than `rows` rows: `q8_rows`, since the sign trick keeps two more
-/// vectors live per chunk), whole K. With `keep_q5`, Q5 codes with more
+/// with ymm); more rows, each unit x groups of up to `ROWS` rows (Q8_0 with
+/// more than `ROWS` rows: `Q8_ROWS`, since the sign trick keeps two more
+/// vectors live per chunk), whole K. With `KEEP_Q5`, Q5 codes with more
 /// than one row group run K in passes of `GEMM_KB` blocks, the first row
 /// group of a pass keeping the 5-bit codes it builds for the others (their
 /// bit-4 merge costs about as much as the dot of 2 rows).
 #[inline(always)]
-pub(crate) unsafe fn q_gemm_madd<W: Width, D: Dot<W>, K: Kind>(
+pub(crate) unsafe fn q_gemm_madd<
+    W: Width,
+    D: Dot<W>,
+    K: Kind,
+    const ROWS: usize,
+    const Q8_ROWS: usize,
+    const KEEP_Q5: bool,
+>(
     a: &TileArgs,
     out: *mut f32,
     ldo: usize,
-    rows: usize,
-    q8_rows: usize,
-    keep_q5: bool,
 ) {
-    debug_assert!(rows <= 8 && q8_rows <= rows);
+    const { assert!(ROWS <= 8 && Q8_ROWS <= ROWS) };
     // SAFETY: driver contract (tile size, panels, act rows); features enabled by caller.
     unsafe {
         if a.mr == 2 {
             return q_gemv::<W, D, K, 2>(a, out, ldo);
         }
-        let rows = if K::NIBBLES || D::Q8_UNSIGNED || a.mr <= rows {
-            rows
+        let rows = if K::NIBBLES || D::Q8_UNSIGNED || a.mr <= ROWS {
+            ROWS
         } else {
-            q8_rows
+            Q8_ROWS
         };
         let nb = a.w.blocks_per_row();
-        let keep = keep_q5 && K::CODES == Codes::Q5 && a.mr > rows;
+        let keep = KEEP_Q5 && K::CODES == Codes::Q5 && a.mr > rows;
         let mut kept = scratch::<KeptRows>();
         let kept = kept.as_mut_ptr() as *mut u8;
         let pass = if keep { GEMM_KB } else { nb };
@@ -447,9 +476,9 @@ pub(crate) unsafe fn q_gemm_madd<W: Width, D: Dot<W>, K: Kind>(
                         };
                         // The first group has `rows` rows when keeping (mr > rows).
                         match (keep, i0) {
-                            (false, _) => q_unit_group::<W, D, K, FROM_PANEL>(a, &g, r),
-                            (true, 0) => q_unit_group::<W, D, K, PANEL_TO_KEPT>(a, &g, r),
-                            (true, _) => q_unit_group::<W, D, K, FROM_KEPT>(a, &g, r),
+                            (false, _) => q_unit_group::<W, D, K, FROM_PANEL, ROWS>(a, &g, r),
+                            (true, 0) => q_unit_group::<W, D, K, PANEL_TO_KEPT, ROWS>(a, &g, r),
+                            (true, _) => q_unit_group::<W, D, K, FROM_KEPT, ROWS>(a, &g, r),
                         }
                         i0 += r;
                     }
@@ -491,18 +520,23 @@ struct Pass<'t, 'a, const P: usize> {
 }
 
 /// Batched `vpdpbusd` tile: K in passes of `GEMM_KB` blocks; in each pass,
-/// register tiles of `panels` (1 or 2) panels x groups of up to `rows` (<= 6)
+/// register tiles of `PANELS` (1 or 2) panels x groups of up to `ROWS` (<= 6)
 /// rows. `ACC_IN_REGS`: whether the f32 accumulators stay in registers
 /// through a pass (else each block's results are added to `out`).
 #[inline(always)]
-pub(crate) unsafe fn q_gemm_vnni<W: Width, V: Vnni<W>, K: Kind, const ACC_IN_REGS: bool>(
+pub(crate) unsafe fn q_gemm_vnni<
+    W: Width,
+    V: Vnni<W>,
+    K: Kind,
+    const PANELS: usize,
+    const ROWS: usize,
+    const ACC_IN_REGS: bool,
+>(
     a: &TileArgs,
     out: *mut f32,
     ldo: usize,
-    panels: usize,
-    rows: usize,
 ) {
-    debug_assert!(panels * W::UNITS <= TILE_UNITS && rows <= 6);
+    const { assert!(PANELS * W::UNITS <= TILE_UNITS && ROWS <= 6) };
     let nb = a.w.blocks_per_row();
     let mut kept = scratch::<Kept>();
     let kept = kept.as_mut_ptr() as *mut u8;
@@ -510,7 +544,7 @@ pub(crate) unsafe fn q_gemm_vnni<W: Width, V: Vnni<W>, K: Kind, const ACC_IN_REG
     // keeps them as soon as a second row group reads them.
     let keep = a.mr
         > if K::CODES == Codes::Q5 {
-            rows
+            ROWS
         } else {
             KEEP_ROWS
         };
@@ -520,7 +554,7 @@ pub(crate) unsafe fn q_gemm_vnni<W: Width, V: Vnni<W>, K: Kind, const ACC_IN_REG
     let mut pi = 0;
     while pi < a.np {
         let panel = |i: usize| a.w.panel(a.p0 + pi + i).as_ptr();
-        let two = panels == 2 && a.np - pi >= 2;
+        let two = const { PANELS == 2 } && a.np - pi >= 2;
         let mut b0 = 0;
         while b0 < nb {
             let blocks = b0..(b0 + GEMM_KB).min(nb);
@@ -538,7 +572,7 @@ pub(crate) unsafe fn q_gemm_vnni<W: Width, V: Vnni<W>, K: Kind, const ACC_IN_REG
                         ldo,
                         kept,
                     };
-                    q_vnni_rows::<W, V, K, 2, ACC_IN_REGS>(&pass, rows, keep);
+                    q_vnni_rows::<W, V, K, 2, ROWS, ACC_IN_REGS>(&pass, keep);
                 } else {
                     let panels = [panel(0)];
                     let pass = Pass {
@@ -549,7 +583,7 @@ pub(crate) unsafe fn q_gemm_vnni<W: Width, V: Vnni<W>, K: Kind, const ACC_IN_REG
                         ldo,
                         kept,
                     };
-                    q_vnni_rows::<W, V, K, 1, ACC_IN_REGS>(&pass, rows, keep);
+                    q_vnni_rows::<W, V, K, 1, ROWS, ACC_IN_REGS>(&pass, keep);
                 }
             }
         }
@@ -557,32 +591,38 @@ pub(crate) unsafe fn q_gemm_vnni<W: Width, V: Vnni<W>, K: Kind, const ACC_IN_REG
     }
 }
 
-/// Every row of the tile over one pass, `rows` at a time.
+/// Every row of the tile over one pass, `ROWS` at a time.
 #[inline(always)]
-unsafe fn q_vnni_rows<W: Width, V: Vnni<W>, K: Kind, const P: usize, const ACC: bool>(
+unsafe fn q_vnni_rows<
+    W: Width,
+    V: Vnni<W>,
+    K: Kind,
+    const P: usize,
+    const ROWS: usize,
+    const ACC: bool,
+>(
     pass: &Pass<P>,
-    rows: usize,
     keep: bool,
 ) {
     let mr = pass.a.mr;
     let mut i0 = 0;
     while i0 < mr {
-        let r = (mr - i0).min(rows);
+        let r = (mr - i0).min(ROWS);
         // SAFETY: forwarded driver contract; rows i0..i0+r < mr; the first row
-        // group (`rows` rows: mr > rows when keeping) fills `kept` before the
+        // group (`ROWS` rows: mr > rows when keeping) fills `kept` before the
         // others read it.
         unsafe {
             match (keep, i0) {
-                (false, _) => q_vnni_group::<W, V, K, P, FROM_PANEL, ACC>(pass, i0, r),
-                (true, 0) => q_vnni_group::<W, V, K, P, PANEL_TO_KEPT, ACC>(pass, 0, r),
-                (true, _) => q_vnni_group::<W, V, K, P, FROM_KEPT, ACC>(pass, i0, r),
+                (false, _) => q_vnni_group::<W, V, K, P, FROM_PANEL, ROWS, ACC>(pass, i0, r),
+                (true, 0) => q_vnni_group::<W, V, K, P, PANEL_TO_KEPT, ROWS, ACC>(pass, 0, r),
+                (true, _) => q_vnni_group::<W, V, K, P, FROM_KEPT, ROWS, ACC>(pass, i0, r),
             }
         }
         i0 += r;
     }
 }
 
-/// Rows `i0..i0 + r` (`r <= 6`): [`q_gemm_chunks`] with `R = r`.
+/// Rows `i0..i0 + r` (`r <= ROWS`): [`q_gemm_chunks`] with `R = r`.
 #[inline(always)]
 unsafe fn q_vnni_group<
     W: Width,
@@ -590,6 +630,7 @@ unsafe fn q_vnni_group<
     K: Kind,
     const P: usize,
     const SRC: u8,
+    const ROWS: usize,
     const ACC: bool,
 >(
     pass: &Pass<P>,
@@ -598,14 +639,9 @@ unsafe fn q_vnni_group<
 ) {
     // SAFETY: forwarded contract.
     unsafe {
-        match r {
-            1 => q_gemm_chunks::<W, V, K, P, 1, SRC, ACC>(pass, i0),
-            2 => q_gemm_chunks::<W, V, K, P, 2, SRC, ACC>(pass, i0),
-            3 => q_gemm_chunks::<W, V, K, P, 3, SRC, ACC>(pass, i0),
-            4 => q_gemm_chunks::<W, V, K, P, 4, SRC, ACC>(pass, i0),
-            5 => q_gemm_chunks::<W, V, K, P, 5, SRC, ACC>(pass, i0),
-            _ => q_gemm_chunks::<W, V, K, P, 6, SRC, ACC>(pass, i0),
-        }
+        with_count!(r, R in min_rows(SRC, ROWS), ROWS => {
+            q_gemm_chunks::<W, V, K, P, R, SRC, ACC>(pass, i0)
+        })
     }
 }
 
@@ -1059,8 +1095,7 @@ unsafe fn f_stream<W: Width, E: FloatKind, const P: usize, const R: usize>(
     }
 }
 
-/// [`f_stream`] with `R = a.mr` (<= 3: the whole-K path; fewer
-/// instantiations than [`f_stream_rows`] for its up to 4 panels).
+/// [`f_stream`] with `R = a.mr` (the whole-K path: up to `F_WHOLE_K_ROWS`).
 #[inline(always)]
 unsafe fn f_stream_few<W: Width, E: FloatKind, const P: usize>(
     a: &TileArgs,
@@ -1069,19 +1104,14 @@ unsafe fn f_stream_few<W: Width, E: FloatKind, const P: usize>(
     kc: usize,
     out: *mut f32,
 ) {
-    const { assert!(W::F_WHOLE_K_ROWS <= 3) };
-    debug_assert!(a.mr <= W::F_WHOLE_K_ROWS);
     // SAFETY: forwarded contract.
     unsafe {
-        match a.mr {
-            1 => f_stream::<W, E, P, 1>(a, p, k0, kc, out),
-            2 => f_stream::<W, E, P, 2>(a, p, k0, kc, out),
-            _ => f_stream::<W, E, P, 3>(a, p, k0, kc, out),
-        }
+        with_count!(a.mr, R in 1, W::F_WHOLE_K_ROWS => f_stream::<W, E, P, R>(a, p, k0, kc, out))
     }
 }
 
-/// [`f_stream`] with `R = a.mr` (<= 12).
+/// [`f_stream`] with `R = a.mr` (K chunk by chunk: more than
+/// `F_WHOLE_K_ROWS`, up to `F_STREAM_ROWS`).
 #[inline(always)]
 unsafe fn f_stream_rows<W: Width, E: FloatKind, const P: usize>(
     a: &TileArgs,
@@ -1092,20 +1122,9 @@ unsafe fn f_stream_rows<W: Width, E: FloatKind, const P: usize>(
 ) {
     // SAFETY: forwarded contract.
     unsafe {
-        match a.mr {
-            1 => f_stream::<W, E, P, 1>(a, p, k0, kc, out),
-            2 => f_stream::<W, E, P, 2>(a, p, k0, kc, out),
-            3 => f_stream::<W, E, P, 3>(a, p, k0, kc, out),
-            4 => f_stream::<W, E, P, 4>(a, p, k0, kc, out),
-            5 => f_stream::<W, E, P, 5>(a, p, k0, kc, out),
-            6 => f_stream::<W, E, P, 6>(a, p, k0, kc, out),
-            7 => f_stream::<W, E, P, 7>(a, p, k0, kc, out),
-            8 => f_stream::<W, E, P, 8>(a, p, k0, kc, out),
-            9 => f_stream::<W, E, P, 9>(a, p, k0, kc, out),
-            10 => f_stream::<W, E, P, 10>(a, p, k0, kc, out),
-            11 => f_stream::<W, E, P, 11>(a, p, k0, kc, out),
-            _ => f_stream::<W, E, P, 12>(a, p, k0, kc, out),
-        }
+        with_count!(a.mr, R in W::F_WHOLE_K_ROWS + 1, W::F_STREAM_ROWS => {
+            f_stream::<W, E, P, R>(a, p, k0, kc, out)
+        })
     }
 }
 
@@ -1126,21 +1145,32 @@ unsafe fn f_group<W: Width, E: FloatKind, const P: usize, const S: bool, const K
     // SAFETY: forwarded contract (f_chunk's, with x at stride F16_KC).
     unsafe {
         let xs = F16_KC;
-        match r {
-            1 => f_chunk::<W, E, P, 1, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
-            2 => f_chunk::<W, E, P, 2, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
-            3 => f_chunk::<W, E, P, 3, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
-            4 => f_chunk::<W, E, P, 4, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
-            5 => f_chunk::<W, E, P, 5, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
-            6 => f_chunk::<W, E, P, 6, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
-            7 => f_chunk::<W, E, P, 7, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
-            8 => f_chunk::<W, E, P, 8, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
-            9 => f_chunk::<W, E, P, 9, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
-            10 => f_chunk::<W, E, P, 10, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
-            11 => f_chunk::<W, E, P, 11, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
-            _ => f_chunk::<W, E, P, 12, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf),
-        }
+        with_count!(r, R in f_group_min_rows::<W>(), W::F_ROWS => {
+            f_chunk::<W, E, P, R, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf)
+        })
     }
+}
+
+/// The fewest rows of an [`f_gemm`] row group: over every tile height it
+/// runs (`F_STREAM_ROWS < mr <= MAX_TILE_ROWS`), the balanced split into
+/// groups of at most `F_ROWS`.
+const fn f_group_min_rows<W: Width>() -> usize {
+    let mut min = W::F_ROWS;
+    let mut mr = W::F_STREAM_ROWS + 1;
+    while mr <= MAX_TILE_ROWS {
+        let mut groups = mr.div_ceil(W::F_ROWS);
+        let mut i0 = 0;
+        while i0 < mr {
+            let r = (mr - i0).div_ceil(groups);
+            if r < min {
+                min = r;
+            }
+            i0 += r;
+            groups -= 1;
+        }
+        mr += 1;
+    }
+    min
 }
 
 /// All `mr` rows of `P` adjacent panels starting at panel `p`, k-steps
@@ -1259,7 +1289,7 @@ pub(crate) unsafe fn f_tile<W: Width, E: FloatKind>(a: &mut TileArgs) {
                     p += 2;
                     continue;
                 }
-                let two = W::F_PANELS == 2 && a.np - p >= 2;
+                let two = const { W::F_PANELS == 2 } && a.np - p >= 2;
                 let pfx = (p + W::F_PANELS >= a.np && k0 + kc < k).then_some(k0 + kc);
                 if two {
                     f_gemm::<W, E, 2>(a, q, k0, kc, o, pfx);
