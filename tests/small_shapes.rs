@@ -74,13 +74,29 @@ fn layer(qt: QuantType, k: usize, n: usize, bias: bool) -> QuantizedLinear {
     )
 }
 
+/// The formats to run: all, or with `BLOCKQ_TEST_SHARD=i/n` those whose
+/// index in `QuantType::ALL` is `i` mod `n` (`.ci/miri.sh` runs the shards
+/// in parallel Miri processes).
+fn formats() -> Vec<QuantType> {
+    let Ok(shard) = std::env::var("BLOCKQ_TEST_SHARD") else {
+        return QuantType::ALL.to_vec();
+    };
+    let parsed = shard
+        .split_once('/')
+        .and_then(|(i, n)| Some((i.parse::<usize>().ok()?, n.parse::<usize>().ok()?)));
+    let Some((i, n)) = parsed.filter(|&(i, n)| i < n) else {
+        panic!("BLOCKQ_TEST_SHARD={shard:?}: expected i/n with i < n");
+    };
+    QuantType::ALL.into_iter().skip(i).step_by(n).collect()
+}
+
 /// Shapes per format family as (K, N, batches). K: a tail block, and (block
 /// formats) a second 16-block pass of the batched VNNI tiles, (floats) a
 /// second 128-step chunk. N: a panel pair with a partial second panel, and
 /// a pair plus one panel. Batches: batch 1, the two- and three-row float and
 /// maddubs paths, row groups of 4-6 with a partial last group, and (17) the
 /// first row group keeping what it derives for the others. Few enough
-/// multiply-adds for Miri (12-14 minutes for all eight formats).
+/// multiply-adds for Miri (12-14 minutes of one core for all eight formats).
 const BLOCK_SHAPES: &[(usize, usize, &[usize])] = &[
     (33, 17, &[1, 2, 3, 7, 17]),
     (33, 33, &[1, 2, 3, 7, 17]),
@@ -96,7 +112,7 @@ const FLOAT_SHAPES: &[(usize, usize, &[usize])] = &[
 fn every_isa_matches_scalar_on_small_edge_shapes() {
     let isas = isas_under_test();
     let mut cases = 0;
-    for qt in QuantType::ALL {
+    for qt in formats() {
         let shapes = if qt.is_block_quantized() {
             BLOCK_SHAPES
         } else {
@@ -111,8 +127,12 @@ fn every_isa_matches_scalar_on_small_edge_shapes() {
             }
         }
     }
+    let names: Vec<String> = formats().iter().map(|f| f.to_string()).collect();
     for isa in &isas {
-        eprintln!("isa {isa}: {cases} small cases equal to scalar");
+        eprintln!(
+            "isa {isa}: {cases} small cases equal to scalar ({})",
+            names.join(" ")
+        );
     }
 }
 
@@ -121,7 +141,7 @@ fn every_isa_matches_scalar_on_small_edge_shapes() {
 fn every_isa_matches_scalar_past_one_tile_of_rows() {
     let isas = isas_under_test();
     let (k, n, m) = (8, 17, 130);
-    for qt in QuantType::ALL {
+    for qt in formats() {
         let l = layer(qt, k, n, true);
         let x = values(7, m * k, 1.0);
         let mut want = vec![0.0; m * n];
