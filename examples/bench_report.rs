@@ -41,7 +41,8 @@ usage: bench_report [--quick] [--isa LIST] [--formats LIST] [--shapes LIST]
   --load-only      only the load section (quantizing, dequantizing, converting
                    4096x4096 weights; see `load_section`)
   --no-load        without the load section
-The scalar ISA runs batch 1 only (larger batches take seconds per call).";
+The scalar kernel (the scalar ISA, or the fallback of an ISA without a kernel
+for a format) runs batch 1 only (larger batches take seconds per call).";
 
 struct Opts {
     isas: Vec<Isa>,
@@ -406,7 +407,13 @@ fn main() {
             for &isa in &o.isas {
                 layer.set_isa(isa).expect("ISA was checked");
                 for &m in &o.batches {
-                    if isa == Isa::Scalar && m > 1 {
+                    // The scalar kernel (its own ISA, or the fallback of an
+                    // ISA without a kernel for this format): batch 1 only.
+                    let scalar = isa == Isa::Scalar
+                        || !dispatch::kernels(isa)
+                            .expect("ISA was checked")
+                            .has_kernel(qt);
+                    if scalar && m > 1 {
                         scalar_skipped = true;
                         continue;
                     }
@@ -465,7 +472,7 @@ fn main() {
         }
     }
     if scalar_skipped {
-        println!("(scalar: batch > 1 skipped, it takes seconds per call)");
+        println!("(scalar kernel, own or fallback: batch > 1 skipped, it takes seconds per call)");
     }
     summary(&o, &cases, &bws, &peaks);
     if o.load {

@@ -47,12 +47,15 @@ mod quant_type;
 pub mod safetensors;
 
 pub use blockq_kernels::formats::{
-    dequantize_row_bf16, dequantize_row_q4_0, dequantize_row_q4_1, dequantize_row_q5_0,
-    dequantize_row_q5_1, dequantize_row_q8_0, quantize_row_bf16, quantize_row_q4_0,
-    quantize_row_q4_1, quantize_row_q5_0, quantize_row_q5_1, quantize_row_q8_0,
+    dequantize_row_bf16, dequantize_row_q4_0, dequantize_row_q4_1, dequantize_row_q4_k,
+    dequantize_row_q5_0, dequantize_row_q5_1, dequantize_row_q5_k, dequantize_row_q6_k,
+    dequantize_row_q8_0, quantize_row_bf16, quantize_row_q4_0, quantize_row_q4_1,
+    quantize_row_q4_k, quantize_row_q5_0, quantize_row_q5_1, quantize_row_q5_k, quantize_row_q6_k,
+    quantize_row_q8_0,
 };
 pub use blockq_kernels::{
-    first_difference, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, Isa, QK,
+    first_difference, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K,
+    BlockQ8_0, Isa, QK, QK_K,
 };
 pub use build_info::{build_info, BuildInfo};
 pub use error::Error;

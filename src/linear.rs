@@ -6,7 +6,7 @@ use blockq_kernels::formats::{FloatElem, PackedBlock};
 use blockq_kernels::load;
 use blockq_kernels::mmap::zeroed_vec_huge;
 use blockq_kernels::{
-    match_format, ActBlock, BlockQ4_0, BlockQ8_0, Input, Kernels, PackedMatrix, QK,
+    match_format, ActBlock, BlockQ4_0, BlockQ8_0, Input, Kernels, PackedMatrix, QK, QK_K,
 };
 use bytemuck::Zeroable;
 use half::{bf16, f16};
@@ -56,8 +56,9 @@ fn check_dims(in_features: usize, out_features: usize) -> Result<usize, Error> {
             what: "out_features",
         });
     }
-    // The packed form pads rows to 32 values and 16 rows; check those products too.
-    let padded_in = in_features.div_ceil(QK).checked_mul(QK);
+    // The packed form pads rows to whole blocks (at most 256 values) and 16
+    // rows; check those products too.
+    let padded_in = in_features.div_ceil(QK_K).checked_mul(QK_K);
     let padded_out = out_features.div_ceil(16).checked_mul(16);
     match (padded_in, padded_out) {
         (Some(pi), Some(po)) if pi.checked_mul(po).and_then(|v| v.checked_mul(4)).is_some() => {
@@ -197,8 +198,9 @@ impl QuantizedLinear {
     }
 
     /// A layer from GGUF blocks of any block format (`out_features *
-    /// ceil(in_features/32)` blocks, row-major), used as they are: no
-    /// re-quantization. NaN/Inf scales are errors.
+    /// ceil(in_features / block size)` blocks, row-major: 32 values per
+    /// block, 256 for the k-quants), used as they are: no re-quantization.
+    /// NaN/Inf scales are errors.
     pub fn from_blocks<B: PackedBlock>(
         blocks: &[B],
         bias: Option<&[f32]>,
@@ -206,7 +208,7 @@ impl QuantizedLinear {
         out_features: usize,
     ) -> Result<Self, Error> {
         check_dims(in_features, out_features)?;
-        let nb = in_features.div_ceil(QK);
+        let nb = in_features.div_ceil(B::VALUES);
         check_len("GGUF blocks", out_features * nb, blocks.len())?;
         // The blocks' bytes are the GGUF tensor's bytes.
         let bytes = bytemuck::cast_slice(blocks);
@@ -529,11 +531,12 @@ fn finite_scales<B: PackedBlock>(
 /// on its own, so the bytes are those of quantizing the whole zero-padded
 /// row).
 fn quantize_padded<B: PackedBlock>(row: &[f32], out: &mut [B]) {
-    let whole = row.len() / QK;
-    load::quantize_blocks(&row[..whole * QK], &mut out[..whole]);
+    let bs = B::VALUES;
+    let whole = row.len() / bs;
+    load::quantize_blocks(&row[..whole * bs], &mut out[..whole]);
     if let Some(last) = out.get_mut(whole) {
-        let mut v = [0.0f32; QK];
-        v[..row.len() - whole * QK].copy_from_slice(&row[whole * QK..]);
-        *last = B::quantize(&v);
+        let mut v = [0.0f32; QK_K];
+        v[..row.len() - whole * bs].copy_from_slice(&row[whole * bs..]);
+        *last = B::quantize(&v[..bs]);
     }
 }

@@ -31,6 +31,10 @@ mod tests {
             ("q4_1", QuantType::Q4_1),
             ("Q5_0", QuantType::Q5_0),
             ("q5_1", QuantType::Q5_1),
+            ("Q4_K", QuantType::Q4_K),
+            ("q4_k", QuantType::Q4_K),
+            ("Q5_K", QuantType::Q5_K),
+            ("q6_k", QuantType::Q6_K),
             ("F16", QuantType::F16),
             ("half", QuantType::F16),
             ("bf16", QuantType::BF16),
@@ -46,9 +50,13 @@ mod tests {
 
     #[test]
     fn unknown_name_lists_accepted_ones() {
-        let e = crate::Error::from("q5_k".parse::<QuantType>().unwrap_err()).to_string();
+        let e = crate::Error::from("q3_k".parse::<QuantType>().unwrap_err()).to_string();
         assert!(
-            e.contains("q5_k") && e.contains("Q4_0") && e.contains("HALF") && e.contains("BF16"),
+            e.contains("q3_k")
+                && e.contains("Q4_0")
+                && e.contains("Q6_K")
+                && e.contains("HALF")
+                && e.contains("BF16"),
             "{e}"
         );
     }
@@ -60,6 +68,11 @@ mod tests {
         assert_eq!(QuantType::Q4_1.row_bytes(64), 40);
         assert_eq!(QuantType::Q5_0.row_bytes(64), 44);
         assert_eq!(QuantType::Q5_1.row_bytes(32), 24);
+        assert_eq!(QuantType::Q4_K.row_bytes(512), 288);
+        assert_eq!(QuantType::Q5_K.row_bytes(300), 352);
+        assert_eq!(QuantType::Q6_K.row_bytes(256), 210);
+        assert_eq!(QuantType::Q6_K.bits_per_value(), 6);
+        assert_eq!(QuantType::Q4_K.compression_ratio(), 1024.0 / 144.0);
         assert_eq!(QuantType::F16.row_bytes(3), 6);
         assert_eq!(QuantType::BF16.row_bytes(3), 6);
         assert_eq!(QuantType::Q4_0.bits_per_value(), 4);

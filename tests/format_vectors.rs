@@ -1,23 +1,29 @@
-//! Fixed test vectors from an independent oracle: every record of
-//! tests/data/format_vectors.bin (written by tests/data/make_format_vectors.py
-//! with gguf-py, llama.cpp's Python package, and checked there against a port
-//! of llama.cpp's C reference quantizers) must give blockq the same quantized
-//! bytes and the same dequantized values, bit for bit (any NaN equals any
-//! NaN). The cases cover Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and BF16: random rows,
-//! exact rounding ties, signed zeros, all-equal blocks, subnormals, blocks so
-//! small that 1/d overflows, scales that overflow f16 and, for BF16, NaNs and
-//! infinities.
+//! Fixed test vectors from independent oracles: every record must give
+//! blockq the same quantized bytes and the same dequantized values, bit for
+//! bit (any NaN equals any NaN).
 //!
-//! Layout of the file, all integers and floats little-endian:
+//! - tests/data/format_vectors.bin (written by
+//!   tests/data/make_format_vectors.py with gguf-py, llama.cpp's Python
+//!   package, and checked there against a port of llama.cpp's C reference
+//!   quantizers): Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and BF16: random rows, exact
+//!   rounding ties, signed zeros, all-equal blocks, subnormals, blocks so
+//!   small that 1/d overflows, scales that overflow f16 and, for BF16, NaNs
+//!   and infinities.
+//! - tests/data/kquant_vectors.bin (written by
+//!   tests/data/make_kquant_vectors.py with llama.cpp's C reference built
+//!   from source, its dequantization cross-checked with gguf-py's): Q4_K,
+//!   Q5_K and Q6_K on random, edge-case and real trained weight rows.
+//!
+//! Layout of the files, all integers and floats little-endian:
 //!
 //! ```text
 //! magic    4 bytes  b"BQFV"
 //! version  u32      1
 //! count    u32      number of records
 //! count records, each:
-//!   u8 len, len ASCII bytes   format name as ggml spells it ("Q8_0", ..., "BF16")
+//!   u8 len, len ASCII bytes   format name as ggml spells it ("Q8_0", ..., "Q6_K")
 //!   u8 len, len ASCII bytes   case name
-//!   u32 n                     number of values (a multiple of 32)
+//!   u32 n                     number of values (whole blocks)
 //!   n f32                     input
 //!   u32 nbytes, nbytes bytes  quantized row (GGUF block bytes)
 //!   n f32                     dequantization of those bytes
@@ -26,8 +32,17 @@
 use blockq::{first_difference, QuantType};
 use std::collections::BTreeMap;
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/format_vectors.bin");
-const FORMATS: [&str; 6] = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "BF16"];
+/// Each file and the formats it must hold.
+const FIXTURES: [(&str, &[&str]); 2] = [
+    (
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/format_vectors.bin"),
+        &["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "BF16"],
+    ),
+    (
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/kquant_vectors.bin"),
+        &["Q4_K", "Q5_K", "Q6_K"],
+    ),
+];
 
 struct Record {
     format: String,
@@ -38,6 +53,7 @@ struct Record {
 }
 
 struct Reader<'a> {
+    path: &'a str,
     data: &'a [u8],
     pos: usize,
 }
@@ -48,7 +64,7 @@ impl<'a> Reader<'a> {
             .pos
             .checked_add(n)
             .filter(|&end| end <= self.data.len())
-            .unwrap_or_else(|| panic!("{FIXTURE}: truncated at byte {}", self.pos));
+            .unwrap_or_else(|| panic!("{}: truncated at byte {}", self.path, self.pos));
         let s = &self.data[self.pos..end];
         self.pos = end;
         s
@@ -65,7 +81,7 @@ impl<'a> Reader<'a> {
     fn name(&mut self) -> String {
         let len = self.u8() as usize;
         let s = self.take(len);
-        assert!(s.is_ascii(), "{FIXTURE}: name {s:?} is not ASCII");
+        assert!(s.is_ascii(), "{}: name {s:?} is not ASCII", self.path);
         String::from_utf8(s.to_vec()).unwrap()
     }
 
@@ -78,14 +94,15 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn records() -> Vec<Record> {
-    let data = std::fs::read(FIXTURE).unwrap_or_else(|e| panic!("{FIXTURE}: {e}"));
+fn records(path: &str) -> Vec<Record> {
+    let data = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut r = Reader {
+        path,
         data: &data,
         pos: 0,
     };
-    assert_eq!(r.take(4), b"BQFV".as_slice(), "{FIXTURE}: bad magic");
-    assert_eq!(r.u32(), 1, "{FIXTURE}: unknown version");
+    assert_eq!(r.take(4), b"BQFV".as_slice(), "{path}: bad magic");
+    assert_eq!(r.u32(), 1, "{path}: unknown version");
     let count = r.u32() as usize;
     let records = (0..count)
         .map(|_| {
@@ -105,21 +122,30 @@ fn records() -> Vec<Record> {
             }
         })
         .collect();
-    assert_eq!(r.pos, data.len(), "{FIXTURE}: bytes after the last record");
+    assert_eq!(r.pos, data.len(), "{path}: bytes after the last record");
     records
 }
 
 #[test]
 fn format_vectors_match_gguf_py() {
-    let records = records();
+    check_fixture(FIXTURES[0]);
+}
+
+#[test]
+fn kquant_vectors_match_the_c_reference() {
+    check_fixture(FIXTURES[1]);
+}
+
+fn check_fixture((path, formats): (&str, &[&str])) {
+    let records = records(path);
     let mut checked: BTreeMap<&str, usize> = BTreeMap::new();
     for rec in &records {
         let (format, case, x) = (rec.format.as_str(), rec.case.as_str(), &rec.input);
         let n = x.len();
-        assert_eq!(n % 32, 0, "{format} {case}: {n} values");
         let f: QuantType = format
             .parse()
             .unwrap_or_else(|_| panic!("{format} {case}: unknown format name"));
+        assert_eq!(n % f.block_size(), 0, "{format} {case}: {n} values");
 
         assert_eq!(
             f.row_bytes(n),
@@ -146,15 +172,15 @@ fn format_vectors_match_gguf_py() {
         }
         *checked.entry(format).or_default() += 1;
     }
-    for format in FORMATS {
+    for format in formats {
         let count = checked.get(format).copied().unwrap_or(0);
         println!("{format}: {count} records checked");
-        assert!(count > 0, "{FIXTURE}: no {format} records");
+        assert!(count > 0, "{path}: no {format} records");
     }
     assert_eq!(
         checked.len(),
-        FORMATS.len(),
-        "{FIXTURE}: unexpected formats {checked:?}"
+        formats.len(),
+        "{path}: unexpected formats {checked:?}"
     );
 }
 
@@ -165,7 +191,7 @@ fn format_vectors_match_on_every_load_clone() {
     use blockq::kernels::formats::{FloatElem, PackedBlock};
     use blockq::kernels::load::{self, Level};
     use blockq::kernels::match_format;
-    let records = records();
+    let records: Vec<Record> = FIXTURES.iter().flat_map(|(p, _)| records(p)).collect();
     for level in Level::ALL {
         if !level.available() {
             println!("{level}: SKIPPED (this CPU lacks it)");
@@ -178,7 +204,7 @@ fn format_vectors_match_on_every_load_clone() {
             let (bytes, deq) = match_format!(
                 f,
                 B => {
-                    let mut q = vec![B::padding(); n / 32];
+                    let mut q = vec![B::padding(); n / B::VALUES];
                     load::quantize_blocks_on(level, x, &mut q).unwrap();
                     let stored: Vec<B> = rec
                         .bytes

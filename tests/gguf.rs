@@ -7,7 +7,7 @@ mod common;
 mod gguf_writer;
 
 use blockq::gguf::{GgmlType, GgufFile, MetadataValue, ValueType, MAX_ARRAY_DEPTH};
-use blockq::{Error, QuantType, QuantizedLinear, QK};
+use blockq::{Error, QuantType, QuantizedLinear, QK_K};
 use common::{assert_same_bits, values};
 use gguf_writer::*;
 use half::f16;
@@ -213,9 +213,10 @@ fn weights_with_trailing_unit_dimensions_load() {
 
 #[test]
 fn unsupported_tensor_types_are_named() {
-    // Q4_K: 256-value blocks of 144 bytes; listed, but not loadable.
+    // Q3_K: 256-value blocks of 110 bytes; listed, but not loadable.
     let bf16_bits: Vec<u16> = (0..64u16).map(|i| 0x3F80 + i * 0x0101).collect();
     let written = Writer::new(3)
+        .tensor("w.q3_k", 11, &[256, 2], vec![0u8; 2 * 110])
         .tensor("w.q4_k", 12, &[256, 2], vec![0u8; 2 * 144])
         .tensor(
             "w.bf16",
@@ -227,14 +228,18 @@ fn unsupported_tensor_types_are_named() {
         .tensor("b.i32", 26, &[2], vec![0u8; 8])
         .build();
     let file = GgufFile::parse(&written.bytes).unwrap();
-    let t = file.tensor("w.q4_k").unwrap();
-    assert_eq!(t.ggml_type.name(), "Q4_K");
-    assert_eq!(t.size, 288);
+    let t = file.tensor("w.q3_k").unwrap();
+    assert_eq!(t.ggml_type.name(), "Q3_K");
+    assert_eq!(t.size, 220);
+    // Q4_K loads (its super-blocks as they are).
+    let l = file.linear("w.q4_k", None).unwrap();
+    assert_eq!((l.quant_type, l.in_features), (QuantType::Q4_K, 256));
+    assert_eq!(l.to_gguf_bytes(), file.tensor_data("w.q4_k").unwrap());
     // BF16 weights load as they are (not widened).
     let l = file.linear("w.bf16", None).unwrap();
     assert_eq!(l.quant_type, QuantType::BF16);
     assert_eq!(l.to_gguf_bytes(), file.tensor_data("w.bf16").unwrap());
-    let (name, type_name) = ("w.q4_k", "Q4_K (type 12)");
+    let (name, type_name) = ("w.q3_k", "Q3_K (type 11)");
     let e = file.linear(name, None).unwrap_err();
     assert_eq!(
         e,
@@ -254,7 +259,7 @@ fn unsupported_tensor_types_are_named() {
         .collect();
     assert_same_bits(&file.tensor_f32("w.bf16").unwrap(), &widened, "bf16");
     assert!(matches!(
-        file.tensor_f32("w.q4_k").unwrap_err(),
+        file.tensor_f32("w.q3_k").unwrap_err(),
         Error::UnsupportedTensorType { .. }
     ));
 
@@ -267,7 +272,7 @@ fn unsupported_tensor_types_are_named() {
         e,
         Error::Gguf {
             offset: written.type_at[0] as u64,
-            reason: "tensor \"w.q4_k\" has unknown ggml type 99".into()
+            reason: "tensor \"w.q3_k\" has unknown ggml type 99".into()
         }
     );
 }
@@ -545,8 +550,8 @@ fn ggml_type_sizes_match_blockq_formats() {
     for q in QuantType::ALL {
         let g = GgmlType::from(q);
         assert_eq!(
-            g.type_size() as usize * (QK / g.block_size() as usize),
-            q.row_bytes(QK)
+            g.type_size() as usize * (QK_K / g.block_size() as usize),
+            q.row_bytes(QK_K)
         );
     }
 }
@@ -650,7 +655,12 @@ fn reads_files_written_by_gguf_py() {
     let orig = file.tensor_f32("orig").unwrap();
     let bias = file.tensor_f32("bias").unwrap();
     assert_eq!((orig.len(), bias.len()), (n * k, n));
-    for qt in QuantType::ALL {
+    // gguf-py quantizes the 32-value formats (the k-quants' oracle is
+    // tests/data/kquant_vectors.bin, from llama.cpp's C reference).
+    for qt in QuantType::ALL
+        .into_iter()
+        .filter(|q| q.block_size() != QK_K)
+    {
         let weight = format!("{qt}.weight");
         let t = file.tensor(&weight).unwrap();
         assert_eq!(
@@ -671,6 +681,11 @@ fn reads_files_written_by_gguf_py() {
         let x = values(3, 2 * k, 1.0);
         assert_same_bits(&layer.forward_f32(&x, 2), &ours.forward_f32(&x, 2), &weight);
     }
-    let e = file.linear("Q4_K.weight", None).unwrap_err();
-    assert!(e.to_string().contains("Q4_K (type 12)"), "{e}");
+    // A Q4_K tensor of zeros loads as zero weights.
+    let q4k = file.linear("Q4_K.weight", None).unwrap();
+    assert_eq!(
+        q4k.to_gguf_bytes(),
+        file.tensor_data("Q4_K.weight").unwrap()
+    );
+    assert!(q4k.dequantize_weights().iter().all(|&v| v == 0.0));
 }

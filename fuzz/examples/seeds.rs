@@ -43,7 +43,7 @@ fn raw_block(qt: QuantType, scales: [u16; 2], codes: &[u8]) -> Vec<u8> {
             for d in &scales[..B::SCALES] {
                 v.extend_from_slice(&d.to_le_bytes());
             }
-            v.extend(codes.iter().copied().cycle().take(B::GROUPS * 4));
+            v.extend(codes.iter().copied().cycle().take((B::GROUPS + B::SCALE_GROUPS) * 4));
             v
         },
         E => unreachable!("{qt} is not a block format"),

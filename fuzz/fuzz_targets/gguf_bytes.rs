@@ -12,7 +12,7 @@
 
 use blockq::kernels::formats::{FloatElem, PackedBlock};
 use blockq::kernels::match_format;
-use blockq::{Error, QuantType, QuantizedLinear, QK};
+use blockq::{Error, QuantType, QuantizedLinear, QK_K};
 use blockq_fuzz::{
     assert_same, bias_errors, check_result, stored_blocks_error, stored_floats_error, Src,
 };
@@ -78,10 +78,11 @@ fn expected(
     if !errors.is_empty() {
         return Err(errors);
     }
-    // The layer also needs its f32-sized, panel-padded form to fit in usize.
+    // The layer also needs its f32-sized, panel-padded form (rows padded to
+    // 256 values) to fit in usize.
     let fits = k
-        .div_ceil(QK)
-        .checked_mul(QK)
+        .div_ceil(QK_K)
+        .checked_mul(QK_K)
         .zip(n.div_ceil(16).checked_mul(16))
         .and_then(|(a, b)| a.checked_mul(b))
         .and_then(|v| v.checked_mul(4))
@@ -111,8 +112,8 @@ fn expected(
     errors.extend(bias_errors(bias, n));
     // Stored NaN/Inf scales, minimums or values (only the first is
     // reported), and the weights as llama.cpp dequantizes them.
-    let nb = k.div_ceil(QK);
-    let len = k.div_ceil(qt.block_size()) * qt.block_size();
+    let nb = k.div_ceil(qt.block_size());
+    let len = nb * qt.block_size();
     let mut row = vec![0.0f32; len];
     let mut w = Vec::with_capacity(n * k);
     for r in bytes.chunks_exact(qt.row_bytes(k)) {

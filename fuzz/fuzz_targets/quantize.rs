@@ -193,7 +193,7 @@ fn check_load_clones(qt: QuantType, x: &[f32], bytes: &[u8], deq: &[f32]) {
         let (got, got_deq) = match_format!(
             qt,
             B => {
-                let mut q = vec![B::padding(); x.len() / QK];
+                let mut q = vec![B::padding(); x.len() / B::VALUES];
                 load::quantize_blocks_on(level, x, &mut q).unwrap();
                 let stored: Vec<B> = bytes
                     .chunks_exact(qt.bytes_per_block())
@@ -282,10 +282,11 @@ fuzz_target!(|data: &[u8]| {
     // llama.cpp's quantizers and dequantizers of every format: any values
     // (rows zero-padded to whole blocks), no panic; every clone of the
     // load-time loops gives their bytes and values.
-    let padded_len = k.div_ceil(QK) * QK;
-    let mut padded = vec![0.0f32; padded_len];
-    let mut out = vec![0.0f32; padded_len];
     for qt in QuantType::ALL {
+        let bs = qt.block_size().max(QK);
+        let padded_len = k.div_ceil(bs) * bs;
+        let mut padded = vec![0.0f32; padded_len];
+        let mut out = vec![0.0f32; padded_len];
         let mut bytes = vec![0u8; qt.row_bytes(padded_len)];
         for row in x.chunks_exact(k) {
             padded[..k].copy_from_slice(row);

@@ -14,7 +14,7 @@
 
 use blockq::kernels::formats::{FloatElem, PackedBlock};
 use blockq::kernels::match_format;
-use blockq::{dispatch, first_difference, Error, Isa, QuantType, QuantizedLinear, QK};
+use blockq::{dispatch, first_difference, Error, Isa, QuantType, QuantizedLinear};
 use half::f16;
 
 /// Upper bound on `batch * out * in` multiply-adds of one forward in a case,
@@ -201,9 +201,11 @@ pub fn finite_f16(bits: u16) -> f16 {
 pub const LAYER_KINDS: usize = 2 * QuantType::COUNT;
 
 /// A block of `B` with arbitrary codes: its `B::SCALES` f16 scales (`d`, then
-/// the minimum `m` for formats with one), then its `B::GROUPS` 4-byte lane
-/// groups of stored codes (every byte pattern: every code, every Q5 high
-/// bit). NaN/Inf scales are made finite (see [`finite_f16`]) when `finite`.
+/// the minimum `m` or `dmin` for formats with one), then its `B::GROUPS`
+/// 4-byte lane groups of stored codes (every byte pattern: every code, every
+/// Q5 high bit) and `B::SCALE_GROUPS` of sub-block scales (k-quants: every
+/// 6-bit scale and minimum, every Q6_K scale). NaN/Inf scales are made
+/// finite (see [`finite_f16`]) when `finite`.
 pub fn raw_block<B: PackedBlock>(src: &mut Src, finite: bool) -> B {
     let mut scales = [f16::ZERO; 2];
     for d in scales.iter_mut().take(B::SCALES) {
@@ -214,7 +216,9 @@ pub fn raw_block<B: PackedBlock>(src: &mut Src, finite: bool) -> B {
             f16::from_bits(bits)
         };
     }
-    let groups: Vec<[u8; 4]> = (0..B::GROUPS).map(|_| src.u32().to_le_bytes()).collect();
+    let groups: Vec<[u8; 4]> = (0..B::GROUPS + B::SCALE_GROUPS)
+        .map(|_| src.u32().to_le_bytes())
+        .collect();
     B::from_packed(scales, |c| groups[c])
 }
 
@@ -305,7 +309,6 @@ pub fn try_read_layer(
     bias: bool,
     finite_stored: bool,
 ) -> (Result<QuantizedLinear, Error>, Option<Error>, String) {
-    let nb = k.div_ceil(QK);
     let kind = kind as usize % LAYER_KINDS;
     let qt = QuantType::ALL[kind % QuantType::COUNT];
     let bias: Option<Vec<f32>> = bias.then(|| src.values(n).into_iter().map(finite).collect());
@@ -314,6 +317,7 @@ pub fn try_read_layer(
         let (layer, expected) = match_format!(
             qt,
             B => {
+                let nb = k.div_ceil(B::VALUES);
                 let blocks: Vec<B> = (0..n * nb).map(|_| raw_block::<B>(src, finite_stored)).collect();
                 (
                     QuantizedLinear::from_blocks(&blocks, b, k, n),

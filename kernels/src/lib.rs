@@ -41,7 +41,9 @@
 //!    (one f32 multiply). Codes lie in -127..=127. The block also keeps an
 //!    exact i32 `corr`: `-offset * Σ q_j` for formats whose codes carry an
 //!    offset (Q8_0 128, Q4_0 8, Q5_0 16), `Σ q_j` for formats with a minimum
-//!    (Q4_1, Q5_1), as [`formats::FormatInfo::act_offset`] says.
+//!    (Q4_1, Q5_1) and the k-quants, as [`formats::FormatInfo::act_offset`]
+//!    says. One quantization per input row serves every format: a k-quant
+//!    super-block meets its 8 activation blocks one 32-value sub-block each.
 //!
 //! **Block dot products.** For weight row `n` and block `b`, with the
 //! unsigned stored codes `u_j` (Q8_0 `q + 128`, Q4_0 / Q4_1 the nibble, Q5_0 /
@@ -54,7 +56,21 @@
 //! f16 block scale widened to f32 (exact), `dw * da` one f32 multiply, and
 //! `isum as f32` exact (|isum| < 2^24). Formats with a minimum `m` (f16,
 //! widened) then add `acc = fma(m, da * (Σa as f32), acc)`, `da * Σa` one f32
-//! multiply (`Σa = corr`, exact as f32). For F16 / BF16 / F32 weights:
+//! multiply (`Σa = corr`, exact as f32).
+//!
+//! **Super-blocks** (Q4_K, Q5_K, Q6_K: 256 values) contribute one 32-value
+//! sub-block at a time, in order, each against its activation block
+//! ([`formats::SubScale`]). Q4_K / Q5_K sub-block `s` is a Q4_1 / Q5_1
+//! block whose scale and minimum are `dw = d * sc_s` and `m = -(dmin *
+//! mn_s)`: the f16 `d` / `dmin` widened times the 6-bit integer, exact in
+//! f32 (11 + 6 significant bits), so the sequence above is unchanged. Q6_K
+//! sub-block `s` has two int8 scales `s0`, `s1` for its halves: `isum = s0 *
+//! Σ_{j<16} (u_j - 32) a_q[j] + s1 * Σ_{j>=16} (u_j - 32) a_q[j]`, exact in
+//! i32 (|isum| <= 2 * 128 * 16 * 32 * 127 < 2^24), then `acc = fma(d * da,
+//! isum as f32, acc)` with `d` the super-block's f16 scale widened. Rows whose
+//! length is not a multiple of 256 are padded to whole super-blocks with
+//! zeros (as the 32-value formats pad to whole blocks); sub-blocks past
+//! `ceil(k / 32)` are not visited. For F16 / BF16 / F32 weights:
 //! `acc = fma(w_k, x_k, acc)` for `k = 0..K` in order, `w_k` widened exactly.
 //!
 //! **Output.** `y = acc + bias[n]` (one f32 add) when there is a bias, else
@@ -91,8 +107,8 @@ mod x86;
 pub use act::ActBlock;
 pub use driver::{Input, ShapeError, PARALLEL_MIN_MACS};
 pub use formats::{
-    BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, FormatInfo, UnknownFormat, WeightFormat,
-    QK,
+    BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0,
+    FormatInfo, UnknownFormat, WeightFormat, QK, QK_K,
 };
 pub use isa::{Isa, UnknownIsa};
 pub use pack::{PackedMatrix, NR};

@@ -15,7 +15,7 @@
 //! The `*_on` functions run a chosen clone, so that tests can compare each
 //! level this CPU has.
 
-use crate::formats::{FloatElem, PackedBlock, WeightFormat, QK};
+use crate::formats::{FloatElem, PackedBlock, WeightFormat, QK_K};
 use crate::match_format;
 use crate::pack::{panel_block, PackedMatrix, NR};
 use core::fmt;
@@ -239,8 +239,8 @@ impl<B: PackedBlock> Task for Quantize<'_, B> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
-        for (xb, blk) in self.x.chunks_exact(QK).zip(self.out.iter_mut()) {
-            *blk = B::quantize_vectorized(xb.try_into().unwrap());
+        for (xb, blk) in self.x.chunks_exact(B::VALUES).zip(self.out.iter_mut()) {
+            *blk = B::quantize_vectorized(xb);
         }
     }
 }
@@ -254,8 +254,8 @@ impl<B: PackedBlock> Task for Dequantize<'_, B> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
-        for (blk, o) in self.blocks.iter().zip(self.out.chunks_exact_mut(QK)) {
-            blk.dequantize(o.try_into().unwrap());
+        for (blk, o) in self.blocks.iter().zip(self.out.chunks_exact_mut(B::VALUES)) {
+            blk.dequantize(o);
         }
     }
 }
@@ -356,16 +356,16 @@ impl<B: PackedBlock> Task for DequantizePanel<'_, B> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
-        let mut buf = [0.0f32; QK];
+        let mut buf = [0.0f32; QK_K];
+        let buf = &mut buf[..B::VALUES];
         for (r, row) in self.out.chunks_exact_mut(self.k).enumerate() {
-            for (b, chunk) in row.chunks_mut(QK).enumerate() {
+            for (b, chunk) in row.chunks_mut(B::VALUES).enumerate() {
                 let blk = panel_block::<B>(self.panel, self.scales_offset, b, r);
-                match <&mut [f32; QK]>::try_from(&mut *chunk) {
-                    Ok(whole) => blk.dequantize(whole),
-                    Err(_) => {
-                        blk.dequantize(&mut buf);
-                        chunk.copy_from_slice(&buf[..chunk.len()]);
-                    }
+                if chunk.len() == B::VALUES {
+                    blk.dequantize(chunk);
+                } else {
+                    blk.dequantize(buf);
+                    chunk.copy_from_slice(&buf[..chunk.len()]);
                 }
             }
         }
@@ -432,7 +432,7 @@ impl<E: FloatElem> Task for WidenPanel<'_, E> {
 }
 
 /// llama.cpp's reference quantizer (`PackedBlock::quantize`) of `x` into
-/// `out`, on the dispatched clone; `x.len()` must equal `out.len() * 32`
+/// `out`, on the dispatched clone; `x.len()` must equal `out.len()` times the block size
 /// (panics otherwise).
 pub fn quantize_blocks<B: PackedBlock>(x: &[f32], out: &mut [B]) {
     quantize_blocks_at(On::Dispatched, x, out)
@@ -449,12 +449,16 @@ pub fn quantize_blocks_on<B: PackedBlock>(
 }
 
 fn quantize_blocks_at<B: PackedBlock>(on: On, x: &[f32], out: &mut [B]) {
-    assert_eq!(x.len(), out.len() * QK, "quantize_blocks: length mismatch");
-    split(x, out, QK, 1, |x, out| on.run(Quantize { x, out }))
+    assert_eq!(
+        x.len(),
+        out.len() * B::VALUES,
+        "quantize_blocks: length mismatch"
+    );
+    split(x, out, B::VALUES, 1, |x, out| on.run(Quantize { x, out }))
 }
 
 /// llama.cpp's dequantization (`PackedBlock::dequantize`) of `blocks`, on
-/// the dispatched clone; `out.len()` must equal `blocks.len() * 32`.
+/// the dispatched clone; `out.len()` must equal `blocks.len()` times the block size.
 pub fn dequantize_blocks<B: PackedBlock>(blocks: &[B], out: &mut [f32]) {
     dequantize_blocks_at(On::Dispatched, blocks, out)
 }
@@ -472,10 +476,10 @@ pub fn dequantize_blocks_on<B: PackedBlock>(
 fn dequantize_blocks_at<B: PackedBlock>(on: On, blocks: &[B], out: &mut [f32]) {
     assert_eq!(
         out.len(),
-        blocks.len() * QK,
+        blocks.len() * B::VALUES,
         "dequantize_blocks: length mismatch"
     );
-    split(blocks, out, 1, QK, |blocks, out| {
+    split(blocks, out, 1, B::VALUES, |blocks, out| {
         on.run(Dequantize { blocks, out })
     })
 }
@@ -645,6 +649,7 @@ fn dequantize_matrix_at(on: On, m: &PackedMatrix, out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::formats::{SubScale, QK};
     use half::{bf16, f16};
 
     /// The levels this CPU runs; the others are reported as skipped.
@@ -756,13 +761,13 @@ mod tests {
                     f,
                     B => {
                         let want: Vec<B> = x
-                            .chunks_exact(QK)
-                            .map(|b| B::quantize(b.try_into().unwrap()))
+                            .chunks_exact(B::VALUES)
+                            .map(B::quantize)
                             .collect();
                         let mut got = vec![B::padding(); want.len()];
                         quantize_blocks_on(level, &x, &mut got).unwrap();
                         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                            assert!(g == w, "{f} {level} block {i}: {g:?} != {w:?} for {:?}", &x[i * QK..(i + 1) * QK]);
+                            assert!(g == w, "{f} {level} block {i}: {g:?} != {w:?} for {:?}", &x[i * B::VALUES..(i + 1) * B::VALUES]);
                         }
                         // Dequantization against its definition, from the
                         // codes and scales (reference blocks).
@@ -771,13 +776,14 @@ mod tests {
                         let def: Vec<f32> = want
                             .iter()
                             .flat_map(|b| {
-                                let [d, m] = b.scales().map(f16::to_f32);
-                                (0..QK).map(move |j| {
+                                (0..B::VALUES).map(move |j| {
                                     let u = b.ucode(j) as i32;
-                                    if B::SCALES == 2 {
-                                        u as f32 * d + m
-                                    } else {
-                                        (u - B::OFFSET) as f32 * d
+                                    match b.sub_scale(j / QK) {
+                                        SubScale::Offset { d } => (u - B::OFFSET) as f32 * d,
+                                        SubScale::Min { d, m } => u as f32 * d + m,
+                                        SubScale::Halves { d, s } => {
+                                            d * s[(j % QK) / 16] as f32 * (u - 32) as f32
+                                        }
                                     }
                                 })
                             })
@@ -893,10 +899,10 @@ mod tests {
                 let m = match_format!(
                     f,
                     B => PackedMatrix::pack_blocks::<B, ()>(n, k, |r, out| {
-                        for (blk, c) in out.iter_mut().zip(x[r * k..(r + 1) * k].chunks(QK)) {
-                            let mut v = [0.0; QK];
+                        for (blk, c) in out.iter_mut().zip(x[r * k..(r + 1) * k].chunks(B::VALUES)) {
+                            let mut v = [0.0; QK_K];
                             v[..c.len()].copy_from_slice(c);
-                            *blk = B::quantize(&v);
+                            *blk = B::quantize(&v[..B::VALUES]);
                         }
                         Ok(())
                     })
@@ -936,7 +942,7 @@ mod tests {
             let x: Vec<f32> = bits
                 .iter()
                 .cycle()
-                .take(bits.len().div_ceil(QK) * QK)
+                .take(bits.len().div_ceil(QK_K) * QK_K)
                 .map(|&b| f32::from_bits(b))
                 // As in `special_rows`: NaN on hardware only.
                 .map(|v| if cfg!(miri) && v.is_nan() { 0.0 } else { v })
@@ -952,7 +958,7 @@ mod tests {
                     let got = match_format!(
                         f,
                         B => {
-                            let mut b = vec![B::padding(); x.len() / QK];
+                            let mut b = vec![B::padding(); x.len() / B::VALUES];
                             quantize_blocks_on(level, &x, &mut b).unwrap();
                             bytemuck::cast_slice::<B, u8>(&b).to_vec()
                         },

@@ -4,7 +4,8 @@
 //! (scalar, AVX2, AVX-512, NEON) reads this one layout, so a layer can be run by
 //! any ISA and the tests can compare them on the same bytes.
 //!
-//! Per panel (each panel starts on a 64-byte boundary), for `nb = ceil(k / 32)`:
+//! Per panel (each panel starts on a 64-byte boundary), for `nb = ceil(k / 32)`
+//! (the 32-value formats) or `nb = ceil(k / 256)` (the k-quants):
 //!
 //! | format | codes region | scales region |
 //! |--------|--------------|---------------|
@@ -13,18 +14,23 @@
 //! | Q4_1   | as Q4_0 | `nb` x (16 f16 `d`, then 16 f16 `m`) |
 //! | Q5_0   | `nb` x 5 chunks x 64 B: chunks 0-3 as Q4_0, chunk 4 lane `r` the 4 bytes of row `r`'s `qh` | `nb` x 16 f16 |
 //! | Q5_1   | as Q5_0 | as Q4_1 |
+//! | Q4_K   | `nb` x 8 sub-blocks x 4 chunks: each 32-value sub-block as Q4_1 | `nb` x (16 f16 `d`, 16 f16 `dmin`, then 16 x 16 B: byte `t` of row `r` at `16 t + r`, `t` < 8 the sub-block scales, then the minimums) |
+//! | Q5_K   | `nb` x 8 x 5 chunks: each sub-block as Q5_1 | as Q4_K |
+//! | Q6_K   | `nb` x 8 x 6 chunks: per sub-block 4 nibble chunks (low 4 bits, as Q4_0) and 2 of 2-bit high parts | `nb` x (16 f16 `d`, then 16 x 16 B int8 scales) |
 //! | F16    | `k` x 16 f16 (one k-step: the 16 rows' values) | none |
 //! | BF16   | `k` x 16 bf16 | none |
 //! | F32    | `k` x 16 f32 | none |
 //!
 //! A "lane" is 4 bytes: the i32 lane of `vpdpbusd`/`sdot` that sums 4 products of
 //! one row. A block format's chunks and scales are its [`PackedBlock`] lane
-//! groups and scales. Codes are unsigned (Q8: `q + 128`, Q4_0: `q + 8`, Q5_0:
+//! groups and scales (the k-quant chunks: [`crate::formats`]' `kquant`
+//! module docs). Codes are unsigned (Q8: `q + 128`, Q4_0: `q + 8`, Q5_0:
 //! `q + 16`, the formats with a minimum: as stored); kernels undo the offset
 //! exactly with the activation block sums. Rows past `n` in the last panel
 //! hold [`PackedBlock::padding`] blocks (scale 0, codes meaning 0) or zeros.
 //! The packed bytes have exactly the size of the GGUF blocks (plus that row
-//! padding): no second copy is kept.
+//! padding; Q4_K and Q5_K hold their twelve bytes of 6-bit scales as
+//! sixteen bytes): no second copy is kept.
 
 use crate::formats::{BlockQ4_0, BlockQ8_0, FloatElem, QK};
 pub use crate::formats::{PackedBlock, WeightFormat};
@@ -48,16 +54,32 @@ pub const Q4_CODE_BYTES: usize = NR * QK / 2;
 #[inline]
 pub(crate) fn panel_block<B: PackedBlock>(panel: &[u8], so: usize, b: usize, r: usize) -> B {
     let codes = b * B::GROUPS * 64 + r * 4;
+    let scales = so + b * scale_bytes::<B>();
     let sc = |s: usize| {
-        let o = so + ((b * B::SCALES + s) * NR + r) * 2;
+        let o = scales + (s * NR + r) * 2;
         f16::from_le_bytes([panel[o], panel[o + 1]])
     };
-    let scales = [sc(0), if B::SCALES > 1 { sc(1) } else { f16::ZERO }];
-    B::from_packed(scales, |c| {
-        panel[codes + c * 64..codes + c * 64 + 4]
-            .try_into()
-            .unwrap()
-    })
+    let small = scales + B::SCALES * NR * 2;
+    B::from_packed(
+        [sc(0), if B::SCALES > 1 { sc(1) } else { f16::ZERO }],
+        |c| {
+            if c < B::GROUPS {
+                panel[codes + c * 64..codes + c * 64 + 4]
+                    .try_into()
+                    .unwrap()
+            } else {
+                let t = 4 * (c - B::GROUPS);
+                core::array::from_fn(|i| panel[small + (t + i) * NR + r])
+            }
+        },
+    )
+}
+
+/// Bytes of a block's scales region in a panel: the f16 scales of its 16
+/// rows, then (k-quants) their sub-block scale bytes, byte `t` of the
+/// [`PackedBlock::SCALE_GROUPS`] of row `r` at `t * 16 + r`.
+pub(crate) const fn scale_bytes<B: PackedBlock>() -> usize {
+    (B::SCALES * 2 + B::SCALE_GROUPS * 4) * NR
 }
 
 #[repr(C, align(64))]
@@ -93,10 +115,12 @@ fn round64(x: usize) -> usize {
 impl PackedMatrix {
     fn alloc(format: WeightFormat, n: usize, k: usize) -> Self {
         assert!(n > 0 && k > 0, "PackedMatrix: zero size");
-        let nb = k.div_ceil(QK);
         let (codes, scales) = match_format!(
             format,
-            B => (nb * B::GROUPS * 64, nb * B::SCALES * NR * 2),
+            B => {
+                let nb = k.div_ceil(B::VALUES);
+                (nb * B::GROUPS * 64, nb * scale_bytes::<B>())
+            },
             E => (k * NR * core::mem::size_of::<E>(), 0),
         );
         let panel_stride = round64(codes + scales);
@@ -130,9 +154,9 @@ impl PackedMatrix {
         fill: impl Fn(usize, &mut [B]) -> Result<(), E> + Sync,
     ) -> Result<Self, E> {
         let mut m = Self::alloc(B::FORMAT, n, k);
-        let (nb, so, stride) = (m.blocks_per_row(), m.scales_offset, m.panel_stride);
+        let (nb, so, stride) = (m.format_blocks_per_row(), m.scales_offset, m.panel_stride);
         let code_bytes = B::GROUPS * 64;
-        let scale_bytes = B::SCALES * NR * 2;
+        let scale_bytes = scale_bytes::<B>();
         let parallel = m.storage_bytes() >= PARALLEL_BYTES;
         let pack_panel = |(p, panel): (usize, &mut [u8])| {
             let mut blocks = vec![B::padding(); nb];
@@ -157,6 +181,12 @@ impl PackedMatrix {
                     for (s, d) in blk.scales().iter().take(B::SCALES).enumerate() {
                         let o = (s * NR + lane) * 2;
                         sb[o..o + 2].copy_from_slice(&d.to_le_bytes());
+                    }
+                    let small = &mut sb[B::SCALES * NR * 2..];
+                    for g in 0..B::SCALE_GROUPS {
+                        for (i, &v) in blk.packed_group(B::GROUPS + g).iter().enumerate() {
+                            small[(4 * g + i) * NR + lane] = v;
+                        }
                     }
                 }
             }
@@ -337,9 +367,15 @@ impl PackedMatrix {
     pub fn k(&self) -> usize {
         self.k
     }
-    /// 32-blocks per row (`ceil(k / 32)`).
+    /// Activation blocks per input row (`ceil(k / 32)`): the 32-blocks (or
+    /// 32-value sub-blocks of the k-quants) the kernels run over.
     pub fn blocks_per_row(&self) -> usize {
         self.k.div_ceil(QK)
+    }
+    /// Blocks of the format per row (`ceil(k / block size)`): GGUF blocks,
+    /// or values for the float formats.
+    pub fn format_blocks_per_row(&self) -> usize {
+        self.k.div_ceil(self.format.block_size())
     }
     /// Number of 16-row panels.
     pub fn panels(&self) -> usize {
@@ -376,7 +412,7 @@ impl PackedMatrix {
         )
     }
 
-    /// Code of element `j` (0..32) of block `b` of `row` (block formats):
+    /// Code of element `j` (0..block size) of block `b` of `row` (block formats):
     /// signed (`stored - offset`) for formats with an offset, the stored
     /// unsigned code for formats with a minimum.
     #[inline]
@@ -406,7 +442,7 @@ impl PackedMatrix {
     /// not this matrix's format or `out` is not one row of blocks.
     pub fn row_blocks<B: PackedBlock>(&self, row: usize, out: &mut [B]) {
         assert_eq!(self.format, B::FORMAT, "row_blocks: wrong block type");
-        assert_eq!(out.len(), self.blocks_per_row());
+        assert_eq!(out.len(), self.format_blocks_per_row());
         for (b, blk) in out.iter_mut().enumerate() {
             *blk = self.block(row, b);
         }
@@ -428,7 +464,7 @@ impl PackedMatrix {
         match_format!(
             self.format,
             B => {
-                for b in 0..self.blocks_per_row() {
+                for b in 0..self.format_blocks_per_row() {
                     out.extend_from_slice(bytemuck::bytes_of(&self.block::<B>(row, b)));
                 }
             },
@@ -450,9 +486,10 @@ impl PackedMatrix {
         match_format!(
             self.format,
             B => {
-                let mut buf = [0.0f32; QK];
-                for (b, chunk) in out.chunks_mut(QK).enumerate() {
-                    self.block::<B>(row, b).dequantize(&mut buf);
+                let mut buf = [0.0f32; crate::formats::QK_K];
+                let buf = &mut buf[..B::VALUES];
+                for (b, chunk) in out.chunks_mut(B::VALUES).enumerate() {
+                    self.block::<B>(row, b).dequantize(buf);
                     chunk.copy_from_slice(&buf[..chunk.len()]);
                 }
             },

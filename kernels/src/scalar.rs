@@ -7,7 +7,7 @@
 //! one ([`crate::Kernels`] falls back to it).
 
 use crate::act::{quantize_row_scalar, ActBlock};
-use crate::formats::{FloatElem, PackedBlock, WeightFormat, QK};
+use crate::formats::{FloatElem, PackedBlock, SubScale, WeightFormat, QK};
 use crate::pack::{panel_block, NR};
 use crate::{match_format, Kernels, TileArgs, Tiles};
 
@@ -40,40 +40,58 @@ unsafe fn quantize_row(x: &[f32], offset: i32, out: &mut [ActBlock]) {
 }
 
 /// The canonical block-format sequence. Per panel and block, the 16 rows'
-/// unsigned codes and scales are read once for all batch rows; per output:
-/// `isum = Σ ucode * a + corr` (formats with an offset; `corr` undoes it) or
-/// `isum = Σ ucode * a` (formats with a minimum), `acc = fma(d * da, isum,
-/// acc)`, then for a minimum `acc = fma(m, da * Σa, acc)` (`Σa = corr`).
+/// unsigned codes and sub-block scales are read once for all batch rows; per
+/// output and 32-value (sub-)block, by its [`SubScale`]: `Offset`: `isum =
+/// Σ ucode * a + corr` (`corr` undoes the offset), `acc = fma(d * da, isum,
+/// acc)`; `Min`: `acc = fma(d * da, Σ ucode * a, acc)`, then `acc = fma(m,
+/// da * Σa, acc)` (`Σa = corr`); `Halves`: `isum = s0 * Σ_lo (ucode - 32) *
+/// a + s1 * Σ_hi (ucode - 32) * a` over the two 16-value halves, `acc =
+/// fma(d * da, isum, acc)`. Sub-blocks past `ceil(k / 32)` (row padding of
+/// the last super-block) are not visited.
 ///
 /// # Safety
 /// The driver's [`TileArgs`] contract (checked lengths); no target features.
 unsafe fn block_tile<B: PackedBlock>(a: &mut TileArgs) {
     let w = a.w;
     let nb = w.blocks_per_row();
+    let subs = B::VALUES / QK;
     let so = w.scales_offset();
     let ldo = a.np * NR;
     a.tile[..a.mr * ldo].fill(0.0);
     for pi in 0..a.np {
         let panel = w.panel(a.p0 + pi);
-        for b in 0..nb {
-            let blocks: [B; NR] = core::array::from_fn(|r| panel_block(panel, so, b, r));
-            let ucodes: [[u8; QK]; NR] =
-                core::array::from_fn(|r| core::array::from_fn(|j| blocks[r].ucode(j)));
-            let [dw, mw]: [[f32; NR]; 2] =
-                core::array::from_fn(|s| core::array::from_fn(|r| blocks[r].scales()[s].to_f32()));
-            for i in 0..a.mr {
-                let act: &ActBlock = &a.acts[i * nb + b];
-                let acc = &mut a.tile[i * ldo + pi * NR..i * ldo + (pi + 1) * NR];
-                for r in 0..NR {
-                    let raw: i32 = (0..QK)
-                        .map(|j| ucodes[r][j] as i32 * act.qs[j] as i32)
-                        .sum();
-                    if B::SCALES == 1 {
-                        let isum = raw + act.corr;
-                        acc[r] = (dw[r] * act.d).mul_add(isum as f32, acc[r]);
-                    } else {
-                        acc[r] = (dw[r] * act.d).mul_add(raw as f32, acc[r]);
-                        acc[r] = mw[r].mul_add(act.d * act.corr as f32, acc[r]);
+        for fb in 0..w.format_blocks_per_row() {
+            let blocks: [B; NR] = core::array::from_fn(|r| panel_block(panel, so, fb, r));
+            for s in 0..subs {
+                let b = fb * subs + s;
+                if b >= nb {
+                    break;
+                }
+                let ucodes: [[u8; QK]; NR] =
+                    core::array::from_fn(|r| core::array::from_fn(|j| blocks[r].ucode(QK * s + j)));
+                let scales: [SubScale; NR] = core::array::from_fn(|r| blocks[r].sub_scale(s));
+                for i in 0..a.mr {
+                    let act: &ActBlock = &a.acts[i * nb + b];
+                    let acc = &mut a.tile[i * ldo + pi * NR..i * ldo + (pi + 1) * NR];
+                    for r in 0..NR {
+                        let dot = |js: core::ops::Range<usize>, offset: i32| -> i32 {
+                            js.map(|j| (ucodes[r][j] as i32 - offset) * act.qs[j] as i32)
+                                .sum()
+                        };
+                        match scales[r] {
+                            SubScale::Offset { d } => {
+                                let isum = dot(0..QK, 0) + act.corr;
+                                acc[r] = (d * act.d).mul_add(isum as f32, acc[r]);
+                            }
+                            SubScale::Min { d, m } => {
+                                acc[r] = (d * act.d).mul_add(dot(0..QK, 0) as f32, acc[r]);
+                                acc[r] = m.mul_add(act.d * act.corr as f32, acc[r]);
+                            }
+                            SubScale::Halves { d, s: [s0, s1] } => {
+                                let isum = s0 * dot(0..16, 32) + s1 * dot(16..QK, 32);
+                                acc[r] = (d * act.d).mul_add(isum as f32, acc[r]);
+                            }
+                        }
                     }
                 }
             }

@@ -6,7 +6,7 @@ mod data;
 pub use data::values;
 
 use blockq::kernels::act::{quantize_row_scalar, ActBlock};
-use blockq::kernels::formats::PackedBlock;
+use blockq::kernels::formats::{PackedBlock, SubScale};
 use blockq::kernels::match_format;
 use blockq::{dispatch, Isa, QuantType, QuantizedLinear, QK};
 use bytemuck::Zeroable;
@@ -97,9 +97,13 @@ pub fn block_minimums(layer: &QuantizedLinear) -> Vec<f64> {
             if B::SCALES < 2 {
                 return Vec::new();
             }
-            let nb = w.blocks_per_row();
+            // One minimum per 32-value (sub-)block.
+            let (nb, subs) = (w.blocks_per_row(), B::VALUES / QK);
             (0..w.n() * nb)
-                .map(|i| w.block::<B>(i / nb, i % nb).scales()[1].to_f64())
+                .map(|i| match w.block::<B>(i / nb, i % nb / subs).sub_scale(i % nb % subs) {
+                    SubScale::Min { m, .. } => m as f64,
+                    s => unreachable!("{s:?} of a format with two scales"),
+                })
                 .collect()
         },
         E => Vec::new(),
@@ -145,30 +149,39 @@ pub fn compare_layer(layer: &QuantizedLinear, x: &[f32], batch: usize, isas: &[I
 /// File name of the real model the tests load (`.ci/fetch-models.sh`).
 pub const SMOLLM2_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
+/// File name of the Q4_K_M model `.ci/fetch-models.sh` fetches.
+pub const GEMMA3_FILE: &str = "gemma-3-270m-Q4_K_M.gguf";
+
 /// The SmolLM2 GGUF: `$BLOCKQ_SMOLLM2_GGUF`, else
 /// `${BLOCKQ_MODELS:-$HOME/.cache/blockq-models}/SmolLM2-135M-Instruct.Q4_1.gguf`;
 /// or `None` (after printing SKIPPED and why) when the test must skip: the
 /// file is missing and either CI is not set or the fetch script left its
 /// `.skipped` note (no network). Under `CI=true` a missing file is a failure.
 pub fn smollm2_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("BLOCKQ_SMOLLM2_GGUF").filter(|p| !p.is_empty()) {
+    model_path("BLOCKQ_SMOLLM2_GGUF", SMOLLM2_FILE)
+}
+
+/// The Gemma-3 270M Q4_K_M GGUF, as [`smollm2_path`] finds its file
+/// (`$BLOCKQ_GEMMA3_GGUF`, else [`GEMMA3_FILE`] in the models directory).
+pub fn gemma3_path() -> Option<PathBuf> {
+    model_path("BLOCKQ_GEMMA3_GGUF", GEMMA3_FILE)
+}
+
+fn model_path(var: &str, name: &str) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "BLOCKQ_SMOLLM2_GGUF={}: no such file",
-            p.display()
-        );
+        assert!(p.is_file(), "{var}={}: no such file", p.display());
         return Some(p);
     }
     let dir = match std::env::var_os("BLOCKQ_MODELS").filter(|d| !d.is_empty()) {
         Some(d) => PathBuf::from(d),
         None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/blockq-models"),
     };
-    let file = dir.join(SMOLLM2_FILE);
+    let file = dir.join(name);
     if file.is_file() {
         return Some(file);
     }
-    let marker = dir.join(format!("{SMOLLM2_FILE}.skipped"));
+    let marker = dir.join(format!("{name}.skipped"));
     let skipped = std::fs::read_to_string(&marker).ok();
     assert!(
         skipped.is_some() || std::env::var("CI").as_deref() != Ok("true"),
@@ -177,7 +190,7 @@ pub fn smollm2_path() -> Option<PathBuf> {
         file.display(),
         marker.display()
     );
-    println!("SKIPPED: SmolLM2 GGUF not found (run .ci/fetch-models.sh)");
+    println!("SKIPPED: {name} not found (run .ci/fetch-models.sh)");
     if let Some(why) = skipped {
         println!("  the fetch script skipped the download: {}", why.trim());
     }

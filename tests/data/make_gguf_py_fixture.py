@@ -4,8 +4,8 @@ package), an implementation independent of blockq, for tests/gguf.rs.
 For each of Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, BF16, F16 and F32 it stores the
 weight `<type>.weight` (quantized by gguf-py from `orig`), gguf-py's
 dequantization of it as the F32 tensor `<type>.deq`, and one F32 bias; plus
-`orig` (the f32 weights), a Q4_K tensor (a type blockq does not load) and
-metadata of several value types.
+`orig` (the f32 weights), a Q4_K tensor of zeros (gguf-py does not quantize
+the k-quants) and metadata of several value types.
 
     python3 -m venv /tmp/venv && /tmp/venv/bin/pip install gguf==0.19.0
     /tmp/venv/bin/python tests/data/make_gguf_py_fixture.py
@@ -48,7 +48,7 @@ w.add_tensor("F16.weight", h)
 w.add_tensor("F16.deq", h.astype(np.float32))
 w.add_tensor("F32.weight", orig.copy())
 w.add_tensor("F32.deq", orig.copy())
-# A type blockq does not load (yet): one Q4_K super-block row of zeros.
+# One Q4_K super-block row of zeros.
 w.add_tensor("Q4_K.weight", np.zeros((1, 144), dtype=np.uint8), raw_dtype=T.Q4_K)
 w.write_header_to_file()
 w.write_kv_data_to_file()

@@ -425,7 +425,8 @@ pub fn random_file(seed: u64) -> (Writer, Vec<(String, usize, usize, QuantType)>
     let mut layers = Vec::new();
     for t in 0..1 + pick(4, 3) {
         let qt = QuantType::ALL[pick(5 + t, QuantType::ALL.len())];
-        let k = QK * (1 + pick(8 + t, 3));
+        // Whole blocks (super-blocks of 256 for the k-quants).
+        let k = qt.block_size().max(QK) * (1 + pick(8 + t, 3));
         let n = 1 + pick(11 + t, 5);
         let name = format!("t{t}");
         // Every format, quantized by its reference quantizer (k is whole blocks).

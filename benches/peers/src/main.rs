@@ -27,7 +27,7 @@ const USAGE: &str = "\
 usage: blockq-peers [--threads N] [--formats LIST] [--all-shapes] [--min-time SECS]
                     [--axonml-max-secs SECS]
   --threads N            threads for every library (default 1)
-  --formats LIST         q4_0,q4_1,q5_0,q5_1,q8_0,f16 (default; bf16, f32 too)
+  --formats LIST         q4_0,q4_1,q5_0,q5_1,q8_0,f16 (default; q4_k, q5_k, q6_k, bf16, f32 too)
   --all-shapes           add 4096x14336 to 4096x4096 and 14336x4096 (NxK)
   --min-time SECS        time per library and case, at least 3 runs (default 0.5)
   --axonml-max-secs S    skip axonml where one call would exceed S (default 2)";
@@ -148,6 +148,9 @@ fn candle_dtype(q: blockq::QuantType) -> GgmlDType {
         Q::Q5_0 => GgmlDType::Q5_0,
         Q::Q5_1 => GgmlDType::Q5_1,
         Q::Q8_0 => GgmlDType::Q8_0,
+        Q::Q4_K => GgmlDType::Q4K,
+        Q::Q5_K => GgmlDType::Q5K,
+        Q::Q6_K => GgmlDType::Q6K,
         Q::F16 => GgmlDType::F16,
         Q::BF16 => GgmlDType::BF16,
         Q::F32 => GgmlDType::F32,
@@ -164,7 +167,8 @@ fn axonml_type(q: blockq::QuantType) -> Option<axonml_quant::QuantType> {
         Q::Q8_0 => axonml_quant::QuantType::Q8_0,
         Q::F16 => axonml_quant::QuantType::F16,
         Q::F32 => axonml_quant::QuantType::F32,
-        Q::BF16 => return None,
+        // axonml-quant has neither BF16 nor the k-quants.
+        Q::BF16 | Q::Q4_K | Q::Q5_K | Q::Q6_K => return None,
     })
 }
 

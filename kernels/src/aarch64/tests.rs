@@ -40,7 +40,6 @@ impl Rng {
 /// included, every `qh` bit pattern), some zero scales and minimums of both
 /// signs.
 fn matrices(n: usize, k: usize, rng: &mut Rng) -> Vec<PackedMatrix> {
-    let nb = k.div_ceil(QK);
     let scale = |rng: &mut Rng| {
         if rng.next().is_multiple_of(9) {
             f16::ZERO
@@ -55,10 +54,11 @@ fn matrices(n: usize, k: usize, rng: &mut Rng) -> Vec<PackedMatrix> {
             match_format!(
                 f,
                 B => {
+                    let nb = k.div_ceil(B::VALUES);
                     let blocks: Vec<B> = (0..n * nb)
                         .map(|_| {
                             let scales = [scale(rng), scale(rng)];
-                            let groups: Vec<[u8; 4]> = (0..B::GROUPS)
+                            let groups: Vec<[u8; 4]> = (0..B::GROUPS + B::SCALE_GROUPS)
                                 .map(|_| (rng.next() as u32).to_le_bytes())
                                 .collect();
                             B::from_packed(scales, |c| groups[c])
@@ -113,10 +113,12 @@ fn run_tile(
 }
 
 #[test]
-fn every_format_has_a_kernel_at_every_level() {
+fn every_format_but_the_k_quants_has_a_kernel_at_every_level() {
     for t in tables() {
+        // The k-quants run the scalar kernel on aarch64 for now.
         for f in WeightFormat::ALL {
-            assert!(t.has_kernel(f), "{:?} {f:?}", t.isa());
+            let own = f.block_size() != crate::formats::QK_K;
+            assert_eq!(t.has_kernel(f), own, "{:?} {f:?}", t.isa());
         }
     }
 }

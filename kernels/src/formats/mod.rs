@@ -28,23 +28,35 @@ use half::f16;
 mod bf16;
 mod f16_fmt;
 mod f32_fmt;
+mod kquant;
 mod q4_0;
 mod q4_1;
+mod q4_k;
 mod q5_0;
 mod q5_1;
+mod q5_k;
+mod q6_k;
 mod q8_0;
 
 pub use self::bf16::{dequantize_row_bf16, quantize_row_bf16};
 pub use q4_0::{dequantize_row_q4_0, quantize_block_q4_0, quantize_row_q4_0, BlockQ4_0};
 pub use q4_1::{dequantize_row_q4_1, quantize_block_q4_1, quantize_row_q4_1, BlockQ4_1};
+pub use q4_k::{dequantize_row_q4_k, quantize_block_q4_k, quantize_row_q4_k, BlockQ4_K};
 pub use q5_0::{dequantize_row_q5_0, quantize_block_q5_0, quantize_row_q5_0, BlockQ5_0};
 pub use q5_1::{dequantize_row_q5_1, quantize_block_q5_1, quantize_row_q5_1, BlockQ5_1};
+pub use q5_k::{dequantize_row_q5_k, quantize_block_q5_k, quantize_row_q5_k, BlockQ5_K};
+pub use q6_k::{dequantize_row_q6_k, quantize_block_q6_k, quantize_row_q6_k, BlockQ6_K};
 pub use q8_0::{dequantize_row_q8_0, quantize_block_q8_0, quantize_row_q8_0, BlockQ8_0};
 
-/// Values in one block of the 32-value formats, and in one activation block.
+/// Values in one block of the 32-value formats, in one sub-block of the
+/// super-block formats, and in one activation block.
 pub const QK: usize = 32;
 
+/// Values in one super-block of the k-quant formats (Q4_K, Q5_K, Q6_K).
+pub const QK_K: usize = 256;
+
 /// Storage format of a weight matrix (`QuantType` in the `blockq` crate).
+#[allow(non_camel_case_types)] // ggml's names: Q4_K, Q6_K
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum WeightFormat {
     /// GGUF Q8_0: 32 int8 codes and an f16 scale; value `d * q`.
@@ -57,6 +69,14 @@ pub enum WeightFormat {
     Q5_0,
     /// GGUF Q5_1: 32 5-bit codes, f16 scale and minimum; value `d * q + m`.
     Q5_1,
+    /// GGUF Q4_K: super-blocks of 256 4-bit codes in 8 sub-blocks of 32 with
+    /// 6-bit scales and minimums, f16 `d` and `dmin`; value `d*sc*q - dmin*m`.
+    Q4_K,
+    /// GGUF Q5_K: as Q4_K with 5-bit codes.
+    Q5_K,
+    /// GGUF Q6_K: super-blocks of 256 6-bit codes in 16 groups of 16 with
+    /// int8 scales, f16 `d`; value `d * sc * (q - 32)`.
+    Q6_K,
     /// IEEE half precision.
     F16,
     /// bfloat16 (the upper half of an f32).
@@ -81,9 +101,10 @@ pub struct FormatInfo {
     /// Nominal bits per value (scales not counted), as axonml-quant reports it.
     pub bits_per_value: usize,
     /// Block formats: the unsigned offset of the stored codes (value code =
-    /// stored - offset), or `-1` for formats with a minimum, whose codes are
-    /// unsigned (see [`ActBlock::corr`](crate::ActBlock::corr)). Float
-    /// formats (float input, no activation quantization): `None`.
+    /// stored - offset), or `-1` for formats with a minimum and the
+    /// super-block formats, whose kernels take the plain sum of the
+    /// activation codes (see [`ActBlock::corr`](crate::ActBlock::corr)).
+    /// Float formats (float input, no activation quantization): `None`.
     pub act_offset: Option<i32>,
 }
 
@@ -119,6 +140,21 @@ macro_rules! match_format {
                 type $B = $crate::formats::BlockQ5_1;
                 $block
             }
+            $crate::formats::WeightFormat::Q4_K => {
+                #[allow(dead_code)]
+                type $B = $crate::formats::BlockQ4_K;
+                $block
+            }
+            $crate::formats::WeightFormat::Q5_K => {
+                #[allow(dead_code)]
+                type $B = $crate::formats::BlockQ5_K;
+                $block
+            }
+            $crate::formats::WeightFormat::Q6_K => {
+                #[allow(dead_code)]
+                type $B = $crate::formats::BlockQ6_K;
+                $block
+            }
             $crate::formats::WeightFormat::F16 => {
                 #[allow(dead_code)]
                 type $E = half::f16;
@@ -140,12 +176,15 @@ macro_rules! match_format {
 
 impl WeightFormat {
     /// Every format, in table order (the index of a format is `f as usize`).
-    pub const ALL: [WeightFormat; 8] = [
+    pub const ALL: [WeightFormat; 11] = [
         WeightFormat::Q8_0,
         WeightFormat::Q4_0,
         WeightFormat::Q4_1,
         WeightFormat::Q5_0,
         WeightFormat::Q5_1,
+        WeightFormat::Q4_K,
+        WeightFormat::Q5_K,
+        WeightFormat::Q6_K,
         WeightFormat::F16,
         WeightFormat::BF16,
         WeightFormat::F32,
@@ -174,7 +213,7 @@ impl WeightFormat {
         Self::ALL.into_iter().find(|f| f.ggml_type() == id)
     }
 
-    /// Values per block (32 for the block formats, 1 for floats).
+    /// Values per block (32, 256 for the k-quants, 1 for floats).
     pub const fn block_size(self) -> usize {
         self.info().block_size
     }
@@ -227,8 +266,8 @@ impl WeightFormat {
         match_format!(
             self,
             B => {
-                for (xb, ob) in x.chunks_exact(QK).zip(out.chunks_exact_mut(B::INFO.block_bytes)) {
-                    ob.copy_from_slice(bytemuck::bytes_of(&B::quantize(xb.try_into().unwrap())));
+                for (xb, ob) in x.chunks_exact(B::VALUES).zip(out.chunks_exact_mut(B::INFO.block_bytes)) {
+                    ob.copy_from_slice(bytemuck::bytes_of(&B::quantize(xb)));
                 }
             },
             E => {
@@ -253,8 +292,8 @@ impl WeightFormat {
         match_format!(
             self,
             B => {
-                for (b, o) in bytes.chunks_exact(B::INFO.block_bytes).zip(out.chunks_exact_mut(QK)) {
-                    bytemuck::pod_read_unaligned::<B>(b).dequantize(o.try_into().unwrap());
+                for (b, o) in bytes.chunks_exact(B::INFO.block_bytes).zip(out.chunks_exact_mut(B::VALUES)) {
+                    bytemuck::pod_read_unaligned::<B>(b).dequantize(o);
                 }
             },
             E => {
@@ -304,11 +343,11 @@ impl FromStr for WeightFormat {
 }
 
 /// llama.cpp's `quantize_row_*_ref` for blocks of `B`: `x.len()` must equal
-/// `out.len() * 32` (panics otherwise).
+/// `out.len() * B::VALUES` (panics otherwise).
 pub(crate) fn quantize_blocks<B: PackedBlock>(x: &[f32], out: &mut [B]) {
     assert_eq!(
         x.len(),
-        out.len() * QK,
+        out.len() * B::VALUES,
         "quantize_row_{}: length mismatch",
         B::INFO.name.to_lowercase()
     );
@@ -316,11 +355,11 @@ pub(crate) fn quantize_blocks<B: PackedBlock>(x: &[f32], out: &mut [B]) {
 }
 
 /// llama.cpp's `dequantize_row_*` for blocks of `B`: `out.len()` must equal
-/// `blocks.len() * 32` (panics otherwise).
+/// `blocks.len() * B::VALUES` (panics otherwise).
 pub(crate) fn dequantize_blocks<B: PackedBlock>(blocks: &[B], out: &mut [f32]) {
     assert_eq!(
         out.len(),
-        blocks.len() * QK,
+        blocks.len() * B::VALUES,
         "dequantize_row_{}: length mismatch",
         B::INFO.name.to_lowercase()
     );
@@ -329,21 +368,25 @@ pub(crate) fn dequantize_blocks<B: PackedBlock>(blocks: &[B], out: &mut [f32]) {
 
 /// The row functions of a block format, named as llama.cpp names them:
 /// `quantize_row_*` (`quantize_row_*_ref`: `x.len()` must equal
-/// `out.len() * 32`), `quantize_block_*` and `dequantize_row_*` (`out.len()`
-/// must equal `blocks.len() * 32`); they panic on a length mismatch.
+/// `out.len()` times the block size), `quantize_block_*` and
+/// `dequantize_row_*` (`out.len()` must equal `blocks.len()` times the block
+/// size); they panic on a length mismatch.
 macro_rules! row_functions {
     ($block:ty, $name:literal, $quantize_row:ident, $quantize_block:ident, $dequantize_row:ident) => {
-        #[doc = concat!("`quantize_row_", $name, "_ref`: `x.len()` must equal `out.len() * 32` (panics otherwise).")]
+        super::row_functions!($block, $name, 32, $quantize_row, $quantize_block, $dequantize_row);
+    };
+    ($block:ty, $name:literal, $values:literal, $quantize_row:ident, $quantize_block:ident, $dequantize_row:ident) => {
+        #[doc = concat!("`quantize_row_", $name, "_ref`: `x.len()` must equal `out.len() * ", $values, "` (panics otherwise).")]
         pub fn $quantize_row(x: &[f32], out: &mut [$block]) {
             super::quantize_blocks(x, out)
         }
 
         #[doc = concat!("One ", $name, " block, as llama.cpp's reference quantizer makes it.")]
-        pub fn $quantize_block(x: &[f32; QK]) -> $block {
+        pub fn $quantize_block(x: &[f32; $values]) -> $block {
             <$block as PackedBlock>::quantize(x)
         }
 
-        #[doc = concat!("`dequantize_row_", $name, "`: `out.len()` must equal `blocks.len() * 32`.")]
+        #[doc = concat!("`dequantize_row_", $name, "`: `out.len()` must equal `blocks.len() * ", $values, "`.")]
         pub fn $dequantize_row(blocks: &[$block], out: &mut [f32]) {
             super::dequantize_blocks(blocks, out)
         }
@@ -364,46 +407,99 @@ macro_rules! bytewise_eq {
 }
 pub(crate) use bytewise_eq;
 
-/// A block format as stored in the packed panels (see [`crate::pack`]).
+/// A block format as stored in the packed panels (see [`crate::pack`]):
+/// 32-value blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) and 256-value
+/// super-blocks (Q4_K, Q5_K, Q6_K).
 ///
-/// A block's codes are stored unsigned (`ucode`) as `GROUPS` 4-byte lane
-/// groups (group `c` of a row in chunk `c` of the block); its `SCALES` f16
-/// scales (`d`, then `m` for formats with a minimum) in the panel's scales
-/// region. The value of element `j` is `d * (ucode(j) - OFFSET)` or, with a
-/// minimum, `d * ucode(j) + m`.
+/// A block's packed form is `GROUPS` 4-byte lane groups of codes (group `c`
+/// of a row in chunk `c` of the block), and in the panel's scales region
+/// `SCALES` f16 scales (`d`, then `m` or `dmin`) and `SCALE_GROUPS` lane
+/// groups of sub-block scales. Codes are unsigned (`ucode`); what
+/// they mean is each 32-value sub-block's [`SubScale`]: `d * (ucode -
+/// OFFSET)`, `d * ucode + m`, or (Q6_K) `d * s_h * (ucode - 32)` with one
+/// integer scale `s_h` per 16-value half.
 pub trait PackedBlock: Pod + Send + Sync + PartialEq + fmt::Debug {
     /// The format of these blocks.
     const FORMAT: WeightFormat;
     /// The format's facts.
     const INFO: FormatInfo;
-    /// 4-byte lane groups per block.
+    /// Values per block: 32, or [`QK_K`] for the super-block formats.
+    const VALUES: usize = Self::INFO.block_size;
+    /// 4-byte lane groups of codes per block.
     const GROUPS: usize;
-    /// f16 scales per block: 1 (`d`) or 2 (`d`, `m`).
+    /// Lane groups of sub-block scales (k-quants: 4, the 16 bytes of
+    /// sub-block scales), [`Self::packed_group`] `GROUPS..GROUPS +
+    /// SCALE_GROUPS`, stored in the panel's scales region.
+    const SCALE_GROUPS: usize = 0;
+    /// f16 scales per block: 1 (`d`) or 2 (`d`, then `m` or `dmin`).
     const SCALES: usize;
     /// Unsigned offset of the codes (0 for formats with a minimum).
     const OFFSET: i32;
-    /// The block's scales (`[d, m]`; `m` is zero without a minimum).
+    /// The block's f16 scales (`[d, m]`, `[d, dmin]`; zero when absent).
     fn scales(&self) -> [f16; 2];
     /// Stored bytes of lane group `c`.
     fn packed_group(&self, c: usize) -> [u8; 4];
     /// The block back from its scales and stored lane groups.
     fn from_packed(scales: [f16; 2], group: impl Fn(usize) -> [u8; 4]) -> Self;
-    /// Unsigned code of element `j` (0..32).
+    /// Unsigned code of element `j` (0..VALUES).
     fn ucode(&self, j: usize) -> u8;
-    /// The block of padding rows: scale 0, every code meaning 0.
+    /// The scales of 32-value sub-block `s` (0..VALUES / 32) as the
+    /// canonical arithmetic uses them (crate docs).
+    #[inline]
+    fn sub_scale(&self, s: usize) -> SubScale {
+        debug_assert!(s == 0 && Self::VALUES == QK);
+        let [d, m] = self.scales().map(f16::to_f32);
+        if Self::SCALES == 1 {
+            SubScale::Offset { d }
+        } else {
+            SubScale::Min { d, m }
+        }
+    }
+    /// The block of padding rows: scales 0, every code meaning 0.
     fn padding() -> Self;
-    /// llama.cpp's reference quantizer for one block.
-    fn quantize(x: &[f32; QK]) -> Self;
+    /// llama.cpp's reference quantizer for one block (`x.len() == VALUES`;
+    /// panics otherwise).
+    fn quantize(x: &[f32]) -> Self;
     /// [`Self::quantize`]'s bytes, written so that the compiler vectorizes
     /// it (order-free integer reductions; blocks where the reference's
     /// order matters, with NaN or -0.0, take [`Self::quantize`]). The
     /// row loops of [`crate::load`] use it.
     #[inline(always)]
-    fn quantize_vectorized(x: &[f32; QK]) -> Self {
+    fn quantize_vectorized(x: &[f32]) -> Self {
         Self::quantize(x)
     }
-    /// llama.cpp's dequantization of one block.
-    fn dequantize(&self, out: &mut [f32; QK]);
+    /// llama.cpp's dequantization of one block (`out.len() == VALUES`;
+    /// panics otherwise).
+    fn dequantize(&self, out: &mut [f32]);
+}
+
+/// What the codes of one 32-value sub-block mean, as f32 values exactly
+/// derived from the block's stored scales (see the crate docs' canonical
+/// arithmetic).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SubScale {
+    /// Value `d * (ucode - OFFSET)` (Q8_0, Q4_0, Q5_0).
+    Offset {
+        /// The f16 block scale, widened.
+        d: f32,
+    },
+    /// Value `d * ucode + m` (Q4_1, Q5_1: the f16 scales widened; Q4_K,
+    /// Q5_K: `d = d16 * sc`, `m = -(dmin16 * mn)`, both exact in f32).
+    Min {
+        /// The sub-block's scale.
+        d: f32,
+        /// The sub-block's minimum (added).
+        m: f32,
+    },
+    /// Value `d * s[h] * (ucode - 32)` for half `h` (elements `16h..16h+16`)
+    /// of the sub-block (Q6_K: `d` the f16 super-block scale widened, `s`
+    /// the int8 scales of the two 16-value groups).
+    Halves {
+        /// The super-block's scale.
+        d: f32,
+        /// The integer scales of the two halves.
+        s: [i32; 2],
+    },
 }
 
 /// A float format's element (f16, bf16, f32), as stored in GGUF
@@ -633,10 +729,18 @@ mod tests {
                 B => {
                     assert_eq!(B::FORMAT, f);
                     assert_eq!(core::mem::size_of::<B>(), f.bytes_per_block());
-                    assert_eq!(B::INFO.block_size, QK);
-                    // The packed layout holds exactly the GGUF bytes.
-                    assert_eq!(B::GROUPS * 4 + B::SCALES * 2, f.bytes_per_block());
-                    assert_eq!(B::INFO.act_offset, Some(if B::SCALES == 2 { -1 } else { B::OFFSET }));
+                    assert_eq!(B::VALUES, B::INFO.block_size);
+                    const { assert!(B::VALUES == QK || B::VALUES == QK_K) };
+                    if B::VALUES == QK {
+                        // The packed layout holds exactly the GGUF bytes.
+                        assert_eq!(B::GROUPS * 4 + B::SCALES * 2, f.bytes_per_block());
+                        assert_eq!(B::INFO.act_offset, Some(if B::SCALES == 2 { -1 } else { B::OFFSET }));
+                    } else {
+                        // The 6-bit scales of Q4_K / Q5_K are unpacked to bytes.
+                        let packed = (B::GROUPS + B::SCALE_GROUPS) * 4 + B::SCALES * 2;
+                        assert!(packed == f.bytes_per_block() || packed == f.bytes_per_block() + 4);
+                        assert_eq!(B::INFO.act_offset, Some(-1));
+                    }
                 },
                 E => {
                     assert_eq!(E::FORMAT, f);
@@ -648,9 +752,9 @@ mod tests {
         let mut dedup = names.clone();
         dedup.dedup();
         assert_eq!(names, dedup);
-        let e = "q5_k".parse::<WeightFormat>().unwrap_err().to_string();
+        let e = "q3_k".parse::<WeightFormat>().unwrap_err().to_string();
         assert!(
-            e.contains("q5_k") && e.contains("Q4_1") && e.contains("BF16"),
+            e.contains("q3_k") && e.contains("Q4_1") && e.contains("Q6_K") && e.contains("BF16"),
             "{e}"
         );
     }

@@ -72,7 +72,8 @@ impl PackedBlock for BlockQ4_0 {
         }
     }
     /// `quantize_row_q4_0_ref` for one block.
-    fn quantize(x: &[f32; QK]) -> Self {
+    fn quantize(x: &[f32]) -> Self {
+        let x: &[f32; QK] = x.try_into().expect("a block of 32 values");
         let d = signed_max(x) / -8.0;
         let id = inverse(d);
         // MIN(15, (int8_t)(x * id + 8.5f)), stored as uint8_t.
@@ -83,7 +84,8 @@ impl PackedBlock for BlockQ4_0 {
         }
     }
     #[inline(always)]
-    fn quantize_vectorized(x: &[f32; QK]) -> Self {
+    fn quantize_vectorized(x: &[f32]) -> Self {
+        let x: &[f32; QK] = x.try_into().expect("a block of 32 values");
         let d = signed_max_vectorized(x) / -8.0;
         let id = inverse(d);
         let mut codes = [0u8; QK];
@@ -96,7 +98,8 @@ impl PackedBlock for BlockQ4_0 {
         }
     }
     #[inline(always)]
-    fn dequantize(&self, out: &mut [f32; QK]) {
+    fn dequantize(&self, out: &mut [f32]) {
+        let out: &mut [f32; QK] = out.try_into().expect("a block of 32 values");
         let d = self.d.to_f32();
         let (lo, hi) = out.split_at_mut(QK / 2);
         for ((l, h), &q) in lo.iter_mut().zip(hi).zip(&self.qs) {

@@ -64,7 +64,8 @@ impl PackedBlock for BlockQ4_1 {
         Self::zeroed()
     }
     /// `quantize_row_q4_1_ref` for one block.
-    fn quantize(x: &[f32; QK]) -> Self {
+    fn quantize(x: &[f32]) -> Self {
+        let x: &[f32; QK] = x.try_into().expect("a block of 32 values");
         let (min, max) = min_max(x);
         let d = (max - min) / 15.0;
         let id = inverse(d);
@@ -77,7 +78,8 @@ impl PackedBlock for BlockQ4_1 {
         }
     }
     #[inline(always)]
-    fn quantize_vectorized(x: &[f32; QK]) -> Self {
+    fn quantize_vectorized(x: &[f32]) -> Self {
+        let x: &[f32; QK] = x.try_into().expect("a block of 32 values");
         let Some((min, max)) = min_max_vectorized(x) else {
             return Self::quantize(x);
         };
@@ -94,7 +96,8 @@ impl PackedBlock for BlockQ4_1 {
         }
     }
     #[inline(always)]
-    fn dequantize(&self, out: &mut [f32; QK]) {
+    fn dequantize(&self, out: &mut [f32]) {
+        let out: &mut [f32; QK] = out.try_into().expect("a block of 32 values");
         let (d, m) = (self.d.to_f32(), self.m.to_f32());
         let (lo, hi) = out.split_at_mut(QK / 2);
         for ((l, h), &q) in lo.iter_mut().zip(hi).zip(&self.qs) {

@@ -75,7 +75,8 @@ impl PackedBlock for BlockQ5_0 {
         }
     }
     /// `quantize_row_q5_0_ref` for one block.
-    fn quantize(x: &[f32; QK]) -> Self {
+    fn quantize(x: &[f32]) -> Self {
+        let x: &[f32; QK] = x.try_into().expect("a block of 32 values");
         let d = signed_max(x) / -16.0;
         let id = inverse(d);
         // MIN(31, (int8_t)(x * id + 16.5f)), stored as uint8_t.
@@ -91,7 +92,8 @@ impl PackedBlock for BlockQ5_0 {
         }
     }
     #[inline(always)]
-    fn quantize_vectorized(x: &[f32; QK]) -> Self {
+    fn quantize_vectorized(x: &[f32]) -> Self {
+        let x: &[f32; QK] = x.try_into().expect("a block of 32 values");
         let d = signed_max_vectorized(x) / -16.0;
         let id = inverse(d);
         let mut codes = [0u8; QK];
@@ -106,7 +108,8 @@ impl PackedBlock for BlockQ5_0 {
         }
     }
     #[inline(always)]
-    fn dequantize(&self, out: &mut [f32; QK]) {
+    fn dequantize(&self, out: &mut [f32]) {
+        let out: &mut [f32; QK] = out.try_into().expect("a block of 32 values");
         let d = self.d.to_f32();
         let qh = u32::from_le_bytes(self.qh);
         for (j, y) in out.iter_mut().enumerate() {

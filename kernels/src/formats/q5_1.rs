@@ -71,7 +71,8 @@ impl PackedBlock for BlockQ5_1 {
         Self::zeroed()
     }
     /// `quantize_row_q5_1_ref` for one block.
-    fn quantize(x: &[f32; QK]) -> Self {
+    fn quantize(x: &[f32]) -> Self {
+        let x: &[f32; QK] = x.try_into().expect("a block of 32 values");
         let (min, max) = min_max(x);
         let d = (max - min) / 31.0;
         let id = inverse(d);
@@ -89,7 +90,8 @@ impl PackedBlock for BlockQ5_1 {
         }
     }
     #[inline(always)]
-    fn quantize_vectorized(x: &[f32; QK]) -> Self {
+    fn quantize_vectorized(x: &[f32]) -> Self {
+        let x: &[f32; QK] = x.try_into().expect("a block of 32 values");
         let Some((min, max)) = min_max_vectorized(x) else {
             return Self::quantize(x);
         };
@@ -108,7 +110,8 @@ impl PackedBlock for BlockQ5_1 {
         }
     }
     #[inline(always)]
-    fn dequantize(&self, out: &mut [f32; QK]) {
+    fn dequantize(&self, out: &mut [f32]) {
+        let out: &mut [f32; QK] = out.try_into().expect("a block of 32 values");
         let (d, m) = (self.d.to_f32(), self.m.to_f32());
         let qh = u32::from_le_bytes(self.qh);
         for (j, y) in out.iter_mut().enumerate() {

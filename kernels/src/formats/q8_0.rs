@@ -59,7 +59,8 @@ impl PackedBlock for BlockQ8_0 {
         Self::zeroed()
     }
     /// `quantize_row_q8_0_ref` for one block.
-    fn quantize(x: &[f32; QK]) -> Self {
+    fn quantize(x: &[f32]) -> Self {
+        let x: &[f32; QK] = x.try_into().expect("a block of 32 values");
         let mut amax = 0.0f32;
         for &v in x {
             let av = v.abs();
@@ -78,7 +79,8 @@ impl PackedBlock for BlockQ8_0 {
     /// Without NaN, llama.cpp's `MAX` chain is the largest `|v|`, an
     /// integer max of the bit patterns.
     #[inline(always)]
-    fn quantize_vectorized(x: &[f32; QK]) -> Self {
+    fn quantize_vectorized(x: &[f32]) -> Self {
+        let x: &[f32; QK] = x.try_into().expect("a block of 32 values");
         let m = max_abs_bits(x);
         if m > 0x7F80_0000 {
             return Self::quantize(x);
@@ -95,7 +97,8 @@ impl PackedBlock for BlockQ8_0 {
         }
     }
     #[inline(always)]
-    fn dequantize(&self, out: &mut [f32; QK]) {
+    fn dequantize(&self, out: &mut [f32]) {
+        let out: &mut [f32; QK] = out.try_into().expect("a block of 32 values");
         let d = self.d.to_f32();
         for (y, &q) in out.iter_mut().zip(&self.qs) {
             *y = q as f32 * d;

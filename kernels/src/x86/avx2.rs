@@ -109,6 +109,16 @@ impl Width for Ymm {
         unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
     }
     #[inline(always)]
+    unsafe fn u8s(p: *const u8) -> __m256 {
+        // SAFETY: the kernel enables avx2; 8 bytes at p, as the trait says.
+        unsafe { _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(p as *const __m128i))) }
+    }
+    #[inline(always)]
+    unsafe fn neg(v: __m256) -> __m256 {
+        // SAFETY: the kernel enables avx2.
+        unsafe { _mm256_xor_ps(v, _mm256_set1_ps(-0.0)) }
+    }
+    #[inline(always)]
     unsafe fn widen<E: FloatKind>(p: *const u8) -> __m256 {
         // SAFETY: the kernel enables avx2, fma, f16c; pointers as the trait says.
         unsafe {

@@ -109,6 +109,21 @@ impl Width for Zmm {
         unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)) }
     }
     #[inline(always)]
+    unsafe fn u8s(p: *const u8) -> __m512 {
+        // SAFETY: the kernel enables avx512f; 16 bytes at p, as the trait says.
+        unsafe { _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(p as *const __m128i))) }
+    }
+    #[inline(always)]
+    unsafe fn neg(v: __m512) -> __m512 {
+        // SAFETY: the kernel enables avx512f (integer xor: `_mm512_xor_ps` needs DQ).
+        unsafe {
+            _mm512_castsi512_ps(_mm512_xor_si512(
+                _mm512_castps_si512(v),
+                _mm512_set1_epi32(i32::MIN),
+            ))
+        }
+    }
+    #[inline(always)]
     unsafe fn widen<E: FloatKind>(p: *const u8) -> __m512 {
         // SAFETY: the kernel enables avx512f/bw/vl; pointers as the trait says.
         unsafe {

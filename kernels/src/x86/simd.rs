@@ -13,7 +13,7 @@
 //! `#[target_feature]` entry points of the kernel tables.
 
 use crate::act::ActBlock;
-use crate::formats::{FloatElem, PackedBlock, WeightFormat};
+use crate::formats::{FloatElem, PackedBlock, WeightFormat, QK};
 use crate::pack::NR;
 
 /// How a block format stores its codes (see [`crate::pack`]).
@@ -29,9 +29,18 @@ pub(crate) enum Codes {
 
 /// The code kind of a block format: {Q8, Q4, Q5} x {offset (`isum = raw +
 /// corr`), minimum (`isum = raw`, then the `m` term)}, from its
-/// [`PackedBlock`] layout. One algorithm serves every block format.
+/// [`PackedBlock`] layout. One algorithm serves every block format; the
+/// tiles run 32-value (sub-)blocks, so a Q4_K / Q5_K super-block is 8 Q4_1 /
+/// Q5_1 blocks whose scales come from its f16 `d`, `dmin` and 6-bit codes.
 pub(crate) trait Kind: PackedBlock {
-    const CODES: Codes = match Self::GROUPS {
+    /// 32-value sub-blocks per block (8 for the k-quants).
+    const SUBS: usize = Self::VALUES / QK;
+    /// Code lane groups per sub-block.
+    const SUB_GROUPS: usize = Self::GROUPS / Self::SUBS;
+    /// Whether the x86 tiles run this format: the 32-value formats, and the
+    /// k-quants whose sub-blocks are Q4_1 / Q5_1 blocks (not Q6_K yet).
+    const X86: bool = Self::SUBS == 1 || (Self::SCALES == 2 && matches!(Self::SUB_GROUPS, 4 | 5));
+    const CODES: Codes = match Self::SUB_GROUPS {
         8 => Codes::Q8,
         4 => Codes::Q4,
         5 => Codes::Q5,
@@ -41,10 +50,11 @@ pub(crate) trait Kind: PackedBlock {
     const NIBBLES: bool = !matches!(Self::CODES, Codes::Q8);
     /// A format with a minimum: scales `d` then `m`, and `corr = Σa`.
     const MIN: bool = Self::SCALES == 2;
-    /// Code bytes per panel and block.
-    const CODE_BYTES: usize = Self::GROUPS * 64;
-    /// Scale bytes per panel and block (16 `d`, then 16 `m`).
-    const SCALE_BYTES: usize = Self::SCALES * NR * 2;
+    /// Code bytes per panel and 32-value (sub-)block.
+    const CODE_BYTES: usize = Self::SUB_GROUPS * 64;
+    /// Scale bytes per panel and block (16 `d`, then 16 `m`; k-quants: 16
+    /// `d`, 16 `dmin`, then their sub-block scale bytes).
+    const SCALE_BYTES: usize = crate::pack::scale_bytes::<Self>();
 }
 impl<B: PackedBlock> Kind for B {}
 
@@ -126,6 +136,10 @@ pub(crate) trait Width {
     unsafe fn cvt(v: Self::I) -> Self::F;
     /// `LANES` f16 at `p` (any alignment), widened exactly.
     unsafe fn f16s(p: *const u8) -> Self::F;
+    /// `LANES` bytes at `p` (any alignment), unsigned, as f32 (exact).
+    unsafe fn u8s(p: *const u8) -> Self::F;
+    /// `-v`, exactly (the sign bit flipped).
+    unsafe fn neg(v: Self::F) -> Self::F;
     /// `LANES` values of float format `E` at `p` (any alignment), widened exactly.
     unsafe fn widen<E: FloatKind>(p: *const u8) -> Self::F;
     /// `x` in every byte.

@@ -230,13 +230,25 @@ unsafe fn accumulate<W: Width, K: Kind>(
     }
 }
 
-/// The `d` and (with a minimum; else unused) `m` scales of unit `u` of the
-/// block whose scales are at `p`.
+/// The `d` and (with a minimum; else unused) `m` scales of unit `u` of
+/// sub-block `s` of the block whose scales are at `p`. The k-quants' are
+/// computed as the canonical arithmetic says: `d * sc`, `-(dmin * mn)`, one
+/// f32 multiply each (exact).
 #[inline(always)]
-unsafe fn block_scales_dm<W: Width, K: Kind>(p: *const u8, u: usize) -> (W::F, W::F) {
-    // SAFETY: p points at a block's 16 (or 2 x 16) f16 scales inside a panel.
+unsafe fn block_scales_dm<W: Width, K: Kind>(p: *const u8, s: usize, u: usize) -> (W::F, W::F) {
+    // SAFETY: p points at a block's 16 (or 2 x 16) f16 scales inside a panel
+    // (k-quants: then 2 x 8 x 16 bytes of sub-block scales and minimums).
     unsafe {
         let o = 2 * W::LANES * u;
+        if K::SUBS > 1 {
+            let small = p.add(K::SCALES * NR * 2 + W::LANES * u);
+            let sc = W::u8s(small.add(s * NR));
+            let mn = W::u8s(small.add((K::SUBS + s) * NR));
+            return (
+                W::mul(W::f16s(p.add(o)), sc),
+                W::neg(W::mul(W::f16s(p.add(2 * NR + o)), mn)),
+            );
+        }
         let m = if K::MIN {
             W::f16s(p.add(2 * NR + o))
         } else {
@@ -327,7 +339,7 @@ unsafe fn q_rows<
             }
             let k = kept.wrapping_add((b - blocks.start) * 8 * W::UNIT_BYTES);
             for i in 0..NP {
-                let sp = panels[i].add(so + b * sb);
+                let sp = panels[i].add(so + (b / K::SUBS) * sb);
                 if SRC != FROM_KEPT {
                     for l in (0..cb).step_by(64) {
                         prefetch(panels[i].wrapping_add(b * cb + l + GEMV_PREFETCH));
@@ -335,7 +347,7 @@ unsafe fn q_rows<
                     // The scales stream too, as far ahead in blocks as the
                     // codes (left to the hardware prefetchers, AVX-512 Q5_0
                     // ran 20% slower).
-                    prefetch(sp.wrapping_add(GEMV_PREFETCH * sb / cb));
+                    prefetch(sp.wrapping_add(GEMV_PREFETCH * sb / (cb * K::SUBS)));
                 }
                 for j in 0..nu {
                     let u = u0 + j;
@@ -354,7 +366,7 @@ unsafe fn q_rows<
                         }
                         v
                     };
-                    let (dw, mw) = block_scales_dm::<W, K>(sp, u);
+                    let (dw, mw) = block_scales_dm::<W, K>(sp, b % K::SUBS, u);
                     let isum = block_isums::<W, D, K, R>(&codes, &act);
                     // The activation scales at their use: scalars kept
                     // through the block's dots would take vector registers.
@@ -850,8 +862,11 @@ unsafe fn q_gemm_chunks<
                             mw[i][u] = W::load_f(ml);
                         }
                     } else {
-                        (dw[i][u], mw[i][u]) =
-                            block_scales_dm::<W, K>(panels[i].add(so + b * sb), u);
+                        (dw[i][u], mw[i][u]) = block_scales_dm::<W, K>(
+                            panels[i].add(so + (b / K::SUBS) * sb),
+                            b % K::SUBS,
+                            u,
+                        );
                         if SRC == PANEL_TO_KEPT {
                             W::store_f(dl, dw[i][u]);
                             if K::MIN {

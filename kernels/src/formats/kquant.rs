@@ -1,0 +1,435 @@
+//! What the k-quant formats (Q4_K, Q5_K, Q6_K) share: llama.cpp's scale
+//! searches (`make_qkx2_quants`, `make_qx_quants`), its `nearest_int`, the
+//! 6-bit scale packing of Q4_K / Q5_K, and their packed panel layout.
+//!
+//! Ported operation for operation from `ggml-quants.c`, which llama.cpp
+//! builds for baseline x86-64 in its ggml-base library: every f32 operation
+//! is one rounded SSE operation in C's evaluation order (no FMA contraction,
+//! `FLT_EVAL_METHOD == 0`), and Rust never contracts or reorders either, so
+//! the bytes are the C reference's.
+//!
+//! Packed form of a super-block (one row's part of a panel, in lane groups
+//! of 4 bytes; see [`crate::pack`]): each 32-value sub-block `s` has `G`
+//! code groups at `s * G`: four groups of nibbles as Q4_0 lays them out
+//! (byte `b` of 16: the low 4 bits of element `b` in its low nibble, of
+//! element `b + 16` in its high nibble), then Q5_K one group of fifth bits
+//! (bit `e` of the little-endian u32: element `e`) and Q6_K two groups of
+//! 2-bit high parts (bits `2e..2e+2` of the first u32: element `e` < 16, of
+//! the second: element `16 + e`). So a Q4_K sub-block's codes are packed as
+//! a Q4_1 block's, a Q5_K one's as a Q5_1 block's. The 4 scale groups after
+//! the codes (stored in the scales region) hold 16 bytes of sub-block scales:
+//! Q4_K / Q5_K the eight 6-bit scales then the eight 6-bit minimums, one per
+//! byte; Q6_K its sixteen int8 scales.
+
+use super::{SubScale, QK, QK_K};
+use half::f16;
+
+/// llama.cpp's `GROUP_MAX_EPS`: groups whose largest magnitude is below it
+/// quantize to zero.
+pub(super) const GROUP_MAX_EPS: f32 = 1e-15;
+
+/// Lane groups of sub-block scales of a packed super-block.
+pub(super) const SCALE_GROUPS: usize = 4;
+
+/// llama.cpp's `nearest_int`: round to nearest, ties to even, through the
+/// mantissa of `v + 1.5 * 2^23`; exact for `|v| <= 4194303` (which the C
+/// asserts only in debug builds; beyond it, and for NaN, this gives the C
+/// release build's result).
+#[inline(always)]
+pub(super) fn nearest_int(v: f32) -> i32 {
+    let val = v + 12582912.0;
+    (val.to_bits() as i32 & 0x007F_FFFF) - 0x0040_0000
+}
+
+/// llama.cpp's `make_qkx2_quants` for 32 values (`use_mad` false): codes
+/// `0..=nmax` into `l`, returns `(scale, the_min)` (`the_min` = minus the
+/// minimum, `>= 0` or NaN).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn make_qkx2_quants(
+    nmax: i32,
+    x: &[f32; QK],
+    weights: &[f32; QK],
+    l: &mut [u8; QK],
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+) -> (f32, f32) {
+    let mut laux = [0u8; QK];
+    let mut min = x[0];
+    let mut max = x[0];
+    let mut sum_w = weights[0];
+    let mut sum_x = sum_w * x[0];
+    for i in 1..QK {
+        if x[i] < min {
+            min = x[i];
+        }
+        if x[i] > max {
+            max = x[i];
+        }
+        let w = weights[i];
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if min > 0.0 {
+        min = 0.0;
+    }
+    if max == min {
+        l.fill(0);
+        return (0.0, -min);
+    }
+    let mut iscale = nmax as f32 / (max - min);
+    let mut scale = 1.0 / iscale;
+    let mut best_error = 0.0f32;
+    for i in 0..QK {
+        let q = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
+        l[i] = q as u8;
+        let diff = scale * q as f32 + min - x[i];
+        best_error += weights[i] * (diff * diff);
+    }
+    for is in 0..=nstep {
+        iscale = (rmin + rdelta * is as f32 + nmax as f32) / (max - min);
+        let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
+        for i in 0..QK {
+            let q = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
+            laux[i] = q as u8;
+            let (w, qf) = (weights[i], q as f32);
+            sum_l += w * qf;
+            sum_l2 += w * qf * qf;
+            sum_xl += w * qf * x[i];
+        }
+        let det = sum_w * sum_l2 - sum_l * sum_l;
+        if det > 0.0 {
+            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+            if this_min > 0.0 {
+                this_min = 0.0;
+                this_scale = sum_xl / sum_l2;
+            }
+            let mut cur_error = 0.0f32;
+            for i in 0..QK {
+                let diff = this_scale * laux[i] as f32 + this_min - x[i];
+                cur_error += weights[i] * (diff * diff);
+            }
+            if cur_error < best_error {
+                *l = laux;
+                best_error = cur_error;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    (scale, -min)
+}
+
+/// llama.cpp's `make_qx_quants(16, 32, x, L, 1, NULL)` (Q6_K's search, with
+/// weights `x * x`): codes `l + 32` (0..64) into `codes`, returns the scale.
+pub(super) fn make_qx_quants_q6(x: &[f32; 16], codes: &mut [u8; 16]) -> f32 {
+    const NMAX: i32 = 32;
+    let (mut max, mut amax) = (0.0f32, 0.0f32);
+    for &v in x {
+        let ax = v.abs();
+        if ax > amax {
+            amax = ax;
+            max = v;
+        }
+    }
+    if amax < GROUP_MAX_EPS {
+        codes.fill(0);
+        return 0.0;
+    }
+    let code = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-NMAX, NMAX - 1);
+    let sums = |iscale: f32| {
+        let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+        for &v in x {
+            let l = code(iscale, v) as f32;
+            let w = v * v;
+            sumlx += w * v * l;
+            suml2 += w * l * l;
+        }
+        (sumlx, suml2)
+    };
+    let iscale = -NMAX as f32 / max;
+    for (c, &v) in codes.iter_mut().zip(x) {
+        *c = (code(iscale, v) + NMAX) as u8;
+    }
+    let (sumlx, suml2) = sums(iscale);
+    let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
+    let mut best = scale * sumlx;
+    for is in -9..=9 {
+        if is == 0 {
+            continue;
+        }
+        let iscale = -(NMAX as f32 + 0.1 * is as f32) / max;
+        let (sumlx, suml2) = sums(iscale);
+        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
+            for (c, &v) in codes.iter_mut().zip(x) {
+                *c = (code(iscale, v) + NMAX) as u8;
+            }
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    scale
+}
+
+/// The eight 6-bit scales and minimums of Q4_K / Q5_K from their 12 bytes
+/// (llama.cpp's `get_scale_min_k4` for `j = 0..8`).
+#[inline]
+pub(super) fn unpack_scales(q: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
+    let mut sc = [0u8; 8];
+    let mut mn = [0u8; 8];
+    for j in 0..8 {
+        if j < 4 {
+            sc[j] = q[j] & 63;
+            mn[j] = q[j + 4] & 63;
+        } else {
+            sc[j] = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+            mn[j] = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+        }
+    }
+    (sc, mn)
+}
+
+/// The 12 bytes of eight 6-bit scales and minimums (values above 63 keep
+/// their low 6 bits), as llama.cpp's quantizers pack them.
+#[inline]
+pub(super) fn pack_scales(sc: &[u8; 8], mn: &[u8; 8]) -> [u8; 12] {
+    let mut q = [0u8; 12];
+    for j in 0..8 {
+        let (ls, lm) = (sc[j] & 63, mn[j] & 63);
+        if j < 4 {
+            q[j] = ls;
+            q[j + 4] = lm;
+        } else {
+            q[j + 4] = (ls & 0xF) | ((lm & 0xF) << 4);
+            q[j - 4] |= (ls >> 4) << 6;
+            q[j] |= (lm >> 4) << 6;
+        }
+    }
+    q
+}
+
+/// The first half of `quantize_row_q4_K_ref` / `_q5_K_ref` for one
+/// super-block: codes `0..=nmax` of the 256 values, the f16 `d` and `dmin`
+/// and the eight 6-bit scales and minimums.
+pub(super) fn quantize_with_min(
+    x: &[f32; 256],
+    nmax: i32,
+    rmin: f32,
+    nstep: i32,
+) -> ([u8; 256], half::f16, half::f16, [u8; 8], [u8; 8]) {
+    let mut l = [0u8; 256];
+    let mut scales = [0.0f32; 8];
+    let mut mins = [0.0f32; 8];
+    let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+    for j in 0..8 {
+        let xs: &[f32; QK] = x[QK * j..QK * (j + 1)].try_into().unwrap();
+        let mut sum_x2 = 0.0f32;
+        for &v in xs {
+            sum_x2 += v * v;
+        }
+        let av_x = (sum_x2 / 32.0).sqrt();
+        let weights: [f32; QK] = core::array::from_fn(|i| av_x + xs[i].abs());
+        let ls: &mut [u8; QK] = (&mut l[QK * j..QK * (j + 1)]).try_into().unwrap();
+        let (scale, min) = make_qkx2_quants(nmax, xs, &weights, ls, rmin, 0.1, nstep);
+        scales[j] = scale;
+        mins[j] = min;
+        if scale > max_scale {
+            max_scale = scale;
+        }
+        if min > max_min {
+            max_min = min;
+        }
+    }
+    let inv_scale = if max_scale > 0.0 {
+        63.0 / max_scale
+    } else {
+        0.0
+    };
+    let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+    // (uint8_t)nearest_int(...), then MIN(63, ...).
+    let sc: [u8; 8] = core::array::from_fn(|j| (nearest_int(inv_scale * scales[j]) as u8).min(63));
+    let mn: [u8; 8] = core::array::from_fn(|j| (nearest_int(inv_min * mins[j]) as u8).min(63));
+    let d = half::f16::from_f32(max_scale / 63.0);
+    let dmin = half::f16::from_f32(max_min / 63.0);
+    for j in 0..8 {
+        let dj = d.to_f32() * sc[j] as f32;
+        // `if (!d) continue;`: the search's codes stay (NaN goes on).
+        if dj == 0.0 {
+            continue;
+        }
+        let dm = dmin.to_f32() * mn[j] as f32;
+        for i in QK * j..QK * (j + 1) {
+            l[i] = nearest_int((x[i] + dm) / dj).clamp(0, nmax) as u8;
+        }
+    }
+    (l, d, dmin, sc, mn)
+}
+
+/// Sub-block `s`'s scale and minimum of Q4_K / Q5_K (see [`SubScale::Min`]):
+/// `d * sc`, `-(dmin * mn)`, exact in f32.
+#[inline]
+pub(super) fn min_sub_scale(d: f16, dmin: f16, scales: &[u8; 12], s: usize) -> SubScale {
+    let (sc, mn) = unpack_scales(scales);
+    SubScale::Min {
+        d: d.to_f32() * sc[s] as f32,
+        m: -(dmin.to_f32() * mn[s] as f32),
+    }
+}
+
+/// `dequantize_row_q4_K` / `_q5_K` of one super-block whose element `j` has
+/// code `code(j)`: `(d * sc) * q - dmin * mn`, as the C evaluates it.
+#[inline]
+pub(super) fn dequantize_with_min(
+    d: f16,
+    dmin: f16,
+    scales: &[u8; 12],
+    code: impl Fn(usize) -> u8,
+    out: &mut [f32],
+) {
+    let out: &mut [f32; QK_K] = out.try_into().expect("a super-block of 256 values");
+    let (d, min) = (d.to_f32(), dmin.to_f32());
+    let (sc, mn) = unpack_scales(scales);
+    for (s, y) in out.chunks_exact_mut(QK).enumerate() {
+        let (ds, ms) = (d * sc[s] as f32, min * mn[s] as f32);
+        for (e, y) in y.iter_mut().enumerate() {
+            *y = ds * code(QK * s + e) as f32 - ms;
+        }
+    }
+}
+
+/// Bytes `4c..4c+4` of sub-block `s`'s 16 nibble bytes (see the module
+/// docs), from the codes of the super-block.
+#[inline]
+pub(super) fn nibble_group(code: impl Fn(usize) -> u8, s: usize, c: usize) -> [u8; 4] {
+    core::array::from_fn(|i| {
+        let e = QK * s + 4 * c + i;
+        (code(e) & 0xF) | ((code(e + 16) & 0xF) << 4)
+    })
+}
+
+/// The low 4 bits of the 32 codes of sub-block `s` from its four nibble
+/// groups at `first`.
+#[inline]
+pub(super) fn nibbles_of(group: &impl Fn(usize) -> [u8; 4], first: usize) -> [u8; QK] {
+    let mut out = [0u8; QK];
+    for c in 0..4 {
+        let g = group(first + c);
+        for i in 0..4 {
+            out[4 * c + i] = g[i] & 0xF;
+            out[16 + 4 * c + i] = g[i] >> 4;
+        }
+    }
+    out
+}
+
+/// Scale group `c` (0..4) of Q4_K / Q5_K: bytes `4c..4c+4` of the eight
+/// 6-bit scales then the eight 6-bit minimums.
+#[inline]
+pub(super) fn min_scale_group(scales: &[u8; 12], c: usize) -> [u8; 4] {
+    let (sc, mn) = unpack_scales(scales);
+    core::array::from_fn(|i| {
+        if c < 2 {
+            sc[4 * c + i]
+        } else {
+            mn[4 * (c - 2) + i]
+        }
+    })
+}
+
+/// The eight scales and minimums of Q4_K / Q5_K from the scale groups at
+/// `first` (their inverse of [`min_scale_group`]).
+#[inline]
+pub(super) fn min_scales_of(group: &impl Fn(usize) -> [u8; 4], first: usize) -> ([u8; 8], [u8; 8]) {
+    let small = small_scales(group, first);
+    (
+        small[..8].try_into().unwrap(),
+        small[8..].try_into().unwrap(),
+    )
+}
+
+/// The 16 sub-block scale bytes from the scale groups at `first`.
+#[inline]
+pub(super) fn small_scales(group: &impl Fn(usize) -> [u8; 4], first: usize) -> [u8; 16] {
+    core::array::from_fn(|i| group(first + i / 4)[i % 4])
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::formats::{PackedBlock, SubScale, QK_K};
+
+    /// A deterministic row of 256 values in -1.5..2.5.
+    pub(crate) fn wave(seed: usize) -> [f32; QK_K] {
+        core::array::from_fn(|i| (((i + seed) * 2654435761) % 1000) as f32 / 250.0 - 1.5)
+    }
+
+    /// A k-quant's blocks survive their packed form, dequantize to what
+    /// their codes and sub-block scales say (the canonical arithmetic's
+    /// reading of them) and stay within `max_err` of smooth inputs.
+    pub(crate) fn check_format<B: PackedBlock>(max_err: f32) {
+        for seed in 0..8 {
+            let x = wave(seed);
+            let b = B::quantize(&x);
+            let groups = B::GROUPS + B::SCALE_GROUPS;
+            let back = B::from_packed(b.scales(), |c| {
+                assert!(c < groups);
+                b.packed_group(c)
+            });
+            assert_eq!(back, b);
+            let mut out = [0.0; QK_K];
+            b.dequantize(&mut out);
+            for (j, &y) in out.iter().enumerate() {
+                let u = b.ucode(j) as i32;
+                let want = match b.sub_scale(j / QK) {
+                    // d * q - dmin * mn: the same value as d * q + m.
+                    SubScale::Min { d, m } => d * u as f32 + m,
+                    SubScale::Halves { d, s } => d * s[(j % QK) / 16] as f32 * (u - 32) as f32,
+                    SubScale::Offset { .. } => unreachable!(),
+                };
+                assert_eq!(y, want, "{} element {j}", B::INFO.name);
+            }
+            let err = x
+                .iter()
+                .zip(&out)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(err < max_err, "{} {err}", B::INFO.name);
+        }
+    }
+
+    #[test]
+    fn nearest_int_rounds_half_to_even() {
+        for (v, want) in [
+            (0.5f32, 0),
+            (1.5, 2),
+            (2.5, 2),
+            (-0.5, 0),
+            (-1.5, -2),
+            (3.49, 3),
+            (-7.7, -8),
+            (4194303.0, 4194303),
+            (-4194303.0, -4194303),
+            (0.0, 0),
+            (-0.0, 0),
+        ] {
+            assert_eq!(nearest_int(v), want, "{v}");
+        }
+        // NaN: the mantissa bits of the quiet NaN, minus 2^22.
+        assert_eq!(nearest_int(f32::NAN), 0);
+    }
+
+    #[test]
+    fn scale_packing_round_trips_every_value() {
+        for seed in 0..64u8 {
+            let sc: [u8; 8] = core::array::from_fn(|j| (seed + 7 * j as u8) % 64);
+            let mn: [u8; 8] = core::array::from_fn(|j| (63 - seed + 11 * j as u8) % 64);
+            assert_eq!(unpack_scales(&pack_scales(&sc, &mn)), (sc, mn));
+        }
+        // 12 bytes hold exactly 16 6-bit values: every byte string unpacks
+        // and packs back.
+        let q: [u8; 12] = core::array::from_fn(|i| (i as u8).wrapping_mul(97).wrapping_add(200));
+        let (sc, mn) = unpack_scales(&q);
+        assert_eq!(pack_scales(&sc, &mn), q);
+    }
+}

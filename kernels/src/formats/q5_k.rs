@@ -1,0 +1,163 @@
+//! GGUF Q5_K: super-blocks of 256 5-bit codes in 8 sub-blocks of 32, each
+//! with a 6-bit scale `sc` and minimum `mn`, and f16 `d` and `dmin` (176
+//! bytes); value `d * sc * q - dmin * mn`.
+//!
+//! Packed (see [`super::kquant`]): each 32-value sub-block's codes as a
+//! Q5_1 block's (4 nibble groups, one of fifth bits); scales `d`, `dmin` and
+//! 4 groups of sub-block scales and minimums (one byte each). 180 bytes per
+//! super-block and row.
+
+use super::kquant::{
+    dequantize_with_min, min_scale_group, min_scales_of, min_sub_scale, nibble_group, nibbles_of,
+    pack_scales, quantize_with_min, SCALE_GROUPS,
+};
+use super::{bytewise_eq, FormatInfo, PackedBlock, SubScale, WeightFormat, QK, QK_K};
+use bytemuck::{Pod, Zeroable};
+use half::f16;
+
+/// GGUF `block_q5_K`.
+///
+/// Element `64 g + e` (`e < 32`) has the low nibble of `qs[32 g + e]` and
+/// bit `2 g` of `qh[e]` as its fifth bit, element `64 g + 32 + e` the high
+/// nibble and bit `2 g + 1`; sub-block `j` (elements `32 j..`) has scale and
+/// minimum `get_scale_min_k4(j, scales)`.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ5_K {
+    /// Super-block scale of the sub-block scales.
+    pub d: f16,
+    /// Super-block scale of the sub-block minimums.
+    pub dmin: f16,
+    /// Eight 6-bit scales and eight 6-bit minimums, packed.
+    pub scales: [u8; 12],
+    /// Fifth bits.
+    pub qh: [u8; QK_K / 8],
+    /// Low 4 bits of the codes.
+    pub qs: [u8; QK_K / 2],
+}
+
+bytewise_eq!(BlockQ5_K);
+const _: () = assert!(core::mem::size_of::<BlockQ5_K>() == 176);
+
+impl BlockQ5_K {
+    /// The block of 256 codes in 0..32 and its scales, with `qs` and `qh`
+    /// as `quantize_row_q5_K_ref` writes them.
+    fn from_codes(l: &[u8; QK_K], d: f16, dmin: f16, sc: &[u8; 8], mn: &[u8; 8]) -> Self {
+        let mut qs = [0u8; QK_K / 2];
+        let mut qh = [0u8; QK_K / 8];
+        for g in 0..4 {
+            for e in 0..32 {
+                let (l1, l2) = (l[64 * g + e], l[64 * g + 32 + e]);
+                qh[e] |= ((l1 >> 4) << (2 * g)) | ((l2 >> 4) << (2 * g + 1));
+                qs[32 * g + e] = (l1 & 0xF) | ((l2 & 0xF) << 4);
+            }
+        }
+        BlockQ5_K {
+            d,
+            dmin,
+            scales: pack_scales(sc, mn),
+            qh,
+            qs,
+        }
+    }
+}
+
+impl PackedBlock for BlockQ5_K {
+    const FORMAT: WeightFormat = WeightFormat::Q5_K;
+    const INFO: FormatInfo = FormatInfo {
+        name: "Q5_K",
+        aliases: &[],
+        ggml_type: 13,
+        block_size: QK_K,
+        block_bytes: 176,
+        bits_per_value: 5,
+        act_offset: Some(-1),
+    };
+    const GROUPS: usize = 8 * 5;
+    const SCALE_GROUPS: usize = SCALE_GROUPS;
+    const SCALES: usize = 2;
+    const OFFSET: i32 = 0;
+
+    fn scales(&self) -> [f16; 2] {
+        [self.d, self.dmin]
+    }
+    #[inline]
+    fn packed_group(&self, c: usize) -> [u8; 4] {
+        if c >= Self::GROUPS {
+            min_scale_group(&self.scales, c - Self::GROUPS)
+        } else {
+            let (s, c) = (c / 5, c % 5);
+            if c < 4 {
+                nibble_group(|j| self.ucode(j), s, c)
+            } else {
+                let bits = (0..QK).fold(0u32, |h, e| {
+                    h | (((self.ucode(QK * s + e) >> 4) as u32) << e)
+                });
+                bits.to_le_bytes()
+            }
+        }
+    }
+    fn from_packed([d, dmin]: [f16; 2], group: impl Fn(usize) -> [u8; 4]) -> Self {
+        let (sc, mn) = min_scales_of(&group, Self::GROUPS);
+        let mut l = [0u8; QK_K];
+        for (s, sub) in l.chunks_exact_mut(QK).enumerate() {
+            let first = 5 * s;
+            let high = u32::from_le_bytes(group(first + 4));
+            for (e, (c, low)) in sub.iter_mut().zip(nibbles_of(&group, first)).enumerate() {
+                *c = low | ((((high >> e) & 1) as u8) << 4);
+            }
+        }
+        Self::from_codes(&l, d, dmin, &sc, &mn)
+    }
+    #[inline]
+    fn ucode(&self, j: usize) -> u8 {
+        let (g, h, e) = (j / 64, (j / 32) % 2, j % 32);
+        ((self.qs[32 * g + e] >> (4 * h)) & 0xF) | (((self.qh[e] >> (j / 32)) & 1) << 4)
+    }
+    #[inline]
+    fn sub_scale(&self, s: usize) -> SubScale {
+        min_sub_scale(self.d, self.dmin, &self.scales, s)
+    }
+    fn padding() -> Self {
+        Self::zeroed()
+    }
+    /// `quantize_row_q5_K_ref` for one super-block.
+    fn quantize(x: &[f32]) -> Self {
+        let x: &[f32; QK_K] = x.try_into().expect("a super-block of 256 values");
+        let (l, d, dmin, sc, mn) = quantize_with_min(x, 31, -0.5, 15);
+        Self::from_codes(&l, d, dmin, &sc, &mn)
+    }
+    /// `dequantize_row_q5_K` for one super-block.
+    fn dequantize(&self, out: &mut [f32]) {
+        dequantize_with_min(self.d, self.dmin, &self.scales, |j| self.ucode(j), out)
+    }
+}
+
+super::row_functions!(
+    BlockQ5_K,
+    "q5_k",
+    256,
+    quantize_row_q5_k,
+    quantize_block_q5_k,
+    dequantize_row_q5_k
+);
+
+#[cfg(test)]
+mod tests {
+    use super::super::kquant::tests::{check_format, wave};
+    use super::*;
+
+    #[test]
+    fn packing_and_dequantization_follow_the_block() {
+        check_format::<BlockQ5_K>(0.1);
+    }
+
+    #[test]
+    fn zero_block_is_zero() {
+        let b = quantize_block_q5_k(&[0.0; QK_K]);
+        assert_eq!(bytemuck::bytes_of(&b), &[0u8; 176][..]);
+        let b = quantize_block_q5_k(&wave(1));
+        assert_ne!(bytemuck::bytes_of(&b), &[0u8; 176][..]);
+    }
+}
