@@ -7,7 +7,7 @@ mod common;
 
 use blockq::kernels::formats::PackedBlock;
 use blockq::kernels::{act::ActBlock, match_format, Kernels, WeightFormat};
-use blockq::{dispatch, BlockQ4_0, BlockQ8_0, Isa, QuantType, QuantizedLinear};
+use blockq::{dispatch, BlockQ4_0, BlockQ8_0, Isa, QuantType, QuantizedLinear, QK_K};
 use bytemuck::Zeroable;
 use common::*;
 use half::f16;
@@ -80,6 +80,31 @@ fn every_isa_matches_scalar_on_large_batches() {
                 one.install(|| {
                     compare_layer(&layer, &x, batch, &isas, &format!("{what}, 1 thread"))
                 });
+            }
+        }
+    }
+}
+
+/// The k-quants over whole and partial super-blocks up to K = 2304, N not a
+/// multiple of the panel, batches of 1 to 130 rows.
+#[test]
+fn every_isa_matches_scalar_on_k_quant_shapes() {
+    let isas = isas_under_test();
+    let kquants = QuantType::ALL
+        .into_iter()
+        .filter(|q| q.block_size() == QK_K);
+    for qt in kquants {
+        for &k in &[256, 300, 2304] {
+            let layer = layer(k as u64, k, 33, qt, true);
+            for &batch in &[1, 9, 130] {
+                let x = values((k * batch) as u64, batch * k, 1.5);
+                compare_layer(
+                    &layer,
+                    &x,
+                    batch,
+                    &isas,
+                    &format!("{qt} k={k} n=33 m={batch}"),
+                );
             }
         }
     }
