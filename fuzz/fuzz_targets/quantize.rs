@@ -54,11 +54,12 @@ fn check_canonical(x: &[f32], offset: i32, blk: &ActBlock, at: &str) {
             }),
         )
     };
-    let sum: i32 = codes.iter().map(|&q| q as i32).sum();
+    let half = |h: usize| codes[16 * h..16 * h + 16].iter().map(|&q| q as i32).sum::<i32>();
     let want = ActBlock {
         qs: codes,
         d: f32::from_bits(d),
-        corr: -offset * sum,
+        corr: -offset * (half(0) + half(1)),
+        half_sums: [half(0), half(1)],
     };
     assert!(
         bytemuck::bytes_of(blk) == bytemuck::bytes_of(&want),

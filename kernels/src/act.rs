@@ -20,9 +20,12 @@ pub struct ActBlock {
     /// exact signed one. Formats with a minimum (Q4_1, Q5_1) use offset -1,
     /// so that `corr = Σ qs`, the sum their `m` term needs.
     pub corr: i32,
+    /// `Σ qs[0..16]` and `Σ qs[16..32]`: Q6_K's scales are per 16 values, so
+    /// its offset is undone per half (`-32 * half_sums[h]`).
+    pub half_sums: [i32; 2],
 }
 
-const _: () = assert!(core::mem::size_of::<ActBlock>() == 40);
+const _: () = assert!(core::mem::size_of::<ActBlock>() == 48);
 
 /// Blocks whose `amax` is below this (2^-120) quantize to zero, so that
 /// `127 / amax` never overflows.
@@ -65,17 +68,18 @@ pub fn quantize_block_scalar(v: &[f32; QK], offset: i32) -> ActBlock {
     let amax_bits = v.iter().map(|x| x.to_bits() & 0x7FFF_FFFF).max().unwrap();
     let (d, id) = block_scales(amax_bits);
     let mut qs = [0i8; QK];
-    let mut sum = 0i32;
+    let mut half_sums = [0i32; 2];
     if id != 0.0 {
-        for (q, &x) in qs.iter_mut().zip(v) {
+        for (j, (q, &x)) in qs.iter_mut().zip(v).enumerate() {
             *q = (x * id).round_ties_even() as i8;
-            sum += *q as i32;
+            half_sums[j / 16] += *q as i32;
         }
     }
     ActBlock {
         qs,
         d,
-        corr: -offset * sum,
+        corr: -offset * (half_sums[0] + half_sums[1]),
+        half_sums,
     }
 }
 
@@ -95,6 +99,7 @@ mod tests {
         assert_eq!(b.d, 1.0);
         assert_eq!(&b.qs[..5], &[127, 0, 2, -2, 0]);
         assert_eq!(b.corr, -8 * (127 + 2 - 2));
+        assert_eq!(b.half_sums, [127 + 2 - 2, 0]);
     }
 
     #[test]
@@ -105,7 +110,7 @@ mod tests {
             let b = quantize_block_scalar(&v, 128);
             assert_eq!(b.d.to_bits(), NAN_SCALE_BITS);
             assert_eq!(b.qs, [0; QK]);
-            assert_eq!(b.corr, 0);
+            assert_eq!((b.corr, b.half_sums), (0, [0, 0]));
         }
     }
 
@@ -114,7 +119,7 @@ mod tests {
         let mut v = [0.0f32; QK];
         v[0] = f32::from_bits(TINY_AMAX_BITS - 1);
         let b = quantize_block_scalar(&v, 8);
-        assert_eq!((b.d, b.qs, b.corr), (0.0, [0; QK], 0));
+        assert_eq!((b.d, b.qs, b.corr, b.half_sums), (0.0, [0; QK], 0, [0, 0]));
         v[0] = f32::from_bits(TINY_AMAX_BITS);
         let b = quantize_block_scalar(&v, 8);
         assert_eq!(b.qs[0], 127);
@@ -129,7 +134,14 @@ mod tests {
         assert!(out.iter().all(|b| b.qs.iter().all(|&q| q != -128)));
         assert_eq!(&out[1].qs[13..], &[0; 19]);
         for b in &out {
-            assert_eq!(b.corr, -128 * b.qs.iter().map(|&q| q as i32).sum::<i32>());
+            let half = |h: usize| {
+                b.qs[16 * h..16 * h + 16]
+                    .iter()
+                    .map(|&q| q as i32)
+                    .sum::<i32>()
+            };
+            assert_eq!(b.half_sums, [half(0), half(1)]);
+            assert_eq!(b.corr, -128 * (half(0) + half(1)));
         }
     }
 }

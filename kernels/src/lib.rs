@@ -67,7 +67,10 @@
 //! sub-block `s` has two int8 scales `s0`, `s1` for its halves: `isum = s0 *
 //! Σ_{j<16} (u_j - 32) a_q[j] + s1 * Σ_{j>=16} (u_j - 32) a_q[j]`, exact in
 //! i32 (|isum| <= 2 * 128 * 16 * 32 * 127 < 2^24), then `acc = fma(d * da,
-//! isum as f32, acc)` with `d` the super-block's f16 scale widened. Rows whose
+//! isum as f32, acc)` with `d` the super-block's f16 scale widened (the
+//! activation block's `half_sums` give the halves' `-32 * Σa`; x86 forms
+//! `isum` in f32, exactly: each product and the sum are integers below
+//! 2^24). Rows whose
 //! length is not a multiple of 256 are padded to whole super-blocks with
 //! zeros (as the 32-value formats pad to whole blocks); sub-blocks past
 //! `ceil(k / 32)` are not visited. For F16 / BF16 / F32 weights:

@@ -16,7 +16,7 @@
 //! | Q5_1   | as Q5_0 | as Q4_1 |
 //! | Q4_K   | `nb` x 8 sub-blocks x 4 chunks: each 32-value sub-block as Q4_1 | `nb` x (16 f16 `d`, 16 f16 `dmin`, then 16 x 16 B: byte `t` of row `r` at `16 t + r`, `t` < 8 the sub-block scales, then the minimums) |
 //! | Q5_K   | `nb` x 8 x 5 chunks: each sub-block as Q5_1 | as Q4_K |
-//! | Q6_K   | `nb` x 8 x 6 chunks: per sub-block 4 nibble chunks (low 4 bits, as Q4_0) and 2 of 2-bit high parts | `nb` x (16 f16 `d`, then 16 x 16 B int8 scales) |
+//! | Q6_K   | `nb` x 8 x 6 chunks: per sub-block 4 nibble chunks (low 4 bits, as Q4_0) and 2 of 2-bit high parts (chunk `4 + h`, lane byte `i`, bits `2j..2j+2`: element `16h + 4j + i`) | `nb` x (16 f16 `d`, then 16 x 16 B int8 scales) |
 //! | F16    | `k` x 16 f16 (one k-step: the 16 rows' values) | none |
 //! | BF16   | `k` x 16 bf16 | none |
 //! | F32    | `k` x 16 f32 | none |

@@ -134,6 +134,7 @@ fn quantize_block(v: &[f32; QK], offset: i32) -> ActBlock {
         qs: [0; QK],
         d,
         corr: 0,
+        half_sums: [0, 0],
     };
     if id != 0.0 {
         // One f32 multiply, then round to nearest, ties to even (`fcvtns`).
@@ -148,7 +149,8 @@ fn quantize_block(v: &[f32; QK], offset: i32) -> ActBlock {
             vst1q_s8(blk.qs.as_mut_ptr(), b0);
             vst1q_s8(blk.qs.as_mut_ptr().add(16), b1);
         }
-        blk.corr = -offset * (vaddlvq_s8(b0) as i32 + vaddlvq_s8(b1) as i32);
+        blk.half_sums = [vaddlvq_s8(b0) as i32, vaddlvq_s8(b1) as i32];
+        blk.corr = -offset * (blk.half_sums[0] + blk.half_sums[1]);
     }
     blk
 }

@@ -14,8 +14,10 @@
 //! (byte `b` of 16: the low 4 bits of element `b` in its low nibble, of
 //! element `b + 16` in its high nibble), then Q5_K one group of fifth bits
 //! (bit `e` of the little-endian u32: element `e`) and Q6_K two groups of
-//! 2-bit high parts (bits `2e..2e+2` of the first u32: element `e` < 16, of
-//! the second: element `16 + e`). So a Q4_K sub-block's codes are packed as
+//! 2-bit high parts, one per 16-value half (byte `i`, bits `2j..2j+2`:
+//! element `4j + i` of the half, so that the high bits of the four elements
+//! a nibble byte position holds across the four nibble groups sit in one
+//! byte, and one shift and mask per group moves them to bits 4-5). So a Q4_K sub-block's codes are packed as
 //! a Q4_1 block's, a Q5_K one's as a Q5_1 block's. The 4 scale groups after
 //! the codes (stored in the scales region) hold 16 bytes of sub-block scales:
 //! Q4_K / Q5_K the eight 6-bit scales then the eight 6-bit minimums, one per

@@ -85,11 +85,13 @@ impl PackedBlock for BlockQ6_K {
             if c < 4 {
                 nibble_group(|j| self.ucode(j), s, c)
             } else {
+                // Byte i, bits 2j..2j+2: element 4j + i of the half.
                 let first = QK * s + 16 * (c - 4);
-                let bits = (0..16).fold(0u32, |h, e| {
-                    h | (((self.ucode(first + e) >> 4) as u32) << (2 * e))
-                });
-                bits.to_le_bytes()
+                core::array::from_fn(|i| {
+                    (0..4).fold(0u8, |h, j| {
+                        h | ((self.ucode(first + 4 * j + i) >> 4) << (2 * j))
+                    })
+                })
             }
         }
     }
@@ -98,12 +100,10 @@ impl PackedBlock for BlockQ6_K {
         let mut l = [0u8; QK_K];
         for (s, sub) in l.chunks_exact_mut(QK).enumerate() {
             let first = 6 * s;
-            let high = [
-                u32::from_le_bytes(group(first + 4)),
-                u32::from_le_bytes(group(first + 5)),
-            ];
+            let high = [group(first + 4), group(first + 5)];
             for (e, (c, low)) in sub.iter_mut().zip(nibbles_of(&group, first)).enumerate() {
-                *c = low | ((((high[e / 16] >> (2 * (e % 16))) & 3) as u8) << 4);
+                let (h, j, i) = (e / 16, (e % 16) / 4, e % 4);
+                *c = low | (((high[h][i] >> (2 * j)) & 3) << 4);
             }
         }
         let (ql, qh) = Self::codes(&l);

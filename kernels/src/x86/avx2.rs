@@ -217,6 +217,27 @@ impl Width for Ymm {
             ]
         }
     }
+    // A constant count: LLVM emits the immediate form.
+    #[inline(always)]
+    unsafe fn shl16<const N: u32>(v: __m256i) -> __m256i {
+        // SAFETY: the kernel enables avx2.
+        unsafe { _mm256_sll_epi16(v, _mm_cvtsi32_si128(N as i32)) }
+    }
+    #[inline(always)]
+    unsafe fn shr16<const N: u32>(v: __m256i) -> __m256i {
+        // SAFETY: the kernel enables avx2.
+        unsafe { _mm256_srl_epi16(v, _mm_cvtsi32_si128(N as i32)) }
+    }
+    #[inline(always)]
+    unsafe fn or_and(v: __m256i, h: __m256i, m: __m256i) -> __m256i {
+        // SAFETY: the kernel enables avx2.
+        unsafe { _mm256_or_si256(v, _mm256_and_si256(h, m)) }
+    }
+    #[inline(always)]
+    unsafe fn i8s(p: *const u8) -> __m256i {
+        // SAFETY: the kernel enables avx2; 8 bytes at p, as the trait says.
+        unsafe { _mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i)) }
+    }
     /// Byte `c / 2` of each lane's `qh` spread over the lane (one byte
     /// shuffle, shared by chunks `2j`, `2j + 1`), an AND with each byte's
     /// bit, compare-equal, 0x10 where set, OR into the nibbles (bit 4 clear).
@@ -254,15 +275,16 @@ impl Dot<Ymm> for Maddubs {
     const Q8_UNSIGNED: bool = false;
 
     #[inline(always)]
-    unsafe fn nib_block<const Q5: bool>(
+    unsafe fn nib_block<const PER: usize, const N: usize>(
         init: __m256i,
-        codes: &[__m256i; 8],
+        codes: &[__m256i; N],
         a: *const i8,
     ) -> __m256i {
         // SAFETY: called from avx2 functions. Pair sums <= 2*15*127 = 3810
         // (Q4): eight of them fit in i16; <= 2*31*127 = 7874 (Q5): four fit
-        // (31496). So each i16 partial sum is exact.
-        let per = if Q5 { 4 } else { 8 };
+        // (31496); <= 2*63*127 = 16002 (Q6): two fit (32004). So each i16
+        // partial sum is exact.
+        let per = PER;
         unsafe {
             let ones = _mm256_set1_epi16(1);
             let mut acc = init;
@@ -335,12 +357,12 @@ impl Dot<Ymm> for VnniVex {
     const Q8_UNSIGNED: bool = true;
 
     #[inline(always)]
-    unsafe fn nib_block<const Q5: bool>(
+    unsafe fn nib_block<const PER: usize, const N: usize>(
         init: __m256i,
-        codes: &[__m256i; 8],
+        codes: &[__m256i; N],
         a: *const i8,
     ) -> __m256i {
-        // SAFETY: called from functions enabling avxvnni; `a` holds 32 codes.
+        // SAFETY: called from functions enabling avxvnni; `a` holds 4 N codes.
         unsafe {
             let mut acc = init;
             for (c, &v) in codes.iter().enumerate() {
@@ -359,7 +381,7 @@ impl Dot<Ymm> for VnniVex {
         // SAFETY: as above; stored codes are q + 128 (offset undone through init).
         let mut acc = init;
         for (acc, &a) in acc.iter_mut().zip(&a) {
-            *acc = unsafe { Self::nib_block::<false>(*acc, stored, a) };
+            *acc = unsafe { Self::nib_block::<8, 8>(*acc, stored, a) };
         }
         acc
     }
@@ -369,7 +391,14 @@ impl Dot<Ymm> for VnniVex {
         // SAFETY: forwarded contract; features enabled by the calling kernel.
         // One panel (2 units) x 5 rows: 10 chains; the f32 accumulators do
         // not fit beside them.
-        unsafe { q_gemm_vnni::<Ymm, Self, K, 1, 5, false>(a, out, ldo) }
+        unsafe {
+            // Q6 runs two chains per row and unit (one per half): 3 rows.
+            if const { K::SUB_GROUPS == 6 } {
+                q_gemm_vnni::<Ymm, Self, K, 1, 3, false>(a, out, ldo)
+            } else {
+                q_gemm_vnni::<Ymm, Self, K, 1, 5, false>(a, out, ldo)
+            }
+        }
     }
 }
 
@@ -404,16 +433,26 @@ unsafe fn quantize_row(x: &[f32], offset: i32, out: &mut [ActBlock]) {
             if id == 0.0 {
                 blk.qs = [0; QK];
                 blk.corr = 0;
+                blk.half_sums = [0, 0];
                 continue;
             }
             let idv = _mm256_set1_ps(id);
             let q: [__m256i; 4] =
                 core::array::from_fn(|i| _mm256_cvtps_epi32(_mm256_mul_ps(v[i], idv)));
-            let s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
-            let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-            let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
-            let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-            blk.corr = -offset * _mm_cvtsi128_si32(s);
+            // Lanes 0..4 sum elements 0..16, lanes 4..8 elements 16..32.
+            let (lo, hi) = (_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+            let s = _mm256_add_epi32(
+                _mm256_permute2x128_si256(lo, hi, 0x20),
+                _mm256_permute2x128_si256(lo, hi, 0x31),
+            );
+            let s = _mm256_add_epi32(s, _mm256_shuffle_epi32(s, 0b01_00_11_10));
+            let s = _mm256_add_epi32(s, _mm256_shuffle_epi32(s, 0b10_11_00_01));
+            let (lo, hi) = (
+                _mm256_cvtsi256_si32(s),
+                _mm_cvtsi128_si32(_mm256_extracti128_si256(s, 1)),
+            );
+            blk.half_sums = [lo, hi];
+            blk.corr = -offset * (lo + hi);
             let p16 = _mm256_packs_epi16(
                 _mm256_packs_epi32(q[0], q[1]),
                 _mm256_packs_epi32(q[2], q[3]),

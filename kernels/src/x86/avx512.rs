@@ -217,6 +217,27 @@ impl Width for Zmm {
             ]
         }
     }
+    #[inline(always)]
+    unsafe fn shl16<const N: u32>(v: __m512i) -> __m512i {
+        // SAFETY: the kernel enables avx512f/bw.
+        unsafe { _mm512_slli_epi16::<N>(v) }
+    }
+    #[inline(always)]
+    unsafe fn shr16<const N: u32>(v: __m512i) -> __m512i {
+        // SAFETY: the kernel enables avx512f/bw.
+        unsafe { _mm512_srli_epi16::<N>(v) }
+    }
+    /// One `vpternlogd`: `v | (h & m)` (truth table 0xF8 for a | (b & c)).
+    #[inline(always)]
+    unsafe fn or_and(v: __m512i, h: __m512i, m: __m512i) -> __m512i {
+        // SAFETY: the kernel enables avx512f.
+        unsafe { _mm512_ternarylogic_epi32::<0xF8>(v, h, m) }
+    }
+    #[inline(always)]
+    unsafe fn i8s(p: *const u8) -> __m512i {
+        // SAFETY: the kernel enables avx512f; 16 bytes at p, as the trait says.
+        unsafe { _mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i)) }
+    }
     /// Byte `c / 2` of each lane's `qh` spread over the lane's 4 bytes, a
     /// test of each byte's bit, 16 added under that mask.
     #[inline(always)]
@@ -243,18 +264,19 @@ impl Dot<Zmm> for Maddubs {
     const Q8_UNSIGNED: bool = false;
 
     #[inline(always)]
-    unsafe fn nib_block<const Q5: bool>(
+    unsafe fn nib_block<const PER: usize, const N: usize>(
         init: __m512i,
-        codes: &[__m512i; 8],
+        codes: &[__m512i; N],
         a: *const i8,
     ) -> __m512i {
         // SAFETY: only called from functions enabling avx512f/bw. Each i16 pair
         // sum is <= 2*15*127 = 3810, so eight of them (30480) fit in i16; with
         // 5-bit codes a pair is <= 2*31*127 = 7874 and only four (31496) fit,
-        // so the i16 sums are widened every 4 chunks: exact either way.
+        // with 6-bit codes <= 16002 and two (32004): the i16 sums are
+        // widened every PER chunks, exact.
         unsafe {
             let ones = _mm512_set1_epi16(1);
-            let per = if Q5 { 4 } else { 8 };
+            let per = PER;
             let mut acc = init;
             for (g, group) in codes.chunks_exact(per).enumerate() {
                 let mut s16 = _mm512_setzero_si512();
@@ -320,12 +342,12 @@ impl Dot<Zmm> for Vnni512 {
     const Q8_UNSIGNED: bool = true;
 
     #[inline(always)]
-    unsafe fn nib_block<const Q5: bool>(
+    unsafe fn nib_block<const PER: usize, const N: usize>(
         init: __m512i,
-        codes: &[__m512i; 8],
+        codes: &[__m512i; N],
         a: *const i8,
     ) -> __m512i {
-        // SAFETY: only called from functions enabling avx512f/bw/vnni; `a` holds 32 codes.
+        // SAFETY: only called from functions enabling avx512f/bw/vnni; `a` holds 4 N codes.
         unsafe {
             let mut acc = init;
             for (c, &v) in codes.iter().enumerate() {
@@ -345,7 +367,7 @@ impl Dot<Zmm> for Vnni512 {
         // +128*Σa, undone through init.
         let mut acc = init;
         for (acc, &a) in acc.iter_mut().zip(&a) {
-            *acc = unsafe { Self::nib_block::<false>(*acc, stored, a) };
+            *acc = unsafe { Self::nib_block::<8, 8>(*acc, stored, a) };
         }
         acc
     }
@@ -353,7 +375,15 @@ impl Dot<Zmm> for Vnni512 {
     #[inline(always)]
     unsafe fn gemm_tile<K: Kind>(a: &TileArgs, out: *mut f32, ldo: usize) {
         // SAFETY: forwarded contract; features enabled by the calling kernel.
-        unsafe { q_gemm_vnni::<Zmm, Self, K, 2, 6, true>(a, out, ldo) }
+        unsafe {
+            // Q6 runs two chains per row and unit (one per half): 2 panels
+            // x 4 rows, 16 chains and 8 accumulators.
+            if const { K::SUB_GROUPS == 6 } {
+                q_gemm_vnni::<Zmm, Self, K, 2, 4, true>(a, out, ldo)
+            } else {
+                q_gemm_vnni::<Zmm, Self, K, 2, 6, true>(a, out, ldo)
+            }
+        }
     }
 }
 
@@ -389,12 +419,15 @@ unsafe fn quantize_row(x: &[f32], offset: i32, out: &mut [ActBlock]) {
             if id == 0.0 {
                 blk.qs = [0; QK];
                 blk.corr = 0;
+                blk.half_sums = [0, 0];
                 continue;
             }
             let idv = _mm512_set1_ps(id);
             let q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, idv));
             let q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, idv));
-            blk.corr = -offset * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+            let (lo, hi) = (_mm512_reduce_add_epi32(q0), _mm512_reduce_add_epi32(q1));
+            blk.half_sums = [lo, hi];
+            blk.corr = -offset * (lo + hi);
             let dst = blk.qs.as_mut_ptr();
             _mm_storeu_si128(dst as *mut __m128i, _mm512_cvtepi32_epi8(q0));
             _mm_storeu_si128(dst.add(16) as *mut __m128i, _mm512_cvtepi32_epi8(q1));

@@ -59,10 +59,9 @@ macro_rules! kernel_table {
                 let mut i = 0;
                 while i < crate::WeightFormat::COUNT {
                     let f = crate::WeightFormat::ALL[i];
-                    // Q6_K has no x86 kernel yet: the scalar one runs.
                     t = crate::match_format!(
                         f,
-                        B => if <B as Kind>::X86 { t.with(f, block::<B>) } else { t },
+                        B => t.with(f, block::<B>),
                         E => t.with(f, float::<E>),
                     );
                     i += 1;

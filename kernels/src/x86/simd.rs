@@ -25,25 +25,28 @@ pub(crate) enum Codes {
     Q4,
     /// As `Q4`, plus a 5th chunk of `qh` bytes holding bit 4 (Q5_0, Q5_1).
     Q5,
+    /// As `Q4`, plus two chunks of 2-bit high parts, one per 16-value half
+    /// (Q6_K), and a scale per half: `isum = s0 * Σ_lo + s1 * Σ_hi`.
+    Q6,
 }
 
 /// The code kind of a block format: {Q8, Q4, Q5} x {offset (`isum = raw +
-/// corr`), minimum (`isum = raw`, then the `m` term)}, from its
-/// [`PackedBlock`] layout. One algorithm serves every block format; the
-/// tiles run 32-value (sub-)blocks, so a Q4_K / Q5_K super-block is 8 Q4_1 /
-/// Q5_1 blocks whose scales come from its f16 `d`, `dmin` and 6-bit codes.
+/// corr`), minimum (`isum = raw`, then the `m` term)}, or Q6 (offset 32 per
+/// 16-value half, an int8 scale per half), from its [`PackedBlock`] layout.
+/// One algorithm serves every block format; the tiles run 32-value
+/// (sub-)blocks, so a Q4_K / Q5_K super-block is 8 Q4_1 / Q5_1 blocks whose
+/// scales come from its f16 `d`, `dmin` and 6-bit codes, and a Q6_K one 8
+/// sub-blocks of 6-bit codes with two int8 scales each.
 pub(crate) trait Kind: PackedBlock {
     /// 32-value sub-blocks per block (8 for the k-quants).
     const SUBS: usize = Self::VALUES / QK;
     /// Code lane groups per sub-block.
     const SUB_GROUPS: usize = Self::GROUPS / Self::SUBS;
-    /// Whether the x86 tiles run this format: the 32-value formats, and the
-    /// k-quants whose sub-blocks are Q4_1 / Q5_1 blocks (not Q6_K yet).
-    const X86: bool = Self::SUBS == 1 || (Self::SCALES == 2 && matches!(Self::SUB_GROUPS, 4 | 5));
     const CODES: Codes = match Self::SUB_GROUPS {
         8 => Codes::Q8,
         4 => Codes::Q4,
         5 => Codes::Q5,
+        6 => Codes::Q6,
         _ => panic!("unknown code layout"),
     };
     /// Nibble codes (<= 31): split from their chunks, summed as small codes.
@@ -165,6 +168,29 @@ pub(crate) trait Width {
     /// (0..8: chunks 4..8 are the high nibbles of chunks 0..4) where
     /// element `4c + i`'s fifth bit is set: bit `4c + i` of lane `r` of `qh`.
     unsafe fn with_fifth(v: Self::I, qh: Self::I, c: usize) -> Self::I;
+    /// Nibble codes `v` of chunk `c` (0..4) of a Q6 half with their bits
+    /// 4-5 from `h`: bits `2c..2c+2` of each byte (see [`crate::pack`]).
+    #[inline(always)]
+    unsafe fn with_high2(v: Self::I, h: Self::I, c: usize) -> Self::I {
+        // SAFETY: features enabled by the calling kernel.
+        unsafe {
+            let m = Self::splat_i8(0x30);
+            let h = match c {
+                0 => Self::shl16::<4>(h),
+                1 => Self::shl16::<2>(h),
+                2 => h,
+                _ => Self::shr16::<2>(h),
+            };
+            Self::or_and(v, h, m)
+        }
+    }
+    /// Each 16-bit element shifted left (`shl16`) or right (`shr16`) by `N`.
+    unsafe fn shl16<const N: u32>(v: Self::I) -> Self::I;
+    unsafe fn shr16<const N: u32>(v: Self::I) -> Self::I;
+    /// `v | (h & m)`.
+    unsafe fn or_and(v: Self::I, h: Self::I, m: Self::I) -> Self::I;
+    /// `LANES` bytes at `p` (any alignment), signed, as i32.
+    unsafe fn i8s(p: *const u8) -> Self::I;
 }
 
 /// The exact integer part of a block on one width: `vpmaddubsw` or
@@ -173,9 +199,14 @@ pub(crate) trait Dot<W: Width> {
     /// Whether `q8_rows` works on the unsigned codes (`q + 128`), so that the
     /// accumulators must start at the activation correction.
     const Q8_UNSIGNED: bool;
-    /// `init + Σ_c Σ_{i<4} codes[c].u8[4r+i] * a[4c+i]` for nibble codes
-    /// (<= 15; with `Q5` <= 31), exactly.
-    unsafe fn nib_block<const Q5: bool>(init: W::I, codes: &[W::I; 8], a: *const i8) -> W::I;
+    /// `init + Σ_c Σ_{i<4} codes[c].u8[4r+i] * a[4c+i]` for small codes
+    /// (`PER` = 8 for <= 15, 4 for <= 31, 2 for <= 63: the chunks whose
+    /// `vpmaddubsw` pair sums fit one i16 partial sum), exactly.
+    unsafe fn nib_block<const PER: usize, const N: usize>(
+        init: W::I,
+        codes: &[W::I; N],
+        a: *const i8,
+    ) -> W::I;
     /// For each of `R` activation rows `a[j]`: `init[j] + Σ (q + 128) * a[j]`
     /// if `Q8_UNSIGNED`, else `init[j] + Σ q * a[j]`, exactly. One call per
     /// block for all rows, so that work on the codes alone is done once.

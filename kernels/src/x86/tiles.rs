@@ -125,7 +125,7 @@ fn unit_bytes<W: Width>(u: usize) -> usize {
 
 /// The 8 code vectors of unit `u` of the block whose codes are at `p`
 /// (vector `c`: elements `4c..4c + 4` of each row): Q8_0's stored codes, or
-/// the unsigned 4- or 5-bit codes.
+/// the unsigned 4-, 5- or 6-bit codes.
 #[inline(always)]
 unsafe fn load_codes<W: Width, K: Kind>(p: *const u8, u: usize) -> [W::I; 8] {
     // SAFETY: p points at one block's codes inside a panel (K::CODE_BYTES,
@@ -134,9 +134,14 @@ unsafe fn load_codes<W: Width, K: Kind>(p: *const u8, u: usize) -> [W::I; 8] {
         let o = unit_bytes::<W>(u);
         let mut v = [W::zero_i(); 8];
         if K::NIBBLES {
-            let q5 = K::CODES == Codes::Q5;
-            let qh = if q5 {
+            let (q5, q6) = (K::CODES == Codes::Q5, K::CODES == Codes::Q6);
+            let qh = if q5 || q6 {
                 W::load_i(p.add(4 * 64 + o))
+            } else {
+                W::zero_i()
+            };
+            let h1 = if q6 {
+                W::load_i(p.add(5 * 64 + o))
             } else {
                 W::zero_i()
             };
@@ -145,6 +150,9 @@ unsafe fn load_codes<W: Width, K: Kind>(p: *const u8, u: usize) -> [W::I; 8] {
                 if q5 {
                     v[c] = W::with_fifth(lo, qh, c);
                     v[c + 4] = W::with_fifth(hi, qh, c + 4);
+                } else if q6 {
+                    v[c] = W::with_high2(lo, qh, c);
+                    v[c + 4] = W::with_high2(hi, h1, c);
                 } else {
                     v[c] = lo;
                     v[c + 4] = hi;
@@ -160,13 +168,16 @@ unsafe fn load_codes<W: Width, K: Kind>(p: *const u8, u: usize) -> [W::I; 8] {
 }
 
 /// Where a block's integer sum starts: the activation correction when the
-/// codes carry an offset (unsigned nibbles, or Q8_0 codes as stored),
-/// zero for formats with a minimum (`isum = raw`) and for signed Q8_0.
+/// codes carry an offset (unsigned nibbles, or Q8_0 codes as stored; Q6:
+/// the first half's), zero for formats with a minimum (`isum = raw`) and
+/// for signed Q8_0.
 #[inline(always)]
 unsafe fn isum_init<W: Width, D: Dot<W>, K: Kind>(act: &ActBlock) -> W::I {
     // SAFETY: features enabled by the calling kernel.
     unsafe {
-        if !K::MIN && (K::NIBBLES || D::Q8_UNSIGNED) {
+        if K::CODES == Codes::Q6 {
+            W::splat_i(-K::OFFSET * act.half_sums[0])
+        } else if !K::MIN && (K::NIBBLES || D::Q8_UNSIGNED) {
             W::splat_i(act.corr)
         } else {
             W::zero_i()
@@ -174,54 +185,83 @@ unsafe fn isum_init<W: Width, D: Dot<W>, K: Kind>(act: &ActBlock) -> W::I {
     }
 }
 
-/// The exact integer sums of one block (one unit) for `R` activation rows.
-/// (Loops rather than `array::from_fn`: a closure does not carry the
-/// kernel's target features, and one too large to be inlined turns every
-/// intrinsic in it into a call.)
+/// Q6: `s0 * lo + s1 * hi` as f32, the sums of the two halves (with their
+/// corrections) times their scales, exactly: |lo|, |hi| <= 16 * 32 * 127,
+/// so each product and the sum are integers below 2^24 (f32 multiplies
+/// take fewer port-0 cycles than `vpmulld`).
+#[inline(always)]
+unsafe fn q6_isum<W: Width>(lo: W::I, hi: W::I, [s0, s1]: [W::F; 2]) -> W::F {
+    // SAFETY: features enabled by the calling kernel.
+    unsafe { W::fmadd(s1, W::cvt(hi), W::mul(s0, W::cvt(lo))) }
+}
+
+/// The exact integer sums of one block (one unit) for `R` activation rows,
+/// as f32 (exact); `hs`: the unit's Q6 half scales (else unused). (Loops
+/// rather than `array::from_fn`: a closure does not carry the kernel's
+/// target features, and one too large to be inlined turns every intrinsic
+/// in it into a call.)
 #[inline(always)]
 unsafe fn block_isums<W: Width, D: Dot<W>, K: Kind, const R: usize>(
     codes: &[W::I; 8],
     act: &[&ActBlock; R],
-) -> [W::I; R] {
-    // SAFETY: features enabled by the calling kernel.
+    hs: [W::F; 2],
+) -> [W::F; R] {
+    // SAFETY: features enabled by the calling kernel; each act row holds 32 codes.
     unsafe {
         let mut isum = [W::zero_i(); R];
         for (isum, act) in isum.iter_mut().zip(act) {
             *isum = isum_init::<W, D, K>(act);
         }
+        let mut f = [W::zero_f(); R];
+        if K::CODES == Codes::Q6 {
+            let lo = [codes[0], codes[1], codes[2], codes[3]];
+            let hi = [codes[4], codes[5], codes[6], codes[7]];
+            for ((f, isum), act) in f.iter_mut().zip(isum).zip(act) {
+                let a = act.qs.as_ptr();
+                let hi_init = W::splat_i(-K::OFFSET * act.half_sums[1]);
+                let lo = D::nib_block::<2, 4>(isum, &lo, a);
+                let hi = D::nib_block::<2, 4>(hi_init, &hi, a.add(16));
+                *f = q6_isum::<W>(lo, hi, hs);
+            }
+            return f;
+        }
         if K::NIBBLES {
             for (isum, act) in isum.iter_mut().zip(act) {
+                let a = act.qs.as_ptr();
                 *isum = if K::CODES == Codes::Q5 {
-                    D::nib_block::<true>(*isum, codes, act.qs.as_ptr())
+                    D::nib_block::<4, 8>(*isum, codes, a)
                 } else {
-                    D::nib_block::<false>(*isum, codes, act.qs.as_ptr())
+                    D::nib_block::<8, 8>(*isum, codes, a)
                 };
             }
-            isum
         } else {
             let mut a = [core::ptr::null(); R];
             for (a, act) in a.iter_mut().zip(act) {
                 *a = act.qs.as_ptr();
             }
-            D::q8_rows(isum, codes, a)
+            isum = D::q8_rows(isum, codes, a);
         }
+        for (f, isum) in f.iter_mut().zip(isum) {
+            *f = W::cvt(isum);
+        }
+        f
     }
 }
 
-/// `acc = fma(dw * da, isum as f32, acc)`, lane-wise; then, for formats
-/// with a minimum, `acc = fma(mw, da * Σa, acc)` (`[da, da * Σa]`: see
-/// [`act_scales`]).
+/// `acc = fma(dw * da, isum, acc)` (`isum`: the exact integer sum as
+/// f32), lane-wise; then, for formats with a minimum, `acc = fma(mw, da *
+/// Σa, acc)` (`[da, da * Σa]`: see [`act_scales`]).
 #[inline(always)]
 unsafe fn accumulate<W: Width, K: Kind>(
     acc: W::F,
     dw: W::F,
     mw: W::F,
     [da, s]: [f32; 2],
-    isum: W::I,
+    isum: W::F,
 ) -> W::F {
     // SAFETY: features enabled by the calling kernel.
     unsafe {
-        let acc = W::fmadd(W::mul(dw, W::splat_f(da)), W::cvt(isum), acc);
+        let acc = W::fmadd(W::mul(dw, W::splat_f(da)), isum, acc);
         if K::MIN {
             W::fmadd(mw, W::splat_f(s), acc)
         } else {
@@ -230,17 +270,35 @@ unsafe fn accumulate<W: Width, K: Kind>(
     }
 }
 
+/// The int8 scales of the two halves of unit `u` of Q6 sub-block `s` of the
+/// block whose scales are at `p`, as f32 (zero for other formats).
+#[inline(always)]
+unsafe fn half_scales<W: Width, K: Kind>(p: *const u8, s: usize, u: usize) -> [W::F; 2] {
+    // SAFETY: p points at a Q6_K block's scales inside a panel: 16 f16 `d`,
+    // then 16 x 16 int8 scales (byte t of row r at 16 t + r).
+    unsafe {
+        if K::CODES != Codes::Q6 {
+            return [W::zero_f(); 2];
+        }
+        let small = p.add(K::SCALES * NR * 2 + W::LANES * u);
+        [
+            W::cvt(W::i8s(small.add(2 * s * NR))),
+            W::cvt(W::i8s(small.add((2 * s + 1) * NR))),
+        ]
+    }
+}
+
 /// The `d` and (with a minimum; else unused) `m` scales of unit `u` of
-/// sub-block `s` of the block whose scales are at `p`. The k-quants' are
+/// sub-block `s` of the block whose scales are at `p`. Q4_K / Q5_K's are
 /// computed as the canonical arithmetic says: `d * sc`, `-(dmin * mn)`, one
-/// f32 multiply each (exact).
+/// f32 multiply each (exact); Q6_K's `d` is the super-block's.
 #[inline(always)]
 unsafe fn block_scales_dm<W: Width, K: Kind>(p: *const u8, s: usize, u: usize) -> (W::F, W::F) {
     // SAFETY: p points at a block's 16 (or 2 x 16) f16 scales inside a panel
     // (k-quants: then 2 x 8 x 16 bytes of sub-block scales and minimums).
     unsafe {
         let o = 2 * W::LANES * u;
-        if K::SUBS > 1 {
+        if K::SUBS > 1 && K::MIN {
             let small = p.add(K::SCALES * NR * 2 + W::LANES * u);
             let sc = W::u8s(small.add(s * NR));
             let mn = W::u8s(small.add((K::SUBS + s) * NR));
@@ -367,7 +425,8 @@ unsafe fn q_rows<
                         v
                     };
                     let (dw, mw) = block_scales_dm::<W, K>(sp, b % K::SUBS, u);
-                    let isum = block_isums::<W, D, K, R>(&codes, &act);
+                    let hs = half_scales::<W, K>(sp, b % K::SUBS, u);
+                    let isum = block_isums::<W, D, K, R>(&codes, &act, hs);
                     // The activation scales at their use: scalars kept
                     // through the block's dots would take vector registers.
                     for ((acc, act), isum) in acc.iter_mut().zip(&act).zip(isum) {
@@ -552,10 +611,10 @@ pub(crate) unsafe fn q_gemm_vnni<
     let nb = a.w.blocks_per_row();
     let mut kept = scratch::<Kept>();
     let kept = kept.as_mut_ptr() as *mut u8;
-    // Deriving 5-bit codes costs more than storing and reloading them: Q5
-    // keeps them as soon as a second row group reads them.
+    // Deriving 5- and 6-bit codes costs more than storing and reloading
+    // them: Q5 and Q6 keep them as soon as a second row group reads them.
     let keep = a.mr
-        > if K::CODES == Codes::Q5 {
+        > if matches!(K::CODES, Codes::Q5 | Codes::Q6) {
             ROWS
         } else {
             KEEP_ROWS
@@ -740,7 +799,61 @@ unsafe fn q_gemm_chunks<
             for (isum, act) in isum.iter_mut().zip(&act) {
                 *isum = [[isum_init::<W, V, K>(act); MAX_UNITS]; P];
             }
-            if K::NIBBLES && SRC != FROM_KEPT && W::PAIR_NIBBLES {
+            // The exact sums as f32 (Q6: combined from the halves).
+            let mut fsum = [[[W::zero_f(); MAX_UNITS]; P]; R];
+            if K::CODES == Codes::Q6 {
+                // Two chains per row and unit, one per half (its own scale);
+                // the halves' code vectors come from one loaded chunk.
+                let mut isum_hi = [[[W::zero_i(); MAX_UNITS]; P]; R];
+                for (h, act) in isum_hi.iter_mut().zip(&act) {
+                    *h = [[W::splat_i(-K::OFFSET * act.half_sums[1]); MAX_UNITS]; P];
+                }
+                // The high-bit chunks are loaded again for each nibble chunk
+                // (from L1): kept in registers through the 4 chunks they
+                // pushed the tile's chains out of the register file.
+                unroll!(c in 0..4 => {
+                    let mut lo = [[W::zero_i(); MAX_UNITS]; P];
+                    let mut hi = [[W::zero_i(); MAX_UNITS]; P];
+                    for i in 0..P {
+                        for u in 0..nu {
+                            if SRC == FROM_KEPT {
+                                lo[i][u] = W::load_i(line(j, i, u, c));
+                                hi[i][u] = W::load_i(line(j, i, u, c + 4));
+                                continue;
+                            }
+                            let o = b * cb + unit_bytes::<W>(u);
+                            let [l, h] = W::nibbles(W::load_i(panels[i].add(o + 64 * c)));
+                            lo[i][u] = W::with_high2(l, W::load_i(panels[i].add(o + 4 * 64)), c);
+                            hi[i][u] = W::with_high2(h, W::load_i(panels[i].add(o + 5 * 64)), c);
+                            if SRC == PANEL_TO_KEPT {
+                                W::store_i(line(j, i, u, c), lo[i][u]);
+                                W::store_i(line(j, i, u, c + 4), hi[i][u]);
+                            }
+                        }
+                    }
+                    for r in 0..R {
+                        let (a_lo, a_hi) = (
+                            W::bcast4(act[r].qs.as_ptr(), c),
+                            W::bcast4(act[r].qs.as_ptr(), c + 4),
+                        );
+                        for i in 0..P {
+                            for u in 0..nu {
+                                isum[r][i][u] = V::dpbusd(isum[r][i][u], lo[i][u], a_lo);
+                                isum_hi[r][i][u] = V::dpbusd(isum_hi[r][i][u], hi[i][u], a_hi);
+                            }
+                        }
+                    }
+                });
+                for i in 0..P {
+                    let sp = panels[i].add(so + (b / K::SUBS) * sb);
+                    for u in 0..nu {
+                        let hs = half_scales::<W, K>(sp, b % K::SUBS, u);
+                        for ((fsum, isum), hi) in fsum.iter_mut().zip(&isum).zip(&isum_hi) {
+                            fsum[i][u] = q6_isum::<W>(isum[i][u], hi[i][u], hs);
+                        }
+                    }
+                }
+            } else if K::NIBBLES && SRC != FROM_KEPT && W::PAIR_NIBBLES {
                 // Both nibbles of a loaded chunk at once (chunks c, c + 4).
                 let mut qh = [[W::zero_i(); MAX_UNITS]; P];
                 if q5 {
@@ -837,6 +950,15 @@ unsafe fn q_gemm_chunks<
                     }
                 });
             }
+            if K::CODES != Codes::Q6 {
+                for (fsum, isum) in fsum.iter_mut().zip(&isum) {
+                    for i in 0..P {
+                        for u in 0..nu {
+                            fsum[i][u] = W::cvt(isum[i][u]);
+                        }
+                    }
+                }
+            }
             // The activation scales of every row: after the integer chains
             // (scalars live through them would take vector registers), before
             // any store to `out` (which the compiler cannot tell apart from
@@ -879,7 +1001,7 @@ unsafe fn q_gemm_chunks<
             for r in 0..R {
                 for i in 0..P {
                     for u in 0..nu {
-                        let (d, m, s) = (dw[i][u], mw[i][u], isum[r][i][u]);
+                        let (d, m, s) = (dw[i][u], mw[i][u], fsum[r][i][u]);
                         if ACC {
                             acc[r][i][u] = accumulate::<W, K>(acc[r][i][u], d, m, sa[r], s);
                         } else {
