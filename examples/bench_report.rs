@@ -566,6 +566,8 @@ fn summary(
         (QuantType::Q5_0, QuantType::Q4_0, 85.0),
         (QuantType::Q5_1, QuantType::Q4_0, 85.0),
         (QuantType::BF16, QuantType::F16, 90.0),
+        (QuantType::Q4_K, QuantType::Q4_0, 90.0),
+        (QuantType::Q6_K, QuantType::Q4_0, 80.0),
     ] {
         let r = isas
             .iter()

@@ -13,7 +13,9 @@ use super::{
     quantize_row, BlockDot, HighBits, LaneDot, LaneQ8, Prep, Qh, GEMM_ROWS, GEMV_PANELS,
 };
 use crate::act::ActBlock;
-use crate::formats::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, PackedBlock};
+use crate::formats::{
+    BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ8_0, PackedBlock,
+};
 use crate::{Isa, Kernels, TileArgs, WeightFormat};
 use core::arch::aarch64::*;
 use core::arch::asm;
@@ -41,6 +43,14 @@ pub(crate) static KERNELS: Kernels = Kernels {
         .with(
             WeightFormat::Q5_1,
             block_tile::<BlockQ5_1, Q5Pairs, dotprod::Q5>,
+        )
+        .with(
+            WeightFormat::Q4_K,
+            block_tile::<BlockQ4_K, Q4Pairs, dotprod::Q4>,
+        )
+        .with(
+            WeightFormat::Q5_K,
+            block_tile::<BlockQ5_K, Q5Pairs, dotprod::Q5>,
         )
         .with(WeightFormat::F16, f16_tile)
         .with(WeightFormat::BF16, bf16_tile)

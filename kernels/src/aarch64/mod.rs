@@ -14,7 +14,10 @@
 //!   share each level's nibble dot, which for Q5_0 / Q5_1 merges bit 4 of the
 //!   codes from the `qh` chunk ([`merge_high`]) before multiplying. Q4_0 and
 //!   Q4_1 (Q5_0 and Q5_1) run the same dot: only the driver's use of the raw
-//!   sums differs.
+//!   sums differs. Q4_K / Q5_K run it too, 32-value sub-block by sub-block
+//!   (packed as Q4_1 / Q5_1 blocks), the driver computing each sub-block's
+//!   scale and minimum from the super-block's `d`, `dmin` and 6-bit codes;
+//!   Q6_K has no dot here yet (the scalar kernel runs it).
 //!
 //! One f32 lane per output row: a panel's 16 rows are 4 `float32x4_t`, so every
 //! lane performs the scalar sequence of the crate docs in the same order.
@@ -91,6 +94,24 @@ unsafe fn load_scales<const G: usize>(p: *const u8) -> [float32x4_t; G] {
             let [lo, hi] = f16x8_to_f32(vld1q_u16(p.add(16 * j).cast()));
             out[2 * j] = lo;
             out[2 * j + 1] = hi;
+        }
+        out
+    }
+}
+
+/// Loads `4 * G` bytes at `p` (`G` even) as `G` f32 vectors (exact).
+///
+/// # Safety
+/// `p..p + 4 * G` is readable.
+#[inline(always)]
+unsafe fn load_u8s<const G: usize>(p: *const u8) -> [float32x4_t; G] {
+    // SAFETY: NEON (baseline); 8 * j + 8 <= 4 * G readable bytes (caller).
+    unsafe {
+        let mut out = [vdupq_n_f32(0.0); G];
+        for j in 0..G / 2 {
+            let v = vmovl_u8(vld1_u8(p.add(8 * j)));
+            out[2 * j] = vcvtq_f32_u32(vmovl_u16(vget_low_u16(v)));
+            out[2 * j + 1] = vcvtq_f32_u32(vmovl_high_u16(v));
         }
         out
     }
@@ -416,38 +437,56 @@ unsafe fn q_panel<B: PackedBlock, D: BlockDot, const MR: usize, const G: usize>(
     acts: [&[ActBlock]; MR],
     out: [&mut [f32]; MR],
 ) {
+    // 32-value sub-blocks per block: 8 for Q4_K / Q5_K (Q4_1 / Q5_1
+    // sub-blocks with scales from the super-block's `d`, `dmin` and 6-bit
+    // codes); Q6_K has no dot here yet.
+    let subs = const { B::VALUES / QK };
     const {
-        assert!(D::GROUPS == B::GROUPS && (B::SCALES == 1 || B::SCALES == 2));
+        let subs = B::VALUES / QK;
+        assert!(D::GROUPS * subs == B::GROUPS && (B::SCALES == 1 || B::SCALES == 2));
+        assert!(subs == 1 || B::SCALES == 2);
         // Signed sums are Q8_0's `isum`; a minimum needs the unsigned `raw`.
         assert!(!D::SIGNED || (B::SCALES == 1 && B::OFFSET == 128));
     };
-    let code_bytes = B::GROUPS * 64;
-    let scale_bytes = B::SCALES * NR * 2;
+    let code_bytes = D::GROUPS * 64;
+    let scale_bytes = crate::pack::scale_bytes::<B>();
     let nb = w.blocks_per_row();
     let so = w.scales_offset();
     let panel = w.panel(p);
     assert!(w.format() == B::FORMAT);
-    assert!(nb * code_bytes <= so && so + nb * scale_bytes <= panel.len());
+    assert!(nb * code_bytes <= so && so + nb.div_ceil(subs) * scale_bytes <= panel.len());
     assert!(acts.iter().all(|a| a.len() >= nb) && out.iter().all(|o| o.len() >= NR));
     let base = panel.as_ptr();
     let mut out = out;
     for h in 0..4 / G {
         // SAFETY: NEON (baseline) and `D`'s level (caller); the codes and scales
-        // of every block b < nb lie inside the panel (asserted above), the pass
-        // reads scales (d, then m) of rows 4hG..4(h+1)G, and g = hG + gg < 4.
+        // of every (sub-)block b < nb lie inside the panel (asserted above), the
+        // pass reads scales (d, then m; k-quants then sub-block scale and
+        // minimum bytes) of rows 4hG..4(h+1)G, and g = hG + gg < 4.
         let acc = unsafe {
             let mut acc = [[vdupq_n_f32(0.0); G]; MR];
             #[allow(clippy::needless_range_loop)] // b also addresses codes and scales
             for b in 0..nb {
                 let blk: [&ActBlock; MR] = core::array::from_fn(|i| &acts[i][b]);
                 let prep = D::prep(blk);
-                let sc = base.add(so + b * scale_bytes + h * G * 8);
-                let dw = load_scales::<G>(sc);
-                let mw = if B::SCALES == 2 {
+                let scales = base.add(so + (b / subs) * scale_bytes);
+                let sc = scales.add(h * G * 8);
+                let mut dw = load_scales::<G>(sc);
+                let mut mw = if B::SCALES == 2 {
                     load_scales::<G>(sc.add(NR * 2))
                 } else {
                     [vdupq_n_f32(0.0); G]
                 };
+                if subs > 1 {
+                    // `d * sc` and `-(dmin * mn)`: one exact f32 multiply each.
+                    let small = scales.add(B::SCALES * NR * 2 + h * G * 4);
+                    let sub = small.add((b % subs) * NR);
+                    let (scs, mns) = (load_u8s::<G>(sub), load_u8s::<G>(sub.add(subs * NR)));
+                    for g in 0..G {
+                        dw[g] = vmulq_f32(dw[g], scs[g]);
+                        mw[g] = vnegq_f32(vmulq_f32(mw[g], mns[g]));
+                    }
+                }
                 let codes = base.add(b * code_bytes);
                 // Unrolled by hand (const index) so `acc` and the scales stay in
                 // registers.

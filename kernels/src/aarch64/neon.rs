@@ -5,7 +5,9 @@ use super::{
     bf16_tile, chunk, f16_tile, f32_tile, load_q8_signed, load_qh, nib_chunk, q_tile, quantize_row,
     BlockDot, Prep, Qh, GEMV_PANELS,
 };
-use crate::formats::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, PackedBlock};
+use crate::formats::{
+    BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ8_0, PackedBlock,
+};
 use crate::{Isa, Kernels, TileArgs, WeightFormat};
 use core::arch::aarch64::*;
 
@@ -22,6 +24,8 @@ pub(crate) static KERNELS: Kernels = Kernels {
         .with(WeightFormat::Q4_1, block_tile::<BlockQ4_1, Q4>)
         .with(WeightFormat::Q5_0, block_tile::<BlockQ5_0, Q5>)
         .with(WeightFormat::Q5_1, block_tile::<BlockQ5_1, Q5>)
+        .with(WeightFormat::Q4_K, block_tile::<BlockQ4_K, Q4>)
+        .with(WeightFormat::Q5_K, block_tile::<BlockQ5_K, Q5>)
         .with(WeightFormat::F16, f16_tile)
         .with(WeightFormat::BF16, bf16_tile)
         .with(WeightFormat::F32, f32_tile),
