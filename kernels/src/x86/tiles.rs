@@ -611,10 +611,13 @@ pub(crate) unsafe fn q_gemm_vnni<
     let nb = a.w.blocks_per_row();
     let mut kept = scratch::<Kept>();
     let kept = kept.as_mut_ptr() as *mut u8;
-    // Deriving 5- and 6-bit codes costs more than storing and reloading
-    // them: Q5 and Q6 keep them as soon as a second row group reads them.
+    // Deriving 5-bit codes costs more than storing and reloading them: Q5
+    // keeps them as soon as a second row group reads them. Q6 keeps them
+    // past KEEP_ROWS only (keeping from 5 rows on measured, avx512vnni
+    // 4096x4096, M=5 0.74-0.89 ms against 0.47-0.52, M=8 0.88-1.35 against
+    // 0.73; never keeping: avxvnni M=32 and 128 1.5x slower).
     let keep = a.mr
-        > if matches!(K::CODES, Codes::Q5 | Codes::Q6) {
+        > if K::CODES == Codes::Q5 {
             ROWS
         } else {
             KEEP_ROWS
