@@ -404,8 +404,12 @@ unsafe fn q_rows<
                     }
                     // The scales stream too, as far ahead in blocks as the
                     // codes (left to the hardware prefetchers, AVX-512 Q5_0
-                    // ran 20% slower).
-                    prefetch(sp.wrapping_add(GEMV_PREFETCH * sb / (cb * K::SUBS)));
+                    // ran 20% slower); a k-quant super-block's scales span
+                    // 5 lines, one per sub-block.
+                    let line = 64 * (b % K::SUBS);
+                    if line < sb {
+                        prefetch(sp.wrapping_add(GEMV_PREFETCH * sb / (cb * K::SUBS) + line));
+                    }
                 }
                 for j in 0..nu {
                     let u = u0 + j;
