@@ -3,7 +3,8 @@
 # executes (the driver, the scalar, AVX2 and AVX-VNNI kernels) for undefined
 # behaviour: out-of-bounds or misaligned loads and stores, reads of
 # uninitialized memory, invalid values. The formats run in two parallel
-# shards (about 7 minutes on two cores).
+# shards; the scalar kernel, which Miri interprets far more slowly than it
+# emulates the SIMD intrinsics, runs at batch 1 (tests/small_shapes.rs).
 #
 # - Pinned nightly (Miri ships only with nightly), fetched by rustup; where it
 #   cannot be fetched this says SKIPPED instead of passing silently.
