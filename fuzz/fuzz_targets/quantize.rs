@@ -54,7 +54,12 @@ fn check_canonical(x: &[f32], offset: i32, blk: &ActBlock, at: &str) {
             }),
         )
     };
-    let half = |h: usize| codes[16 * h..16 * h + 16].iter().map(|&q| q as i32).sum::<i32>();
+    let half = |h: usize| {
+        codes[16 * h..16 * h + 16]
+            .iter()
+            .map(|&q| q as i32)
+            .sum::<i32>()
+    };
     let want = ActBlock {
         qs: codes,
         d: f32::from_bits(d),
