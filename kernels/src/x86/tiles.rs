@@ -167,6 +167,13 @@ unsafe fn load_codes<W: Width, K: Kind>(p: *const u8, u: usize) -> [W::I; 8] {
     }
 }
 
+/// Where Q6 half `h`'s integer sum starts: `-32 * Σa` over that half.
+#[inline(always)]
+unsafe fn half_init<W: Width, K: Kind>(act: &ActBlock, h: usize) -> W::I {
+    // SAFETY: features enabled by the calling kernel.
+    unsafe { W::splat_i(-K::OFFSET * act.half_sums[h]) }
+}
+
 /// Where a block's integer sum starts: the activation correction when the
 /// codes carry an offset (unsigned nibbles, or Q8_0 codes as stored; Q6:
 /// the first half's), zero for formats with a minimum (`isum = raw`) and
@@ -176,7 +183,7 @@ unsafe fn isum_init<W: Width, D: Dot<W>, K: Kind>(act: &ActBlock) -> W::I {
     // SAFETY: features enabled by the calling kernel.
     unsafe {
         if K::CODES == Codes::Q6 {
-            W::splat_i(-K::OFFSET * act.half_sums[0])
+            half_init::<W, K>(act, 0)
         } else if !K::MIN && (K::NIBBLES || D::Q8_UNSIGNED) {
             W::splat_i(act.corr)
         } else {
@@ -218,7 +225,7 @@ unsafe fn block_isums<W: Width, D: Dot<W>, K: Kind, const R: usize>(
             let hi = [codes[4], codes[5], codes[6], codes[7]];
             for ((f, isum), act) in f.iter_mut().zip(isum).zip(act) {
                 let a = act.qs.as_ptr();
-                let hi_init = W::splat_i(-K::OFFSET * act.half_sums[1]);
+                let hi_init = half_init::<W, K>(act, 1);
                 let lo = D::nib_block::<2, 4>(isum, &lo, a);
                 let hi = D::nib_block::<2, 4>(hi_init, &hi, a.add(16));
                 *f = q6_isum::<W>(lo, hi, hs);
@@ -823,7 +830,7 @@ unsafe fn q_gemm_chunks<
                 // the halves' code vectors come from one loaded chunk.
                 let mut isum_hi = [[[W::zero_i(); MAX_UNITS]; P]; R];
                 for (h, act) in isum_hi.iter_mut().zip(&act) {
-                    *h = [[W::splat_i(-K::OFFSET * act.half_sums[1]); MAX_UNITS]; P];
+                    *h = [[half_init::<W, K>(act, 1); MAX_UNITS]; P];
                 }
                 // The high-bit chunks are loaded again for each nibble chunk
                 // (from L1): kept in registers through the 4 chunks they
