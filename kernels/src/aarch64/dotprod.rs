@@ -2,11 +2,12 @@
 //! 4-byte lane, which is exactly one row's lane of the packed layout.
 
 use super::{
-    bf16_tile, f16_tile, f32_tile, load_q8_signed, load_qh, nib_chunk, q_tile, quantize_row,
-    BlockDot, LaneDot, LaneQ8, Prep, Qh, GEMM_ROWS, GEMV_PANELS,
+    bf16_tile, f16_tile, f32_tile, load_q6_high, load_q8_signed, load_qh, nib_chunk, q6_chunk,
+    q_tile, quantize_row, BlockDot, Halves, LaneDot, LaneQ8, Prep, Qh, GEMM_ROWS, GEMV_PANELS,
 };
 use crate::formats::{
-    BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ8_0, PackedBlock,
+    BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0,
+    PackedBlock,
 };
 use crate::{Isa, Kernels, TileArgs, WeightFormat};
 use core::arch::aarch64::*;
@@ -23,6 +24,7 @@ pub(crate) static KERNELS: Kernels = Kernels {
         .with(WeightFormat::Q5_1, block_tile::<BlockQ5_1, Q5>)
         .with(WeightFormat::Q4_K, block_tile::<BlockQ4_K, Q4>)
         .with(WeightFormat::Q5_K, block_tile::<BlockQ5_K, Q5>)
+        .with(WeightFormat::Q6_K, block_tile::<BlockQ6_K, Q6>)
         .with(WeightFormat::F16, f16_tile)
         .with(WeightFormat::BF16, bf16_tile)
         .with(WeightFormat::F32, f32_tile),
@@ -99,6 +101,7 @@ impl<const HIGH: bool> BlockDot for Nib<HIGH> {
         codes: *const u8,
         g: usize,
         prep: &Prep<MR>,
+        _: &Halves<MR>,
     ) -> [int32x4_t; MR] {
         // SAFETY: NEON (baseline) and dotprod (caller); chunks 0..GROUPS of
         // group g lie in the block (caller).
@@ -129,6 +132,60 @@ unsafe fn nib_dot<const HIGH: bool, const C: usize, const MR: usize>(
     // SAFETY: NEON (baseline) and dotprod (caller); chunk C is readable (caller).
     unsafe {
         let (lo, hi) = nib_chunk::<HIGH, C>(codes, g, qh);
+        let (lo, hi) = (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi));
+        for (acc, p) in acc.iter_mut().zip(prep) {
+            acc[0] = sdot::<C>(acc[0], lo, p[0]);
+            acc[1] = sdot::<C>(acc[1], hi, p[1]);
+        }
+    }
+}
+
+/// Q6_K: 6-bit codes (0..=63, valid signed bytes), each 16-value half summed
+/// apart from its `-32 * Σa`.
+pub(super) struct Q6;
+
+impl BlockDot for Q6 {
+    const GROUPS: usize = 6;
+    const SIGNED: bool = false;
+
+    #[inline(always)]
+    unsafe fn group<const MR: usize>(
+        codes: *const u8,
+        g: usize,
+        prep: &Prep<MR>,
+        halves: &Halves<MR>,
+    ) -> [int32x4_t; MR] {
+        // SAFETY: NEON (baseline) and dotprod (caller); chunks 0..6 of group g
+        // lie in the block (caller).
+        unsafe {
+            let high = load_q6_high(codes, g);
+            let mut acc = halves.start;
+            q6_dot::<0, MR>(codes, g, &high, prep, &mut acc);
+            q6_dot::<1, MR>(codes, g, &high, prep, &mut acc);
+            q6_dot::<2, MR>(codes, g, &high, prep, &mut acc);
+            q6_dot::<3, MR>(codes, g, &high, prep, &mut acc);
+            // The starts are in `acc` already.
+            acc.map(|a| halves.combine(a))
+        }
+    }
+}
+
+/// Chunk `C` of Q6_K: low nibbles (first half) are elements `4C..4C+4`, high
+/// ones (second half) `16+4C..`.
+///
+/// # Safety
+/// Chunk `C` of group `g` is readable; the CPU has dotprod.
+#[inline(always)]
+unsafe fn q6_dot<const C: usize, const MR: usize>(
+    codes: *const u8,
+    g: usize,
+    high: &[uint8x16_t; 2],
+    prep: &Prep<MR>,
+    acc: &mut [[int32x4_t; 2]; MR],
+) {
+    // SAFETY: NEON (baseline) and dotprod (caller); chunk C is readable (caller).
+    unsafe {
+        let (lo, hi) = q6_chunk::<C>(codes, g, high);
         let (lo, hi) = (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi));
         for (acc, p) in acc.iter_mut().zip(prep) {
             acc[0] = sdot::<C>(acc[0], lo, p[0]);

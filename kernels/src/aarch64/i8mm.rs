@@ -9,12 +9,14 @@
 //! two batch rows. Sums are of the unsigned codes, as the driver expects.
 
 use super::{
-    bf16_tile, chunk, dotprod, f16_tile, f32_tile, load_acts, load_qh, merge_high, nibbles, q_tile,
-    quantize_row, BlockDot, HighBits, LaneDot, LaneQ8, Prep, Qh, GEMM_ROWS, GEMV_PANELS,
+    bf16_tile, chunk, dotprod, f16_tile, f32_tile, load_acts, load_q6_high, load_qh, merge_high,
+    nibbles, q_tile, quantize_row, with_high2, BlockDot, Halves, HighBits, LaneDot, LaneQ8, Prep,
+    Qh, GEMM_ROWS, GEMV_PANELS,
 };
 use crate::act::ActBlock;
 use crate::formats::{
-    BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ8_0, PackedBlock,
+    BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0,
+    PackedBlock,
 };
 use crate::{Isa, Kernels, TileArgs, WeightFormat};
 use core::arch::aarch64::*;
@@ -51,6 +53,10 @@ pub(crate) static KERNELS: Kernels = Kernels {
         .with(
             WeightFormat::Q5_K,
             block_tile::<BlockQ5_K, Q5Pairs, dotprod::Q5>,
+        )
+        .with(
+            WeightFormat::Q6_K,
+            block_tile::<BlockQ6_K, Q6Pairs, dotprod::Q6>,
         )
         .with(WeightFormat::F16, f16_tile)
         .with(WeightFormat::BF16, bf16_tile)
@@ -182,6 +188,7 @@ impl BlockDot for Q8Pairs {
         codes: *const u8,
         g: usize,
         prep: &Prep<MR>,
+        _: &Halves<MR>,
     ) -> [int32x4_t; MR] {
         // SAFETY: NEON (baseline) and i8mm (caller); chunks 2q, 2q+1 of group g
         // lie in the block (caller).
@@ -223,6 +230,7 @@ impl<const HIGH: bool> BlockDot for NibPairs<HIGH> {
         codes: *const u8,
         g: usize,
         prep: &Prep<MR>,
+        _: &Halves<MR>,
     ) -> [int32x4_t; MR] {
         // SAFETY: NEON (baseline) and i8mm (caller); chunks 0..GROUPS of
         // group g lie in the block (caller).
@@ -276,6 +284,88 @@ impl<const Q: usize> PairBits<Q> {
     const HI01: HighBits = HighBits::new(0, 8, 16 + 8 * Q);
     const LO23: HighBits = HighBits::new(2, 8, 8 * Q);
     const HI23: HighBits = HighBits::new(2, 8, 16 + 8 * Q);
+}
+
+/// Q6_K, an even number of batch rows: 6-bit codes, each 16-value half
+/// summed apart.
+struct Q6Pairs;
+
+impl BlockDot for Q6Pairs {
+    const GROUPS: usize = 6;
+    const SIGNED: bool = false;
+
+    #[inline(always)]
+    unsafe fn prep<const MR: usize>(acts: [&ActBlock; MR]) -> Prep<MR> {
+        prep_pairs(acts)
+    }
+
+    #[inline(always)]
+    unsafe fn group<const MR: usize>(
+        codes: *const u8,
+        g: usize,
+        prep: &Prep<MR>,
+        halves: &Halves<MR>,
+    ) -> [int32x4_t; MR] {
+        // SAFETY: NEON (baseline) and i8mm (caller); chunks 0..6 of group g
+        // lie in the block (caller).
+        unsafe {
+            let high = load_q6_high(codes, g);
+            // [half] per batch row, rows paired as `unpair` expects
+            let mut acc = [[vdupq_n_s32(0); 2]; MR];
+            q6_pairs::<0, MR>(codes, g, &high, prep, &mut acc);
+            q6_pairs::<1, MR>(codes, g, &high, prep, &mut acc);
+            let lo = unpair(acc.map(|a| a[0]));
+            let hi = unpair(acc.map(|a| a[1]));
+            core::array::from_fn(|i| halves.isum(i, [lo[i], hi[i]]))
+        }
+    }
+}
+
+/// Chunks `2Q`, `2Q + 1` of Q6_K zipped into row pairs: low nibbles are
+/// elements `8Q..8Q+8` of each row (first half), high ones `16+8Q..` (second
+/// half); the high parts of chunk `c` are bits `2c..2c+2` of the high chunks'
+/// bytes, so the zipped high chunks are shifted by `4 - 4Q` (first 4 bytes
+/// of each row) and `2 - 4Q` (last 4).
+///
+/// # Safety
+/// Chunks `2Q`, `2Q + 1` of group `g` are readable; the CPU has i8mm.
+#[inline(always)]
+unsafe fn q6_pairs<const Q: usize, const MR: usize>(
+    codes: *const u8,
+    g: usize,
+    high: &[uint8x16_t; 2],
+    prep: &Prep<MR>,
+    acc: &mut [[int32x4_t; 2]; MR],
+) {
+    // SAFETY: NEON (baseline) and i8mm (caller); both chunks are readable (caller).
+    unsafe {
+        let (z01, z23) = load_row_pairs(codes, 2 * Q, g);
+        let (lo01, hi01) = nibbles(z01);
+        let (lo23, hi23) = nibbles(z23);
+        let (a, b) = ((4 - 4 * Q as i32) as i8, (2 - 4 * Q as i32) as i8);
+        let shift: [i8; 16] = core::array::from_fn(|t| if t % 8 < 4 { a } else { b });
+        let shift = vld1q_s8(shift.as_ptr());
+        let bits = |h: uint8x16_t, pair: usize| {
+            let h = vreinterpretq_u32_u8(h);
+            let z = if pair == 0 {
+                vzip1q_u32(h, h)
+            } else {
+                vzip2q_u32(h, h)
+            };
+            vshlq_u8(vreinterpretq_u8_u32(z), shift)
+        };
+        let lo01 = with_high2(lo01, bits(high[0], 0));
+        let hi01 = with_high2(hi01, bits(high[1], 0));
+        let lo23 = with_high2(lo23, bits(high[0], 1));
+        let hi23 = with_high2(hi23, bits(high[1], 1));
+        for j in (0..MR).step_by(2) {
+            let (mlo, mhi) = (prep[j][Q], prep[j + 1][Q]);
+            acc[j][0] = usmmla(acc[j][0], lo01, mlo);
+            acc[j][1] = usmmla(acc[j][1], hi01, mhi);
+            acc[j + 1][0] = usmmla(acc[j + 1][0], lo23, mlo);
+            acc[j + 1][1] = usmmla(acc[j + 1][1], hi23, mhi);
+        }
+    }
 }
 
 /// `usdot` on the layout's unsigned codes.

@@ -117,6 +117,24 @@ unsafe fn load_u8s<const G: usize>(p: *const u8) -> [float32x4_t; G] {
     }
 }
 
+/// Loads `4 * G` int8 values at `p` (`G` even) as `G` i32 vectors.
+///
+/// # Safety
+/// `p..p + 4 * G` is readable.
+#[inline(always)]
+unsafe fn load_i8s<const G: usize>(p: *const u8) -> [int32x4_t; G] {
+    // SAFETY: NEON (baseline); 8 * j + 8 <= 4 * G readable bytes (caller).
+    unsafe {
+        let mut out = [vdupq_n_s32(0); G];
+        for j in 0..G / 2 {
+            let v = vmovl_s8(vld1_s8(p.add(8 * j).cast()));
+            out[2 * j] = vmovl_s16(vget_low_s16(v));
+            out[2 * j + 1] = vmovl_high_s16(v);
+        }
+        out
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Activation quantization
 // ---------------------------------------------------------------------------
@@ -205,7 +223,9 @@ pub(super) trait BlockDot {
     }
 
     /// Sums (see [`BlockDot::SIGNED`]) of weight rows `4g..4g+4` of the block
-    /// whose codes start at `codes`, one vector per batch row.
+    /// whose codes start at `codes`, one vector per batch row; for Q6_K's
+    /// dots (`GROUPS == 6`) the sub-block's `isum`, formed with `halves`
+    /// (which the other dots ignore).
     ///
     /// # Safety
     /// `codes..codes + 64 * GROUPS` is readable, `g < 4`, and the CPU supports
@@ -214,7 +234,102 @@ pub(super) trait BlockDot {
         codes: *const u8,
         g: usize,
         prep: &Prep<MR>,
+        halves: &Halves<MR>,
     ) -> [int32x4_t; MR];
+}
+
+/// What a Q6_K dot needs besides the codes, for one row group and 32-value
+/// sub-block: the int8 scales of the rows' two 16-value halves (lane `r`: row
+/// `4g + r`) and, per batch row, each half's `-32 * Σa` (the sums of the
+/// codes' offset, which the dot starts from). Zeros for the other formats.
+#[derive(Clone, Copy)]
+pub(super) struct Halves<const MR: usize> {
+    /// `[s0, s1]`, sign-extended.
+    pub(super) scales: [int32x4_t; 2],
+    /// `[-32 * Σa_lo, -32 * Σa_hi]` per batch row, broadcast.
+    pub(super) start: [[int32x4_t; 2]; MR],
+}
+
+impl<const MR: usize> Halves<MR> {
+    /// The canonical `isum = s0 * lo + s1 * hi` from the two halves' sums of
+    /// `(code - 32) * a`. Exact in i32: each half sum is at most
+    /// `16 * 32 * 128` in magnitude and `|s| <= 128`, so `|isum| < 2^24`.
+    #[inline(always)]
+    pub(super) fn combine(&self, [lo, hi]: [int32x4_t; 2]) -> int32x4_t {
+        // SAFETY: NEON (baseline), registers only.
+        unsafe { vmlaq_s32(vmulq_s32(self.scales[0], lo), self.scales[1], hi) }
+    }
+
+    /// [`Halves::combine`] for batch row `i` from the halves' sums of the
+    /// unsigned codes (`raw`), started at `start`.
+    #[inline(always)]
+    pub(super) fn isum(&self, i: usize, [lo, hi]: [int32x4_t; 2]) -> int32x4_t {
+        // SAFETY: NEON (baseline), registers only.
+        let (lo, hi) = unsafe {
+            (
+                vaddq_s32(self.start[i][0], lo),
+                vaddq_s32(self.start[i][1], hi),
+            )
+        };
+        self.combine([lo, hi])
+    }
+}
+
+/// The high-part chunks (4 and 5) of a Q6_K sub-block's row group `g`.
+///
+/// # Safety
+/// Chunks 4 and 5 of group `g` are readable.
+#[inline(always)]
+pub(super) unsafe fn load_q6_high(codes: *const u8, g: usize) -> [uint8x16_t; 2] {
+    // SAFETY: NEON (baseline); both chunks are readable (caller).
+    unsafe {
+        [
+            vld1q_u8(codes.add(chunk(4, g))),
+            vld1q_u8(codes.add(chunk(5, g))),
+        ]
+    }
+}
+
+/// Bits `2C..2C+2` of every byte of `h` moved to bits 4-5 (others junk).
+#[inline(always)]
+fn q6_bits<const C: usize>(h: uint8x16_t) -> uint8x16_t {
+    // SAFETY: NEON (baseline), registers only.
+    unsafe {
+        match C {
+            0 => vshlq_n_u8::<4>(h),
+            1 => vshlq_n_u8::<2>(h),
+            2 => h,
+            _ => vshrq_n_u8::<2>(h),
+        }
+    }
+}
+
+/// Bits 4-5 of `bits` put into `nib` (0..=15): 6-bit codes.
+#[inline(always)]
+pub(super) fn with_high2(nib: uint8x16_t, bits: uint8x16_t) -> uint8x16_t {
+    // SAFETY: NEON (baseline), registers only.
+    unsafe { vbslq_u8(vdupq_n_u8(0x30), bits, nib) }
+}
+
+/// The 6-bit codes of chunk `C` (0..4) of a Q6_K sub-block's row group `g`:
+/// elements `4C..4C+4` (first half) and `16+4C..16+4C+4` (second half) of
+/// each row lane. The high parts of element `16h + 4C + i` are bits
+/// `2C..2C+2` of lane byte `i` of high chunk `h`.
+///
+/// # Safety
+/// Chunk `C` of group `g` is readable.
+#[inline(always)]
+pub(super) unsafe fn q6_chunk<const C: usize>(
+    codes: *const u8,
+    g: usize,
+    high: &[uint8x16_t; 2],
+) -> (uint8x16_t, uint8x16_t) {
+    // SAFETY: NEON (baseline); chunk C is readable (caller).
+    let (lo, hi) = nibbles(unsafe { vld1q_u8(codes.add(chunk(C, g))) });
+    (
+        with_high2(lo, q6_bits::<C>(high[0])),
+        with_high2(hi, q6_bits::<C>(high[1])),
+    )
 }
 
 /// A by-element dot instruction (`sdot`, `usdot`): lane `j` of the result adds
@@ -247,6 +362,7 @@ impl<L: LaneDot, const SIGNED: bool> BlockDot for LaneQ8<L, SIGNED> {
         codes: *const u8,
         g: usize,
         prep: &Prep<MR>,
+        _: &Halves<MR>,
     ) -> [int32x4_t; MR] {
         // SAFETY: NEON (baseline) and `L`'s level (caller); chunks 0..8 of
         // group g lie in the block (caller).
@@ -437,14 +553,15 @@ unsafe fn q_panel<B: PackedBlock, D: BlockDot, const MR: usize, const G: usize>(
     acts: [&[ActBlock]; MR],
     out: [&mut [f32]; MR],
 ) {
-    // 32-value sub-blocks per block: 8 for Q4_K / Q5_K (Q4_1 / Q5_1
-    // sub-blocks with scales from the super-block's `d`, `dmin` and 6-bit
-    // codes); Q6_K has no dot here yet.
+    // 32-value sub-blocks per block: 8 for the k-quants. Q4_K / Q5_K ones
+    // are Q4_1 / Q5_1 sub-blocks with scales from the super-block's `d`,
+    // `dmin` and 6-bit codes; Q6_K ones (6 chunks) have two int8 half scales.
     let subs = const { B::VALUES / QK };
+    let halves = const { B::GROUPS / (B::VALUES / QK) == 6 };
     const {
         let subs = B::VALUES / QK;
         assert!(D::GROUPS * subs == B::GROUPS && (B::SCALES == 1 || B::SCALES == 2));
-        assert!(subs == 1 || B::SCALES == 2);
+        assert!(subs == 1 || B::SCALES == 2 || D::GROUPS == 6);
         // Signed sums are Q8_0's `isum`; a minimum needs the unsigned `raw`.
         assert!(!D::SIGNED || (B::SCALES == 1 && B::OFFSET == 128));
     };
@@ -462,7 +579,8 @@ unsafe fn q_panel<B: PackedBlock, D: BlockDot, const MR: usize, const G: usize>(
         // SAFETY: NEON (baseline) and `D`'s level (caller); the codes and scales
         // of every (sub-)block b < nb lie inside the panel (asserted above), the
         // pass reads scales (d, then m; k-quants then sub-block scale and
-        // minimum bytes) of rows 4hG..4(h+1)G, and g = hG + gg < 4.
+        // minimum bytes, Q6_K half scales) of rows 4hG..4(h+1)G, and
+        // g = hG + gg < 4.
         let acc = unsafe {
             let mut acc = [[vdupq_n_f32(0.0); G]; MR];
             #[allow(clippy::needless_range_loop)] // b also addresses codes and scales
@@ -477,9 +595,22 @@ unsafe fn q_panel<B: PackedBlock, D: BlockDot, const MR: usize, const G: usize>(
                 } else {
                     [vdupq_n_f32(0.0); G]
                 };
-                if subs > 1 {
+                // Sub-block scale bytes: byte t of row r at 16 t + r.
+                let small = scales.add(B::SCALES * NR * 2 + h * G * 4);
+                let mut hs = [[vdupq_n_s32(0); 2]; G];
+                let mut start = [[vdupq_n_s32(0); 2]; MR];
+                if halves {
+                    // Q6_K: int8 scales 2s and 2s + 1 of sub-block s.
+                    let sub = small.add(2 * (b % subs) * NR);
+                    let (s0, s1) = (load_i8s::<G>(sub), load_i8s::<G>(sub.add(NR)));
+                    for g in 0..G {
+                        hs[g] = [s0[g], s1[g]];
+                    }
+                    for i in 0..MR {
+                        start[i] = blk[i].half_sums.map(|s| vdupq_n_s32(-32 * s));
+                    }
+                } else if subs > 1 {
                     // `d * sc` and `-(dmin * mn)`: one exact f32 multiply each.
-                    let small = scales.add(B::SCALES * NR * 2 + h * G * 4);
                     let sub = small.add((b % subs) * NR);
                     let (scs, mns) = (load_u8s::<G>(sub), load_u8s::<G>(sub.add(subs * NR)));
                     for g in 0..G {
@@ -488,12 +619,20 @@ unsafe fn q_panel<B: PackedBlock, D: BlockDot, const MR: usize, const G: usize>(
                     }
                 }
                 let codes = base.add(b * code_bytes);
+                let s = Sub {
+                    blk: &blk,
+                    prep: &prep,
+                    dw: &dw,
+                    mw: &mw,
+                    hs: &hs,
+                    start: &start,
+                };
                 // Unrolled by hand (const index) so `acc` and the scales stay in
                 // registers.
-                q_group::<B, D, MR, G, 0>(codes, h, &blk, &prep, &dw, &mw, &mut acc);
-                q_group::<B, D, MR, G, 1>(codes, h, &blk, &prep, &dw, &mw, &mut acc);
-                q_group::<B, D, MR, G, 2>(codes, h, &blk, &prep, &dw, &mw, &mut acc);
-                q_group::<B, D, MR, G, 3>(codes, h, &blk, &prep, &dw, &mw, &mut acc);
+                q_group::<B, D, MR, G, 0>(codes, h, &s, &mut acc);
+                q_group::<B, D, MR, G, 1>(codes, h, &s, &mut acc);
+                q_group::<B, D, MR, G, 2>(codes, h, &s, &mut acc);
+                q_group::<B, D, MR, G, 3>(codes, h, &s, &mut acc);
             }
             acc
         };
@@ -507,42 +646,57 @@ unsafe fn q_panel<B: PackedBlock, D: BlockDot, const MR: usize, const G: usize>(
     }
 }
 
+/// One (sub-)block's activations and the scales of a pass's `G` row groups.
+struct Sub<'a, const MR: usize, const G: usize> {
+    blk: &'a [&'a ActBlock; MR],
+    prep: &'a Prep<MR>,
+    /// `d` (k-quants with a minimum: `d * sc`) per row group.
+    dw: &'a [float32x4_t; G],
+    /// `m` (k-quants: `-(dmin * mn)`) per row group, formats with a minimum.
+    mw: &'a [float32x4_t; G],
+    /// Q6_K: the half scales per row group (see [`Halves`]).
+    hs: &'a [[int32x4_t; 2]; G],
+    /// Q6_K: the halves' `-32 * Σa` per batch row.
+    start: &'a [[int32x4_t; 2]; MR],
+}
+
 /// Row group `h * G + GG` of one block for `MR` batch rows (nothing if
 /// `GG >= G`), as in the scalar kernel: `acc = fma(dw * da, isum as f32,
 /// acc)` with `isum = raw + corr` (offset formats; `isum` itself for signed
-/// sums) or `isum = raw` (formats with a minimum, which then add
-/// `acc = fma(m, da * Σa, acc)`, `Σa = corr`).
+/// sums and Q6_K's dots) or `isum = raw` (formats with a minimum, which then
+/// add `acc = fma(m, da * Σa, acc)`, `Σa = corr`).
 ///
 /// # Safety
 /// As for [`BlockDot::group`], with `g = h * G + GG`.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn q_group<B: PackedBlock, D: BlockDot, const MR: usize, const G: usize, const GG: usize>(
     codes: *const u8,
     h: usize,
-    blk: &[&ActBlock; MR],
-    prep: &Prep<MR>,
-    dw: &[float32x4_t; G],
-    mw: &[float32x4_t; G],
+    s: &Sub<'_, MR, G>,
     acc: &mut [[float32x4_t; G]; MR],
 ) {
     if GG >= G {
         return;
     }
+    let halves = Halves {
+        scales: s.hs[GG],
+        start: *s.start,
+    };
     // SAFETY: NEON (baseline), `D`'s level and readable codes (caller).
     unsafe {
-        let raw = D::group(codes, h * G + GG, prep);
+        let raw = D::group(codes, h * G + GG, s.prep, &halves);
         for i in 0..MR {
-            let isum = if D::SIGNED || B::SCALES == 2 {
+            let blk = s.blk[i];
+            let isum = if D::SIGNED || B::SCALES == 2 || D::GROUPS == 6 {
                 raw[i]
             } else {
-                vaddq_s32(raw[i], vdupq_n_s32(blk[i].corr))
+                vaddq_s32(raw[i], vdupq_n_s32(blk.corr))
             };
-            let s = vmulq_n_f32(dw[GG], blk[i].d);
-            acc[i][GG] = vfmaq_f32(acc[i][GG], s, vcvtq_f32_s32(isum));
+            let d = vmulq_n_f32(s.dw[GG], blk.d);
+            acc[i][GG] = vfmaq_f32(acc[i][GG], d, vcvtq_f32_s32(isum));
             if B::SCALES == 2 {
-                let sa = blk[i].d * blk[i].corr as f32;
-                acc[i][GG] = vfmaq_n_f32(acc[i][GG], mw[GG], sa);
+                let sa = blk.d * blk.corr as f32;
+                acc[i][GG] = vfmaq_n_f32(acc[i][GG], s.mw[GG], sa);
             }
         }
     }

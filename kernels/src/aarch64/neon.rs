@@ -2,11 +2,12 @@
 //! multiplies (`smull`/`smlal` into i16 lanes, `sadalp`/`saddlp` into i32).
 
 use super::{
-    bf16_tile, chunk, f16_tile, f32_tile, load_q8_signed, load_qh, nib_chunk, q_tile, quantize_row,
-    BlockDot, Prep, Qh, GEMV_PANELS,
+    bf16_tile, chunk, f16_tile, f32_tile, load_q6_high, load_q8_signed, load_qh, nib_chunk,
+    q6_chunk, q_tile, quantize_row, BlockDot, Halves, Prep, Qh, GEMV_PANELS,
 };
 use crate::formats::{
-    BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ8_0, PackedBlock,
+    BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0,
+    PackedBlock,
 };
 use crate::{Isa, Kernels, TileArgs, WeightFormat};
 use core::arch::aarch64::*;
@@ -26,6 +27,7 @@ pub(crate) static KERNELS: Kernels = Kernels {
         .with(WeightFormat::Q5_1, block_tile::<BlockQ5_1, Q5>)
         .with(WeightFormat::Q4_K, block_tile::<BlockQ4_K, Q4>)
         .with(WeightFormat::Q5_K, block_tile::<BlockQ5_K, Q5>)
+        .with(WeightFormat::Q6_K, block_tile::<BlockQ6_K, Q6>)
         .with(WeightFormat::F16, f16_tile)
         .with(WeightFormat::BF16, bf16_tile)
         .with(WeightFormat::F32, f32_tile),
@@ -67,6 +69,7 @@ impl BlockDot for Q8 {
         codes: *const u8,
         g: usize,
         prep: &Prep<MR>,
+        _: &Halves<MR>,
     ) -> [int32x4_t; MR] {
         // SAFETY: NEON (baseline); chunks 0..8 of group g lie in the block (caller).
         unsafe {
@@ -131,6 +134,7 @@ impl<const HIGH: bool> BlockDot for Nib<HIGH> {
         codes: *const u8,
         g: usize,
         prep: &Prep<MR>,
+        _: &Halves<MR>,
     ) -> [int32x4_t; MR] {
         // SAFETY: NEON (baseline); chunks 0..GROUPS of group g lie in the
         // block (caller).
@@ -171,6 +175,66 @@ unsafe fn nib_mul<const HIGH: bool, const C: usize, const MR: usize>(
             acc[0] = vmlal_s8(a01, vget_low_s8(hi), vget_low_s8(ahi));
             let a23 = vmlal_high_s8(acc[1], lo, alo);
             acc[1] = vmlal_high_s8(a23, hi, ahi);
+        }
+    }
+}
+
+/// Q6_K: 6-bit codes, each 16-value half summed apart.
+pub(super) struct Q6;
+
+impl BlockDot for Q6 {
+    const GROUPS: usize = 6;
+    const SIGNED: bool = false;
+
+    #[inline(always)]
+    unsafe fn group<const MR: usize>(
+        codes: *const u8,
+        g: usize,
+        prep: &Prep<MR>,
+        halves: &Halves<MR>,
+    ) -> [int32x4_t; MR] {
+        // SAFETY: NEON (baseline); chunks 0..6 of group g lie in the block (caller).
+        unsafe {
+            let high = load_q6_high(codes, g);
+            // [half][rows 0-1, rows 2-3] per batch row
+            let mut acc = [[[vdupq_n_s16(0); 2]; 2]; MR];
+            q6_mul::<0, MR>(codes, g, &high, prep, &mut acc);
+            q6_mul::<1, MR>(codes, g, &high, prep, &mut acc);
+            q6_mul::<2, MR>(codes, g, &high, prep, &mut acc);
+            q6_mul::<3, MR>(codes, g, &high, prep, &mut acc);
+            core::array::from_fn(|i| {
+                let raw = acc[i].map(|[a, b]| vpaddq_s32(vpaddlq_s16(a), vpaddlq_s16(b)));
+                halves.isum(i, raw)
+            })
+        }
+    }
+}
+
+/// Chunk `C` of Q6_K: low nibbles (first half) are elements `4C..4C+4`, high
+/// ones (second half) `16+4C..`. Each i16 lane sums one product per chunk,
+/// 4 in all, `|sum| <= 4 * 63 * 128 < 2^15`, so it is exact.
+///
+/// # Safety
+/// Chunk `C` of group `g` is readable.
+#[inline(always)]
+unsafe fn q6_mul<const C: usize, const MR: usize>(
+    codes: *const u8,
+    g: usize,
+    high: &[uint8x16_t; 2],
+    prep: &Prep<MR>,
+    acc: &mut [[[int16x8_t; 2]; 2]; MR],
+) {
+    // SAFETY: NEON (baseline); chunk C is readable (caller).
+    unsafe {
+        let (lo, hi) = q6_chunk::<C>(codes, g, high);
+        let (lo, hi) = (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi));
+        for (acc, p) in acc.iter_mut().zip(prep) {
+            let alo = bcast(p[0], C);
+            let ahi = bcast(p[1], C);
+            acc[0][0] = vmlal_s8(acc[0][0], vget_low_s8(lo), vget_low_s8(alo));
+            acc[0][1] = vmlal_high_s8(acc[0][1], lo, alo);
+            acc[1][0] = vmlal_s8(acc[1][0], vget_low_s8(hi), vget_low_s8(ahi));
+            acc[1][1] = vmlal_high_s8(acc[1][1], hi, ahi);
         }
     }
 }
