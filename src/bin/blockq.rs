@@ -1,0 +1,352 @@
+//! `blockq`: what blockq makes of this CPU and of a model file.
+//!
+//! ```text
+//! blockq info [--no-measure]        CPU, ISAs, build, measured limits
+//! blockq inspect FILE [--load]      GGUF / safetensors metadata and tensor table
+//! ```
+//!
+//! Built with the `cli` feature (`cargo run --release --features cli --bin
+//! blockq -- info`), so that library users never build its dependencies.
+//! Errors are one line on stderr: exit code 1 for files that cannot be read
+//! or parsed, 2 for bad arguments.
+
+use blockq::dispatch::{self, Isa};
+use blockq::kernels::peak::{f32_fma_peak_gflops, int8_peak_gops, read_checksum};
+use blockq::{gguf, QuantType};
+use clap::{Parser, Subcommand};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(
+    name = "blockq",
+    version,
+    about = "Bit-exact quantized linear layers: this CPU and your model files"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// CPU, the ISAs blockq can run here and the one it picks, build
+    /// provenance, and the machine's measured limits (one thread).
+    Info {
+        /// Skip the measurements (about 2 s).
+        #[arg(long)]
+        no_measure: bool,
+    },
+    /// Metadata summary and tensor table of a GGUF or safetensors file: name,
+    /// type, shape, bytes, and whether blockq loads it as a layer (or why not).
+    Inspect {
+        /// A `.gguf` or `.safetensors` file.
+        file: PathBuf,
+        /// Load every loadable weight as a layer (packs it; takes time on big
+        /// files) instead of checking its type and shape only.
+        #[arg(long)]
+        load: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info { no_measure } => info(!no_measure),
+        Command::Inspect { file, load } => inspect(&file, load),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("blockq: {e}");
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+/// A one-line error and the exit code it maps to.
+struct CliError {
+    msg: String,
+    code: u8,
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+/// A file that cannot be read or parsed (exit code 1).
+fn file_error(path: &Path, e: impl std::fmt::Display) -> CliError {
+    CliError {
+        msg: format!("{}: {e}", path.display()),
+        code: 1,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// info
+// ---------------------------------------------------------------------------
+
+fn info(measure: bool) -> Result<(), CliError> {
+    println!("cpu:      {}", cpu_name());
+    let available = dispatch::available();
+    let names: Vec<&str> = available.iter().map(|i| i.name()).collect();
+    println!(
+        "ISAs:     {} (every one gives the same bits)",
+        names.join(", ")
+    );
+    let why = match std::env::var("BLOCKQ_ISA") {
+        Ok(v) => format!("named by BLOCKQ_ISA={v}"),
+        Err(_) => "the fastest level this CPU runs; BLOCKQ_ISA=<name> overrides".into(),
+    };
+    let isa = dispatch::default_isa().map_err(|e| CliError {
+        msg: e.to_string(),
+        code: 2,
+    })?;
+    println!("chosen:   {isa} ({why})");
+    println!("features: {} (what {isa} needs)", isa.features());
+    println!(
+        "threads:  {} (rayon; RAYON_NUM_THREADS to change)",
+        rayon::current_num_threads()
+    );
+    println!("build:    {}", blockq::build_info());
+    if !measure {
+        return Ok(());
+    }
+    println!("\nmeasured limits, one thread (best of several runs; a shared machine varies):");
+    let bw = read_bandwidth();
+    println!("  read bandwidth     {bw:8.1} GB/s  (256 MB buffer: bounds batch 1, which reads the weights once)");
+    for isa in available.iter().filter(|&&i| i != Isa::Scalar) {
+        let best = |f: &dyn Fn() -> Option<f64>| {
+            (0..5)
+                .filter_map(|_| f())
+                .fold(None::<f64>, |m, v| Some(m.map_or(v, |m| m.max(v))))
+        };
+        if let Some(g) = best(&|| int8_peak_gops(*isa, 2_000_000)) {
+            println!("  {:<11} int8  {g:8.1} GOPS  (multiply-adds x 2: bounds block formats at large batches)", isa.name());
+        }
+        if let Some(g) = best(&|| f32_fma_peak_gflops(*isa, 2_000_000)) {
+            println!(
+                "  {:<11} f32   {g:8.1} GFLOPS (FMA x 2: bounds F16 / BF16 / F32 at large batches)",
+                isa.name()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The CPU's model name (Linux `/proc/cpuinfo`), or the architecture.
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// Best of 5 reads of a 256 MB buffer, GB/s.
+fn read_bandwidth() -> f64 {
+    let buf = vec![1u8; 256 << 20];
+    (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(read_checksum(std::hint::black_box(&buf)));
+            buf.len() as f64 / t.elapsed().as_secs_f64() / 1e9
+        })
+        .fold(0.0, f64::max)
+}
+
+// ---------------------------------------------------------------------------
+// inspect
+// ---------------------------------------------------------------------------
+
+/// One row of the tensor table.
+struct Row {
+    name: String,
+    ty: String,
+    shape: String,
+    bytes: u64,
+    /// `Ok(())` if blockq loads it as a layer, else why not.
+    loads: Result<(), String>,
+}
+
+fn inspect(path: &Path, load: bool) -> Result<(), CliError> {
+    let mut magic = [0u8; 4];
+    {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path).map_err(|e| file_error(path, e))?;
+        f.read_exact(&mut magic)
+            .map_err(|_| file_error(path, "too short to be a GGUF or safetensors file"))?;
+    }
+    let rows = if &magic == b"GGUF" {
+        inspect_gguf(path, load)?
+    } else if path.extension().is_some_and(|e| e == "safetensors") {
+        inspect_safetensors(path, load)?
+    } else {
+        return Err(file_error(
+            path,
+            "neither GGUF (no \"GGUF\" magic) nor a .safetensors file",
+        ));
+    };
+    print_table(&rows);
+    Ok(())
+}
+
+fn inspect_gguf(path: &Path, load: bool) -> Result<Vec<Row>, CliError> {
+    let f = gguf::GgufFile::open(path).map_err(|e| file_error(path, e))?;
+    println!(
+        "{}: GGUF v{}, {} metadata keys, {} tensors, {:.1} MB",
+        path.display(),
+        f.version(),
+        f.metadata().len(),
+        f.tensors().len(),
+        f.bytes().len() as f64 / 1e6
+    );
+    for key in ["general.architecture", "general.name", "general.file_type"] {
+        if let Some(v) = f.get(key) {
+            println!("  {key} = {}", show_value(v));
+        }
+    }
+    let rows = f
+        .tensors()
+        .iter()
+        .map(|t| {
+            let quant = t.ggml_type.quant_type();
+            let matrix = t.ne.len() >= 2 && t.ne[2..].iter().all(|&d| d == 1);
+            let loads = match quant {
+                None => Err(format!("type {} not supported", t.ggml_type.name())),
+                Some(_) if !matrix && t.ne.len() == 1 => {
+                    Err("a vector (norm or bias: read with tensor_f32)".into())
+                }
+                Some(_) if !matrix => Err("not a matrix".into()),
+                Some(_) if load => f
+                    .linear(&t.name, None)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Some(_) => Ok(()),
+            };
+            Row {
+                name: t.name.clone(),
+                ty: t.ggml_type.name().to_string(),
+                // GGUF lists dimensions innermost first; shown outermost first.
+                shape: t
+                    .ne
+                    .iter()
+                    .rev()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" x "),
+                bytes: t.size,
+                loads,
+            }
+        })
+        .collect();
+    Ok(rows)
+}
+
+fn inspect_safetensors(path: &Path, load: bool) -> Result<Vec<Row>, CliError> {
+    let f = blockq::safetensors::SafetensorsFile::open(path).map_err(|e| file_error(path, e))?;
+    let tensors = f.tensors();
+    println!(
+        "{}: safetensors, {} tensors, {:.1} MB",
+        path.display(),
+        tensors.len(),
+        f.bytes().len() as f64 / 1e6
+    );
+    let rows = tensors
+        .iter()
+        .map(|t| {
+            let float = matches!(t.dtype.as_str(), "F32" | "F16" | "BF16");
+            let loads = if !float {
+                Err(format!("type {} not supported", t.dtype))
+            } else if t.shape.len() == 1 {
+                Err("a vector (norm or bias: read with tensor_f32)".into())
+            } else if t.shape.len() != 2 {
+                Err("not a matrix".into())
+            } else if load {
+                let qt: QuantType = t.dtype.parse().expect("F32 / F16 / BF16 are QuantTypes");
+                f.linear(&t.name, None, qt)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            } else {
+                Ok(())
+            };
+            let bytes = f.tensor_data(&t.name).map_or(0, |d| d.len() as u64);
+            Row {
+                name: t.name.clone(),
+                ty: t.dtype.clone(),
+                shape: t
+                    .shape
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" x "),
+                bytes,
+                loads,
+            }
+        })
+        .collect();
+    Ok(rows)
+}
+
+fn show_value(v: &gguf::MetadataValue) -> String {
+    use gguf::MetadataValue as V;
+    match v {
+        V::String(s) => format!("{s:?}"),
+        V::U8(x) => x.to_string(),
+        V::I8(x) => x.to_string(),
+        V::U16(x) => x.to_string(),
+        V::I16(x) => x.to_string(),
+        V::U32(x) => x.to_string(),
+        V::I32(x) => x.to_string(),
+        V::U64(x) => x.to_string(),
+        V::I64(x) => x.to_string(),
+        V::F32(x) => x.to_string(),
+        V::F64(x) => x.to_string(),
+        V::Bool(x) => x.to_string(),
+        V::Array { item_type, len, .. } => format!("[{len} x {item_type:?}]"),
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    let ws = rows.iter().map(|r| r.shape.len()).max().unwrap_or(5).max(5);
+    println!(
+        "\n{:<w$}  {:<6}  {:<ws$}  {:>12}  loads as a layer",
+        "name", "type", "shape", "bytes"
+    );
+    for r in rows {
+        let loads = match &r.loads {
+            Ok(()) => "yes".to_string(),
+            Err(why) => format!("no: {why}"),
+        };
+        println!(
+            "{:<w$}  {:<6}  {:<ws$}  {:>12}  {loads}",
+            r.name, r.ty, r.shape, r.bytes
+        );
+    }
+    // Totals per type: tensors, bytes, how many load.
+    let mut totals: BTreeMap<&str, (usize, u64, usize)> = BTreeMap::new();
+    for r in rows {
+        let t = totals.entry(&r.ty).or_default();
+        t.0 += 1;
+        t.1 += r.bytes;
+        t.2 += usize::from(r.loads.is_ok());
+    }
+    println!(
+        "\n{:<6}  {:>7}  {:>12}  {:>6}",
+        "type", "tensors", "bytes", "loads"
+    );
+    for (ty, (n, bytes, ok)) in &totals {
+        println!("{ty:<6}  {n:>7}  {bytes:>12}  {ok:>6}");
+    }
+    let loadable = rows.iter().filter(|r| r.loads.is_ok()).count();
+    println!("{loadable} of {} tensors load as blockq layers", rows.len());
+}
