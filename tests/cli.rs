@@ -84,6 +84,8 @@ fn info_measures_the_limits() {
             assert!(out.contains(&line), "no {line:?} in {out}");
         }
     }
+    // Shown with --nocapture (CI): this machine's limits.
+    println!("blockq info:\n{out}");
 }
 
 #[test]
