@@ -246,18 +246,6 @@ fn fmt_opt(v: Option<f64>) -> String {
     v.map_or("n/a".into(), |v| format!("{v:.1}"))
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
-}
-
 /// The load average, so that a reader sees when other work shared the cores.
 fn load() -> String {
     match std::fs::read_to_string("/proc/loadavg") {
@@ -314,7 +302,7 @@ fn main() {
     let p1 = pool(1);
     let pt = pool(tt);
     let names = |v: &[Isa]| v.iter().map(|i| i.name()).collect::<Vec<_>>().join(", ");
-    println!("blockq bench report: {}", cpu_model());
+    println!("blockq bench report: {}", dispatch::cpu_model());
     println!("build: {}", blockq::build_info());
     println!(
         "ISAs available: {}; running: {}",

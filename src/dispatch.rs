@@ -46,6 +46,20 @@ pub fn available() -> Vec<Isa> {
         .collect()
 }
 
+/// The CPU's model name as the OS reports it (Linux: `model name` in
+/// `/proc/cpuinfo`), or the architecture's name where it does not.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

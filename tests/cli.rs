@@ -105,6 +105,23 @@ fn bad_isa_is_a_usage_error() {
 }
 
 #[test]
+fn blank_isa_variable_is_no_choice() {
+    // As for layers (`default_isa`): a blank BLOCKQ_ISA picks the fastest level.
+    let o = Command::new(env!("CARGO_BIN_EXE_blockq"))
+        .args(["info", "--no-measure"])
+        .env("BLOCKQ_ISA", " ")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let best = blockq::dispatch::available().last().copied().unwrap();
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!("chosen:   {best} (the fastest level")),
+        "{out}"
+    );
+}
+
+#[test]
 fn bad_arguments_exit_2() {
     for args in [&["frobnicate"][..], &["inspect"], &["info", "--bogus"], &[]] {
         let o = blockq(args);

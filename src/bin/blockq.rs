@@ -91,16 +91,17 @@ fn file_error(path: &Path, e: impl std::fmt::Display) -> CliError {
 // ---------------------------------------------------------------------------
 
 fn info(measure: bool) -> Result<(), CliError> {
-    println!("cpu:      {}", cpu_name());
+    println!("cpu:      {}", dispatch::cpu_model());
     let available = dispatch::available();
     let names: Vec<&str> = available.iter().map(|i| i.name()).collect();
     println!(
         "ISAs:     {} (every one gives the same bits)",
         names.join(", ")
     );
-    let why = match std::env::var("BLOCKQ_ISA") {
-        Ok(v) => format!("named by BLOCKQ_ISA={v}"),
-        Err(_) => "the fastest level this CPU runs; BLOCKQ_ISA=<name> overrides".into(),
+    // As `default_isa` reads it: a blank value is no choice.
+    let why = match std::env::var(dispatch::ISA_ENV) {
+        Ok(v) if !v.trim().is_empty() => format!("named by {}={v}", dispatch::ISA_ENV),
+        _ => "the fastest level this CPU runs; BLOCKQ_ISA=<name> overrides".into(),
     };
     let isa = dispatch::default_isa().map_err(|e| CliError {
         msg: e.to_string(),
@@ -136,19 +137,6 @@ fn info(measure: bool) -> Result<(), CliError> {
         }
     }
     Ok(())
-}
-
-/// The CPU's model name (Linux `/proc/cpuinfo`), or the architecture.
-fn cpu_name() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
-            })
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
 /// Best of 5 reads of a 256 MB buffer, GB/s.

@@ -555,9 +555,10 @@ unsafe fn q_panel<B: PackedBlock, D: BlockDot, const MR: usize, const G: usize>(
 ) {
     // 32-value sub-blocks per block: 8 for the k-quants. Q4_K / Q5_K ones
     // are Q4_1 / Q5_1 sub-blocks with scales from the super-block's `d`,
-    // `dmin` and 6-bit codes; Q6_K ones (6 chunks) have two int8 half scales.
+    // `dmin` and 6-bit codes; Q6_K ones (6 chunks, so its dots have
+    // `GROUPS == 6`) have two int8 half scales.
     let subs = const { B::VALUES / QK };
-    let halves = const { B::GROUPS / (B::VALUES / QK) == 6 };
+    let halves = const { D::GROUPS == 6 };
     const {
         let subs = B::VALUES / QK;
         assert!(D::GROUPS * subs == B::GROUPS && (B::SCALES == 1 || B::SCALES == 2));
