@@ -117,6 +117,31 @@ pub(crate) trait Width {
     /// Whether that first group also keeps F32 weights (a copy) for the others.
     const F_KEEP_F32: bool;
 
+    /// [`f_chunk`](super::tiles::f_chunk) with this width's float-tile
+    /// features, as a function of its own (`#[inline(never)]`): each row
+    /// count of the tiles is optimized apart instead of all of them inlined
+    /// into one kernel entry point, whose size made LLVM's loop passes
+    /// superlinear (most of the fuzzing build's time: 15 minutes, 770 s of
+    /// them loop passes on the AVX-512 entry points). One call per row
+    /// group and K chunk costs nothing measurable.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn f_chunk<
+        E: FloatKind,
+        const P: usize,
+        const R: usize,
+        const S: bool,
+        const KEEP: bool,
+    >(
+        cw: super::tiles::ChunkW<P>,
+        x: *const f32,
+        xs: usize,
+        kc: usize,
+        out: *mut f32,
+        ldo: usize,
+        first: bool,
+        pf: super::tiles::Lines,
+    );
+
     unsafe fn zero_i() -> Self::I;
     unsafe fn zero_f() -> Self::F;
     unsafe fn splat_i(x: i32) -> Self::I;
@@ -223,6 +248,12 @@ pub(crate) trait Dot<W: Width> {
 /// without saturation. The batched VNNI tile is written over it.
 pub(crate) trait Vnni<W: Width>: Dot<W> {
     unsafe fn dpbusd(acc: W::I, u: W::I, a: W::I) -> W::I;
+    /// [`q_gemm_chunks`](super::tiles::q_gemm_chunks) of one row group: a
+    /// function of its own (see [`Width::f_chunk`]).
+    unsafe fn chunks<K: Kind, const P: usize, const R: usize, const SRC: u8, const ACC: bool>(
+        pass: &super::tiles::Pass<'_, '_, P>,
+        i0: usize,
+    );
 }
 
 /// `da`, and for formats with a minimum `da * (corr as f32)` (`corr = Σa`;

@@ -591,7 +591,7 @@ const KEPT_M: usize = GEMM_KB * TILE_UNITS * 9;
 
 /// One pass of a batched `vpdpbusd` tile: `P` panels over `blocks`,
 /// accumulators in `out` (row stride `ldo`, panel `i` at column `16 i`).
-struct Pass<'t, 'a, const P: usize> {
+pub(crate) struct Pass<'t, 'a, const P: usize> {
     a: &'t TileArgs<'a>,
     panels: [*const u8; P],
     blocks: Range<usize>,
@@ -725,7 +725,7 @@ unsafe fn q_vnni_group<
     // SAFETY: forwarded contract.
     unsafe {
         with_count!(r, R in min_rows(SRC, ROWS), ROWS => {
-            q_gemm_chunks::<W, V, K, P, R, SRC, ACC>(pass, i0)
+            V::chunks::<K, P, R, SRC, ACC>(pass, i0)
         })
     }
 }
@@ -735,7 +735,7 @@ unsafe fn q_vnni_group<
 /// for all rows and each activation broadcast serves all units. Continues
 /// the accumulators kept in `out` unless the pass starts at block 0.
 #[inline(always)]
-unsafe fn q_gemm_chunks<
+pub(crate) unsafe fn q_gemm_chunks<
     W: Width,
     V: Vnni<W>,
     K: Kind,
@@ -1071,7 +1071,7 @@ pub(crate) unsafe fn q_tile<W: Width, D: Dot<W>, K: Kind>(a: &mut TileArgs) {
 /// Consecutive cache lines to prefetch, one per k-step: step `s < count`
 /// fetches the line at `base + 64 s` (a row group's next chunk of packed x).
 #[derive(Clone, Copy)]
-struct Lines {
+pub(crate) struct Lines {
     base: *const u8,
     count: usize,
 }
@@ -1085,7 +1085,7 @@ const NO_LINES: Lines = Lines {
 /// step, `step` bytes between k-steps; 16 values of the chunk kernel's
 /// element `E` per step (widened as used), unit `u` at `u * LANES` values.
 #[derive(Clone, Copy)]
-struct ChunkW<const P: usize> {
+pub(crate) struct ChunkW<const P: usize> {
     w: [*const u8; P],
     step: usize,
     /// With `KEEP`, where to also store the widened weights (step `s`,
@@ -1100,7 +1100,7 @@ struct ChunkW<const P: usize> {
 /// does). `pf`: lines to prefetch into L2 meanwhile (see [`Lines`]).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn f_chunk<
+pub(crate) unsafe fn f_chunk<
     W: Width,
     E: FloatKind,
     const P: usize,
@@ -1252,7 +1252,7 @@ unsafe fn f_stream<W: Width, E: FloatKind, const P: usize, const R: usize>(
     unsafe {
         let (x, xs) = chunk_x(a, k0);
         let cw = panel_chunk::<E, P>(a, p, k0, core::ptr::null_mut());
-        f_chunk::<W, E, P, R, true, false>(cw, x, xs, kc, out, a.np * NR, k0 == 0, NO_LINES);
+        W::f_chunk::<E, P, R, true, false>(cw, x, xs, kc, out, a.np * NR, k0 == 0, NO_LINES);
     }
 }
 
@@ -1307,7 +1307,7 @@ unsafe fn f_group<W: Width, E: FloatKind, const P: usize, const S: bool, const K
     unsafe {
         let xs = F16_KC;
         with_count!(r, R in f_group_min_rows::<W>(), W::F_ROWS => {
-            f_chunk::<W, E, P, R, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf)
+            W::f_chunk::<E, P, R, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf)
         })
     }
 }
