@@ -17,14 +17,13 @@
 
 mod common;
 
-use blockq::kernels::peak::{f32_fma_peak_gflops, int8_peak_gops, read_checksum};
+use blockq::bench::{read_gbs, run_times, Bound, Peaks};
 use blockq::{dispatch, Isa, QuantType, QuantizedLinear};
 use common::values;
-use rayon::prelude::*;
 use rayon::ThreadPool;
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const USAGE: &str = "\
 usage: bench_report [--quick] [--isa LIST] [--formats LIST] [--shapes LIST]
@@ -137,59 +136,11 @@ fn parse_args() -> Result<Opts, String> {
 
 /// Sorted seconds of runs of `f` after one warm-up call: runs until
 /// `min_time` has passed, at least 3 and at most 50 times.
-fn run_times(min_time: f64, mut f: impl FnMut()) -> Vec<f64> {
-    f();
-    let start = Instant::now();
-    let mut t = Vec::new();
-    while t.len() < 3 || (t.len() < 50 && start.elapsed().as_secs_f64() < min_time) {
-        let s = Instant::now();
-        f();
-        t.push(s.elapsed().as_secs_f64());
-    }
-    t.sort_by(f64::total_cmp);
-    t
-}
-
 fn pool(threads: usize) -> ThreadPool {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .expect("thread pool")
-}
-
-/// Read bandwidth in GB/s of `buf` on the threads of `pool` (contiguous parts),
-/// best run: the limit is what the machine can do, not its typical run.
-fn read_gbs(pool: &ThreadPool, buf: &[u8], min_time: f64) -> f64 {
-    let part = buf.len().div_ceil(pool.current_num_threads());
-    let t = run_times(min_time, || {
-        let s: u64 = pool.install(|| buf.par_chunks(part).map(read_checksum).sum());
-        black_box(s);
-    });
-    buf.len() as f64 / t[0] / 1e9
-}
-
-/// Peak of `f` (G-ops/s) on each thread of `pool` at once: the sum over
-/// threads of each one's best run, the runs (a few ms each) spread over
-/// 0.4 s, so that a short stall of a shared machine's core does not stand
-/// for its peak (which would inflate every %lim of the report).
-fn peak(pool: &ThreadPool, f: impl Fn() -> Option<f64> + Sync) -> Option<f64> {
-    pool.broadcast(|_| {
-        let start = Instant::now();
-        let mut best = f()?;
-        while start.elapsed() < Duration::from_millis(400) {
-            std::thread::sleep(Duration::from_millis(20));
-            best = best.max(f()?);
-        }
-        Some(best)
-    })
-    .into_iter()
-    .sum()
-}
-
-#[derive(Clone, Copy)]
-struct Peaks {
-    int8: Option<f64>,
-    fma: Option<f64>,
 }
 
 struct Case {
@@ -211,34 +162,13 @@ impl Case {
         self.bytes as f64 / self.secs / 1e9
     }
     fn peak(&self, p: Peaks) -> Option<f64> {
-        if self.qt.is_block_quantized() {
-            p.int8
-        } else {
-            p.fma
-        }
+        p.for_format(self.qt).1
     }
     /// (roofline bound name, % of it reached).
     fn limit(&self, bw: f64, p: Peaks) -> (&'static str, f64) {
-        let t_mem = self.bytes as f64 / (bw * 1e9);
-        let (name, t_cmp) = match self.peak(p) {
-            Some(pk) => {
-                let name = if self.qt.is_block_quantized() {
-                    "int8"
-                } else {
-                    "fma"
-                };
-                (
-                    name,
-                    2.0 * (self.m * self.shape.0 * self.shape.1) as f64 / (pk * 1e9),
-                )
-            }
-            None => ("-", 0.0),
-        };
-        if t_mem >= t_cmp {
-            ("mem", 100.0 * t_mem / self.secs)
-        } else {
-            (name, 100.0 * t_cmp / self.secs)
-        }
+        let ops = 2.0 * (self.m * self.shape.0 * self.shape.1) as f64;
+        let b = Bound::of(self.bytes as f64, ops, self.qt, bw, p);
+        (b.name, b.percent(self.secs))
     }
 }
 
@@ -338,24 +268,17 @@ fn main() {
         format!("int8 GOPS {tt}t"),
         format!("fma GFLOP {tt}t")
     );
-    let iters = 2_000_000;
     let mut peaks: HashMap<Isa, [Peaks; 2]> = HashMap::new();
     for &isa in &o.isas {
-        let one = Peaks {
-            int8: peak(&p1, || int8_peak_gops(isa, iters)),
-            fma: peak(&p1, || f32_fma_peak_gflops(isa, iters)),
-        };
-        let all = Peaks {
-            int8: peak(&pt, || int8_peak_gops(isa, iters)),
-            fma: peak(&pt, || f32_fma_peak_gflops(isa, iters)),
-        };
+        let one = Peaks::measure(isa, &p1);
+        let all = Peaks::measure(isa, &pt);
         println!(
             "{:<11} {:>13} {:>13} {:>15} {:>15}",
             isa.name(),
-            fmt_opt(one.int8),
-            fmt_opt(one.fma),
-            fmt_opt(all.int8),
-            fmt_opt(all.fma)
+            fmt_opt(one.int8_gops),
+            fmt_opt(one.fma_gflops),
+            fmt_opt(all.int8_gops),
+            fmt_opt(all.fma_gflops)
         );
         peaks.insert(isa, [one, all]);
     }
@@ -719,7 +642,7 @@ fn load_section(o: &Opts, p1: &ThreadPool, pt: &ThreadPool) {
             qt,
             bytes.len() as f64,
             &|| {
-                black_box(QuantizedLinear::from_gguf_bytes(&bytes, qt, None, k, n).unwrap());
+                black_box(QuantizedLinear::from_gguf_bytes(&bytes, None, k, n, qt).unwrap());
             },
         );
     }

@@ -73,6 +73,10 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A GGUF file cannot be written as planned ([`crate::gguf::GgufWriter`]):
+    /// a duplicate or invalid key or name, a shape its type cannot hold, tensor
+    /// bytes of the wrong size or missing.
+    GgufWrite(String),
     /// A safetensors file is malformed (as reported by the `safetensors` crate).
     Safetensors(String),
     /// Opening or mapping a file failed.
@@ -147,6 +151,7 @@ impl fmt::Display for Error {
             Error::Gguf { offset, reason } => {
                 write!(f, "invalid GGUF file at byte {offset}: {reason}")
             }
+            Error::GgufWrite(reason) => write!(f, "cannot write the GGUF file: {reason}"),
             Error::Safetensors(reason) => write!(f, "invalid safetensors file: {reason}"),
             Error::Io(reason) => write!(f, "I/O error: {reason}"),
             Error::TensorNotFound { name } => write!(f, "no tensor named {name:?} in the file"),

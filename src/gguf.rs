@@ -40,6 +40,9 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
+mod writer;
+pub use writer::{GgufWriter, TensorDataWriter};
+
 /// The four bytes every GGUF file starts with.
 pub const MAGIC: [u8; 4] = *b"GGUF";
 /// Alignment of tensor data when the file has no `general.alignment` key.
@@ -318,6 +321,8 @@ pub struct GgufFile<B = Mmap> {
     alignment: u32,
     data_offset: u64,
     metadata: Vec<MetadataEntry>,
+    /// Per metadata pair: where its encoded value (type tag and value) lies.
+    raw_values: Vec<(usize, usize)>,
     tensors: Vec<TensorInfo>,
     by_name: HashMap<String, usize>,
 }
@@ -361,6 +366,7 @@ impl<B: AsRef<[u8]>> GgufFile<B> {
             alignment: header.alignment,
             data_offset: header.data_offset,
             metadata: header.metadata,
+            raw_values: header.raw_values,
             by_name: header
                 .tensors
                 .iter()
@@ -369,6 +375,13 @@ impl<B: AsRef<[u8]>> GgufFile<B> {
                 .collect(),
             tensors: header.tensors,
         })
+    }
+
+    /// The encoded values (type tag and value, arrays whole) of the
+    /// metadata pairs, in [`Self::metadata`]'s order.
+    pub(crate) fn raw_values(&self) -> impl Iterator<Item = &[u8]> {
+        let bytes = self.data.as_ref();
+        self.raw_values.iter().map(move |&(a, b)| &bytes[a..b])
     }
 
     /// Format version (2 or 3).
@@ -483,7 +496,7 @@ impl<B: AsRef<[u8]>> GgufFile<B> {
                 Some(self.tensor_f32(b)?)
             }
         };
-        QuantizedLinear::from_gguf_bytes(self.bytes_of(w), quant_type, bias.as_deref(), k, n)
+        QuantizedLinear::from_gguf_bytes(self.bytes_of(w), bias.as_deref(), k, n, quant_type)
     }
 
     /// The bytes the file was parsed from.
@@ -511,6 +524,7 @@ struct Header {
     alignment: u32,
     data_offset: u64,
     metadata: Vec<MetadataEntry>,
+    raw_values: Vec<(usize, usize)>,
     tensors: Vec<TensorInfo>,
 }
 
@@ -710,6 +724,7 @@ fn parse_header(buf: &[u8]) -> Result<Header, Error> {
     let n_kv = r.count("metadata count", MIN_KV_BYTES)?;
 
     let mut metadata: Vec<MetadataEntry> = Vec::with_capacity(prealloc(n_kv));
+    let mut raw_values: Vec<(usize, usize)> = Vec::with_capacity(prealloc(n_kv));
     let mut keys: HashSet<&[u8]> = HashSet::with_capacity(prealloc(n_kv));
     let mut alignment = DEFAULT_ALIGNMENT;
     for _ in 0..n_kv {
@@ -725,8 +740,10 @@ fn parse_header(buf: &[u8]) -> Result<Header, Error> {
                 format!("duplicate metadata key {key:?}"),
             ));
         }
+        let value_at = r.pos;
         let ty = r.value_type("metadata value type")?;
         let value = r.value(ty)?;
+        raw_values.push((value_at, r.pos));
         if key == ALIGNMENT_KEY {
             alignment = match value {
                 MetadataValue::U32(a) if a.is_power_of_two() => a,
@@ -875,8 +892,58 @@ fn parse_header(buf: &[u8]) -> Result<Header, Error> {
         alignment,
         data_offset,
         metadata,
+        raw_values,
         tensors,
     })
+}
+
+/// The GGUF bytes of `values` (rows of `row_len` values, concatenated) in
+/// `quant_type`: llama.cpp's reference quantizer for block formats (the same
+/// bytes as its `quantize_row_*_ref`), ggml's round-to-nearest conversion
+/// for F16 / BF16, the values themselves for F32.
+///
+/// Errors: `row_len` zero or not a multiple of the format's block size, or
+/// `values` not a whole number of rows. Any values are accepted (NaN and
+/// infinities give what llama.cpp's quantizer gives).
+pub fn quantize_tensor(
+    values: &[f32],
+    row_len: usize,
+    quant_type: QuantType,
+) -> Result<Vec<u8>, Error> {
+    if row_len == 0 {
+        return Err(Error::ZeroSize { what: "row_len" });
+    }
+    if !row_len.is_multiple_of(quant_type.block_size()) {
+        return Err(Error::TensorShape {
+            name: "values".into(),
+            shape: vec![row_len as u64],
+            expected: format!(
+                "rows a multiple of {}'s block size {}",
+                quant_type,
+                quant_type.block_size()
+            ),
+        });
+    }
+    if !values.len().is_multiple_of(row_len) {
+        return Err(Error::LengthMismatch {
+            what: "values (whole rows)",
+            expected: values.len().next_multiple_of(row_len),
+            actual: values.len(),
+        });
+    }
+    Ok(blockq_kernels::match_format!(
+        quant_type,
+        B => {
+            let mut blocks = vec![<B as bytemuck::Zeroable>::zeroed(); values.len() / quant_type.block_size()];
+            blockq_kernels::load::quantize_blocks::<B>(values, &mut blocks);
+            bytemuck::cast_slice::<B, u8>(&blocks).to_vec()
+        },
+        E => {
+            let mut out = vec![<E as bytemuck::Zeroable>::zeroed(); values.len()];
+            blockq_kernels::load::floats_from_f32::<E>(values, &mut out);
+            bytemuck::cast_slice::<E, u8>(&out).to_vec()
+        },
+    ))
 }
 
 /// The little-endian values of a float-format tensor (F16, BF16; any

@@ -287,12 +287,14 @@ impl QuantizedLinear {
     /// A layer from the raw bytes of a GGUF tensor of `quant_type` holding
     /// `[out_features, in_features]` (little-endian, as in the file). Any byte
     /// string is accepted or rejected with an error; NaN/Inf scales are errors.
+    /// The arguments come in [`Self::from_linear_params`]' order, with the
+    /// tensor's bytes in place of the f32 weights.
     pub fn from_gguf_bytes(
         bytes: &[u8],
-        quant_type: QuantType,
         bias: Option<&[f32]>,
         in_features: usize,
         out_features: usize,
+        quant_type: QuantType,
     ) -> Result<Self, Error> {
         check_dims(in_features, out_features)?;
         let row = quant_type.row_bytes(in_features);

@@ -187,7 +187,7 @@ impl<B: AsRef<[u8]>> SafetensorsFile<B> {
         if dtype.to_string().parse::<QuantType>() == Ok(quant_type) {
             // Stored in the requested format (F32, F16, BF16): packed from the
             // file's bytes as they are, never widened to an f32 copy.
-            return QuantizedLinear::from_gguf_bytes(bytes, quant_type, b.as_deref(), k, n);
+            return QuantizedLinear::from_gguf_bytes(bytes, b.as_deref(), k, n, quant_type);
         }
         let w = self.tensor_f32(weight)?;
         QuantizedLinear::try_from_linear_params(&w, b.as_deref(), k, n, quant_type)

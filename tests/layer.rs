@@ -134,7 +134,7 @@ fn gguf_bytes_round_trip_exactly() {
         let a = layer(40, k, n, qt, false);
         let bytes = a.to_gguf_bytes();
         assert_eq!(bytes.len(), a.weight_bytes());
-        let b = QuantizedLinear::from_gguf_bytes(&bytes, qt, None, k, n).unwrap();
+        let b = QuantizedLinear::from_gguf_bytes(&bytes, None, k, n, qt).unwrap();
         assert_eq!(b.to_gguf_bytes(), bytes);
         assert_same_bits(
             &a.dequantize_weights(),
@@ -313,7 +313,7 @@ fn every_error_variant_is_reachable() {
     let mut bytes = QuantizedLinear::from_linear_params(&w, None, 32, 2, q).to_gguf_bytes();
     bytes[34..36].copy_from_slice(&f16::NAN.to_le_bytes());
     assert!(matches!(
-        err(QuantizedLinear::from_gguf_bytes(&bytes, q, None, 32, 2)),
+        err(QuantizedLinear::from_gguf_bytes(&bytes, None, 32, 2, q)),
         Error::NonFiniteScale {
             row: 1,
             block: 0,
@@ -323,10 +323,10 @@ fn every_error_variant_is_reachable() {
     assert!(matches!(
         err(QuantizedLinear::from_gguf_bytes(
             &bytes[1..],
-            q,
             None,
             32,
-            2
+            2,
+            q
         )),
         Error::LengthMismatch { .. }
     ));

@@ -182,7 +182,7 @@ fuzz_target!(|data: &[u8]| {
         bias.as_ref().map(|b| b.len())
     );
     let want = expected(&bytes, qt, bias.as_deref(), k, n);
-    let r = QuantizedLinear::from_gguf_bytes(&bytes, qt, bias.as_deref(), k, n);
+    let r = QuantizedLinear::from_gguf_bytes(&bytes, bias.as_deref(), k, n, qt);
     let allowed = want.as_ref().err().cloned().unwrap_or_default();
     if let Some(layer) = check_result(r, &allowed, &case) {
         assert!(

@@ -3,6 +3,9 @@
 //! ```text
 //! blockq info [--no-measure]        CPU, ISAs, build, measured limits
 //! blockq inspect FILE [--load]      GGUF / safetensors metadata and tensor table
+//! blockq quantize IN OUT.gguf --type T
+//!                                   2-D F32 / F16 / BF16 weights to T (llama.cpp's bytes)
+//! blockq verify FILE                every ISA, thread count and batch split: same bits?
 //! ```
 //!
 //! Built with the `cli` feature (`cargo run --release --features cli --bin
@@ -11,13 +14,19 @@
 //! or parsed, 2 for bad arguments.
 
 use blockq::dispatch::{self, Isa};
-use blockq::kernels::peak::{f32_fma_peak_gflops, int8_peak_gops, read_checksum};
 use blockq::{gguf, QuantType};
 use clap::{Parser, Subcommand};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+
+/// Loads a named weight of an open model file as a layer.
+type Loader = Box<dyn Fn(&str) -> Result<blockq::QuantizedLinear, blockq::Error>>;
+
+mod bench;
+mod plot;
+mod quantize;
+mod verify;
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +58,90 @@ enum Command {
         #[arg(long)]
         load: bool,
     },
+    /// Writes a GGUF whose 2-D F32 / F16 / BF16 weights are stored as TYPE,
+    /// with the bytes llama.cpp's reference quantizer gives; other tensors
+    /// are copied as they are (safetensors vectors become F32). From a GGUF
+    /// every metadata pair is carried over (`general.file_type` and
+    /// `general.quantization_version` are set as llama.cpp's quantize sets
+    /// them); from safetensors, tensors only.
+    Quantize {
+        /// A `.gguf` file or a `.safetensors` file.
+        input: PathBuf,
+        /// The GGUF file to write (replaced if it exists).
+        output: PathBuf,
+        /// Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, F16, BF16 or F32
+        /// (any case).
+        #[arg(long = "type", short = 't', value_parser = parse_quant_type)]
+        quant_type: QuantType,
+    },
+    /// Forwards a deterministic batch through every loadable weight of FILE
+    /// on every ISA this CPU runs, on one thread and on all, as one batch,
+    /// row by row and in uneven parts, and checks that the bits are the
+    /// scalar kernel's (exit code 1 if not); reports the error against a
+    /// float64 product with the stored weights.
+    /// Forward-pass speed of a file's weights (each format and shape once)
+    /// or of synthetic shapes, per ISA and batch size, next to this
+    /// machine's limits measured in the same run (read bandwidth, int8 and
+    /// f32 FMA peaks).
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["file", "shape"])))]
+    Bench {
+        /// A `.gguf` or `.safetensors` file.
+        file: Option<PathBuf>,
+        /// Shapes NxK (N outputs, K inputs) instead of a file, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        shape: Vec<String>,
+        /// Formats of --shape (default Q4_0; `all`: every format),
+        /// comma-separated; for a safetensors file, the format to quantize
+        /// its weights to.
+        #[arg(long = "type", short = 't', value_delimiter = ',', value_parser = parse_quant_types)]
+        quant_type: Vec<Vec<QuantType>>,
+        /// Batch sizes M, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,128")]
+        batch: Vec<usize>,
+        /// Threads (default: all cores, or RAYON_NUM_THREADS).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// ISAs: `best` (the one blockq picks), `all`, or names, comma-separated.
+        #[arg(long, default_value = "best")]
+        isa: String,
+        /// Seconds spent per case (at least 3 timed runs).
+        #[arg(long, default_value_t = 0.3)]
+        min_time: f64,
+        /// Print the results as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Write a roofline plot of the cases (SVG).
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
+    Verify {
+        /// A `.gguf` file or a `.safetensors` file.
+        file: PathBuf,
+        /// Rows of the input batch.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+        batch: u16,
+        /// Only the weights whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+        /// safetensors weights: the format to quantize them to (default: as stored).
+        #[arg(long = "type", short = 't', value_parser = parse_quant_type)]
+        quant_type: Option<QuantType>,
+    },
+}
+
+/// A `--type` value of `bench`: a format, or `all` of them.
+fn parse_quant_types(s: &str) -> Result<Vec<QuantType>, String> {
+    if s.eq_ignore_ascii_case("all") {
+        Ok(QuantType::ALL.to_vec())
+    } else {
+        parse_quant_type(s).map(|q| vec![q])
+    }
+}
+
+/// A `--type` value, with the accepted spellings in the usage error.
+fn parse_quant_type(s: &str) -> Result<QuantType, String> {
+    s.parse::<QuantType>()
+        .map_err(|e| blockq::Error::from(e).to_string())
 }
 
 fn main() -> ExitCode {
@@ -56,6 +149,38 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info { no_measure } => info(!no_measure),
         Command::Inspect { file, load } => inspect(&file, load),
+        Command::Quantize {
+            input,
+            output,
+            quant_type,
+        } => quantize::run(&input, &output, quant_type),
+        Command::Bench {
+            file,
+            shape,
+            quant_type,
+            batch,
+            threads,
+            isa,
+            min_time,
+            json,
+            plot,
+        } => bench::run(bench::Opts {
+            file,
+            shapes: shape,
+            types: quant_type.concat(),
+            batches: batch,
+            threads,
+            isa,
+            min_time,
+            json,
+            plot,
+        }),
+        Command::Verify {
+            file,
+            batch,
+            filter,
+            quant_type,
+        } => verify::run(&file, batch.into(), filter.as_deref(), quant_type),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -118,18 +243,21 @@ fn info(measure: bool) -> Result<(), CliError> {
         return Ok(());
     }
     println!("\nmeasured limits, one thread (best of several runs; a shared machine varies):");
-    let bw = read_bandwidth();
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .map_err(|e| CliError {
+            msg: format!("a thread pool: {e}"),
+            code: 1,
+        })?;
+    let bw = blockq::bench::read_gbs(&one, &vec![1u8; 256 << 20], 0.5);
     println!("  read bandwidth     {bw:8.1} GB/s  (256 MB buffer: bounds batch 1, which reads the weights once)");
     for isa in available.iter().filter(|&&i| i != Isa::Scalar) {
-        let best = |f: &dyn Fn() -> Option<f64>| {
-            (0..5)
-                .filter_map(|_| f())
-                .fold(None::<f64>, |m, v| Some(m.map_or(v, |m| m.max(v))))
-        };
-        if let Some(g) = best(&|| int8_peak_gops(*isa, 2_000_000)) {
+        let p = blockq::bench::Peaks::measure(*isa, &one);
+        if let Some(g) = p.int8_gops {
             println!("  {:<11} int8  {g:8.1} GOPS  (multiply-adds x 2: bounds block formats at large batches)", isa.name());
         }
-        if let Some(g) = best(&|| f32_fma_peak_gflops(*isa, 2_000_000)) {
+        if let Some(g) = p.fma_gflops {
             println!(
                 "  {:<11} f32   {g:8.1} GFLOPS (FMA x 2: bounds F16 / BF16 / F32 at large batches)",
                 isa.name()
@@ -137,18 +265,6 @@ fn info(measure: bool) -> Result<(), CliError> {
         }
     }
     Ok(())
-}
-
-/// Best of 5 reads of a 256 MB buffer, GB/s.
-fn read_bandwidth() -> f64 {
-    let buf = vec![1u8; 256 << 20];
-    (0..5)
-        .map(|_| {
-            let t = Instant::now();
-            std::hint::black_box(read_checksum(std::hint::black_box(&buf)));
-            buf.len() as f64 / t.elapsed().as_secs_f64() / 1e9
-        })
-        .fold(0.0, f64::max)
 }
 
 // ---------------------------------------------------------------------------
@@ -165,14 +281,18 @@ struct Row {
     loads: Result<(), String>,
 }
 
-fn inspect(path: &Path, load: bool) -> Result<(), CliError> {
+/// The first four bytes of a model file (`GGUF` for GGUF files).
+fn read_magic(path: &Path) -> Result<[u8; 4], CliError> {
+    use std::io::Read;
     let mut magic = [0u8; 4];
-    {
-        use std::io::Read;
-        let mut f = std::fs::File::open(path).map_err(|e| file_error(path, e))?;
-        f.read_exact(&mut magic)
-            .map_err(|_| file_error(path, "too short to be a GGUF or safetensors file"))?;
-    }
+    let mut f = std::fs::File::open(path).map_err(|e| file_error(path, e))?;
+    f.read_exact(&mut magic)
+        .map_err(|_| file_error(path, "too short to be a GGUF or safetensors file"))?;
+    Ok(magic)
+}
+
+fn inspect(path: &Path, load: bool) -> Result<(), CliError> {
+    let magic = read_magic(path)?;
     let rows = if &magic == b"GGUF" {
         inspect_gguf(path, load)?
     } else if path.extension().is_some_and(|e| e == "safetensors") {
