@@ -28,7 +28,7 @@
 //! [`Error`], [`dispatch`] (ISA choice: `BLOCKQ_ISA`, [`QuantizedLinear::with_isa`]),
 //! [`gguf`] (layers from GGUF files, without re-quantizing) and `safetensors`
 //! (layers from F32/F16/BF16 safetensors weights; default feature
-//! `safetensors`), [`bench`] (timing against the machine's measured limits, for
+//! `safetensors`), [`bench`](mod@bench) (timing against the machine's measured limits, for
 //! the `blockq` command and the benchmarks). With the feature `axonml`, layers also run on axonml
 //! `Variable`s. Block types and quantizers are re-exported from the kernels crate;
 //! [`build_info()`] tells how this copy was built (compiler, target, profile).
