@@ -652,3 +652,18 @@ fn bench_and_verify_argument_errors_exit_2() {
     assert_clean_file_error(&blockq(&["bench", missing]), missing);
     assert_clean_file_error(&blockq(&["verify", missing]), missing);
 }
+
+#[test]
+fn each_subcommand_has_its_own_help() {
+    for (cmd, starts) in [
+        ("info", "CPU, the ISAs"),
+        ("inspect", "Metadata summary"),
+        ("quantize", "Writes a GGUF"),
+        ("bench", "Forward-pass speed"),
+        ("verify", "Forwards a deterministic batch"),
+    ] {
+        let o = blockq(&[cmd, "--help"]);
+        assert!(o.status.success(), "{cmd}: {}", stderr(&o));
+        assert!(stdout(&o).starts_with(starts), "{cmd}: {}", stdout(&o));
+    }
+}

@@ -6,6 +6,7 @@
 //! blockq quantize IN OUT.gguf --type T
 //!                                   2-D F32 / F16 / BF16 weights to T (llama.cpp's bytes)
 //! blockq verify FILE                every ISA, thread count and batch split: same bits?
+//! blockq bench FILE | --shape NxK  speed per ISA and batch vs the measured limits [--plot]
 //! ```
 //!
 //! Built with the `cli` feature (`cargo run --release --features cli --bin
@@ -74,11 +75,6 @@ enum Command {
         #[arg(long = "type", short = 't', value_parser = parse_quant_type)]
         quant_type: QuantType,
     },
-    /// Forwards a deterministic batch through every loadable weight of FILE
-    /// on every ISA this CPU runs, on one thread and on all, as one batch,
-    /// row by row and in uneven parts, and checks that the bits are the
-    /// scalar kernel's (exit code 1 if not); reports the error against a
-    /// float64 product with the stored weights.
     /// Forward-pass speed of a file's weights (each format and shape once)
     /// or of synthetic shapes, per ISA and batch size, next to this
     /// machine's limits measured in the same run (read bandwidth, int8 and
@@ -114,6 +110,11 @@ enum Command {
         #[arg(long)]
         plot: Option<PathBuf>,
     },
+    /// Forwards a deterministic batch through every loadable weight of FILE
+    /// on every ISA this CPU runs, on one thread and on all, as one batch,
+    /// row by row and in uneven parts, and checks that the bits are the
+    /// scalar kernel's (exit code 1 if not); reports the error against a
+    /// float64 product with the stored weights.
     Verify {
         /// A `.gguf` file or a `.safetensors` file.
         file: PathBuf,
