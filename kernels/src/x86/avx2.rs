@@ -11,9 +11,7 @@
 //!   larger ones run one panel x up to 6 rows per K-chunk.
 
 use super::simd::{Dot, Float, FloatKind, Kind, Vnni, Width};
-use super::tiles::{
-    f_chunk, f_tile, q_gemm_chunks, q_gemm_madd, q_gemm_vnni, q_tile, ChunkW, Lines, Pass,
-};
+use super::tiles::{f_tile, q_gemm_madd, q_gemm_vnni, q_tile};
 use crate::act::{block_scales, ActBlock};
 use crate::formats::QK;
 use crate::TileArgs;
@@ -24,34 +22,7 @@ use core::arch::x86_64::*;
 pub(crate) struct Ymm;
 
 impl Width for Ymm {
-    #[inline(never)]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn f_chunk<
-        E: FloatKind,
-        const P: usize,
-        const R: usize,
-        const S: bool,
-        const KEEP: bool,
-    >(
-        cw: ChunkW<P>,
-        x: *const f32,
-        xs: usize,
-        kc: usize,
-        out: *mut f32,
-        ldo: usize,
-        first: bool,
-        pf: Lines,
-    ) {
-        const {
-            assert!(crate::isa::same_str(
-                crate::Isa::Avx2.features(),
-                "avx2,fma,f16c"
-            ))
-        };
-        // SAFETY: forwarded contract; this function has the features of the
-        // level whose float tiles run on this width.
-        unsafe { f_chunk::<Self, E, P, R, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf) }
-    }
+    row_groups!(floats: Ymm, crate::Isa::Avx2, "avx2,fma,f16c");
 
     type I = __m256i;
     type F = __m256;
@@ -377,21 +348,7 @@ impl Dot<Ymm> for Maddubs {
 pub(crate) struct VnniVex;
 
 impl Vnni<Ymm> for VnniVex {
-    #[inline(never)]
-    #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-    unsafe fn chunks<K: Kind, const P: usize, const R: usize, const SRC: u8, const ACC: bool>(
-        pass: &Pass<'_, '_, P>,
-        i0: usize,
-    ) {
-        const {
-            assert!(crate::isa::same_str(
-                crate::Isa::AvxVnni.features(),
-                "avx2,fma,f16c,avxvnni"
-            ))
-        };
-        // SAFETY: forwarded contract; this function has the level's features.
-        unsafe { q_gemm_chunks::<Ymm, Self, K, P, R, SRC, ACC>(pass, i0) }
-    }
+    row_groups!(vnni: Ymm, crate::Isa::AvxVnni, "avx2,fma,f16c,avxvnni");
 
     #[inline(always)]
     unsafe fn dpbusd(acc: __m256i, u: __m256i, a: __m256i) -> __m256i {

@@ -11,9 +11,7 @@
 //!   by K-chunk; more run two panels x 12 rows per K-chunk.
 
 use super::simd::{Dot, Float, FloatKind, Kind, Vnni, Width};
-use super::tiles::{
-    f_chunk, f_tile, q_gemm_chunks, q_gemm_madd, q_gemm_vnni, q_tile, ChunkW, Lines, Pass,
-};
+use super::tiles::{f_tile, q_gemm_madd, q_gemm_vnni, q_tile};
 use crate::act::{block_scales, ActBlock};
 use crate::formats::QK;
 use crate::TileArgs;
@@ -24,34 +22,7 @@ use core::arch::x86_64::*;
 pub(crate) struct Zmm;
 
 impl Width for Zmm {
-    #[inline(never)]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-    unsafe fn f_chunk<
-        E: FloatKind,
-        const P: usize,
-        const R: usize,
-        const S: bool,
-        const KEEP: bool,
-    >(
-        cw: ChunkW<P>,
-        x: *const f32,
-        xs: usize,
-        kc: usize,
-        out: *mut f32,
-        ldo: usize,
-        first: bool,
-        pf: Lines,
-    ) {
-        const {
-            assert!(crate::isa::same_str(
-                crate::Isa::Avx512.features(),
-                "avx512f,avx512bw,avx512vl,avx2,fma,f16c"
-            ))
-        };
-        // SAFETY: forwarded contract; this function has the features of the
-        // level whose float tiles run on this width.
-        unsafe { f_chunk::<Self, E, P, R, S, KEEP>(cw, x, xs, kc, out, ldo, first, pf) }
-    }
+    row_groups!(floats: Zmm, crate::Isa::Avx512, "avx512f,avx512bw,avx512vl,avx2,fma,f16c");
 
     type I = __m512i;
     type F = __m512;
@@ -362,21 +333,7 @@ impl Dot<Zmm> for Maddubs {
 pub(crate) struct Vnni512;
 
 impl Vnni<Zmm> for Vnni512 {
-    #[inline(never)]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    unsafe fn chunks<K: Kind, const P: usize, const R: usize, const SRC: u8, const ACC: bool>(
-        pass: &Pass<'_, '_, P>,
-        i0: usize,
-    ) {
-        const {
-            assert!(crate::isa::same_str(
-                crate::Isa::Avx512Vnni.features(),
-                "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c"
-            ))
-        };
-        // SAFETY: forwarded contract; this function has the level's features.
-        unsafe { q_gemm_chunks::<Zmm, Self, K, P, R, SRC, ACC>(pass, i0) }
-    }
+    row_groups!(vnni: Zmm, crate::Isa::Avx512Vnni, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
 
     #[inline(always)]
     unsafe fn dpbusd(acc: __m512i, u: __m512i, a: __m512i) -> __m512i {

@@ -81,6 +81,60 @@ macro_rules! kernel_table {
     };
 }
 
+/// The out-of-line row groups of a level's tiles, as trait methods with the
+/// level's `$features` (checked equal to `$isa`'s): `floats` gives
+/// [`Width::f_chunk`](simd::Width::f_chunk) of the width whose float tiles
+/// the level compiles, `vnni` gives [`Vnni::chunks`](simd::Vnni::chunks).
+macro_rules! row_groups {
+    (floats: $width:ty, $isa:expr, $features:literal) => {
+        #[inline(never)]
+        #[target_feature(enable = $features)]
+        unsafe fn f_chunk<
+            E: FloatKind,
+            const P: usize,
+            const R: usize,
+            const S: bool,
+            const KEEP: bool,
+        >(
+            cw: super::tiles::ChunkW<P>,
+            x: *const f32,
+            xs: usize,
+            kc: usize,
+            out: *mut f32,
+            ldo: usize,
+            first: bool,
+            pf: super::tiles::Lines,
+        ) {
+            const { assert!(crate::isa::same_str($isa.features(), $features)) };
+            // SAFETY: forwarded contract; this function has the features of
+            // the level whose float tiles run on this width.
+            unsafe {
+                super::tiles::f_chunk::<$width, E, P, R, S, KEEP>(
+                    cw, x, xs, kc, out, ldo, first, pf,
+                )
+            }
+        }
+    };
+    (vnni: $width:ty, $isa:expr, $features:literal) => {
+        #[inline(never)]
+        #[target_feature(enable = $features)]
+        unsafe fn chunks<
+            K: Kind,
+            const P: usize,
+            const R: usize,
+            const SRC: u8,
+            const ACC: bool,
+        >(
+            pass: &super::tiles::Pass<'_, '_, P>,
+            i0: usize,
+        ) {
+            const { assert!(crate::isa::same_str($isa.features(), $features)) };
+            // SAFETY: forwarded contract; this function has the level's features.
+            unsafe { super::tiles::q_gemm_chunks::<$width, Self, K, P, R, SRC, ACC>(pass, i0) }
+        }
+    };
+}
+
 pub(crate) mod avx2;
 pub(crate) mod avx512;
 pub(crate) mod simd;
