@@ -33,17 +33,7 @@ fn error_vs_f32(layer: &QuantizedLinear, w: &[f32]) -> f64 {
         .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
         .collect();
     let y = layer.forward_f32(&x, 1);
-    let (mut num, mut den) = (0.0f64, 0.0f64);
-    for o in 0..n {
-        let r: f64 = w[o * k..(o + 1) * k]
-            .iter()
-            .zip(&x)
-            .map(|(&w, &x)| w as f64 * x as f64)
-            .sum();
-        num += (y[o] as f64 - r).powi(2);
-        den += r * r;
-    }
-    (num / den.max(f64::MIN_POSITIVE)).sqrt()
+    super::rel_error_f64(w, &x, &y, (1, k, n))
 }
 
 /// One measured case.
@@ -146,39 +136,16 @@ fn parse_isas(s: &str) -> Result<Vec<Isa>, CliError> {
 
 /// The groups of a model file: each (format, N, K) of its loadable weights.
 fn file_groups(path: &Path, to: Option<QuantType>) -> Result<Vec<Group>, CliError> {
-    let magic = super::read_magic(path)?;
     let err = |e: blockq::Error| file_error(path, e);
+    let (weights, load) = super::open_weights(path, to)?;
     // (format, n, k) -> (count, first weight's name)
     let mut groups: BTreeMap<(QuantType, usize, usize), (usize, String)> = BTreeMap::new();
-    let mut add = |q: QuantType, n: usize, k: usize, name: &str| {
-        groups.entry((q, n, k)).or_insert((0, name.to_string())).0 += 1;
-    };
-    let load: super::Loader = if &magic == b"GGUF" {
-        let f = blockq::gguf::GgufFile::open(path).map_err(err)?;
-        for t in f.tensors() {
-            let matrix = t.ne.len() >= 2 && t.ne[2..].iter().all(|&d| d == 1);
-            if let (Some(q), true) = (t.ggml_type.quant_type(), matrix) {
-                add(q, t.ne[1] as usize, t.ne[0] as usize, &t.name);
-            }
-        }
-        Box::new(move |name| f.linear(name, None))
-    } else if path.extension().is_some_and(|e| e == "safetensors") {
-        let f = blockq::safetensors::SafetensorsFile::open(path).map_err(err)?;
-        for t in f.tensors() {
-            if let (Ok(q), 2) = (t.dtype.parse::<QuantType>(), t.shape.len()) {
-                add(to.unwrap_or(q), t.shape[0], t.shape[1], &t.name);
-            }
-        }
-        Box::new(move |name| {
-            let stored = f.tensor(name).expect("listed").dtype.parse::<QuantType>()?;
-            f.linear(name, None, to.unwrap_or(stored))
-        })
-    } else {
-        return Err(file_error(
-            path,
-            "neither GGUF (no \"GGUF\" magic) nor a .safetensors file",
-        ));
-    };
+    for w in weights {
+        groups
+            .entry((w.quant_type, w.n, w.k))
+            .or_insert((0, w.name))
+            .0 += 1;
+    }
     if groups.is_empty() {
         return Err(file_error(path, "no weight blockq loads as a layer"));
     }

@@ -24,6 +24,90 @@ use std::process::ExitCode;
 /// Loads a named weight of an open model file as a layer.
 type Loader = Box<dyn Fn(&str) -> Result<blockq::QuantizedLinear, blockq::Error>>;
 
+/// Relative L2 distance of `y` (`[m, n]`) from the float64 product of `x`
+/// (`[m, k]`) and the weights `w` (`[n, k]`); the absolute distance when that
+/// product is zero.
+fn rel_error_f64(w: &[f32], x: &[f32], y: &[f32], (m, k, n): (usize, usize, usize)) -> f64 {
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for b in 0..m {
+        let xb = &x[b * k..(b + 1) * k];
+        for o in 0..n {
+            let r: f64 = w[o * k..(o + 1) * k]
+                .iter()
+                .zip(xb)
+                .map(|(&w, &x)| w as f64 * x as f64)
+                .sum();
+            let d = y[b * n + o] as f64 - r;
+            num += d * d;
+            den += r * r;
+        }
+    }
+    if den == 0.0 {
+        num.sqrt()
+    } else {
+        (num / den).sqrt()
+    }
+}
+
+/// A weight of a model file that loads as a layer: `[n, k]` in `quant_type`.
+struct Weight {
+    name: String,
+    quant_type: QuantType,
+    n: usize,
+    k: usize,
+}
+
+/// The weights of a GGUF or safetensors file that load as layers (matrices
+/// of a blockq format; safetensors weights in `to`, default as stored), in
+/// file order, and their loader (`bench` and `verify`).
+fn open_weights(path: &Path, to: Option<QuantType>) -> Result<(Vec<Weight>, Loader), CliError> {
+    let magic = read_magic(path)?;
+    let err = |e: blockq::Error| file_error(path, e);
+    if &magic == b"GGUF" {
+        let f = gguf::GgufFile::open(path).map_err(err)?;
+        let weights = f
+            .tensors()
+            .iter()
+            .filter(|t| t.ne.len() >= 2 && t.ne[2..].iter().all(|&d| d == 1))
+            .filter_map(|t| {
+                Some(Weight {
+                    name: t.name.clone(),
+                    quant_type: t.ggml_type.quant_type()?,
+                    n: t.ne[1] as usize,
+                    k: t.ne[0] as usize,
+                })
+            })
+            .collect();
+        Ok((weights, Box::new(move |name| f.linear(name, None))))
+    } else if path.extension().is_some_and(|e| e == "safetensors") {
+        let f = blockq::safetensors::SafetensorsFile::open(path).map_err(err)?;
+        let weights = f
+            .tensors()
+            .into_iter()
+            .filter(|t| t.shape.len() == 2)
+            .filter_map(|t| {
+                let stored = t.dtype.parse::<QuantType>().ok()?;
+                Some(Weight {
+                    quant_type: to.unwrap_or(stored),
+                    n: t.shape[0],
+                    k: t.shape[1],
+                    name: t.name,
+                })
+            })
+            .collect();
+        let load: Loader = Box::new(move |name| {
+            let stored = f.tensor(name).expect("listed").dtype.parse::<QuantType>()?;
+            f.linear(name, None, to.unwrap_or(stored))
+        });
+        Ok((weights, load))
+    } else {
+        Err(file_error(
+            path,
+            "neither GGUF (no \"GGUF\" magic) nor a .safetensors file",
+        ))
+    }
+}
+
 mod bench;
 mod plot;
 mod quantize;

@@ -83,26 +83,7 @@ fn forward(layer: &QuantizedLinear, x: &[f32], m: usize, split: &str) -> Vec<f32
 /// layer's stored weights.
 fn error_vs_f64(layer: &QuantizedLinear, x: &[f32], m: usize, y: &[f32]) -> f64 {
     let (k, n) = (layer.in_features, layer.out_features);
-    let w = layer.dequantize_weights();
-    let (mut num, mut den) = (0.0f64, 0.0f64);
-    for b in 0..m {
-        let xb = &x[b * k..(b + 1) * k];
-        for o in 0..n {
-            let r: f64 = w[o * k..(o + 1) * k]
-                .iter()
-                .zip(xb)
-                .map(|(&w, &x)| w as f64 * x as f64)
-                .sum();
-            let d = y[b * n + o] as f64 - r;
-            num += d * d;
-            den += r * r;
-        }
-    }
-    if den == 0.0 {
-        num.sqrt()
-    } else {
-        (num / den).sqrt()
-    }
+    super::rel_error_f64(&layer.dequantize_weights(), x, y, (m, k, n))
 }
 
 pub(crate) fn run(
@@ -112,42 +93,9 @@ pub(crate) fn run(
     quant_type: Option<QuantType>,
 ) -> Result<(), CliError> {
     let t0 = Instant::now();
-    let magic = super::read_magic(path)?;
     let err = |e: blockq::Error| file_error(path, e);
-    // The weights to check: name and a loader.
-    let names: Vec<String>;
-    let load: super::Loader;
-    if &magic == b"GGUF" {
-        let f = blockq::gguf::GgufFile::open(path).map_err(err)?;
-        names = f
-            .tensors()
-            .iter()
-            .filter(|t| {
-                t.ggml_type.quant_type().is_some()
-                    && t.ne.len() >= 2
-                    && t.ne[2..].iter().all(|&d| d == 1)
-            })
-            .map(|t| t.name.clone())
-            .collect();
-        load = Box::new(move |name| f.linear(name, None));
-    } else if path.extension().is_some_and(|e| e == "safetensors") {
-        let f = blockq::safetensors::SafetensorsFile::open(path).map_err(err)?;
-        names = f
-            .tensors()
-            .iter()
-            .filter(|t| matches!(t.dtype.as_str(), "F32" | "F16" | "BF16") && t.shape.len() == 2)
-            .map(|t| t.name.clone())
-            .collect();
-        load = Box::new(move |name| {
-            let stored = f.tensor(name).expect("listed").dtype.parse::<QuantType>()?;
-            f.linear(name, None, quant_type.unwrap_or(stored))
-        });
-    } else {
-        return Err(file_error(
-            path,
-            "neither GGUF (no \"GGUF\" magic) nor a .safetensors file",
-        ));
-    }
+    let (weights, load) = super::open_weights(path, quant_type)?;
+    let names: Vec<String> = weights.into_iter().map(|w| w.name).collect();
     let names: Vec<String> = names
         .into_iter()
         .filter(|n| filter.is_none_or(|f| n.contains(f)))
