@@ -150,16 +150,40 @@ impl QuantizedLinear {
     ) -> Result<Self, Error> {
         let total = check_dims(in_features, out_features)?;
         check_len("weight", total, weight.len())?;
-        check_finite("weight", weight)?;
         let bias = check_bias(bias, out_features)?;
         let (k, n) = (in_features, out_features);
         let weights = match_format!(
             quant_type,
-            B => PackedMatrix::pack_blocks(n, k, |r, out: &mut [B]| {
-                quantize_padded(&weight[r * k..(r + 1) * k], out);
-                finite_scales(quant_type, r, out, false)
-            })?,
+            B => {
+                // Each row is checked for NaN / Inf just before it is
+                // quantized (while it is in cache, not in a separate pass
+                // over the weights).
+                let packed = PackedMatrix::pack_blocks(n, k, |r, out: &mut [B]| {
+                    let row = &weight[r * k..(r + 1) * k];
+                    check_finite("weight", row).map_err(|e| match e {
+                        Error::NonFinite { what, index, value } => Error::NonFinite {
+                            what,
+                            index: r * k + index,
+                            value,
+                        },
+                        e => e,
+                    })?;
+                    quantize_padded(row, out);
+                    finite_scales(quant_type, r, out, false)
+                });
+                match packed {
+                    Ok(p) => p,
+                    // A NaN / Inf anywhere is reported before a scale out
+                    // of range in an earlier row, as a scan first would.
+                    Err(e @ Error::OutOfRange { .. }) => {
+                        check_finite("weight", weight)?;
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+            },
             E => {
+                check_finite("weight", weight)?;
                 // Float formats: the f32 values rounded as ggml converts them.
                 let mut v: Vec<E> = zeroed_vec_huge(weight.len());
                 load::floats_from_f32(weight, &mut v);

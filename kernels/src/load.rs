@@ -83,7 +83,7 @@ impl fmt::Display for Unavailable {
 impl std::error::Error for Unavailable {}
 
 /// One loop, compiled into each clone by `run` (always inlined there).
-trait Task {
+pub(crate) trait Task {
     type Output;
     fn run(self) -> Self::Output;
 }
@@ -205,6 +205,13 @@ impl On {
             On::Level(l) => unreachable!("{l} is not available here"),
         }
     }
+}
+
+/// Runs `task` in the dispatched clone (for loops defined elsewhere in
+/// the crate, such as the panel packing).
+#[inline]
+pub(crate) fn run_dispatched<T: Task>(task: T) -> T::Output {
+    dispatch(task)
 }
 
 /// Inputs of at least this many values are split over the rayon pool in

@@ -51,8 +51,10 @@ pub const Q4_CODE_BYTES: usize = NR * QK / 2;
 
 /// Block `b` of lane (row) `r` of a panel whose scales start at `so`: its
 /// lane groups and scales read back into the GGUF block.
-#[inline]
+#[inline(always)]
 pub(crate) fn panel_block<B: PackedBlock>(panel: &[u8], so: usize, b: usize, r: usize) -> B {
+    const MAX: usize = 64;
+    const { assert!(B::GROUPS + B::SCALE_GROUPS <= MAX) };
     let codes = b * B::GROUPS * 64 + r * 4;
     let scales = so + b * scale_bytes::<B>();
     let sc = |s: usize| {
@@ -60,18 +62,23 @@ pub(crate) fn panel_block<B: PackedBlock>(panel: &[u8], so: usize, b: usize, r: 
         f16::from_le_bytes([panel[o], panel[o + 1]])
     };
     let small = scales + B::SCALES * NR * 2;
+    // The groups gathered first with plain loads, so that `from_packed`
+    // only indexes an array (it inlines into the load loops' clones).
+    let mut groups = [[0u8; 4]; MAX];
+    for (c, g) in groups[..B::GROUPS].iter_mut().enumerate() {
+        *g = panel[codes + c * 64..codes + c * 64 + 4]
+            .try_into()
+            .unwrap();
+    }
+    for (t, g) in groups[B::GROUPS..B::GROUPS + B::SCALE_GROUPS]
+        .iter_mut()
+        .enumerate()
+    {
+        *g = core::array::from_fn(|i| panel[small + (4 * t + i) * NR + r]);
+    }
     B::from_packed(
         [sc(0), if B::SCALES > 1 { sc(1) } else { f16::ZERO }],
-        |c| {
-            if c < B::GROUPS {
-                panel[codes + c * 64..codes + c * 64 + 4]
-                    .try_into()
-                    .unwrap()
-            } else {
-                let t = 4 * (c - B::GROUPS);
-                core::array::from_fn(|i| panel[small + (t + i) * NR + r])
-            }
-        },
+        |c| groups[c],
     )
 }
 
@@ -80,6 +87,72 @@ pub(crate) fn panel_block<B: PackedBlock>(panel: &[u8], so: usize, b: usize, r: 
 /// [`PackedBlock::SCALE_GROUPS`] of row `r` at `t * 16 + r`.
 pub(crate) const fn scale_bytes<B: PackedBlock>() -> usize {
     (B::SCALES * 2 + B::SCALE_GROUPS * 4) * NR
+}
+
+/// Panel `p` of [`PackedMatrix::pack_blocks`]: each of its rows' blocks from
+/// `fill` (padding past row `n`), copied into the lane groups and scales;
+/// `run` gives the first failing row and its error, if any. A load-loop
+/// task, so that the copies are compiled for the dispatched clone's ISA.
+struct PackPanel<'a, B, F> {
+    p: usize,
+    panel: &'a mut [u8],
+    n: usize,
+    nb: usize,
+    so: usize,
+    fill: &'a F,
+    _b: core::marker::PhantomData<B>,
+}
+
+impl<B: PackedBlock, E, F: Fn(usize, &mut [B]) -> Result<(), E>> crate::load::Task
+    for PackPanel<'_, B, F>
+{
+    type Output = Option<(usize, E)>;
+    #[inline(always)]
+    fn run(self) -> Option<(usize, E)> {
+        let PackPanel {
+            p,
+            panel,
+            n,
+            nb,
+            so,
+            fill,
+            ..
+        } = self;
+        let code_bytes = B::GROUPS * 64;
+        let scale_bytes = scale_bytes::<B>();
+        let mut blocks = vec![B::padding(); nb];
+        for lane in 0..NR {
+            let r = p * NR + lane;
+            if r < n {
+                if let Err(e) = fill(r, &mut blocks) {
+                    return Some((r, e));
+                }
+            } else if r == n {
+                blocks.fill(B::padding());
+            }
+            let (codes, scales) = panel.split_at_mut(so);
+            for (blk, (cb, sb)) in blocks.iter().zip(
+                codes
+                    .chunks_exact_mut(code_bytes)
+                    .zip(scales.chunks_exact_mut(scale_bytes)),
+            ) {
+                for (c, line) in cb.chunks_exact_mut(64).enumerate() {
+                    line[lane * 4..lane * 4 + 4].copy_from_slice(&blk.packed_group(c));
+                }
+                for (s, d) in blk.scales().iter().take(B::SCALES).enumerate() {
+                    let o = (s * NR + lane) * 2;
+                    sb[o..o + 2].copy_from_slice(&d.to_le_bytes());
+                }
+                let small = &mut sb[B::SCALES * NR * 2..];
+                for g in 0..B::SCALE_GROUPS {
+                    for (i, &v) in blk.packed_group(B::GROUPS + g).iter().enumerate() {
+                        small[(4 * g + i) * NR + lane] = v;
+                    }
+                }
+            }
+        }
+        None
+    }
 }
 
 #[repr(C, align(64))]
@@ -155,42 +228,18 @@ impl PackedMatrix {
     ) -> Result<Self, E> {
         let mut m = Self::alloc(B::FORMAT, n, k);
         let (nb, so, stride) = (m.format_blocks_per_row(), m.scales_offset, m.panel_stride);
-        let code_bytes = B::GROUPS * 64;
-        let scale_bytes = scale_bytes::<B>();
         let parallel = m.storage_bytes() >= PARALLEL_BYTES;
+        // The per-block copies compiled into the dispatched clone.
         let pack_panel = |(p, panel): (usize, &mut [u8])| {
-            let mut blocks = vec![B::padding(); nb];
-            for lane in 0..NR {
-                let r = p * NR + lane;
-                if r < n {
-                    if let Err(e) = fill(r, &mut blocks) {
-                        return Some((r, e));
-                    }
-                } else if r == n {
-                    blocks.fill(B::padding());
-                }
-                let (codes, scales) = panel.split_at_mut(so);
-                for (blk, (cb, sb)) in blocks.iter().zip(
-                    codes
-                        .chunks_exact_mut(code_bytes)
-                        .zip(scales.chunks_exact_mut(scale_bytes)),
-                ) {
-                    for (c, line) in cb.chunks_exact_mut(64).enumerate() {
-                        line[lane * 4..lane * 4 + 4].copy_from_slice(&blk.packed_group(c));
-                    }
-                    for (s, d) in blk.scales().iter().take(B::SCALES).enumerate() {
-                        let o = (s * NR + lane) * 2;
-                        sb[o..o + 2].copy_from_slice(&d.to_le_bytes());
-                    }
-                    let small = &mut sb[B::SCALES * NR * 2..];
-                    for g in 0..B::SCALE_GROUPS {
-                        for (i, &v) in blk.packed_group(B::GROUPS + g).iter().enumerate() {
-                            small[(4 * g + i) * NR + lane] = v;
-                        }
-                    }
-                }
-            }
-            None
+            crate::load::run_dispatched(PackPanel {
+                p,
+                panel,
+                n,
+                nb,
+                so,
+                fill: &fill,
+                _b: core::marker::PhantomData,
+            })
         };
         let failed = if parallel {
             m.bytes_mut()

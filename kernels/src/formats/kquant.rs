@@ -23,7 +23,7 @@
 //! Q4_K / Q5_K the eight 6-bit scales then the eight 6-bit minimums, one per
 //! byte; Q6_K its sixteen int8 scales.
 
-use super::{SubScale, QK, QK_K};
+use super::{f16_to_f32, SubScale, QK, QK_K};
 use half::f16;
 
 /// llama.cpp's `GROUP_MAX_EPS`: groups whose largest magnitude is below it
@@ -176,7 +176,7 @@ pub(super) fn make_qx_quants_q6(x: &[f32; 16], codes: &mut [u8; 16]) -> f32 {
 
 /// The eight 6-bit scales and minimums of Q4_K / Q5_K from their 12 bytes
 /// (llama.cpp's `get_scale_min_k4` for `j = 0..8`).
-#[inline]
+#[inline(always)]
 pub(super) fn unpack_scales(q: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
     let mut sc = [0u8; 8];
     let mut mn = [0u8; 8];
@@ -274,14 +274,14 @@ pub(super) fn quantize_with_min(
 pub(super) fn min_sub_scale(d: f16, dmin: f16, scales: &[u8; 12], s: usize) -> SubScale {
     let (sc, mn) = unpack_scales(scales);
     SubScale::Min {
-        d: d.to_f32() * sc[s] as f32,
-        m: -(dmin.to_f32() * mn[s] as f32),
+        d: f16_to_f32(d) * sc[s] as f32,
+        m: -(f16_to_f32(dmin) * mn[s] as f32),
     }
 }
 
 /// `dequantize_row_q4_K` / `_q5_K` of one super-block whose element `j` has
 /// code `code(j)`: `(d * sc) * q - dmin * mn`, as the C evaluates it.
-#[inline]
+#[inline(always)]
 pub(super) fn dequantize_with_min(
     d: f16,
     dmin: f16,
@@ -290,7 +290,7 @@ pub(super) fn dequantize_with_min(
     out: &mut [f32],
 ) {
     let out: &mut [f32; QK_K] = out.try_into().expect("a super-block of 256 values");
-    let (d, min) = (d.to_f32(), dmin.to_f32());
+    let (d, min) = (f16_to_f32(d), f16_to_f32(dmin));
     let (sc, mn) = unpack_scales(scales);
     for (s, y) in out.chunks_exact_mut(QK).enumerate() {
         let (ds, ms) = (d * sc[s] as f32, min * mn[s] as f32);

@@ -540,14 +540,30 @@ pub trait FloatElem: Pod + Send + Sync {
 /// C's `(int8_t)v` for a float `v` as x86-64 compilers build it
 /// (`cvttss2si` to 32 bits, then the low byte): truncation toward zero, and
 /// code 0 for NaN and for values outside the i32 range.
-#[inline]
+#[inline(always)]
 pub fn c_f32_to_i8(v: f32) -> i8 {
-    // -2^31 <= v < 2^31 is exactly the range cvttss2si converts.
-    if (-2147483648.0..2147483648.0).contains(&v) {
-        v as i32 as i8
-    } else {
-        0
-    }
+    // -2^31 <= v < 2^31 is exactly the range cvttss2si converts; `|v| <
+    // 2^31` leaves out -2^31 too, whose low byte is 0 anyway. A select and
+    // an unchecked conversion, so that loops of it vectorize (Rust's
+    // saturating `as` is scalarized).
+    let w = if v.abs() < 2147483648.0 { v } else { 0.0 };
+    // SAFETY: `w` is finite with |w| < 2^31, so its truncation fits an i32.
+    unsafe { w.to_int_unchecked::<i32>() as i8 }
+}
+
+/// `f16::from_f32` (round to nearest even, as F16C and ggml convert) in
+/// plain Rust that inlines: no run-time CPU check and call per value, for
+/// the per-block scales of the load-time loops. Same bits (tested on every
+/// f16 boundary and on random f32).
+#[inline(always)]
+pub(crate) fn f16_from_f32(v: f32) -> f16 {
+    f16::from_f32_const(v)
+}
+
+/// `f16::to_f32` in plain Rust that inlines (see [`f16_from_f32`]); exact.
+#[inline(always)]
+pub(crate) fn f16_to_f32(h: f16) -> f32 {
+    h.to_f32_const()
 }
 
 /// Element `j` (0..32) of a 16-byte nibble array in GGUF order: the low
@@ -633,27 +649,24 @@ pub(crate) fn max_abs_bits(x: &[f32; QK]) -> u32 {
 /// as an integer max, and the sign of the first element that has it.
 #[inline(always)]
 pub(crate) fn signed_max_vectorized(x: &[f32; QK]) -> f32 {
-    let abs = |v: &f32| {
-        let a = v.to_bits() & 0x7FFF_FFFF;
-        // NaN never wins `amax < fabsf(v)`.
-        if a > 0x7F80_0000 {
-            0
-        } else {
-            a
-        }
-    };
-    let m = x.iter().fold(0, |m, v| m.max(abs(v)));
+    // |v| as integers, NaN as 0 (NaN never wins `amax < fabsf(v)`), kept in
+    // one array so that each step below is one vector operation.
+    let mut abs = [0u32; QK];
+    for (a, v) in abs.iter_mut().zip(x) {
+        let b = v.to_bits() & 0x7FFF_FFFF;
+        *a = if b > 0x7F80_0000 { 0 } else { b };
+    }
+    let m = abs.iter().fold(0, |m, &a| m.max(a));
     if m == 0 {
         // `max` keeps its initial +0.0.
         return 0.0;
     }
-    let (mut hits, mut signs) = (0u32, 0u32);
-    for (j, v) in x.iter().enumerate() {
-        hits |= ((abs(v) == m) as u32) << j;
-        signs |= (v.to_bits() >> 31) << j;
+    let mut hits = 0u32;
+    for (j, &a) in abs.iter().enumerate() {
+        hits |= ((a == m) as u32) << j;
     }
-    let first = hits.trailing_zeros();
-    f32::from_bits(m | ((signs >> first) & 1) << 31)
+    let first = hits.trailing_zeros() as usize;
+    f32::from_bits(m | (x[first].to_bits() & 0x8000_0000))
 }
 
 /// [`min_max`] as order-free integer reductions (`None` when the block
@@ -713,6 +726,33 @@ pub(crate) fn inverse(d: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inlined_f16_conversions_give_half_s_bits() {
+        for h in 0..=u16::MAX {
+            let h = f16::from_bits(h);
+            assert_eq!(f16_to_f32(h).to_bits(), h.to_f32().to_bits(), "{h:?}");
+        }
+        // Every f32 around each f16 boundary and rounding tie, then a
+        // stride through all bit patterns (NaN payloads included).
+        let check = |b: u32| {
+            let v = f32::from_bits(b);
+            assert_eq!(
+                f16_from_f32(v).to_bits(),
+                f16::from_f32(v).to_bits(),
+                "{b:#x}"
+            );
+        };
+        for h in 0..=u16::MAX {
+            let centre = f16::from_bits(h).to_f32().to_bits();
+            for b in centre.saturating_sub(4096)..=centre.saturating_add(4096) {
+                check(b);
+            }
+        }
+        for b in (0..=u32::MAX).step_by(9973) {
+            check(b);
+        }
+    }
 
     #[test]
     fn table_is_consistent() {

@@ -4,8 +4,9 @@
 //! (low nibble: element `4c+i`, high: `16+4c+i`), unsigned codes `q + 8`.
 
 use super::{
-    bytewise_eq, c_f32_to_i8, inverse, nibble, nibble_group, nibbles_from_groups, pack_nibbles,
-    signed_max, signed_max_vectorized, FormatInfo, PackedBlock, WeightFormat, QK,
+    bytewise_eq, c_f32_to_i8, f16_from_f32, f16_to_f32, inverse, nibble, nibble_group,
+    nibbles_from_groups, pack_nibbles, signed_max, signed_max_vectorized, FormatInfo, PackedBlock,
+    WeightFormat, QK,
 };
 use bytemuck::{Pod, Zeroable};
 use half::f16;
@@ -48,20 +49,22 @@ impl PackedBlock for BlockQ4_0 {
     const SCALES: usize = 1;
     const OFFSET: i32 = 8;
 
+    #[inline(always)]
     fn scales(&self) -> [f16; 2] {
         [self.d, f16::ZERO]
     }
-    #[inline]
+    #[inline(always)]
     fn packed_group(&self, c: usize) -> [u8; 4] {
         nibble_group(&self.qs, c)
     }
+    #[inline(always)]
     fn from_packed([d, _]: [f16; 2], group: impl Fn(usize) -> [u8; 4]) -> Self {
         BlockQ4_0 {
             d,
             qs: nibbles_from_groups(&group),
         }
     }
-    #[inline]
+    #[inline(always)]
     fn ucode(&self, j: usize) -> u8 {
         nibble(&self.qs, j)
     }
@@ -93,14 +96,14 @@ impl PackedBlock for BlockQ4_0 {
             *c = (c_f32_to_i8(v * id + 8.5) as i32).min(15) as u8;
         }
         BlockQ4_0 {
-            d: f16::from_f32(d),
+            d: f16_from_f32(d),
             qs: pack_nibbles(&codes),
         }
     }
     #[inline(always)]
     fn dequantize(&self, out: &mut [f32]) {
         let out: &mut [f32; QK] = out.try_into().expect("a block of 32 values");
-        let d = self.d.to_f32();
+        let d = f16_to_f32(self.d);
         let (lo, hi) = out.split_at_mut(QK / 2);
         for ((l, h), &q) in lo.iter_mut().zip(hi).zip(&self.qs) {
             *l = ((q & 0x0F) as i32 - 8) as f32 * d;

@@ -5,8 +5,9 @@
 //! (codes are unsigned, no offset), two scales (`d`, `m`).
 
 use super::{
-    bytewise_eq, c_f32_to_i8, inverse, min_max, min_max_vectorized, nibble, nibble_group,
-    nibbles_from_groups, pack_nibbles, FormatInfo, PackedBlock, WeightFormat, QK,
+    bytewise_eq, c_f32_to_i8, f16_from_f32, f16_to_f32, inverse, min_max, min_max_vectorized,
+    nibble, nibble_group, nibbles_from_groups, pack_nibbles, FormatInfo, PackedBlock, WeightFormat,
+    QK,
 };
 use bytemuck::{Pod, Zeroable};
 use half::f16;
@@ -42,13 +43,15 @@ impl PackedBlock for BlockQ4_1 {
     const SCALES: usize = 2;
     const OFFSET: i32 = 0;
 
+    #[inline(always)]
     fn scales(&self) -> [f16; 2] {
         [self.d, self.m]
     }
-    #[inline]
+    #[inline(always)]
     fn packed_group(&self, c: usize) -> [u8; 4] {
         nibble_group(&self.qs, c)
     }
+    #[inline(always)]
     fn from_packed([d, m]: [f16; 2], group: impl Fn(usize) -> [u8; 4]) -> Self {
         BlockQ4_1 {
             d,
@@ -56,7 +59,7 @@ impl PackedBlock for BlockQ4_1 {
             qs: nibbles_from_groups(&group),
         }
     }
-    #[inline]
+    #[inline(always)]
     fn ucode(&self, j: usize) -> u8 {
         nibble(&self.qs, j)
     }
@@ -90,15 +93,15 @@ impl PackedBlock for BlockQ4_1 {
             *c = (c_f32_to_i8((v - min) * id + 0.5) as i32).min(15) as u8;
         }
         BlockQ4_1 {
-            d: f16::from_f32(d),
-            m: f16::from_f32(min),
+            d: f16_from_f32(d),
+            m: f16_from_f32(min),
             qs: pack_nibbles(&codes),
         }
     }
     #[inline(always)]
     fn dequantize(&self, out: &mut [f32]) {
         let out: &mut [f32; QK] = out.try_into().expect("a block of 32 values");
-        let (d, m) = (self.d.to_f32(), self.m.to_f32());
+        let (d, m) = (f16_to_f32(self.d), f16_to_f32(self.m));
         let (lo, hi) = out.split_at_mut(QK / 2);
         for ((l, h), &q) in lo.iter_mut().zip(hi).zip(&self.qs) {
             *l = (q & 0x0F) as f32 * d + m;

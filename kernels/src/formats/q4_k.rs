@@ -69,10 +69,11 @@ impl PackedBlock for BlockQ4_K {
     const SCALES: usize = 2;
     const OFFSET: i32 = 0;
 
+    #[inline(always)]
     fn scales(&self) -> [f16; 2] {
         [self.d, self.dmin]
     }
-    #[inline]
+    #[inline(always)]
     fn packed_group(&self, c: usize) -> [u8; 4] {
         if c >= Self::GROUPS {
             min_scale_group(&self.scales, c - Self::GROUPS)
@@ -81,6 +82,7 @@ impl PackedBlock for BlockQ4_K {
             nibble_group(|j| self.ucode(j), s, c)
         }
     }
+    #[inline(always)]
     fn from_packed([d, dmin]: [f16; 2], group: impl Fn(usize) -> [u8; 4]) -> Self {
         let (sc, mn) = min_scales_of(&group, Self::GROUPS);
         let mut l = [0u8; QK_K];
@@ -89,7 +91,7 @@ impl PackedBlock for BlockQ4_K {
         }
         Self::from_codes(&l, d, dmin, &sc, &mn)
     }
-    #[inline]
+    #[inline(always)]
     fn ucode(&self, j: usize) -> u8 {
         let (g, h, e) = (j / 64, (j / 32) % 2, j % 32);
         (self.qs[32 * g + e] >> (4 * h)) & 0xF
@@ -108,6 +110,7 @@ impl PackedBlock for BlockQ4_K {
         Self::from_codes(&l, d, dmin, &sc, &mn)
     }
     /// `dequantize_row_q4_K` for one super-block.
+    #[inline(always)]
     fn dequantize(&self, out: &mut [f32]) {
         dequantize_with_min(self.d, self.dmin, &self.scales, |j| self.ucode(j), out)
     }

@@ -6,9 +6,9 @@
 //! `j`'s code); unsigned codes `q` in 0..=31, offset 16.
 
 use super::{
-    bytewise_eq, c_f32_to_i8, high_bit, inverse, nibble, nibble_group, nibbles_from_groups,
-    pack_code5, set_code5, signed_max, signed_max_vectorized, FormatInfo, PackedBlock,
-    WeightFormat, QK,
+    bytewise_eq, c_f32_to_i8, f16_from_f32, f16_to_f32, high_bit, inverse, nibble, nibble_group,
+    nibbles_from_groups, pack_code5, set_code5, signed_max, signed_max_vectorized, FormatInfo,
+    PackedBlock, WeightFormat, QK,
 };
 use bytemuck::{Pod, Zeroable};
 use half::f16;
@@ -44,10 +44,11 @@ impl PackedBlock for BlockQ5_0 {
     const SCALES: usize = 1;
     const OFFSET: i32 = 16;
 
+    #[inline(always)]
     fn scales(&self) -> [f16; 2] {
         [self.d, f16::ZERO]
     }
-    #[inline]
+    #[inline(always)]
     fn packed_group(&self, c: usize) -> [u8; 4] {
         if c < 4 {
             nibble_group(&self.qs, c)
@@ -55,6 +56,7 @@ impl PackedBlock for BlockQ5_0 {
             self.qh
         }
     }
+    #[inline(always)]
     fn from_packed([d, _]: [f16; 2], group: impl Fn(usize) -> [u8; 4]) -> Self {
         BlockQ5_0 {
             d,
@@ -62,7 +64,7 @@ impl PackedBlock for BlockQ5_0 {
             qs: nibbles_from_groups(&group),
         }
     }
-    #[inline]
+    #[inline(always)]
     fn ucode(&self, j: usize) -> u8 {
         nibble(&self.qs, j) | high_bit(&self.qh, j)
     }
@@ -102,7 +104,7 @@ impl PackedBlock for BlockQ5_0 {
         }
         let (qs, qh) = pack_code5(&codes);
         BlockQ5_0 {
-            d: f16::from_f32(d),
+            d: f16_from_f32(d),
             qh: qh.to_le_bytes(),
             qs,
         }
@@ -110,12 +112,14 @@ impl PackedBlock for BlockQ5_0 {
     #[inline(always)]
     fn dequantize(&self, out: &mut [f32]) {
         let out: &mut [f32; QK] = out.try_into().expect("a block of 32 values");
-        let d = self.d.to_f32();
+        let d = f16_to_f32(self.d);
         let qh = u32::from_le_bytes(self.qh);
-        for (j, y) in out.iter_mut().enumerate() {
-            let q = (self.qs[j % 16] >> (4 * (j / 16))) & 0x0F;
-            let h = ((qh >> j) & 1) << 4;
-            *y = ((q as u32 | h) as i32 - 16) as f32 * d;
+        // Elements j and j + 16 share byte j: two halves, so that it vectorizes.
+        let (lo, hi) = out.split_at_mut(QK / 2);
+        for (j, ((l, h), &q)) in lo.iter_mut().zip(hi).zip(&self.qs).enumerate() {
+            let (bl, bh) = (((qh >> j) & 1) << 4, ((qh >> (j + 16)) & 1) << 4);
+            *l = (((q & 0x0F) as u32 | bl) as i32 - 16) as f32 * d;
+            *h = (((q >> 4) as u32 | bh) as i32 - 16) as f32 * d;
         }
     }
 }

@@ -5,8 +5,9 @@
 //! (`d`, `m`); codes are unsigned, no offset.
 
 use super::{
-    bytewise_eq, c_f32_to_i8, high_bit, inverse, min_max, min_max_vectorized, nibble, nibble_group,
-    nibbles_from_groups, pack_code5, set_code5, FormatInfo, PackedBlock, WeightFormat, QK,
+    bytewise_eq, c_f32_to_i8, f16_from_f32, f16_to_f32, high_bit, inverse, min_max,
+    min_max_vectorized, nibble, nibble_group, nibbles_from_groups, pack_code5, set_code5,
+    FormatInfo, PackedBlock, WeightFormat, QK,
 };
 use bytemuck::{Pod, Zeroable};
 use half::f16;
@@ -44,10 +45,11 @@ impl PackedBlock for BlockQ5_1 {
     const SCALES: usize = 2;
     const OFFSET: i32 = 0;
 
+    #[inline(always)]
     fn scales(&self) -> [f16; 2] {
         [self.d, self.m]
     }
-    #[inline]
+    #[inline(always)]
     fn packed_group(&self, c: usize) -> [u8; 4] {
         if c < 4 {
             nibble_group(&self.qs, c)
@@ -55,6 +57,7 @@ impl PackedBlock for BlockQ5_1 {
             self.qh
         }
     }
+    #[inline(always)]
     fn from_packed([d, m]: [f16; 2], group: impl Fn(usize) -> [u8; 4]) -> Self {
         BlockQ5_1 {
             d,
@@ -63,7 +66,7 @@ impl PackedBlock for BlockQ5_1 {
             qs: nibbles_from_groups(&group),
         }
     }
-    #[inline]
+    #[inline(always)]
     fn ucode(&self, j: usize) -> u8 {
         nibble(&self.qs, j) | high_bit(&self.qh, j)
     }
@@ -103,8 +106,8 @@ impl PackedBlock for BlockQ5_1 {
         }
         let (qs, qh) = pack_code5(&codes);
         BlockQ5_1 {
-            d: f16::from_f32(d),
-            m: f16::from_f32(min),
+            d: f16_from_f32(d),
+            m: f16_from_f32(min),
             qh: qh.to_le_bytes(),
             qs,
         }
@@ -112,12 +115,14 @@ impl PackedBlock for BlockQ5_1 {
     #[inline(always)]
     fn dequantize(&self, out: &mut [f32]) {
         let out: &mut [f32; QK] = out.try_into().expect("a block of 32 values");
-        let (d, m) = (self.d.to_f32(), self.m.to_f32());
+        let (d, m) = (f16_to_f32(self.d), f16_to_f32(self.m));
         let qh = u32::from_le_bytes(self.qh);
-        for (j, y) in out.iter_mut().enumerate() {
-            let q = (self.qs[j % 16] >> (4 * (j / 16))) & 0x0F;
-            let h = ((qh >> j) & 1) << 4;
-            *y = (q as u32 | h) as f32 * d + m;
+        // Elements j and j + 16 share byte j: two halves, so that it vectorizes.
+        let (lo, hi) = out.split_at_mut(QK / 2);
+        for (j, ((l, h), &q)) in lo.iter_mut().zip(hi).zip(&self.qs).enumerate() {
+            let (bl, bh) = (((qh >> j) & 1) << 4, ((qh >> (j + 16)) & 1) << 4);
+            *l = ((q & 0x0F) as u32 | bl) as f32 * d + m;
+            *h = ((q >> 4) as u32 | bh) as f32 * d + m;
         }
     }
 }

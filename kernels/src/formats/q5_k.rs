@@ -79,10 +79,11 @@ impl PackedBlock for BlockQ5_K {
     const SCALES: usize = 2;
     const OFFSET: i32 = 0;
 
+    #[inline(always)]
     fn scales(&self) -> [f16; 2] {
         [self.d, self.dmin]
     }
-    #[inline]
+    #[inline(always)]
     fn packed_group(&self, c: usize) -> [u8; 4] {
         if c >= Self::GROUPS {
             min_scale_group(&self.scales, c - Self::GROUPS)
@@ -98,6 +99,7 @@ impl PackedBlock for BlockQ5_K {
             }
         }
     }
+    #[inline(always)]
     fn from_packed([d, dmin]: [f16; 2], group: impl Fn(usize) -> [u8; 4]) -> Self {
         let (sc, mn) = min_scales_of(&group, Self::GROUPS);
         let mut l = [0u8; QK_K];
@@ -110,7 +112,7 @@ impl PackedBlock for BlockQ5_K {
         }
         Self::from_codes(&l, d, dmin, &sc, &mn)
     }
-    #[inline]
+    #[inline(always)]
     fn ucode(&self, j: usize) -> u8 {
         let (g, h, e) = (j / 64, (j / 32) % 2, j % 32);
         ((self.qs[32 * g + e] >> (4 * h)) & 0xF) | (((self.qh[e] >> (j / 32)) & 1) << 4)
@@ -129,6 +131,7 @@ impl PackedBlock for BlockQ5_K {
         Self::from_codes(&l, d, dmin, &sc, &mn)
     }
     /// `dequantize_row_q5_K` for one super-block.
+    #[inline(always)]
     fn dequantize(&self, out: &mut [f32]) {
         dequantize_with_min(self.d, self.dmin, &self.scales, |j| self.ucode(j), out)
     }

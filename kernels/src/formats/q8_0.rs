@@ -4,7 +4,8 @@
 //! scale; the kernels undo the offset 128 exactly with the activation sums.
 
 use super::{
-    bytewise_eq, c_f32_to_i8, inverse, max_abs_bits, FormatInfo, PackedBlock, WeightFormat, QK,
+    bytewise_eq, c_f32_to_i8, f16_from_f32, f16_to_f32, inverse, max_abs_bits, FormatInfo,
+    PackedBlock, WeightFormat, QK,
 };
 use bytemuck::{Pod, Zeroable};
 use half::f16;
@@ -37,21 +38,25 @@ impl PackedBlock for BlockQ8_0 {
     const SCALES: usize = 1;
     const OFFSET: i32 = 128;
 
+    #[inline(always)]
     fn scales(&self) -> [f16; 2] {
         [self.d, f16::ZERO]
     }
     /// Codes `4c..4c+4` as `q + 128`.
-    #[inline]
+    #[inline(always)]
     fn packed_group(&self, c: usize) -> [u8; 4] {
-        core::array::from_fn(|i| self.qs[4 * c + i] as u8 ^ 0x80)
+        let q: &[u8; QK] = bytemuck::cast_ref(&self.qs);
+        let g = u32::from_ne_bytes(q[4 * c..4 * c + 4].try_into().unwrap());
+        (g ^ 0x8080_8080).to_ne_bytes()
     }
+    #[inline(always)]
     fn from_packed([d, _]: [f16; 2], group: impl Fn(usize) -> [u8; 4]) -> Self {
         BlockQ8_0 {
             d,
             qs: core::array::from_fn(|j| (group(j / 4)[j % 4] ^ 0x80) as i8),
         }
     }
-    #[inline]
+    #[inline(always)]
     fn ucode(&self, j: usize) -> u8 {
         self.qs[j] as u8 ^ 0x80
     }
@@ -92,14 +97,14 @@ impl PackedBlock for BlockQ8_0 {
             *q = c_f32_to_i8((v * id).round());
         }
         BlockQ8_0 {
-            d: f16::from_f32(d),
+            d: f16_from_f32(d),
             qs,
         }
     }
     #[inline(always)]
     fn dequantize(&self, out: &mut [f32]) {
         let out: &mut [f32; QK] = out.try_into().expect("a block of 32 values");
-        let d = self.d.to_f32();
+        let d = f16_to_f32(self.d);
         for (y, &q) in out.iter_mut().zip(&self.qs) {
             *y = q as f32 * d;
         }
