@@ -295,6 +295,22 @@ fn every_error_variant_is_reachable() {
             ..
         }
     ));
+    // Rows are checked as they are quantized; a NaN in a later row is
+    // still the error reported (with its index in the whole matrix) over
+    // an out-of-range scale in an earlier one.
+    let mut both = w.clone();
+    both[3] = 1e7;
+    both[40] = f32::NAN;
+    assert!(matches!(
+        err(QuantizedLinear::try_from_linear_params(
+            &both, None, 32, 2, q
+        )),
+        Error::NonFinite {
+            what: "weight",
+            index: 40,
+            ..
+        }
+    ));
     huge[33] = 7e4; // > f16::MAX
     assert!(matches!(
         err(QuantizedLinear::try_from_linear_params(
