@@ -391,13 +391,29 @@ impl<const S: usize> Task for Transpose<'_, S> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
+        // Tiles of NR k-steps x NR rows through a local buffer: whole
+        // 16-value row pieces in, whole 16-value k-steps out, so that both
+        // sides are contiguous vector loads and stores (the compiler turns
+        // the fixed-size transposition into shuffles).
+        let k = self.k;
         for (c, tile) in self.out.chunks_mut(NR * NR).enumerate() {
             let kk = c * NR;
-            for l in 0..NR {
-                let src = &self.rows[l * self.k + kk..][..tile.len() / NR];
-                for (step, &v) in tile.chunks_exact_mut(NR).zip(src) {
-                    let step: &mut [[u8; S]; NR] = step.try_into().unwrap();
-                    step[l] = v;
+            if let Ok(tile) = <&mut [[u8; S]; NR * NR]>::try_from(&mut *tile) {
+                let mut buf = [[[0u8; S]; NR]; NR];
+                for (l, b) in buf.iter_mut().enumerate() {
+                    *b = self.rows[l * k + kk..][..NR].try_into().unwrap();
+                }
+                for step in 0..NR {
+                    for l in 0..NR {
+                        tile[step * NR + l] = buf[l][step];
+                    }
+                }
+            } else {
+                for l in 0..NR {
+                    let src = &self.rows[l * k + kk..][..tile.len() / NR];
+                    for (step, &v) in tile.chunks_exact_mut(NR).zip(src) {
+                        step[l] = v;
+                    }
                 }
             }
         }
@@ -422,17 +438,32 @@ impl<E: FloatElem> Task for WidenPanel<'_, E> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
-        // k-step `kk` of the panel holds its rows' values `NR` apart:
-        // gather a piece of one row, then widen it in one slice conversion.
-        const STEP: usize = 256;
-        let mut buf = [E::from_f32_le(0.0); STEP];
-        for (r, row) in self.out.chunks_exact_mut(self.k).enumerate() {
-            for (s, piece) in row.chunks_mut(STEP).enumerate() {
-                let src = self.panel[s * STEP * NR + r..].iter().step_by(NR);
-                for (d, &v) in buf.iter_mut().zip(src) {
-                    *d = v;
+        // k-step `kk` of the panel holds its rows' values `NR` apart.
+        // Tiles of NR k-steps (NR * NR contiguous values): transposed
+        // through a fixed-size buffer (shuffles), then each row's NR values
+        // widened into place (one vector store per row).
+        let k = self.k;
+        for (c, tile) in self.panel[..k * NR].chunks(NR * NR).enumerate() {
+            let kk = c * NR;
+            let w = tile.len() / NR;
+            let mut buf = [[E::from_f32_le(0.0); NR]; NR];
+            if let Ok(tile) = <&[E; NR * NR]>::try_from(tile) {
+                // Row by row from a local copy of the tile: the compiler
+                // turns this into permutes (from the panel directly, into
+                // scalar moves).
+                let t = *tile;
+                for (l, b) in buf.iter_mut().enumerate() {
+                    *b = core::array::from_fn(|step| t[step * NR + l]);
                 }
-                E::to_f32_slice(&buf[..piece.len()], piece);
+            } else {
+                for (step, vals) in tile.chunks_exact(NR).enumerate() {
+                    for (b, &v) in buf.iter_mut().zip(vals) {
+                        b[step] = v;
+                    }
+                }
+            }
+            for (b, row) in buf.iter().zip(self.out.chunks_exact_mut(k)) {
+                E::to_f32_slice(&b[..w], &mut row[kk..kk + w]);
             }
         }
     }
