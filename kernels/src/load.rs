@@ -17,7 +17,7 @@
 
 use crate::formats::{FloatElem, PackedBlock, WeightFormat, QK_K};
 use crate::match_format;
-use crate::pack::{panel_block, PackedMatrix, NR};
+use crate::pack::{dequantize_panel_block, PackedMatrix, NR};
 use core::fmt;
 use rayon::prelude::*;
 
@@ -367,11 +367,11 @@ impl<B: PackedBlock> Task for DequantizePanel<'_, B> {
         let buf = &mut buf[..B::VALUES];
         for (r, row) in self.out.chunks_exact_mut(self.k).enumerate() {
             for (b, chunk) in row.chunks_mut(B::VALUES).enumerate() {
-                let blk = panel_block::<B>(self.panel, self.scales_offset, b, r);
+                let (panel, so) = (self.panel, self.scales_offset);
                 if chunk.len() == B::VALUES {
-                    blk.dequantize(chunk);
+                    dequantize_panel_block::<B>(panel, so, b, r, chunk);
                 } else {
-                    blk.dequantize(buf);
+                    dequantize_panel_block::<B>(panel, so, b, r, buf);
                     chunk.copy_from_slice(&buf[..chunk.len()]);
                 }
             }

@@ -53,8 +53,36 @@ pub const Q4_CODE_BYTES: usize = NR * QK / 2;
 /// lane groups and scales read back into the GGUF block.
 #[inline(always)]
 pub(crate) fn panel_block<B: PackedBlock>(panel: &[u8], so: usize, b: usize, r: usize) -> B {
-    const MAX: usize = 64;
-    const { assert!(B::GROUPS + B::SCALE_GROUPS <= MAX) };
+    let (scales, groups) = panel_groups::<B>(panel, so, b, r);
+    B::from_packed(scales, |c| groups[c])
+}
+
+/// The values of block `b` of lane `r` (as [`panel_block`] then
+/// `dequantize`), through [`PackedBlock::dequantize_packed`].
+#[inline(always)]
+pub(crate) fn dequantize_panel_block<B: PackedBlock>(
+    panel: &[u8],
+    so: usize,
+    b: usize,
+    r: usize,
+    out: &mut [f32],
+) {
+    let (scales, groups) = panel_groups::<B>(panel, so, b, r);
+    B::dequantize_packed(scales, |c| groups[c], out)
+}
+
+/// Block `b` of lane `r`'s f16 scales and lane groups (codes, then the
+/// k-quants' scale groups), gathered with plain loads into an array, so
+/// that the formats' `from_packed` / `dequantize_packed` only index it
+/// (and inline into the load loops' clones).
+#[inline(always)]
+fn panel_groups<B: PackedBlock>(
+    panel: &[u8],
+    so: usize,
+    b: usize,
+    r: usize,
+) -> ([f16; 2], [[u8; 4]; MAX_GROUPS]) {
+    const { assert!(B::GROUPS + B::SCALE_GROUPS <= MAX_GROUPS) };
     let codes = b * B::GROUPS * 64 + r * 4;
     let scales = so + b * scale_bytes::<B>();
     let sc = |s: usize| {
@@ -62,9 +90,7 @@ pub(crate) fn panel_block<B: PackedBlock>(panel: &[u8], so: usize, b: usize, r: 
         f16::from_le_bytes([panel[o], panel[o + 1]])
     };
     let small = scales + B::SCALES * NR * 2;
-    // The groups gathered first with plain loads, so that `from_packed`
-    // only indexes an array (it inlines into the load loops' clones).
-    let mut groups = [[0u8; 4]; MAX];
+    let mut groups = [[0u8; 4]; MAX_GROUPS];
     for (c, g) in groups[..B::GROUPS].iter_mut().enumerate() {
         *g = panel[codes + c * 64..codes + c * 64 + 4]
             .try_into()
@@ -76,11 +102,12 @@ pub(crate) fn panel_block<B: PackedBlock>(panel: &[u8], so: usize, b: usize, r: 
     {
         *g = core::array::from_fn(|i| panel[small + (4 * t + i) * NR + r]);
     }
-    B::from_packed(
-        [sc(0), if B::SCALES > 1 { sc(1) } else { f16::ZERO }],
-        |c| groups[c],
-    )
+    let scales = [sc(0), if B::SCALES > 1 { sc(1) } else { f16::ZERO }];
+    (scales, groups)
 }
+
+/// The most lane groups a block has (Q6_K: 48 code groups and 4 of scales).
+const MAX_GROUPS: usize = 64;
 
 /// Bytes of a block's scales region in a panel: the f16 scales of its 16
 /// rows, then (k-quants) their sub-block scale bytes, byte `t` of the

@@ -310,9 +310,36 @@ pub(super) fn nibble_group(code: impl Fn(usize) -> u8, s: usize, c: usize) -> [u
     })
 }
 
+/// `dequantize_row_q4_K` / `_q5_K` of a super-block in its packed form
+/// (`G` groups per sub-block: 4 nibble groups, then Q5_K's high bits), as
+/// [`dequantize_with_min`] evaluates it: `(d * sc) * q - dmin * mn`.
+#[inline(always)]
+pub(super) fn dequantize_packed_with_min<const G: usize>(
+    [d, dmin]: [f16; 2],
+    group: &impl Fn(usize) -> [u8; 4],
+    out: &mut [f32],
+) {
+    let out: &mut [f32; QK_K] = out.try_into().expect("a super-block of 256 values");
+    let (d, min) = (f16_to_f32(d), f16_to_f32(dmin));
+    let (sc, mn) = min_scales_of(group, 8 * G);
+    for (s, y) in out.chunks_exact_mut(QK).enumerate() {
+        let (ds, ms) = (d * sc[s] as f32, min * mn[s] as f32);
+        let low = nibbles_of(group, G * s);
+        let high = if G == 5 {
+            u32::from_le_bytes(group(G * s + 4))
+        } else {
+            0
+        };
+        for (e, (y, q)) in y.iter_mut().zip(low).enumerate() {
+            let code = q | ((((high >> e) & 1) as u8) << 4);
+            *y = ds * code as f32 - ms;
+        }
+    }
+}
+
 /// The low 4 bits of the 32 codes of sub-block `s` from its four nibble
 /// groups at `first`.
-#[inline]
+#[inline(always)]
 pub(super) fn nibbles_of(group: &impl Fn(usize) -> [u8; 4], first: usize) -> [u8; QK] {
     let mut out = [0u8; QK];
     for c in 0..4 {
@@ -341,7 +368,7 @@ pub(super) fn min_scale_group(scales: &[u8; 12], c: usize) -> [u8; 4] {
 
 /// The eight scales and minimums of Q4_K / Q5_K from the scale groups at
 /// `first` (their inverse of [`min_scale_group`]).
-#[inline]
+#[inline(always)]
 pub(super) fn min_scales_of(group: &impl Fn(usize) -> [u8; 4], first: usize) -> ([u8; 8], [u8; 8]) {
     let small = small_scales(group, first);
     (
@@ -351,7 +378,7 @@ pub(super) fn min_scales_of(group: &impl Fn(usize) -> [u8; 4], first: usize) -> 
 }
 
 /// The 16 sub-block scale bytes from the scale groups at `first`.
-#[inline]
+#[inline(always)]
 pub(super) fn small_scales(group: &impl Fn(usize) -> [u8; 4], first: usize) -> [u8; 16] {
     core::array::from_fn(|i| group(first + i / 4)[i % 4])
 }

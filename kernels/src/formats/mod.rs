@@ -441,6 +441,13 @@ pub trait PackedBlock: Pod + Send + Sync + PartialEq + fmt::Debug {
     fn packed_group(&self, c: usize) -> [u8; 4];
     /// The block back from its scales and stored lane groups.
     fn from_packed(scales: [f16; 2], group: impl Fn(usize) -> [u8; 4]) -> Self;
+    /// [`Self::dequantize`] of [`Self::from_packed`]: the values of a block
+    /// in its packed form. The k-quants override it to read the codes
+    /// straight from the groups (same values, no GGUF block rebuilt).
+    #[inline(always)]
+    fn dequantize_packed(scales: [f16; 2], group: impl Fn(usize) -> [u8; 4], out: &mut [f32]) {
+        Self::from_packed(scales, group).dequantize(out)
+    }
     /// Unsigned code of element `j` (0..VALUES).
     fn ucode(&self, j: usize) -> u8;
     /// The scales of 32-value sub-block `s` (0..VALUES / 32) as the

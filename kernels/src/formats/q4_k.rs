@@ -8,8 +8,8 @@
 //! and row.
 
 use super::kquant::{
-    dequantize_with_min, min_scale_group, min_scales_of, min_sub_scale, nibble_group, nibbles_of,
-    pack_scales, quantize_with_min, SCALE_GROUPS,
+    dequantize_packed_with_min, dequantize_with_min, min_scale_group, min_scales_of, min_sub_scale,
+    nibble_group, nibbles_of, pack_scales, quantize_with_min, SCALE_GROUPS,
 };
 use super::{bytewise_eq, FormatInfo, PackedBlock, SubScale, WeightFormat, QK, QK_K};
 use bytemuck::{Pod, Zeroable};
@@ -90,6 +90,10 @@ impl PackedBlock for BlockQ4_K {
             sub.copy_from_slice(&nibbles_of(&group, 4 * s));
         }
         Self::from_codes(&l, d, dmin, &sc, &mn)
+    }
+    #[inline(always)]
+    fn dequantize_packed(scales: [f16; 2], group: impl Fn(usize) -> [u8; 4], out: &mut [f32]) {
+        dequantize_packed_with_min::<4>(scales, &group, out)
     }
     #[inline(always)]
     fn ucode(&self, j: usize) -> u8 {

@@ -111,6 +111,24 @@ impl PackedBlock for BlockQ6_K {
         let (ql, qh) = Self::codes(&l);
         BlockQ6_K { ql, qh, scales, d }
     }
+    /// `dequantize_row_q6_K` of the packed form: `(d * sc) * (q - 32)`
+    /// with the codes read from the groups (as [`Self::dequantize`]).
+    #[inline(always)]
+    fn dequantize_packed([d, _]: [f16; 2], group: impl Fn(usize) -> [u8; 4], out: &mut [f32]) {
+        let out: &mut [f32; QK_K] = out.try_into().expect("a super-block of 256 values");
+        let d = f16_to_f32(d);
+        let scales = small_scales(&group, Self::GROUPS).map(|b| b as i8);
+        for (s, y) in out.chunks_exact_mut(QK).enumerate() {
+            let first = 6 * s;
+            let high = [group(first + 4), group(first + 5)];
+            let (ds0, ds1) = (d * scales[2 * s] as f32, d * scales[2 * s + 1] as f32);
+            for (e, (y, low)) in y.iter_mut().zip(nibbles_of(&group, first)).enumerate() {
+                let (h, j, i) = (e / 16, (e % 16) / 4, e % 4);
+                let q = (low | (((high[h][i] >> (2 * j)) & 3) << 4)) as i32 - 32;
+                *y = if e < 16 { ds0 } else { ds1 } * q as f32;
+            }
+        }
+    }
     #[inline(always)]
     fn ucode(&self, j: usize) -> u8 {
         let (n, t, l) = (j / 128, (j / 32) % 4, j % 32);
