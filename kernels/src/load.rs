@@ -447,13 +447,17 @@ impl<E: FloatElem> Task for WidenPanel<'_, E> {
             let kk = c * NR;
             let w = tile.len() / NR;
             let mut buf = [[E::from_f32_le(0.0); NR]; NR];
-            if let Ok(tile) = <&[E; NR * NR]>::try_from(tile) {
-                // Row by row from a local copy of the tile: the compiler
-                // turns this into permutes (from the panel directly, into
-                // scalar moves).
-                let t = *tile;
+            if tile.len() == NR * NR {
+                // Whole k-steps copied in, then each row written in order
+                // from them (the shape the compiler turns into permutes).
+                let mut steps = [[E::from_f32_le(0.0); NR]; NR];
+                for (st, vals) in steps.iter_mut().zip(tile.chunks_exact(NR)) {
+                    *st = vals.try_into().unwrap();
+                }
                 for (l, b) in buf.iter_mut().enumerate() {
-                    *b = core::array::from_fn(|step| t[step * NR + l]);
+                    for (step, st) in steps.iter().enumerate() {
+                        b[step] = st[l];
+                    }
                 }
             } else {
                 for (step, vals) in tile.chunks_exact(NR).enumerate() {
