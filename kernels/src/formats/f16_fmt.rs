@@ -43,7 +43,7 @@ impl FloatElem for f16 {
     fn is_non_finite(self) -> bool {
         self.to_bits() & 0x7C00 == 0x7C00
     }
-    /// [`widen`] of each value: plain integer and float operations that
+    /// Each value widened by plain integer and float operations that
     /// vectorize in the load loops' clones (half's slice conversion calls
     /// an out-of-line F16C routine per 8 values).
     #[inline(always)]

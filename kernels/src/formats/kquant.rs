@@ -223,7 +223,6 @@ pub(super) fn quantize_with_min(
     let mut l = [0u8; 256];
     let mut scales = [0.0f32; 8];
     let mut mins = [0.0f32; 8];
-    let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
     for j in 0..8 {
         let xs: &[f32; QK] = x[QK * j..QK * (j + 1)].try_into().unwrap();
         let mut sum_x2 = 0.0f32;
@@ -236,11 +235,130 @@ pub(super) fn quantize_with_min(
         let (scale, min) = make_qkx2_quants(nmax, xs, &weights, ls, rmin, 0.1, nstep);
         scales[j] = scale;
         mins[j] = min;
-        if scale > max_scale {
-            max_scale = scale;
+    }
+    finish_with_min(x, nmax, l, &scales, &mins)
+}
+
+/// [`quantize_with_min`] with the eight sub-blocks' searches run side by
+/// side, sub-block `s` in lane `s` of `[f32; 8]` arrays: each lane performs
+/// exactly the reference's operations in the reference's order (branches
+/// become per-lane selects), so the bytes are the same, but the eight
+/// serial sums of each step advance together (the compiler makes them
+/// vector operations) instead of one after another.
+#[inline(always)]
+pub(super) fn quantize_with_min_vectorized(
+    x: &[f32; 256],
+    nmax: i32,
+    rmin: f32,
+    nstep: i32,
+) -> ([u8; 256], half::f16, half::f16, [u8; 8], [u8; 8]) {
+    type V = [f32; 8];
+    const RDELTA: f32 = 0.1;
+    // Whole-lane steps (each an `array::from_fn` over the 8 lanes) so that
+    // every step is one vector operation.
+    #[inline(always)]
+    fn lanes<T>(f: impl FnMut(usize) -> T) -> [T; 8] {
+        core::array::from_fn(f)
+    }
+    // xt[i][s] = element i of sub-block s.
+    let xt: [V; QK] = core::array::from_fn(|i| lanes(|s| x[QK * s + i]));
+    let mut sum_x2: V = [0.0; 8];
+    for xi in &xt {
+        sum_x2 = lanes(|s| sum_x2[s] + xi[s] * xi[s]);
+    }
+    let av_x: V = lanes(|s| (sum_x2[s] / 32.0).sqrt());
+    let w: [V; QK] = core::array::from_fn(|i| lanes(|s| av_x[s] + xt[i][s].abs()));
+    // make_qkx2_quants, lane by lane.
+    let (mut min, mut max) = (xt[0], xt[0]);
+    let mut sum_w = w[0];
+    let mut sum_x: V = lanes(|s| sum_w[s] * xt[0][s]);
+    for (xi, wi) in xt.iter().zip(&w).skip(1) {
+        min = lanes(|s| if xi[s] < min[s] { xi[s] } else { min[s] });
+        max = lanes(|s| if xi[s] > max[s] { xi[s] } else { max[s] });
+        sum_w = lanes(|s| sum_w[s] + wi[s]);
+        sum_x = lanes(|s| sum_x[s] + wi[s] * xi[s]);
+    }
+    min = lanes(|s| if min[s] > 0.0 { 0.0 } else { min[s] });
+    let flat_min = min;
+    let code = |iscale: &V, xi: &V, min: &V| -> [i32; 8] {
+        lanes(|s| nearest_int(iscale[s] * (xi[s] - min[s])).clamp(0, nmax))
+    };
+    let iscale: V = lanes(|s| nmax as f32 / (max[s] - min[s]));
+    let mut scale: V = lanes(|s| 1.0 / iscale[s]);
+    let mut best_error: V = [0.0; 8];
+    let mut lt = [[0u8; 8]; QK];
+    for ((xi, wi), li) in xt.iter().zip(&w).zip(lt.iter_mut()) {
+        let q = code(&iscale, xi, &min);
+        *li = lanes(|s| q[s] as u8);
+        let diff: V = lanes(|s| scale[s] * q[s] as f32 + min[s] - xi[s]);
+        best_error = lanes(|s| best_error[s] + wi[s] * (diff[s] * diff[s]));
+    }
+    for is in 0..=nstep {
+        // As in the C, `min` is the best solution's so far (it moves).
+        let iscale: V = lanes(|s| (rmin + RDELTA * is as f32 + nmax as f32) / (max[s] - min[s]));
+        let (mut sum_l, mut sum_l2, mut sum_xl): (V, V, V) = ([0.0; 8], [0.0; 8], [0.0; 8]);
+        let mut laux = [[0u8; 8]; QK];
+        for ((xi, wi), la) in xt.iter().zip(&w).zip(laux.iter_mut()) {
+            let q = code(&iscale, xi, &min);
+            *la = lanes(|s| q[s] as u8);
+            let qf: V = lanes(|s| q[s] as f32);
+            sum_l = lanes(|s| sum_l[s] + wi[s] * qf[s]);
+            sum_l2 = lanes(|s| sum_l2[s] + wi[s] * qf[s] * qf[s]);
+            sum_xl = lanes(|s| sum_xl[s] + wi[s] * qf[s] * xi[s]);
         }
-        if min > max_min {
-            max_min = min;
+        let det: V = lanes(|s| sum_w[s] * sum_l2[s] - sum_l[s] * sum_l[s]);
+        let ts: V = lanes(|s| (sum_w[s] * sum_xl[s] - sum_x[s] * sum_l[s]) / det[s]);
+        let tm: V = lanes(|s| (sum_l2[s] * sum_x[s] - sum_l[s] * sum_xl[s]) / det[s]);
+        let this_scale: V = lanes(|s| {
+            if tm[s] > 0.0 {
+                sum_xl[s] / sum_l2[s]
+            } else {
+                ts[s]
+            }
+        });
+        let this_min: V = lanes(|s| if tm[s] > 0.0 { 0.0 } else { tm[s] });
+        let mut cur_error: V = [0.0; 8];
+        for ((xi, wi), la) in xt.iter().zip(&w).zip(&laux) {
+            let diff: V = lanes(|s| this_scale[s] * la[s] as f32 + this_min[s] - xi[s]);
+            cur_error = lanes(|s| cur_error[s] + wi[s] * (diff[s] * diff[s]));
+        }
+        let take: [bool; 8] = lanes(|s| det[s] > 0.0 && cur_error[s] < best_error[s]);
+        for (li, la) in lt.iter_mut().zip(&laux) {
+            *li = lanes(|s| if take[s] { la[s] } else { li[s] });
+        }
+        best_error = lanes(|s| if take[s] { cur_error[s] } else { best_error[s] });
+        scale = lanes(|s| if take[s] { this_scale[s] } else { scale[s] });
+        min = lanes(|s| if take[s] { this_min[s] } else { min[s] });
+    }
+    let flat: [bool; 8] = lanes(|s| max[s] == flat_min[s]);
+    let mut l = [0u8; 256];
+    for (i, li) in lt.iter().enumerate() {
+        for s in 0..8 {
+            l[QK * s + i] = if flat[s] { 0 } else { li[s] };
+        }
+    }
+    let scales: V = lanes(|s| if flat[s] { 0.0 } else { scale[s] });
+    let mins: V = lanes(|s| if flat[s] { -flat_min[s] } else { -min[s] });
+    finish_with_min(x, nmax, l, &scales, &mins)
+}
+
+/// The second half of [`quantize_with_min`]: the sub-blocks' scales and
+/// minimums to 6 bits against the f16 `d` / `dmin`, then the final codes.
+#[inline(always)]
+fn finish_with_min(
+    x: &[f32; 256],
+    nmax: i32,
+    mut l: [u8; 256],
+    scales: &[f32; 8],
+    mins: &[f32; 8],
+) -> ([u8; 256], half::f16, half::f16, [u8; 8], [u8; 8]) {
+    let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+    for j in 0..8 {
+        if scales[j] > max_scale {
+            max_scale = scales[j];
+        }
+        if mins[j] > max_min {
+            max_min = mins[j];
         }
     }
     let inv_scale = if max_scale > 0.0 {

@@ -9,7 +9,8 @@
 
 use super::kquant::{
     dequantize_packed_with_min, dequantize_with_min, min_scale_group, min_scales_of, min_sub_scale,
-    nibble_group, nibbles_of, pack_scales, quantize_with_min, SCALE_GROUPS,
+    nibble_group, nibbles_of, pack_scales, quantize_with_min, quantize_with_min_vectorized,
+    SCALE_GROUPS,
 };
 use super::{bytewise_eq, FormatInfo, PackedBlock, SubScale, WeightFormat, QK, QK_K};
 use bytemuck::{Pod, Zeroable};
@@ -132,6 +133,20 @@ impl PackedBlock for BlockQ5_K {
     fn quantize(x: &[f32]) -> Self {
         let x: &[f32; QK_K] = x.try_into().expect("a super-block of 256 values");
         let (l, d, dmin, sc, mn) = quantize_with_min(x, 31, -0.5, 15);
+        Self::from_codes(&l, d, dmin, &sc, &mn)
+    }
+    /// The same bytes, the eight sub-block searches side by side. A
+    /// super-block holding a NaN takes the reference: which NaN payload an
+    /// operation passes on (and so the code `nearest_int` makes of it) may
+    /// differ between the two instruction orders. NaN made from other
+    /// values is always the default NaN, whose code does not depend on it.
+    #[inline(always)]
+    fn quantize_vectorized(x: &[f32]) -> Self {
+        let x: &[f32; QK_K] = x.try_into().expect("a super-block of 256 values");
+        if x.iter().fold(false, |nan, v| nan | v.is_nan()) {
+            return Self::quantize(x);
+        }
+        let (l, d, dmin, sc, mn) = quantize_with_min_vectorized(x, 31, -0.5, 15);
         Self::from_codes(&l, d, dmin, &sc, &mn)
     }
     /// `dequantize_row_q5_K` for one super-block.
