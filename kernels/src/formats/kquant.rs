@@ -245,6 +245,11 @@ pub(super) fn quantize_with_min(
 /// become per-lane selects), so the bytes are the same, but the eight
 /// serial sums of each step advance together (the compiler makes them
 /// vector operations) instead of one after another.
+///
+/// A super-block holding a NaN runs [`quantize_with_min`] itself: which NaN
+/// payload an operation passes on (and so the code `nearest_int` makes of
+/// it) may differ between two instruction orders. NaN made from other
+/// values is always the default NaN, whose code does not depend on it.
 #[inline(always)]
 pub(super) fn quantize_with_min_vectorized(
     x: &[f32; 256],
@@ -252,6 +257,9 @@ pub(super) fn quantize_with_min_vectorized(
     rmin: f32,
     nstep: i32,
 ) -> ([u8; 256], half::f16, half::f16, [u8; 8], [u8; 8]) {
+    if x.iter().fold(false, |nan, v| nan | v.is_nan()) {
+        return quantize_with_min(x, nmax, rmin, nstep);
+    }
     type V = [f32; 8];
     const RDELTA: f32 = 0.1;
     // Whole-lane steps (each an `array::from_fn` over the 8 lanes) so that

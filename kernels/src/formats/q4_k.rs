@@ -114,17 +114,10 @@ impl PackedBlock for BlockQ4_K {
         let (l, d, dmin, sc, mn) = quantize_with_min(x, 15, -1.0, 20);
         Self::from_codes(&l, d, dmin, &sc, &mn)
     }
-    /// The same bytes, the eight sub-block searches side by side. A
-    /// super-block holding a NaN takes the reference: which NaN payload an
-    /// operation passes on (and so the code `nearest_int` makes of it) may
-    /// differ between the two instruction orders. NaN made from other
-    /// values is always the default NaN, whose code does not depend on it.
+    /// The same bytes, the eight sub-block searches side by side.
     #[inline(always)]
     fn quantize_vectorized(x: &[f32]) -> Self {
         let x: &[f32; QK_K] = x.try_into().expect("a super-block of 256 values");
-        if x.iter().fold(false, |nan, v| nan | v.is_nan()) {
-            return Self::quantize(x);
-        }
         let (l, d, dmin, sc, mn) = quantize_with_min_vectorized(x, 15, -1.0, 20);
         Self::from_codes(&l, d, dmin, &sc, &mn)
     }
