@@ -16,13 +16,15 @@ impl FloatElem for f16 {
         bits_per_value: 16,
         act_offset: None,
     };
+    /// The branch-free widening, inlined: no run-time CPU check per value
+    /// (the scalar kernel widens every weight with it).
     #[inline]
     fn to_f32(self) -> f32 {
-        f16::to_f32(self)
+        widen(self.to_bits())
     }
     #[inline]
     fn le_to_f32(self) -> f32 {
-        f16::from_bits(u16::from_le(self.to_bits())).to_f32()
+        widen(u16::from_le(self.to_bits()))
     }
     /// Round to nearest even (`GGML_FP32_TO_FP16`); overflow gives ±inf.
     #[inline]

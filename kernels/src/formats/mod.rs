@@ -567,10 +567,11 @@ pub(crate) fn f16_from_f32(v: f32) -> f16 {
     f16::from_f32_const(v)
 }
 
-/// `f16::to_f32` in plain Rust that inlines (see [`f16_from_f32`]); exact.
+/// `f16::to_f32` in plain Rust that inlines (see [`f16_from_f32`]): the
+/// branch-free widening the F16 slice conversion uses; exact.
 #[inline(always)]
 pub(crate) fn f16_to_f32(h: f16) -> f32 {
-    h.to_f32_const()
+    f16_fmt::widen(h.to_bits())
 }
 
 /// Element `j` (0..32) of a 16-byte nibble array in GGUF order: the low
