@@ -30,7 +30,9 @@
 //! (layers from F32/F16/BF16 safetensors weights; default feature
 //! `safetensors`), [`bench`](mod@bench) (timing against the machine's measured limits, for
 //! the `blockq` command and the benchmarks). With the feature `axonml`, layers also run on axonml
-//! `Variable`s. Block types and quantizers are re-exported from the kernels crate;
+//! `Variable`s. [`ops`] has the rest of a transformer's row operations
+//! (RMSNorm, SwiGLU, attention over a KV cache) with the same guarantee.
+//! Block types and quantizers are re-exported from the kernels crate;
 //! [`build_info()`] tells how this copy was built (compiler, target, profile).
 
 #![warn(missing_docs)]
@@ -55,6 +57,7 @@ pub use blockq_kernels::formats::{
     quantize_row_q4_k, quantize_row_q5_0, quantize_row_q5_1, quantize_row_q5_k, quantize_row_q6_k,
     quantize_row_q8_0,
 };
+pub use blockq_kernels::ops;
 pub use blockq_kernels::{
     first_difference, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K,
     BlockQ8_0, Isa, QK, QK_K,

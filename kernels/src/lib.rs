@@ -13,6 +13,9 @@
 //! - [`load`]: the load-time loops (quantizers, dequantization, f16 / bf16
 //!   conversions, NaN / Inf scans), compiled per ISA level with `multiversion`.
 //! - [`isa`]: ISA levels and cached CPU detection.
+//! - [`ops`]: a transformer's row operations around the layers (RMSNorm,
+//!   SwiGLU, attention over a KV cache), each one fixed f32 sequence, in
+//!   the load loops' clones.
 //! - `scalar`, `x86::*`, `aarch64::*`: one kernel table per ISA. A table has an
 //!   activation quantizer and a tile kernel per weight format; a format an
 //!   ISA has no kernel for runs the scalar one (same bits). The x86 tiles are
@@ -99,6 +102,7 @@ pub mod formats;
 pub mod isa;
 pub mod load;
 pub mod mmap;
+pub mod ops;
 pub mod pack;
 pub mod peak;
 mod registry;

@@ -175,13 +175,13 @@ fn run_baseline<T: Task>(task: T) -> T::Output {
 /// Where a loop runs: the dispatched clone, or that of a level the caller
 /// checked is available.
 #[derive(Clone, Copy)]
-enum On {
+pub(crate) enum On {
     Dispatched,
     Level(Level),
 }
 
 impl On {
-    fn checked(level: Level) -> Result<On, Unavailable> {
+    pub(crate) fn checked(level: Level) -> Result<On, Unavailable> {
         if level.available() {
             Ok(On::Level(level))
         } else {
@@ -190,7 +190,7 @@ impl On {
     }
 
     #[inline]
-    fn run<T: Task>(self, task: T) -> T::Output {
+    pub(crate) fn run<T: Task>(self, task: T) -> T::Output {
         match self {
             On::Dispatched => dispatch(task),
             On::Level(Level::Baseline) => run_baseline(task),

@@ -1,0 +1,549 @@
+//! The row operations of a transformer around its linear layers: RMSNorm,
+//! SwiGLU, and attention of one query head over a KV cache.
+//!
+//! A model whose logits must not depend on the batch split, the thread count
+//! or the CPU needs every operation to be a fixed function of its row, as
+//! blockq's layers are for the matrix products. Each function here is one
+//! fixed sequence of f32 operations, written down below; the code is plain
+//! Rust that the compiler vectorizes, run in a clone of the load-time loops
+//! ([`crate::load::Level`]). Rust never contracts or
+//! reassociates float operations, so every clone gives the bits of the
+//! baseline build (tested on every level this CPU runs).
+//!
+//! # Definitions
+//! Every `+`, `*`, `/` and `sqrt` below is one correctly rounded f32
+//! operation, in the order written; `fma(a, b, c)` is `a * b + c` rounded
+//! once (an FMA instruction; the C library's `fmaf` on x86-64 CPUs without
+//! FMA, which is exact but slow).
+//! - [`dot`]`(a, b)`: sixteen lanes, each starting at +0.0, `s_l = fma(a_i,
+//!   b_i, s_l)` for `i ≡ l (mod 16)` in increasing `i`; then the tree `t_l =
+//!   s_l + s_{l+8}` (`l < 8`), `u_l = t_l + t_{l+4}` (`l < 4`), result `(u_0 +
+//!   u_2) + (u_1 + u_3)`.
+//! - [`exp`]`(x)`: `n = x·log2(e)` rounded to an integer (ties to even), `r =
+//!   (x - n·ln2_hi) - n·ln2_lo`, the degree-7 Taylor polynomial of `e^r` by
+//!   Horner's rule, times `2^⌊n/2⌋` (exact) and then `2^(n - ⌊n/2⌋)` (one
+//!   rounding, so results below 2^-126 round once); `x` is first clamped to
+//!   `[-105, 89]` and NaN stays NaN. Within 2 ulp of `e^x` (tested).
+//! - [`rms_norm`]: per row of `n` values, `scale = 1 / sqrt(dot(x, x) / n +
+//!   eps)`, then `y_i = x_i * scale * g_i`.
+//! - [`silu_mul`]: `g_i = g_i / (1 + exp(-g_i)) * u_i`.
+//! - [`attend`]: `s_j = dot(q, k_j) * scale` for each position `j`; `m` =
+//!   the largest `s_j` that is not NaN (`-inf` if there is none; +0.0 ranks
+//!   above -0.0); `p_j = exp(s_j - m)`; `sum = Σ p_j` in the sixteen lanes
+//!   (`j mod 16`) and the tree of `dot`; `p_j = p_j / sum`; each output `o_c
+//!   = fma(p_j, v_{j,c}, o_c)` over `j` in increasing order from +0.0.
+
+use crate::load::{Level, On, Task};
+use std::sync::OnceLock;
+
+/// Where [`attend`] runs: the AVX2 clone when the CPU has it, even on
+/// AVX-512 CPUs. Its loops are short chains of FMAs and lane trees; with
+/// 512-bit vectors they ran 1.3-1.7x slower on this project's Xeon (same
+/// bits either way). RMSNorm and SwiGLU (divisions) gain from them.
+fn attend_on() -> On {
+    static ON: OnceLock<On> = OnceLock::new();
+    *ON.get_or_init(|| On::checked(Level::Avx2).unwrap_or(On::Dispatched))
+}
+
+/// The sixteen-lane dot product of the module docs (`a` and `b` of equal
+/// length; extra values of the longer one are ignored).
+#[inline(always)]
+fn dot16(a: &[f32], b: &[f32]) -> f32 {
+    #[inline(always)]
+    fn lanes(acc: &mut [f32; 16], x: &[f32; 16], y: &[f32; 16]) {
+        for l in 0..16 {
+            acc[l] = x[l].mul_add(y[l], acc[l]);
+        }
+    }
+    let n = a.len().min(b.len());
+    let (ca, cb) = (a[..n].chunks_exact(16), b[..n].chunks_exact(16));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    let mut acc = [0.0f32; 16];
+    for (x, y) in ca.zip(cb) {
+        // Fixed-size views: no bounds checks, the lanes stay in one register.
+        lanes(&mut acc, x.try_into().unwrap(), y.try_into().unwrap());
+    }
+    if !ra.is_empty() {
+        // The tail as a whole step padded with +0.0: the padded lanes add
+        // +0.0 * +0.0 = +0.0, which leaves them unchanged (a lane that
+        // starts at +0.0 is never -0.0 under round-to-nearest).
+        let (mut x, mut y) = ([0.0f32; 16], [0.0f32; 16]);
+        x[..ra.len()].copy_from_slice(ra);
+        y[..rb.len()].copy_from_slice(rb);
+        lanes(&mut acc, &x, &y);
+    }
+    tree16(acc)
+}
+
+/// `s_j = dot16(q, k_j) * scale` for positions `j = 0, 4, 8, ...` four at
+/// a time, `q.len() == 16 * C`; returns how many positions it did (a
+/// multiple of 4). The four chains interleaved per value, with the length
+/// known at compile time, is the form LLVM keeps in registers (three times
+/// faster than one position at a time, whose chains do not overlap; other
+/// spellings get tangled by its SLP vectorizer).
+#[inline(always)]
+fn scores_by_4<const C: usize>(
+    q: &[f32],
+    keys: &[f32],
+    stride: usize,
+    scale: f32,
+    scores: &mut [f32],
+) -> usize {
+    let q = &q[..16 * C];
+    let mut j = 0;
+    while j + 4 <= scores.len() {
+        let k0 = &keys[j * stride..][..16 * C];
+        let k1 = &keys[(j + 1) * stride..][..16 * C];
+        let k2 = &keys[(j + 2) * stride..][..16 * C];
+        let k3 = &keys[(j + 3) * stride..][..16 * C];
+        let mut a = [[0.0f32; 16]; 4];
+        let [a0, a1, a2, a3] = &mut a;
+        for c in 0..C {
+            for l in 0..16 {
+                let i = 16 * c + l;
+                a0[l] = q[i].mul_add(k0[i], a0[l]);
+                a1[l] = q[i].mul_add(k1[i], a1[l]);
+                a2[l] = q[i].mul_add(k2[i], a2[l]);
+                a3[l] = q[i].mul_add(k3[i], a3[l]);
+            }
+        }
+        scores[j] = tree16(a[0]) * scale;
+        scores[j + 1] = tree16(a[1]) * scale;
+        scores[j + 2] = tree16(a[2]) * scale;
+        scores[j + 3] = tree16(a[3]) * scale;
+        j += 4;
+    }
+    j
+}
+
+/// `Σ x_i` in sixteen lanes and the tree of [`dot16`].
+#[inline(always)]
+fn sum16(x: &[f32]) -> f32 {
+    let chunks = x.chunks_exact(16);
+    let rest = chunks.remainder();
+    let mut acc = [0.0f32; 16];
+    for c in chunks {
+        let c: &[f32; 16] = c.try_into().unwrap();
+        for l in 0..16 {
+            acc[l] += c[l];
+        }
+    }
+    // The tail padded with +0.0, as in `dot16`.
+    let mut t = [0.0f32; 16];
+    t[..rest.len()].copy_from_slice(rest);
+    for l in 0..16 {
+        acc[l] += t[l];
+    }
+    tree16(acc)
+}
+
+/// The lanes' fixed tree: `l + 8`, then `l + 4`, then `(0 + 2) + (1 + 3)`.
+#[inline(always)]
+fn tree16(acc: [f32; 16]) -> f32 {
+    let h: [f32; 8] = core::array::from_fn(|l| acc[l] + acc[l + 8]);
+    let q: [f32; 4] = core::array::from_fn(|l| h[l] + h[l + 4]);
+    (q[0] + q[2]) + (q[1] + q[3])
+}
+
+/// An i32 whose order is the float order (-0.0 below +0.0; NaN patterns
+/// beyond ±inf).
+#[inline(always)]
+const fn order_key(x: f32) -> i32 {
+    let b = x.to_bits() as i32;
+    b ^ (((b >> 31) as u32) >> 1) as i32
+}
+
+/// The bit pattern whose [`order_key`] is `k` (the map is its own inverse).
+#[inline(always)]
+const fn order_key_inverse(k: i32) -> u32 {
+    (k ^ (((k >> 31) as u32) >> 1) as i32) as u32
+}
+
+/// `e^x` as the module docs define it: branch-free, so loops over it
+/// vectorize.
+#[inline(always)]
+fn exp_f32(x: f32) -> f32 {
+    // 1.5 * 2^23: adding it rounds a value below 2^22 to an integer (ties to
+    // even), which the low mantissa bits of the sum then hold.
+    const ROUND: f32 = 12_582_912.0;
+    const LOG2E: f32 = core::f32::consts::LOG2_E;
+    // ln 2 split so that n * LN2_HI is exact for |n| < 2^9.
+    const LN2_HI: f32 = f32::from_bits(0x3f31_7200);
+    const LN2_LO: f32 = f32::from_bits(0x35bf_be8e);
+    let xc = x.clamp(-105.0, 89.0);
+    let t = xc * LOG2E + ROUND;
+    let n = t - ROUND;
+    // |n| <= 152: the integer sits in the low bits of t's pattern.
+    let ni = t.to_bits() as i32 - ROUND.to_bits() as i32;
+    let r = (xc - n * LN2_HI) - n * LN2_LO;
+    let mut p = 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    // n in [-152, 128]: both halves give normal powers of two.
+    let n1 = ni >> 1;
+    let n2 = ni - n1;
+    let s1 = f32::from_bits(((n1 + 127) as u32) << 23);
+    let s2 = f32::from_bits(((n2 + 127) as u32) << 23);
+    let y = p * s1 * s2;
+    if x.is_nan() {
+        x
+    } else {
+        y
+    }
+}
+
+/// `Σ a_i b_i` in sixteen lanes and a fixed tree (module docs): the same
+/// bits however it is compiled. Panics unless `a.len() == b.len()`.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "dot: length mismatch");
+    dot16(a, b)
+}
+
+/// `e^x` (module docs): within 2 ulp, the same bits on every CPU (the C
+/// library's `expf` differs between libraries and their CPU-specific paths).
+pub fn exp(x: f32) -> f32 {
+    exp_f32(x)
+}
+
+struct RmsNorm<'a> {
+    x: &'a [f32],
+    gain: &'a [f32],
+    eps: f32,
+    out: &'a mut [f32],
+}
+
+impl Task for RmsNorm<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let n = self.gain.len();
+        for (xr, yr) in self.x.chunks_exact(n).zip(self.out.chunks_exact_mut(n)) {
+            let scale = 1.0 / (dot16(xr, xr) / n as f32 + self.eps).sqrt();
+            for ((y, &v), &g) in yr.iter_mut().zip(xr).zip(self.gain) {
+                *y = v * scale * g;
+            }
+        }
+    }
+}
+
+/// RMSNorm of each row of `x` (rows of `gain.len()` values) into `out`:
+/// `x / sqrt(mean(x²) + eps) * gain` (module docs). Panics unless `gain`
+/// is non-empty, `x.len()` is a multiple of it and `out.len() == x.len()`.
+pub fn rms_norm(x: &[f32], gain: &[f32], eps: f32, out: &mut [f32]) {
+    rms_norm_at(On::Dispatched, x, gain, eps, out)
+}
+
+fn rms_norm_at(on: On, x: &[f32], gain: &[f32], eps: f32, out: &mut [f32]) {
+    assert!(
+        !gain.is_empty() && x.len().is_multiple_of(gain.len()) && out.len() == x.len(),
+        "rms_norm: {} values, {} gains, {} outputs",
+        x.len(),
+        gain.len(),
+        out.len()
+    );
+    on.run(RmsNorm { x, gain, eps, out })
+}
+
+struct SiluMul<'a> {
+    gate: &'a mut [f32],
+    up: &'a [f32],
+}
+
+impl Task for SiluMul<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        for (g, &u) in self.gate.iter_mut().zip(self.up) {
+            *g = *g / (1.0 + exp_f32(-*g)) * u;
+        }
+    }
+}
+
+/// SwiGLU's gating: `gate_i = silu(gate_i) * up_i` with `silu(x) = x / (1 +
+/// e^-x)` and [`exp`]. Panics unless the lengths are equal.
+pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    silu_mul_at(On::Dispatched, gate, up)
+}
+
+fn silu_mul_at(on: On, gate: &mut [f32], up: &[f32]) {
+    assert_eq!(gate.len(), up.len(), "silu_mul: length mismatch");
+    on.run(SiluMul { gate, up })
+}
+
+struct Attend<'a> {
+    q: &'a [f32],
+    keys: &'a [f32],
+    values: &'a [f32],
+    stride: usize,
+    scale: f32,
+    scores: &'a mut [f32],
+    out: &'a mut [f32],
+}
+
+impl Task for Attend<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let (hd, vd, stride) = (self.q.len(), self.out.len(), self.stride);
+        let (q, keys, scale) = (self.q, self.keys, self.scale);
+        // Head dimensions of common models run four positions at a time.
+        let done = match hd {
+            32 => scores_by_4::<2>(q, keys, stride, scale, self.scores),
+            64 => scores_by_4::<4>(q, keys, stride, scale, self.scores),
+            80 => scores_by_4::<5>(q, keys, stride, scale, self.scores),
+            96 => scores_by_4::<6>(q, keys, stride, scale, self.scores),
+            128 => scores_by_4::<8>(q, keys, stride, scale, self.scores),
+            256 => scores_by_4::<16>(q, keys, stride, scale, self.scores),
+            _ => 0,
+        };
+        for (j, s) in self.scores.iter_mut().enumerate().skip(done) {
+            *s = dot16(q, &keys[j * stride..][..hd]) * scale;
+        }
+        // The largest score by an integer max of order-preserving keys
+        // (associative, so it vectorizes); NaN scores do not count.
+        const NEG_INF: i32 = order_key(f32::NEG_INFINITY);
+        let mut top = NEG_INF;
+        for &s in self.scores.iter() {
+            top = top.max(if s.is_nan() { NEG_INF } else { order_key(s) });
+        }
+        let max = f32::from_bits(order_key_inverse(top));
+        for s in self.scores.iter_mut() {
+            *s = exp_f32(*s - max);
+        }
+        let sum = sum16(self.scores);
+        for s in self.scores.iter_mut() {
+            *s /= sum;
+        }
+        // Each output sums over j in order; 64 outputs at a time, so that
+        // four independent vector chains hide the add latency.
+        const CH: usize = 64;
+        let mut c = 0;
+        while c < vd {
+            let w = CH.min(vd - c);
+            let mut acc = [0.0f32; CH];
+            if w == CH {
+                for (j, &p) in self.scores.iter().enumerate() {
+                    let v: &[f32; CH] = self.values[j * stride + c..][..CH].try_into().unwrap();
+                    for l in 0..CH {
+                        acc[l] = p.mul_add(v[l], acc[l]);
+                    }
+                }
+            } else {
+                for (j, &p) in self.scores.iter().enumerate() {
+                    let v = &self.values[j * stride + c..][..w];
+                    for (a, &x) in acc.iter_mut().zip(v) {
+                        *a = p.mul_add(x, *a);
+                    }
+                }
+            }
+            self.out[c..c + w].copy_from_slice(&acc[..w]);
+            c += w;
+        }
+    }
+}
+
+/// Attention of one query head `q` over `scores.len()` cached positions:
+/// position `j`'s key is `keys[j * stride..][..q.len()]` and its value
+/// `values[j * stride..][..out.len()]`; the softmax weights (scaled by
+/// `scale`) are left in `scores` and `out` receives their weighted sum of
+/// the values (module docs). Panics unless `scores` is non-empty and
+/// `keys` / `values` hold the last position.
+pub fn attend(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    stride: usize,
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    attend_at(attend_on(), q, keys, values, stride, scale, scores, out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attend_at(
+    on: On,
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    stride: usize,
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    let last = scores.len().checked_sub(1).expect("attend: no positions");
+    let need = |width: usize| last.checked_mul(stride).and_then(|o| o.checked_add(width));
+    assert!(
+        need(q.len()).is_some_and(|n| n <= keys.len())
+            && need(out.len()).is_some_and(|n| n <= values.len()),
+        "attend: {} positions of stride {stride} need {:?} key and {:?} value floats, got {} and {}",
+        scores.len(),
+        need(q.len()),
+        need(out.len()),
+        keys.len(),
+        values.len()
+    );
+    on.run(Attend {
+        q,
+        keys,
+        values,
+        stride,
+        scale,
+        scores,
+        out,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values with specials mixed in.
+    fn values(n: usize, seed: u64, specials: bool) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let u = (s >> 40) as f32 / (1u64 << 24) as f32;
+                match (specials, i % 97) {
+                    (true, 3) => -0.0,
+                    (true, 11) => f32::from_bits(1 + (s as u32 & 0x7f_ffff)),
+                    (true, 29) => 1e30,
+                    _ => (u - 0.5) * 8.0,
+                }
+            })
+            .collect()
+    }
+
+    fn ulps(a: f32, b: f64) -> f64 {
+        // Distance in units of the f32 spacing at the exact value.
+        let e = (b as f32).abs();
+        let spacing = if e < f32::MIN_POSITIVE {
+            f32::from_bits(1) as f64
+        } else {
+            (f32::from_bits(e.to_bits() + 1) - e) as f64
+        };
+        ((a as f64) - b).abs() / spacing
+    }
+
+    #[test]
+    fn exp_is_within_two_ulp() {
+        let mut worst = (0.0f64, 0.0f32);
+        let (lo, hi) = ((-104.0f32).to_bits(), 88.72f32.to_bits());
+        // All of [0, 88.72] and [-104, 0] by a stride of 97 patterns.
+        for bits in (0..hi).step_by(97).chain((0x8000_0000..lo).step_by(97)) {
+            let x = f32::from_bits(bits);
+            let e = (x as f64).exp();
+            if e > f32::MAX as f64 {
+                continue;
+            }
+            let u = ulps(exp(x), e);
+            if u > worst.0 {
+                worst = (u, x);
+            }
+        }
+        assert!(worst.0 <= 2.0, "exp: {} ulp at {:e}", worst.0, worst.1);
+    }
+
+    #[test]
+    fn exp_special_values() {
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(exp(-0.0), 1.0);
+        assert_eq!(exp(f32::INFINITY), f32::INFINITY);
+        assert_eq!(exp(89.0), f32::INFINITY);
+        assert_eq!(exp(1000.0), f32::INFINITY);
+        assert_eq!(exp(f32::NEG_INFINITY).to_bits(), 0);
+        assert_eq!(exp(-104.0).to_bits(), 0);
+        assert!(exp(f32::NAN).is_nan());
+        assert!(exp(88.72) < f32::INFINITY);
+        // The largest x with a finite result, and the smallest subnormal.
+        assert_eq!(exp(-103.0).to_bits(), 1, "{:e}", exp(-103.0));
+        assert!(exp(-100.0) > 0.0 && exp(-100.0) < f32::MIN_POSITIVE);
+    }
+
+    #[test]
+    fn dot_is_the_sixteen_lane_tree() {
+        let (a, b) = (values(77, 1, false), values(77, 2, false));
+        let mut s = [0.0f32; 16];
+        for i in 0..77 {
+            s[i % 16] = a[i].mul_add(b[i], s[i % 16]);
+        }
+        for w in [8, 4, 2, 1] {
+            for l in 0..w {
+                s[l] += s[l + w];
+            }
+        }
+        assert_eq!(dot(&a, &b).to_bits(), s[0].to_bits());
+    }
+
+    /// Every clone this CPU runs gives the baseline's bits.
+    #[test]
+    fn clones_give_the_baseline_bits() {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let run = |on: On| {
+            let mut got = Vec::new();
+            for (n, specials) in [(576, false), (64, true), (100, true)] {
+                let x = values(3 * n, n as u64, specials);
+                let g = values(n, 7, false);
+                let mut y = vec![0.0; x.len()];
+                rms_norm_at(on, &x, &g, 1e-5, &mut y);
+                got.extend(bits(&y));
+                let mut gate = x.clone();
+                silu_mul_at(on, &mut gate, &values(3 * n, 9, specials));
+                got.extend(bits(&gate));
+            }
+            for (hd, stride, positions) in [(64, 192, 1), (64, 192, 100), (40, 45, 7), (80, 80, 33)]
+            {
+                let q = values(hd, 3, false);
+                let keys = values(stride * positions, 4, false);
+                let vals = values(stride * positions, 5, true);
+                let (mut p, mut o) = (vec![0.0; positions], vec![0.0; hd]);
+                attend_at(on, &q, &keys, &vals, stride, 0.125, &mut p, &mut o);
+                got.extend(bits(&p));
+                got.extend(bits(&o));
+            }
+            got
+        };
+        let base = run(On::Level(Level::Baseline));
+        for level in Level::ALL {
+            match On::checked(level) {
+                Ok(on) => assert!(run(on) == base, "{level} differs from the baseline"),
+                Err(_) => eprintln!("SKIPPED: {level} (not on this CPU)"),
+            }
+        }
+        assert!(run(On::Dispatched) == base);
+        assert!(run(attend_on()) == base);
+    }
+
+    #[test]
+    fn attention_weights_sum_to_one_and_pick_the_match() {
+        // Keys orthogonal but one: the softmax puts nearly all weight there.
+        let (hd, n) = (16, 5);
+        let mut keys = vec![0.0f32; hd * n];
+        keys[3 * hd] = 50.0;
+        let mut q = vec![0.0f32; hd];
+        q[0] = 1.0;
+        let vals: Vec<f32> = (0..hd * n).map(|i| (i / hd) as f32).collect();
+        let (mut p, mut o) = (vec![0.0; n], vec![0.0; hd]);
+        attend(&q, &keys, &vals, hd, 1.0, &mut p, &mut o);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(
+            p[3] > 0.999 && o.iter().all(|&v| (v - 3.0).abs() < 1e-3),
+            "{p:?} {o:?}"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "attend")]
+    fn attention_checks_the_cache_length() {
+        let (mut p, mut o) = (vec![0.0; 3], vec![0.0; 8]);
+        attend(&[0.0; 8], &[0.0; 23], &[0.0; 24], 8, 1.0, &mut p, &mut o);
+    }
+}
