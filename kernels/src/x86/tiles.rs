@@ -377,6 +377,15 @@ unsafe fn q_rows<
     let (cb, sb) = (K::CODE_BYTES, K::SCALE_BYTES);
     let so = w.scales_offset();
     let panels: [*const u8; NP] = core::array::from_fn(|i| w.panel(p0 + i).as_ptr());
+    let (stride, codes_len) = (w.panel_stride(), nb * cb);
+    let scales_len = nb.div_ceil(K::SUBS) * sb;
+    // The blocks whose prefetch distance reaches past the codes, when the
+    // matrix has a whole next group of `NP` panels (else none).
+    let tail_from = if p0 + 2 * NP <= w.panels() {
+        (codes_len.saturating_sub(GEMV_PREFETCH)).div_ceil(cb)
+    } else {
+        usize::MAX
+    };
     // SAFETY: features enabled by the caller; every pointer stays inside its
     // panel (b < nb), acts holds rows i0..i0 + R of nb blocks (driver
     // contract), u0 + nu <= W::UNITS, out holds rows i0..i0 + R of NP * 16
@@ -416,6 +425,21 @@ unsafe fn q_rows<
                     let line = 64 * (b % K::SUBS);
                     if line < sb {
                         prefetch(sp.wrapping_add(GEMV_PREFETCH * sb / (cb * K::SUBS) + line));
+                    }
+                    // The last blocks also start the next group's streams
+                    // (`NP` panels on): with short rows every group would
+                    // otherwise start cold (a decode step's 576-wide
+                    // matrices, from memory, read 16-25% faster with it).
+                    if b >= tail_from {
+                        let next = panels[i].wrapping_add(NP * stride);
+                        let o = b * cb + GEMV_PREFETCH - codes_len;
+                        for l in (0..cb).step_by(64) {
+                            prefetch(next.wrapping_add(o + l));
+                        }
+                        if line < sb {
+                            let os = (b / K::SUBS) * sb + GEMV_PREFETCH * sb / (cb * K::SUBS);
+                            prefetch(next.wrapping_add(so + os.saturating_sub(scales_len) + line));
+                        }
                     }
                 }
                 for j in 0..nu {
