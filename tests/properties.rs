@@ -134,6 +134,48 @@ fn batch_rows_equal_single_rows_for_random_shapes() {
         .quickcheck(prop as fn(u64, u16, u8, u8, u8) -> TestResult);
 }
 
+/// A layer's output `n` depends on weight row `n` alone: a layer whose rows
+/// are two layers' rows one after another (as a model fuses its Q / K / V
+/// projections) gives their outputs, bit for bit.
+#[test]
+fn stacked_rows_give_the_parts_outputs() {
+    fn prop(seed: u64, k: u16, n1: u8, n2: u8, m: u8, fmt: u8) -> TestResult {
+        let (k, n1, n2, m) = (
+            k as usize % 600 + 1,
+            n1 as usize % 40 + 1,
+            n2 as usize % 40 + 1,
+            m as usize % 20 + 1,
+        );
+        let qt = QuantType::ALL[fmt as usize % QuantType::ALL.len()];
+        let bias = seed.is_multiple_of(3);
+        let (a, b) = (
+            layer(seed, k, n1, qt, bias),
+            layer(seed ^ 5, k, n2, qt, bias),
+        );
+        let mut bytes = a.to_gguf_bytes();
+        bytes.extend(b.to_gguf_bytes());
+        let both_bias: Option<Vec<f32>> =
+            bias.then(|| [a.bias().unwrap(), b.bias().unwrap()].concat());
+        let both = QuantizedLinear::from_gguf_bytes(&bytes, both_bias.as_deref(), k, n1 + n2, qt)
+            .expect("stacked bytes load");
+        let x = values(seed ^ 9, m * k, 2.0);
+        let (y, ya, yb) = (
+            both.forward_f32(&x, m),
+            a.forward_f32(&x, m),
+            b.forward_f32(&x, m),
+        );
+        let ok = (0..m).all(|i| {
+            let row = &y[i * (n1 + n2)..(i + 1) * (n1 + n2)];
+            first_difference_ok(&row[..n1], &ya[i * n1..(i + 1) * n1])
+                && first_difference_ok(&row[n1..], &yb[i * n2..(i + 1) * n2])
+        });
+        TestResult::from_bool(ok)
+    }
+    QuickCheck::new()
+        .tests(100)
+        .quickcheck(prop as fn(u64, u16, u8, u8, u8, u8) -> TestResult);
+}
+
 #[test]
 fn layer_is_send_sync_clone() {
     fn check<T: Send + Sync + Clone + std::fmt::Debug>() {}

@@ -144,7 +144,7 @@ fn sample(logits: &[f32], temperature: f32, top_k: usize, rng: &mut Rng) -> u32 
         .fold(f32::MIN, f32::max);
     let w: Vec<f32> = idx
         .iter()
-        .map(|&i| ((logits[i as usize] - max) / temperature).exp())
+        .map(|&i| blockq::ops::exp((logits[i as usize] - max) / temperature))
         .collect();
     let mut r = rng.uniform() * w.iter().sum::<f32>();
     for (&i, &wi) in idx.iter().zip(&w) {

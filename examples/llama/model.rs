@@ -5,14 +5,14 @@
 //! prompt is cut into batches, on the thread count or on the kernel ISA.
 //! blockq's layers give that for the matrix products (a row's result does not
 //! depend on the other rows); everything else here computes one row at a time
-//! with one fixed sequence of f32 operations: RMSNorm, RoPE, SiLU, and
-//! attention, where a query row reads the KV cache positions `0..=pos` in
-//! order, whether they were written by this batch or earlier ones. Dot
-//! products use sixteen lanes combined in a fixed order (vectorizable, same
-//! bits scalar or not; Rust never contracts `a * b + c` into an FMA).
+//! with one fixed sequence of f32 operations: RoPE here, and RMSNorm, SwiGLU
+//! and attention from [`blockq::ops`] (defined there, the same bits on every
+//! CPU), where a query row reads the KV cache positions `0..=pos` in order,
+//! whether they were written by this batch or earlier ones.
 
 use super::tokenizer::{meta_str, meta_u64};
 use blockq::gguf::{GgufFile, MetadataValue};
+use blockq::ops::{attend, rms_norm, silu_mul};
 use blockq::{Isa, QuantizedLinear};
 use rayon::prelude::*;
 use std::time::{Duration, Instant};
@@ -116,16 +116,73 @@ impl Config {
 /// One transformer block.
 pub struct Block {
     attn_norm: Vec<f32>,
-    /// Query, key, value and output projections.
-    pub wq: QuantizedLinear,
-    pub wk: QuantizedLinear,
-    pub wv: QuantizedLinear,
+    /// Query, key and value projections (one layer when their tensors
+    /// allow, see [`Group`]).
+    pub qkv: Group,
+    /// Output projection.
     pub wo: QuantizedLinear,
     ffn_norm: Vec<f32>,
-    /// SwiGLU FFN: `down(silu(gate(x)) * up(x))`.
-    pub gate: QuantizedLinear,
-    pub up: QuantizedLinear,
+    /// SwiGLU FFN: `down(silu(gate(x)) * up(x))`, gate and up as one group.
+    pub gate_up: Group,
     pub down: QuantizedLinear,
+}
+
+/// Projections of the same input. When their tensors have one type (and all
+/// or none has a bias) they run as one layer whose rows are theirs one
+/// after another: one call, one quantization of the input and one stream of
+/// weights instead of several. A row's result never depends on the other
+/// rows, so the outputs are the same bits either way.
+pub struct Group {
+    /// One fused layer, or one layer per part.
+    pub layers: Vec<QuantizedLinear>,
+    /// Output width of each part.
+    widths: Vec<usize>,
+}
+
+impl Group {
+    /// Runs the parts on `x` (`rows` rows), part `i` into `outs[i]`
+    /// (`[rows, widths[i]]`).
+    fn run(
+        &self,
+        x: &[f32],
+        rows: usize,
+        outs: &mut [&mut Vec<f32>],
+        fused: &mut Vec<f32>,
+        stats: &mut Stats,
+    ) -> Result<(), String> {
+        if self.layers.len() == outs.len() {
+            for (l, y) in self.layers.iter().zip(outs.iter_mut()) {
+                linear(l, x, rows, y, stats)?;
+            }
+            return Ok(());
+        }
+        linear(&self.layers[0], x, rows, fused, stats)?;
+        let total: usize = self.widths.iter().sum();
+        for (i, (y, &w)) in outs.iter_mut().zip(&self.widths).enumerate() {
+            let at: usize = self.widths[..i].iter().sum();
+            y.clear();
+            for r in fused.chunks_exact(total) {
+                y.extend_from_slice(&r[at..at + w]);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `y = l(x)` for `rows` rows, timed into `stats`.
+fn linear(
+    l: &QuantizedLinear,
+    x: &[f32],
+    rows: usize,
+    y: &mut Vec<f32>,
+    stats: &mut Stats,
+) -> Result<(), String> {
+    y.resize(rows * l.out_features, 0.0);
+    let t = Instant::now();
+    l.forward_into(x, rows, y).map_err(|e| e.to_string())?;
+    stats.linear += t.elapsed();
+    stats.macs += (rows * l.in_features * l.out_features) as u64;
+    Ok(())
 }
 
 /// The model: token embedding, blocks, final norm, output matrix.
@@ -169,45 +226,6 @@ impl KvCache {
     }
 }
 
-/// `Σ a[i] b[i]` in sixteen lanes (`i mod 16`), summed as a fixed tree:
-/// independent chains, so it runs at the vector units' throughput.
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        // Fixed-size views: no bounds checks, the lanes stay in registers.
-        let x: &[f32; 16] = x.try_into().unwrap();
-        let y: &[f32; 16] = y.try_into().unwrap();
-        for l in 0..16 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    for (l, (x, y)) in ra.iter().zip(rb).enumerate() {
-        acc[l] += x * y;
-    }
-    let mut w = 16;
-    while w > 1 {
-        w /= 2;
-        for l in 0..w {
-            acc[l] += acc[l + w];
-        }
-    }
-    acc[0]
-}
-
-/// RMSNorm of each `x` row into `out`: `x / sqrt(mean(x²) + eps) * gain`.
-fn rms_norm(x: &[f32], gain: &[f32], eps: f32, out: &mut [f32]) {
-    let n = gain.len();
-    for (xr, yr) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-        let scale = 1.0 / (dot(xr, xr) / n as f32 + eps).sqrt();
-        for ((y, &v), &g) in yr.iter_mut().zip(xr).zip(gain) {
-            *y = v * scale * g;
-        }
-    }
-}
-
 /// `(sin, cos)` of the RoPE angles of position `pos`: `pos * base^(-2i /
 /// rope_dim)` for `2i < rope_dim`, in f64, then rounded to f32 (a function
 /// of the position alone, computed once per position and call).
@@ -231,10 +249,6 @@ fn rope(row: &mut [f32], head_dim: usize, angles: &[(f32, f32)]) {
             head[2 * i + 1] = a * s + b * c;
         }
     }
-}
-
-fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
 }
 
 impl Model {
@@ -262,19 +276,75 @@ impl Model {
             }
             Ok(v)
         };
+        // Fuses `names` (each `[k, n_i]`) into one layer when they share a
+        // type and all or none has a bias; else loads them one by one.
+        let group = |names: &[String], k: usize, widths: &[usize]| -> Result<Group, String> {
+            let infos: Vec<_> = names.iter().map(|n| file.tensor(n)).collect();
+            let biases: Vec<String> = names
+                .iter()
+                .map(|n| n.replace(".weight", ".bias"))
+                .collect();
+            let has_bias: Vec<bool> = biases.iter().map(|b| file.tensor(b).is_some()).collect();
+            let same_type = infos
+                .iter()
+                .all(|t| t.is_some_and(|t| Some(t.ggml_type) == infos[0].map(|t| t.ggml_type)));
+            let qt = infos[0].and_then(|t| t.ggml_type.quant_type());
+            if let (true, Some(qt), true) =
+                (same_type, qt, has_bias.iter().all(|&b| b == has_bias[0]))
+            {
+                // Shapes are checked by loading each part (it also checks
+                // the bytes); the fused layer is built from the same bytes.
+                for ((n, &w), _) in names.iter().zip(widths).zip(&infos) {
+                    let t = file.tensor(n).ok_or(format!("{n} missing"))?;
+                    if t.ne != [k as u64, w as u64] {
+                        return Err(format!("{n}: shape {:?}, expected [{k}, {w}]", t.ne));
+                    }
+                }
+                let mut bytes = Vec::new();
+                for n in names {
+                    bytes.extend_from_slice(file.tensor_data(n).map_err(|e| format!("{n}: {e}"))?);
+                }
+                let bias = if has_bias[0] {
+                    let mut b = Vec::new();
+                    for (name, &w) in biases.iter().zip(widths) {
+                        b.extend(vec(name, w)?);
+                    }
+                    Some(b)
+                } else {
+                    None
+                };
+                let n: usize = widths.iter().sum();
+                let layer = QuantizedLinear::from_gguf_bytes(&bytes, bias.as_deref(), k, n, qt)
+                    .map_err(|e| format!("{}: {e}", names.join(" + ")))?;
+                return Ok(Group {
+                    layers: vec![layer],
+                    widths: widths.to_vec(),
+                });
+            }
+            let layers = names
+                .iter()
+                .zip(widths)
+                .map(|(n, &w)| lin(n, k, w))
+                .collect::<Result<_, _>>()?;
+            Ok(Group {
+                layers,
+                widths: widths.to_vec(),
+            })
+        };
         let (d, hd) = (cfg.n_embd, cfg.head_dim);
         let blocks = (0..cfg.n_layer)
             .map(|i| {
                 let t = |s: &str| format!("blk.{i}.{s}.weight");
                 Ok(Block {
                     attn_norm: vec(&t("attn_norm"), d)?,
-                    wq: lin(&t("attn_q"), d, cfg.n_head * hd)?,
-                    wk: lin(&t("attn_k"), d, cfg.n_head_kv * hd)?,
-                    wv: lin(&t("attn_v"), d, cfg.n_head_kv * hd)?,
+                    qkv: group(
+                        &[t("attn_q"), t("attn_k"), t("attn_v")],
+                        d,
+                        &[cfg.n_head * hd, cfg.n_head_kv * hd, cfg.n_head_kv * hd],
+                    )?,
                     wo: lin(&t("attn_output"), cfg.n_head * hd, d)?,
                     ffn_norm: vec(&t("ffn_norm"), d)?,
-                    gate: lin(&t("ffn_gate"), d, cfg.n_ff)?,
-                    up: lin(&t("ffn_up"), d, cfg.n_ff)?,
+                    gate_up: group(&[t("ffn_gate"), t("ffn_up")], d, &[cfg.n_ff, cfg.n_ff])?,
                     down: lin(&t("ffn_down"), cfg.n_ff, d)?,
                 })
             })
@@ -298,15 +368,9 @@ impl Model {
         let mut v: Vec<&mut QuantizedLinear> = vec![&mut self.embd];
         v.extend(self.output.as_mut());
         for b in &mut self.blocks {
-            v.extend([
-                &mut b.wq,
-                &mut b.wk,
-                &mut b.wv,
-                &mut b.wo,
-                &mut b.gate,
-                &mut b.up,
-                &mut b.down,
-            ]);
+            v.extend(b.qkv.layers.iter_mut());
+            v.extend(b.gate_up.layers.iter_mut());
+            v.extend([&mut b.wo, &mut b.down]);
         }
         v
     }
@@ -328,8 +392,9 @@ impl Model {
                 .blocks
                 .iter()
                 .map(|b| {
-                    [&b.wq, &b.wk, &b.wv, &b.wo, &b.gate, &b.up, &b.down]
-                        .iter()
+                    (b.qkv.layers.iter())
+                        .chain(&b.gate_up.layers)
+                        .chain([&b.wo, &b.down])
                         .map(|l| l.weight_bytes())
                         .sum::<usize>()
                 })
@@ -367,15 +432,6 @@ impl Model {
         if p0 + m > c.context {
             return Err(format!("context length {} exceeded", c.context));
         }
-        let mut run = |l: &QuantizedLinear, x: &[f32], rows: usize, y: &mut Vec<f32>| {
-            y.resize(rows * l.out_features, 0.0);
-            let t = Instant::now();
-            l.forward_into(x, rows, y).map_err(|e| e.to_string())?;
-            stats.linear += t.elapsed();
-            stats.macs += (rows * l.in_features * l.out_features) as u64;
-            Ok::<(), String>(())
-        };
-
         let mut x = vec![0.0f32; m * d];
         for (row, &t) in x.chunks_exact_mut(d).zip(tokens) {
             if t as usize >= c.vocab {
@@ -391,7 +447,7 @@ impl Model {
             vec![0.0f32; m * qd],
             vec![],
         );
-        let (mut g, mut u) = (vec![], vec![]);
+        let (mut g, mut u, mut fused) = (vec![], vec![], vec![]);
         let group = c.n_head / c.n_head_kv;
         let mut attention = Duration::ZERO;
         let angles: Vec<Vec<(f32, f32)>> = (p0..p0 + m)
@@ -400,9 +456,8 @@ impl Model {
         let scale = 1.0 / (hd as f32).sqrt();
         for (li, b) in self.blocks.iter().enumerate() {
             rms_norm(&x, &b.attn_norm, c.eps, &mut h);
-            run(&b.wq, &h, m, &mut q)?;
-            run(&b.wk, &h, m, &mut k)?;
-            run(&b.wv, &h, m, &mut v)?;
+            b.qkv
+                .run(&h, m, &mut [&mut q, &mut k, &mut v], &mut fused, stats)?;
             for (i, (qr, kr)) in q
                 .chunks_exact_mut(qd)
                 .zip(k.chunks_exact_mut(kvd))
@@ -417,63 +472,32 @@ impl Model {
             // One query head of one row (position `pos`), reading the cache
             // positions 0..=pos in order: the same work item whatever the
             // batch, so rayon may run the items on any threads.
-            let attend = |(idx, (oh, qh)): (usize, (&mut [f32], &[f32]))| {
+            let head = |(idx, (oh, qh)): (usize, (&mut [f32], &[f32]))| {
                 let (pos, hh) = (p0 + idx / c.n_head, idx % c.n_head);
                 let kvo = (hh / group) * hd;
                 let mut w = vec![0.0f32; pos + 1];
-                let mut max = f32::NEG_INFINITY;
-                for (j, wj) in w.iter_mut().enumerate() {
-                    *wj = dot(qh, &kc[j * kvd + kvo..][..hd]) * scale;
-                    max = max.max(*wj);
-                }
-                let mut sum = 0.0f32;
-                for wj in w.iter_mut() {
-                    *wj = (*wj - max).exp();
-                    sum += *wj;
-                }
-                for wj in w.iter_mut() {
-                    *wj /= sum;
-                }
-                // Σ_j p_j v_j, each output summed over j in order; 16
-                // outputs at a time stay in registers.
-                for (ci, oc) in oh.chunks_mut(16).enumerate() {
-                    let mut acc = [0.0f32; 16];
-                    let at = kvo + ci * 16;
-                    if oc.len() == 16 {
-                        for (j, &p) in w.iter().enumerate() {
-                            let vv: &[f32; 16] = vc[j * kvd + at..][..16].try_into().unwrap();
-                            for l in 0..16 {
-                                acc[l] += p * vv[l];
-                            }
-                        }
-                    } else {
-                        for (j, &p) in w.iter().enumerate() {
-                            let vv = &vc[j * kvd + at..][..oc.len()];
-                            for (a, &x) in acc.iter_mut().zip(vv) {
-                                *a += p * x;
-                            }
-                        }
-                    }
-                    oc.copy_from_slice(&acc[..oc.len()]);
-                }
+                attend(qh, &kc[kvo..], &vc[kvo..], kvd, scale, &mut w, oh);
             };
             let t = Instant::now();
+            // Jobs of at least ~2048 cache positions: a rayon job costs
+            // microseconds, a position ~10 ns (one decode step's 9 heads of
+            // a short context run as one job).
+            let min_len = 2048usize.div_ceil(p0 + m);
             att.par_chunks_mut(hd)
                 .zip(q.par_chunks(hd))
                 .enumerate()
-                .for_each(attend);
+                .with_min_len(min_len)
+                .for_each(head);
             attention += t.elapsed();
-            run(&b.wo, &att, m, &mut o)?;
+            linear(&b.wo, &att, m, &mut o, stats)?;
             for (xv, ov) in x.iter_mut().zip(&o) {
                 *xv += ov;
             }
             rms_norm(&x, &b.ffn_norm, c.eps, &mut h);
-            run(&b.gate, &h, m, &mut g)?;
-            run(&b.up, &h, m, &mut u)?;
-            for (gv, uv) in g.iter_mut().zip(&u) {
-                *gv = silu(*gv) * uv;
-            }
-            run(&b.down, &g, m, &mut o)?;
+            b.gate_up
+                .run(&h, m, &mut [&mut g, &mut u], &mut fused, stats)?;
+            silu_mul(&mut g, &u);
+            linear(&b.down, &g, m, &mut o, stats)?;
             for (xv, ov) in x.iter_mut().zip(&o) {
                 *xv += ov;
             }
@@ -490,7 +514,7 @@ impl Model {
         rms_norm(last, &self.output_norm, c.eps, &mut h[..rows * d]);
         let mut logits = Vec::new();
         let out = self.output.as_ref().unwrap_or(&self.embd);
-        run(out, &h[..rows * d], rows, &mut logits)?;
+        linear(out, &h[..rows * d], rows, &mut logits, stats)?;
         stats.attention += attention;
         Ok(logits)
     }
