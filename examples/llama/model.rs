@@ -292,12 +292,12 @@ impl Model {
             if let (true, Some(qt), true) =
                 (same_type, qt, has_bias.iter().all(|&b| b == has_bias[0]))
             {
-                // Shapes are checked by loading each part (it also checks
-                // the bytes); the fused layer is built from the same bytes.
-                for ((n, &w), _) in names.iter().zip(widths).zip(&infos) {
-                    let t = file.tensor(n).ok_or(format!("{n} missing"))?;
-                    if t.ne != [k as u64, w as u64] {
-                        return Err(format!("{n}: shape {:?}, expected [{k}, {w}]", t.ne));
+                // Each part must be a [k, w] matrix (as `GgufFile::linear`
+                // checks); `from_gguf_bytes` checks the bytes.
+                for ((n, &w), t) in names.iter().zip(widths).zip(infos.iter().flatten()) {
+                    let (ne, want) = (&t.ne, [k as u64, w as u64]);
+                    if ne.len() < 2 || ne[..2] != want || ne[2..].iter().any(|&d| d != 1) {
+                        return Err(format!("{n}: shape {ne:?}, expected [{k}, {w}]"));
                     }
                 }
                 let mut bytes = Vec::new();
