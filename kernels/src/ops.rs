@@ -362,33 +362,7 @@ pub fn attend(
     scores: &mut [f32],
     out: &mut [f32],
 ) {
-    attend_at(attend_on(), q, keys, values, stride, scale, scores, out)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn attend_at(
-    on: On,
-    q: &[f32],
-    keys: &[f32],
-    values: &[f32],
-    stride: usize,
-    scale: f32,
-    scores: &mut [f32],
-    out: &mut [f32],
-) {
-    let last = scores.len().checked_sub(1).expect("attend: no positions");
-    let need = |width: usize| last.checked_mul(stride).and_then(|o| o.checked_add(width));
-    assert!(
-        need(q.len()).is_some_and(|n| n <= keys.len())
-            && need(out.len()).is_some_and(|n| n <= values.len()),
-        "attend: {} positions of stride {stride} need {:?} key and {:?} value floats, got {} and {}",
-        scores.len(),
-        need(q.len()),
-        need(out.len()),
-        keys.len(),
-        values.len()
-    );
-    on.run(Attend {
+    let task = Attend {
         q,
         keys,
         values,
@@ -396,7 +370,26 @@ fn attend_at(
         scale,
         scores,
         out,
-    })
+    };
+    attend_at(attend_on(), task)
+}
+
+/// Checks the lengths, then runs `a` on `on`.
+fn attend_at(on: On, a: Attend<'_>) {
+    let last = a.scores.len().checked_sub(1).expect("attend: no positions");
+    let need = |width: usize| last.checked_mul(a.stride)?.checked_add(width);
+    assert!(
+        need(a.q.len()).is_some_and(|n| n <= a.keys.len())
+            && need(a.out.len()).is_some_and(|n| n <= a.values.len()),
+        "attend: {} positions of stride {} need {:?} key and {:?} value floats, got {} and {}",
+        a.scores.len(),
+        a.stride,
+        need(a.q.len()),
+        need(a.out.len()),
+        a.keys.len(),
+        a.values.len()
+    );
+    on.run(a)
 }
 
 #[cfg(test)]
@@ -505,7 +498,16 @@ mod tests {
                 let keys = values(stride * positions, 4, false);
                 let vals = values(stride * positions, 5, true);
                 let (mut p, mut o) = (vec![0.0; positions], vec![0.0; hd]);
-                attend_at(on, &q, &keys, &vals, stride, 0.125, &mut p, &mut o);
+                let task = Attend {
+                    q: &q,
+                    keys: &keys,
+                    values: &vals,
+                    stride,
+                    scale: 0.125,
+                    scores: &mut p,
+                    out: &mut o,
+                };
+                attend_at(on, task);
                 got.extend(bits(&p));
                 got.extend(bits(&o));
             }
