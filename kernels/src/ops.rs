@@ -38,7 +38,7 @@ use std::sync::OnceLock;
 
 /// Where [`attend`] runs: the AVX2 clone when the CPU has it, even on
 /// AVX-512 CPUs. Its loops are short chains of FMAs and lane trees; with
-/// 512-bit vectors they ran 1.3-1.7x slower on this project's Xeon (same
+/// 512-bit vectors they ran 1.1-1.7x slower on this project's Xeon (same
 /// bits either way). RMSNorm and SwiGLU (divisions) gain from them.
 fn attend_on() -> On {
     static ON: OnceLock<On> = OnceLock::new();
