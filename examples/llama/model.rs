@@ -472,11 +472,13 @@ impl Model {
             // One query head of one row (position `pos`), reading the cache
             // positions 0..=pos in order: the same work item whatever the
             // batch, so rayon may run the items on any threads.
-            let head = |(idx, (oh, qh)): (usize, (&mut [f32], &[f32]))| {
+            // `w`: the job's buffer for the softmax weights (one per rayon
+            // job, not one allocation per head).
+            let head = |w: &mut Vec<f32>, (idx, (oh, qh)): (usize, (&mut [f32], &[f32]))| {
                 let (pos, hh) = (p0 + idx / c.n_head, idx % c.n_head);
                 let kvo = (hh / group) * hd;
-                let mut w = vec![0.0f32; pos + 1];
-                attend(qh, &kc[kvo..], &vc[kvo..], kvd, scale, &mut w, oh);
+                w.resize(pos + 1, 0.0);
+                attend(qh, &kc[kvo..], &vc[kvo..], kvd, scale, w, oh);
             };
             let t = Instant::now();
             // Jobs of at least ~2048 cache positions: a rayon job costs
@@ -487,7 +489,7 @@ impl Model {
                 .zip(q.par_chunks(hd))
                 .enumerate()
                 .with_min_len(min_len)
-                .for_each(head);
+                .for_each_init(Vec::new, head);
             attention += t.elapsed();
             linear(&b.wo, &att, m, &mut o, stats)?;
             for (xv, ov) in x.iter_mut().zip(&o) {
