@@ -12,7 +12,7 @@
 
 use super::tokenizer::{meta_str, meta_u64};
 use blockq::gguf::{GgufFile, MetadataValue};
-use blockq::ops::{attend, rms_norm, silu_mul};
+use blockq::ops::{attend_group, rms_norm, silu_mul};
 use blockq::{Isa, QuantizedLinear};
 use rayon::prelude::*;
 use std::time::{Duration, Instant};
@@ -469,27 +469,27 @@ impl Model {
             cache.k[li].extend_from_slice(&k);
             cache.v[li].extend_from_slice(&v);
             let (kc, vc) = (&cache.k[li], &cache.v[li]);
-            // One query head of one row (position `pos`), reading the cache
-            // positions 0..=pos in order: the same work item whatever the
-            // batch, so rayon may run the items on any threads.
-            // `w`: the job's buffer for the softmax weights (one per rayon
-            // job, not one allocation per head).
-            let head = |w: &mut Vec<f32>, (idx, (oh, qh)): (usize, (&mut [f32], &[f32]))| {
-                let (pos, hh) = (p0 + idx / c.n_head, idx % c.n_head);
-                let kvo = (hh / group) * hd;
-                w.resize(pos + 1, 0.0);
-                attend(qh, &kc[kvo..], &vc[kvo..], kvd, scale, w, oh);
+            // The query heads of one KV head in one row (position `pos`),
+            // reading the cache positions 0..=pos in order: the same work
+            // item whatever the batch, so rayon may run the items on any
+            // threads. `w`: the job's buffer for the softmax weights (one
+            // per rayon job, not one allocation per item).
+            let item = |w: &mut Vec<f32>, (idx, (oh, qh)): (usize, (&mut [f32], &[f32]))| {
+                let (pos, kvh) = (p0 + idx / c.n_head_kv, idx % c.n_head_kv);
+                let kvo = kvh * hd;
+                w.resize(group * (pos + 1), 0.0);
+                attend_group(qh, hd, &kc[kvo..], &vc[kvo..], kvd, scale, w, oh);
             };
             let t = Instant::now();
-            // Jobs of at least ~2048 cache positions: a rayon job costs
-            // microseconds, a position ~10 ns (one decode step's 9 heads of
-            // a short context run as one job).
-            let min_len = 2048usize.div_ceil(p0 + m);
-            att.par_chunks_mut(hd)
-                .zip(q.par_chunks(hd))
+            // Jobs of at least ~2048 cached positions x heads: a rayon job
+            // costs microseconds, a position of a head ~10 ns (a decode
+            // step's KV heads at a short context run as one job).
+            let min_len = 2048usize.div_ceil(group * (p0 + m));
+            att.par_chunks_mut(group * hd)
+                .zip(q.par_chunks(group * hd))
                 .enumerate()
                 .with_min_len(min_len)
-                .for_each_init(Vec::new, head);
+                .for_each_init(Vec::new, item);
             attention += t.elapsed();
             linear(&b.wo, &att, m, &mut o, stats)?;
             for (xv, ov) in x.iter_mut().zip(&o) {

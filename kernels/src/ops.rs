@@ -1,5 +1,5 @@
 //! The row operations of a transformer around its linear layers: RMSNorm,
-//! SwiGLU, and attention of one query head over a KV cache.
+//! SwiGLU, and attention of query heads over a KV cache.
 //!
 //! A model whose logits must not depend on the batch split, the thread count
 //! or the CPU needs every operation to be a fixed function of its row, as
@@ -31,7 +31,17 @@
 //!   the largest `s_j` that is not NaN (`-inf` if there is none; +0.0 ranks
 //!   above -0.0); `p_j = exp(s_j - m)`; `sum = Σ p_j` in the sixteen lanes
 //!   (`j mod 16`) and the tree of `dot`; `p_j = p_j / sum`; each output `o_c
-//!   = fma(p_j, v_{j,c}, o_c)` over `j` in increasing order from +0.0.
+//!   = fma(p_j, v_{j,c}, o_c)` over `j` in increasing order from +0.0. Keys
+//!   and values held as f16 ([`CacheValue`]) are first widened to f32
+//!   (exact). [`attend_group`] is [`attend`] for each head of a group.
+//!
+//! # Attention's memory order
+//! A decode step reads every cached key and value once per query head; a
+//! group of heads sharing a KV head (grouped-query attention) runs over
+//! blocks of 32 positions with every head of the group inside the
+//! block, so the cache comes from memory once per group and from L1 for the
+//! other heads. Each head's arithmetic is unchanged (only independent
+//! computations are reordered), so a group gives each head's bits alone.
 
 use crate::load::{Level, On, Task};
 use std::sync::OnceLock;
@@ -88,10 +98,14 @@ fn scores_by_4<const C: usize>(
     stride: usize,
     scale: f32,
     scores: &mut [f32],
+    ahead: bool,
 ) -> usize {
     let q = &q[..16 * C];
     let mut j = 0;
     while j + 4 <= scores.len() {
+        if ahead {
+            prefetch_rows(keys, stride, j + BLOCK..j + BLOCK + 4, 16 * C);
+        }
         let k0 = &keys[j * stride..][..16 * C];
         let k1 = &keys[(j + 1) * stride..][..16 * C];
         let k2 = &keys[(j + 2) * stride..][..16 * C];
@@ -275,74 +289,275 @@ fn silu_mul_at(on: On, gate: &mut [f32], up: &[f32]) {
     on.run(SiluMul { gate, up })
 }
 
-struct Attend<'a> {
+struct Attend<'a, T> {
+    /// `g` query heads of `head_dim` values each.
     q: &'a [f32],
-    keys: &'a [f32],
-    values: &'a [f32],
+    head_dim: usize,
+    keys: &'a [T],
+    values: &'a [T],
     stride: usize,
     scale: f32,
+    /// `g` rows of `n` weights, head by head.
     scores: &'a mut [f32],
+    /// `g` rows of `vd` outputs, head by head.
     out: &'a mut [f32],
 }
 
-impl Task for Attend<'_> {
+/// Positions per block: every head of a group reads a block's keys (and
+/// later its values) while they are in L1, so the cache is read from
+/// memory once per group, not once per head. 32 positions of 64-value
+/// heads are 8 KiB of keys.
+const BLOCK: usize = 32;
+
+/// `s_j = dot16(q, k_j) * scale` for the positions of `scores`, key `j` at
+/// `keys[j * stride..]`.
+#[inline(always)]
+fn scores_of(q: &[f32], keys: &[f32], stride: usize, scale: f32, scores: &mut [f32], ahead: bool) {
+    let hd = q.len();
+    // Head dimensions of common models run four positions at a time.
+    let done = match hd {
+        32 => scores_by_4::<2>(q, keys, stride, scale, scores, ahead),
+        64 => scores_by_4::<4>(q, keys, stride, scale, scores, ahead),
+        80 => scores_by_4::<5>(q, keys, stride, scale, scores, ahead),
+        96 => scores_by_4::<6>(q, keys, stride, scale, scores, ahead),
+        128 => scores_by_4::<8>(q, keys, stride, scale, scores, ahead),
+        256 => scores_by_4::<16>(q, keys, stride, scale, scores, ahead),
+        _ => 0,
+    };
+    for (j, s) in scores.iter_mut().enumerate().skip(done) {
+        *s = dot16(q, &keys[j * stride..][..hd]) * scale;
+    }
+}
+
+/// The softmax of the module docs, in place.
+#[inline(always)]
+fn softmax(scores: &mut [f32]) {
+    // The largest score by an integer max of order-preserving keys
+    // (associative, so it vectorizes); NaN scores do not count.
+    const NEG_INF: i32 = order_key(f32::NEG_INFINITY);
+    let mut top = NEG_INF;
+    for &s in scores.iter() {
+        top = top.max(if s.is_nan() { NEG_INF } else { order_key(s) });
+    }
+    let max = f32::from_bits(order_key_inverse(top));
+    for s in scores.iter_mut() {
+        *s = exp_f32(*s - max);
+    }
+    let sum = sum16(scores);
+    for s in scores.iter_mut() {
+        *s /= sum;
+    }
+}
+
+/// `o_c = fma(p_j, v_{j,c}, o_c)` over the positions of `p` in order,
+/// value `j` at `values[j * stride..]`, continuing from `out`'s values.
+#[inline(always)]
+fn add_weighted(p: &[f32], values: &[f32], stride: usize, out: &mut [f32], ahead: bool) {
+    // 64 outputs at a time, so that independent vector chains hide the
+    // FMA latency.
+    const CH: usize = 64;
+    let vd = out.len();
+    let mut c = 0;
+    while c < vd {
+        let w = CH.min(vd - c);
+        let mut acc = [0.0f32; CH];
+        acc[..w].copy_from_slice(&out[c..c + w]);
+        if w == CH {
+            for (j, &p) in p.iter().enumerate() {
+                if ahead && c == 0 {
+                    prefetch_rows(values, stride, j + BLOCK..j + BLOCK + 1, vd);
+                }
+                let v: &[f32; CH] = values[j * stride + c..][..CH].try_into().unwrap();
+                for l in 0..CH {
+                    acc[l] = p.mul_add(v[l], acc[l]);
+                }
+            }
+        } else {
+            for (j, &p) in p.iter().enumerate() {
+                let v = &values[j * stride + c..][..w];
+                for (a, &x) in acc.iter_mut().zip(v) {
+                    *a = p.mul_add(x, *a);
+                }
+            }
+        }
+        out[c..c + w].copy_from_slice(&acc[..w]);
+        c += w;
+    }
+}
+
+/// Asks for the cache lines of `rows` rows of `width` values (row `j` at
+/// `base[j * stride..]`) ahead of their use; positions past the end of
+/// `base` are skipped.
+#[inline(always)]
+fn prefetch_rows<T>(base: &[T], stride: usize, rows: core::ops::Range<usize>, width: usize) {
+    for j in rows {
+        let Some(row) = base.get(j * stride..j * stride + width) else {
+            return;
+        };
+        let p = row.as_ptr() as usize;
+        let end = p + core::mem::size_of_val(row);
+        let mut line = p & !63;
+        while line < end {
+            prefetch_line(line as *const u8);
+            line += 64;
+        }
+    }
+}
+
+/// A hint to bring one cache line into L2 (the loops then find it there or
+/// in L1); it never faults and reads nothing.
+#[inline(always)]
+fn prefetch_line(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch is a hint: it never faults and reads nothing observable.
+    unsafe {
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        _mm_prefetch::<_MM_HINT_T1>(p as *const i8)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// What a KV cache holds: `f32`, or `f16` (half the bytes to read per
+/// position, as llama.cpp's default cache). f16 values are widened to f32
+/// (exactly) before any arithmetic, so a cache of f16 values gives the bits
+/// of an f32 cache holding the same values.
+pub trait CacheValue: Copy + Send + Sync + sealed::Sealed {
+    /// `rows` rows of `width` values (row `j` at `src[j * stride..]`) as f32
+    /// rows and their stride: `src` itself when it holds f32, else widened
+    /// into `buf` (which then holds `rows * width` values, stride `width`).
+    /// Asks for the next block's rows as it goes.
+    #[doc(hidden)]
+    fn rows_f32<'a>(
+        src: &'a [Self],
+        stride: usize,
+        rows: usize,
+        width: usize,
+        buf: &'a mut [f32],
+    ) -> (&'a [f32], usize);
+    /// Whether [`CacheValue::rows_f32`] copies (and so needs a buffer).
+    #[doc(hidden)]
+    const WIDENS: bool;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for half::f16 {}
+}
+
+impl CacheValue for f32 {
+    const WIDENS: bool = false;
+    #[inline(always)]
+    fn rows_f32<'a>(
+        src: &'a [f32],
+        stride: usize,
+        _: usize,
+        _: usize,
+        _: &'a mut [f32],
+    ) -> (&'a [f32], usize) {
+        (src, stride)
+    }
+}
+
+impl CacheValue for half::f16 {
+    const WIDENS: bool = true;
+    #[inline(always)]
+    fn rows_f32<'a>(
+        src: &'a [half::f16],
+        stride: usize,
+        rows: usize,
+        width: usize,
+        buf: &'a mut [f32],
+    ) -> (&'a [f32], usize) {
+        for (j, dst) in buf[..rows * width].chunks_exact_mut(width).enumerate() {
+            prefetch_rows(src, stride, j + BLOCK..j + BLOCK + 1, width);
+            widen_row(&src[j * stride..][..width], dst);
+        }
+        (&buf[..rows * width], width)
+    }
+}
+
+/// `dst[i] = src[i]` widened (exact; the bits of `f16::to_f32`): by F16C
+/// where the CPU has it (the plain-Rust widening takes ~8 instructions per
+/// 8 values, F16C one).
+#[inline(always)]
+fn widen_row(src: &[half::f16], dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("f16c") {
+        // SAFETY: the CPU has F16C (and so AVX, which F16C requires).
+        unsafe { widen_row_f16c(src, dst) };
+        return;
+    }
+    for (d, h) in dst.iter_mut().zip(src) {
+        *d = crate::formats::f16_to_f32(*h);
+    }
+}
+
+/// [`widen_row`] by `vcvtph2ps`, 8 values at a time.
+///
+/// # Safety
+/// The CPU must have F16C and AVX.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,f16c")]
+#[inline]
+unsafe fn widen_row_f16c(src: &[half::f16], dst: &mut [f32]) {
+    use core::arch::x86_64::{__m128i, _mm256_cvtph_ps, _mm256_storeu_ps, _mm_loadu_si128};
+    let n = src.len().min(dst.len());
+    let whole = n - n % 8;
+    let (src, rs) = src[..n].split_at(whole);
+    let (dst, rd) = dst[..n].split_at_mut(whole);
+    for (s, d) in src.chunks_exact(8).zip(dst.chunks_exact_mut(8)) {
+        // SAFETY: `s` holds 8 f16 (16 bytes) and `d` 8 f32; unaligned
+        // loads and stores; the features are the caller's promise.
+        unsafe {
+            let h = _mm_loadu_si128(s.as_ptr() as *const __m128i);
+            _mm256_storeu_ps(d.as_mut_ptr(), _mm256_cvtph_ps(h));
+        }
+    }
+    for (d, h) in rd.iter_mut().zip(rs) {
+        *d = crate::formats::f16_to_f32(*h);
+    }
+}
+
+impl<T: CacheValue> Task for Attend<'_, T> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
-        let (hd, vd, stride) = (self.q.len(), self.out.len(), self.stride);
-        let (q, keys, scale) = (self.q, self.keys, self.scale);
-        // Head dimensions of common models run four positions at a time.
-        let done = match hd {
-            32 => scores_by_4::<2>(q, keys, stride, scale, self.scores),
-            64 => scores_by_4::<4>(q, keys, stride, scale, self.scores),
-            80 => scores_by_4::<5>(q, keys, stride, scale, self.scores),
-            96 => scores_by_4::<6>(q, keys, stride, scale, self.scores),
-            128 => scores_by_4::<8>(q, keys, stride, scale, self.scores),
-            256 => scores_by_4::<16>(q, keys, stride, scale, self.scores),
-            _ => 0,
-        };
-        for (j, s) in self.scores.iter_mut().enumerate().skip(done) {
-            *s = dot16(q, &keys[j * stride..][..hd]) * scale;
-        }
-        // The largest score by an integer max of order-preserving keys
-        // (associative, so it vectorizes); NaN scores do not count.
-        const NEG_INF: i32 = order_key(f32::NEG_INFINITY);
-        let mut top = NEG_INF;
-        for &s in self.scores.iter() {
-            top = top.max(if s.is_nan() { NEG_INF } else { order_key(s) });
-        }
-        let max = f32::from_bits(order_key_inverse(top));
-        for s in self.scores.iter_mut() {
-            *s = exp_f32(*s - max);
-        }
-        let sum = sum16(self.scores);
-        for s in self.scores.iter_mut() {
-            *s /= sum;
-        }
-        // Each output sums over j in order; 64 outputs at a time, so that
-        // four independent vector chains hide the add latency.
-        const CH: usize = 64;
-        let mut c = 0;
-        while c < vd {
-            let w = CH.min(vd - c);
-            let mut acc = [0.0f32; CH];
-            if w == CH {
-                for (j, &p) in self.scores.iter().enumerate() {
-                    let v: &[f32; CH] = self.values[j * stride + c..][..CH].try_into().unwrap();
-                    for l in 0..CH {
-                        acc[l] = p.mul_add(v[l], acc[l]);
-                    }
-                }
-            } else {
-                for (j, &p) in self.scores.iter().enumerate() {
-                    let v = &self.values[j * stride + c..][..w];
-                    for (a, &x) in acc.iter_mut().zip(v) {
-                        *a = p.mul_add(x, *a);
-                    }
-                }
+        let (hd, stride) = (self.head_dim, self.stride);
+        let g = self.q.len() / hd;
+        let (n, vd) = (self.scores.len() / g, self.out.len() / g);
+        let (keys, values) = (self.keys, self.values);
+        let mut buf = vec![0.0f32; if T::WIDENS { BLOCK * hd.max(vd) } else { 0 }];
+        // Blocks of positions, the group's heads within a block (each
+        // head's values are computed exactly as alone: only the order of
+        // independent computations changes). The first head of a block
+        // asks for the next block's rows (f32; f16 rows are asked for as
+        // they are widened).
+        prefetch_rows(keys, stride, 0..BLOCK.min(n), hd);
+        for b0 in (0..n).step_by(BLOCK) {
+            let nb = BLOCK.min(n - b0);
+            let (kb, ks) = T::rows_f32(&keys[b0 * stride..], stride, nb, hd, &mut buf);
+            for (h, q) in self.q.chunks_exact(hd).enumerate() {
+                let s = &mut self.scores[h * n + b0..][..nb];
+                scores_of(q, kb, ks, self.scale, s, h == 0 && !T::WIDENS);
             }
-            self.out[c..c + w].copy_from_slice(&acc[..w]);
-            c += w;
+        }
+        prefetch_rows(values, stride, 0..BLOCK.min(n), vd);
+        for s in self.scores.chunks_exact_mut(n) {
+            softmax(s);
+        }
+        self.out.fill(0.0);
+        for b0 in (0..n).step_by(BLOCK) {
+            let nb = BLOCK.min(n - b0);
+            let (vb, vs) = T::rows_f32(&values[b0 * stride..], stride, nb, vd, &mut buf);
+            let heads = self
+                .scores
+                .chunks_exact(n)
+                .zip(self.out.chunks_exact_mut(vd));
+            for (h, (p, o)) in heads.enumerate() {
+                add_weighted(&p[b0..b0 + nb], vb, vs, o, h == 0 && !T::WIDENS);
+            }
         }
     }
 }
@@ -351,12 +566,34 @@ impl Task for Attend<'_> {
 /// position `j`'s key is `keys[j * stride..][..q.len()]` and its value
 /// `values[j * stride..][..out.len()]`; the softmax weights (scaled by
 /// `scale`) are left in `scores` and `out` receives their weighted sum of
-/// the values (module docs). Panics unless `scores` is non-empty and
-/// `keys` / `values` hold the last position.
-pub fn attend(
+/// the values (module docs). Panics unless `q` and `scores` are non-empty
+/// and `keys` / `values` hold the last position.
+pub fn attend<T: CacheValue>(
     q: &[f32],
-    keys: &[f32],
-    values: &[f32],
+    keys: &[T],
+    values: &[T],
+    stride: usize,
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    attend_group(q, q.len(), keys, values, stride, scale, scores, out)
+}
+
+/// [`attend`] for the `g = q.len() / head_dim` query heads that share one
+/// KV head (grouped-query attention), with the bits of `g` calls of
+/// [`attend`] but each cached key and value read from memory once. Head
+/// `h`'s query is `q[h * head_dim..][..head_dim]`, its weights
+/// `scores[h * n..][..n]` (`n = scores.len() / g` positions) and its output
+/// `out[h * vd..][..vd]` (`vd = out.len() / g`). Panics unless `head_dim`
+/// divides `q.len()` (`g >= 1`), `g` divides `scores.len()` and
+/// `out.len()`, `n >= 1`, and `keys` / `values` hold the last position.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_group<T: CacheValue>(
+    q: &[f32],
+    head_dim: usize,
+    keys: &[T],
+    values: &[T],
     stride: usize,
     scale: f32,
     scores: &mut [f32],
@@ -364,6 +601,7 @@ pub fn attend(
 ) {
     let task = Attend {
         q,
+        head_dim,
         keys,
         values,
         stride,
@@ -375,17 +613,30 @@ pub fn attend(
 }
 
 /// Checks the lengths, then runs `a` on `on`.
-fn attend_at(on: On, a: Attend<'_>) {
-    let last = a.scores.len().checked_sub(1).expect("attend: no positions");
+fn attend_at<T: CacheValue>(on: On, a: Attend<'_, T>) {
+    let (hd, g) = (a.head_dim, a.q.len().checked_div(a.head_dim).unwrap_or(0));
+    assert!(
+        g >= 1
+            && a.q.len() == g * hd
+            && a.scores.len().is_multiple_of(g)
+            && a.out.len().is_multiple_of(g),
+        "attend: {} query values, head size {}, {} weights and {} outputs do not make whole heads",
+        a.q.len(),
+        hd,
+        a.scores.len(),
+        a.out.len()
+    );
+    let (n, vd) = (a.scores.len() / g, a.out.len() / g);
+    let last = n.checked_sub(1).expect("attend: no positions");
     let need = |width: usize| last.checked_mul(a.stride)?.checked_add(width);
     assert!(
-        need(a.q.len()).is_some_and(|n| n <= a.keys.len())
-            && need(a.out.len()).is_some_and(|n| n <= a.values.len()),
-        "attend: {} positions of stride {} need {:?} key and {:?} value floats, got {} and {}",
-        a.scores.len(),
+        need(hd).is_some_and(|x| x <= a.keys.len())
+            && need(vd).is_some_and(|x| x <= a.values.len()),
+        "attend: {} positions of stride {} need {:?} key and {:?} values, got {} and {}",
+        n,
         a.stride,
-        need(a.q.len()),
-        need(a.out.len()),
+        need(hd),
+        need(vd),
         a.keys.len(),
         a.values.len()
     );
@@ -492,14 +743,19 @@ mod tests {
                 silu_mul_at(on, &mut gate, &values(3 * n, 9, specials));
                 got.extend(bits(&gate));
             }
-            for (hd, stride, positions) in [(64, 192, 1), (64, 192, 100), (40, 45, 7), (80, 80, 33)]
-            {
-                let q = values(hd, 3, false);
+            for (g, hd, stride, positions) in [
+                (1, 64, 192, 1),
+                (3, 64, 192, 100),
+                (1, 40, 45, 7),
+                (2, 80, 80, 33),
+            ] {
+                let q = values(g * hd, 3, false);
                 let keys = values(stride * positions, 4, false);
                 let vals = values(stride * positions, 5, true);
-                let (mut p, mut o) = (vec![0.0; positions], vec![0.0; hd]);
+                let (mut p, mut o) = (vec![0.0; g * positions], vec![0.0; g * hd]);
                 let task = Attend {
                     q: &q,
+                    head_dim: hd,
                     keys: &keys,
                     values: &vals,
                     stride,
@@ -522,6 +778,150 @@ mod tests {
         }
         assert!(run(On::Dispatched) == base);
         assert!(run(attend_on()) == base);
+    }
+
+    /// One head's attention as the module docs write it, one step at a time.
+    fn by_definition(
+        q: &[f32],
+        keys: &[f32],
+        vals: &[f32],
+        stride: usize,
+        scale: f32,
+        n: usize,
+        vd: usize,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let s: Vec<f32> = (0..n)
+            .map(|j| dot(q, &keys[j * stride..][..q.len()]) * scale)
+            .collect();
+        let mut m = f32::NEG_INFINITY;
+        for &x in &s {
+            // +0.0 ranks above -0.0.
+            if x > m || (x == m && x.is_sign_positive()) {
+                m = x;
+            }
+        }
+        let mut p: Vec<f32> = s.iter().map(|&x| exp(x - m)).collect();
+        let mut lanes = [0.0f32; 16];
+        for (j, &x) in p.iter().enumerate() {
+            lanes[j % 16] += x;
+        }
+        for w in [8, 4, 2, 1] {
+            for l in 0..w {
+                lanes[l] += lanes[l + w];
+            }
+        }
+        for x in p.iter_mut() {
+            *x /= lanes[0];
+        }
+        let mut o = vec![0.0f32; vd];
+        for (j, &pj) in p.iter().enumerate() {
+            for (c, oc) in o.iter_mut().enumerate() {
+                *oc = pj.mul_add(vals[j * stride + c], *oc);
+            }
+        }
+        (p, o)
+    }
+
+    /// A group of heads gives each head's bits alone, for group sizes,
+    /// head sizes and position counts around the block and the four-position
+    /// steps (values with specials).
+    #[test]
+    fn a_group_gives_each_heads_bits() {
+        for (g, hd, vd, stride, n) in [
+            (3, 64, 64, 192, 1),
+            (3, 64, 64, 192, 31),
+            (3, 64, 64, 192, 32),
+            (3, 64, 64, 192, 33),
+            (4, 128, 128, 256, 70),
+            (2, 40, 24, 41, 67),
+            (1, 64, 64, 64, 97),
+        ] {
+            let q = values(g * hd, n as u64, true);
+            let keys = values(stride * n, 4, false);
+            let vals = values(stride * n, 5, true);
+            let (mut p, mut o) = (vec![0.0; g * n], vec![0.0; g * vd]);
+            attend_group(&q, hd, &keys, &vals, stride, 0.125, &mut p, &mut o);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            for h in 0..g {
+                let (mut p1, mut o1) = (vec![0.0; n], vec![0.0; vd]);
+                let qh = &q[h * hd..][..hd];
+                attend(qh, &keys, &vals, stride, 0.125, &mut p1, &mut o1);
+                let (p2, o2) = by_definition(qh, &keys, &vals, stride, 0.125, n, vd);
+                for (pp, oo) in [(&p1, &o1), (&p2, &o2)] {
+                    assert_eq!(
+                        bits(&p[h * n..][..n]),
+                        bits(pp),
+                        "g {g} hd {hd} n {n} head {h}"
+                    );
+                    assert_eq!(
+                        bits(&o[h * vd..][..vd]),
+                        bits(oo),
+                        "g {g} hd {hd} n {n} head {h}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// An f16 cache gives the bits of an f32 cache holding its values, on
+    /// every clone (widened by F16C or by plain Rust).
+    #[test]
+    fn an_f16_cache_gives_the_bits_of_its_values() {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for (g, hd, vd, stride, n) in [(3, 64, 64, 192, 70), (2, 40, 27, 45, 33), (1, 8, 8, 8, 5)] {
+            let q = values(g * hd, 11, false);
+            let k16: Vec<half::f16> = values(stride * n, 12, true)
+                .into_iter()
+                .map(half::f16::from_f32)
+                .collect();
+            let v16: Vec<half::f16> = values(stride * n, 13, true)
+                .into_iter()
+                .map(half::f16::from_f32)
+                .collect();
+            let k32: Vec<f32> = k16.iter().map(|h| h.to_f32()).collect();
+            let v32: Vec<f32> = v16.iter().map(|h| h.to_f32()).collect();
+            let run = |on: On, f16: bool| {
+                let (mut p, mut o) = (vec![0.0; g * n], vec![0.0; g * vd]);
+                let (scores, out) = (&mut p[..], &mut o[..]);
+                if f16 {
+                    let (keys, values) = (&k16[..], &v16[..]);
+                    let t = Attend {
+                        q: &q,
+                        head_dim: hd,
+                        keys,
+                        values,
+                        stride,
+                        scale: 0.2,
+                        scores,
+                        out,
+                    };
+                    attend_at(on, t);
+                } else {
+                    let (keys, values) = (&k32[..], &v32[..]);
+                    let t = Attend {
+                        q: &q,
+                        head_dim: hd,
+                        keys,
+                        values,
+                        stride,
+                        scale: 0.2,
+                        scores,
+                        out,
+                    };
+                    attend_at(on, t);
+                }
+                [bits(&p), bits(&o)].concat()
+            };
+            let want = run(On::Level(Level::Baseline), false);
+            for level in Level::ALL {
+                match On::checked(level) {
+                    Ok(on) => {
+                        assert!(run(on, true) == want, "{level}, g {g} hd {hd} n {n}");
+                    }
+                    Err(_) => eprintln!("SKIPPED: {level} (not on this CPU)"),
+                }
+            }
+        }
     }
 
     #[test]
@@ -547,5 +947,14 @@ mod tests {
     fn attention_checks_the_cache_length() {
         let (mut p, mut o) = (vec![0.0; 3], vec![0.0; 8]);
         attend(&[0.0; 8], &[0.0; 23], &[0.0; 24], 8, 1.0, &mut p, &mut o);
+    }
+
+    #[test]
+    #[should_panic(expected = "whole heads")]
+    fn a_group_checks_its_heads() {
+        let (mut p, mut o) = (vec![0.0; 6], vec![0.0; 15]);
+        attend_group(
+            &[0.0; 16], 8, &[0.0; 64], &[0.0; 64], 8, 1.0, &mut p, &mut o,
+        );
     }
 }
