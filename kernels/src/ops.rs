@@ -867,7 +867,30 @@ mod tests {
     /// every clone (widened by F16C or by plain Rust).
     #[test]
     fn an_f16_cache_gives_the_bits_of_its_values() {
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        // The weights and outputs of every head, as bits.
+        fn run<T: CacheValue>(
+            on: On,
+            a: (&[f32], usize, &[T], &[T], usize),
+            g: usize,
+            n: usize,
+            vd: usize,
+        ) -> Vec<u32> {
+            let (q, head_dim, keys, values, stride) = a;
+            let (mut p, mut o) = (vec![0.0f32; g * n], vec![0.0f32; g * vd]);
+            let (scores, out) = (&mut p[..], &mut o[..]);
+            let t = Attend {
+                q,
+                head_dim,
+                keys,
+                values,
+                stride,
+                scale: 0.2,
+                scores,
+                out,
+            };
+            attend_at(on, t);
+            p.iter().chain(&o).map(|x| x.to_bits()).collect()
+        }
         for (g, hd, vd, stride, n) in [(3, 64, 64, 192, 70), (2, 40, 27, 45, 33), (1, 8, 8, 8, 5)] {
             let q = values(g * hd, 11, false);
             let k16: Vec<half::f16> = values(stride * n, 12, true)
@@ -880,43 +903,18 @@ mod tests {
                 .collect();
             let k32: Vec<f32> = k16.iter().map(|h| h.to_f32()).collect();
             let v32: Vec<f32> = v16.iter().map(|h| h.to_f32()).collect();
-            let run = |on: On, f16: bool| {
-                let (mut p, mut o) = (vec![0.0; g * n], vec![0.0; g * vd]);
-                let (scores, out) = (&mut p[..], &mut o[..]);
-                if f16 {
-                    let (keys, values) = (&k16[..], &v16[..]);
-                    let t = Attend {
-                        q: &q,
-                        head_dim: hd,
-                        keys,
-                        values,
-                        stride,
-                        scale: 0.2,
-                        scores,
-                        out,
-                    };
-                    attend_at(on, t);
-                } else {
-                    let (keys, values) = (&k32[..], &v32[..]);
-                    let t = Attend {
-                        q: &q,
-                        head_dim: hd,
-                        keys,
-                        values,
-                        stride,
-                        scale: 0.2,
-                        scores,
-                        out,
-                    };
-                    attend_at(on, t);
-                }
-                [bits(&p), bits(&o)].concat()
-            };
-            let want = run(On::Level(Level::Baseline), false);
+            let want = run(
+                On::Level(Level::Baseline),
+                (&q, hd, &k32, &v32, stride),
+                g,
+                n,
+                vd,
+            );
             for level in Level::ALL {
                 match On::checked(level) {
                     Ok(on) => {
-                        assert!(run(on, true) == want, "{level}, g {g} hd {hd} n {n}");
+                        let got = run(on, (&q, hd, &k16, &v16, stride), g, n, vd);
+                        assert!(got == want, "{level}, g {g} hd {hd} n {n}");
                     }
                     Err(_) => eprintln!("SKIPPED: {level} (not on this CPU)"),
                 }
