@@ -90,7 +90,9 @@ fn dot16(a: &[f32], b: &[f32]) -> f32 {
 /// multiple of 4). The four chains interleaved per value, with the length
 /// known at compile time, is the form LLVM keeps in registers (three times
 /// faster than one position at a time, whose chains do not overlap; other
-/// spellings get tangled by its SLP vectorizer).
+/// spellings get tangled by its SLP vectorizer, as did a form with several
+/// heads per pass, 4x slower). `ahead`: also ask for the keys one block
+/// ahead.
 #[inline(always)]
 fn scores_by_4<const C: usize>(
     q: &[f32],
@@ -310,7 +312,7 @@ struct Attend<'a, T> {
 const BLOCK: usize = 32;
 
 /// `s_j = dot16(q, k_j) * scale` for the positions of `scores`, key `j` at
-/// `keys[j * stride..]`.
+/// `keys[j * stride..]` (`ahead`: as in [`scores_by_4`]).
 #[inline(always)]
 fn scores_of(q: &[f32], keys: &[f32], stride: usize, scale: f32, scores: &mut [f32], ahead: bool) {
     let hd = q.len();
@@ -350,7 +352,8 @@ fn softmax(scores: &mut [f32]) {
 }
 
 /// `o_c = fma(p_j, v_{j,c}, o_c)` over the positions of `p` in order,
-/// value `j` at `values[j * stride..]`, continuing from `out`'s values.
+/// value `j` at `values[j * stride..]`, continuing from `out`'s values
+/// (`ahead`: also ask for the values one block ahead).
 #[inline(always)]
 fn add_weighted(p: &[f32], values: &[f32], stride: usize, out: &mut [f32], ahead: bool) {
     // 64 outputs at a time, so that independent vector chains hide the
