@@ -43,6 +43,7 @@
 //! other heads. Each head's arithmetic is unchanged (only independent
 //! computations are reordered), so a group gives each head's bits alone.
 
+use crate::formats::FloatElem;
 use crate::load::{Level, On, Task};
 use std::sync::OnceLock;
 
@@ -425,76 +426,79 @@ fn prefetch_line(p: *const u8) {
 /// position, as llama.cpp's default cache). f16 values are widened to f32
 /// (exactly) before any arithmetic, so a cache of f16 values gives the bits
 /// of an f32 cache holding the same values.
-pub trait CacheValue: Copy + Send + Sync + sealed::Sealed {
-    /// `rows` rows of `width` values (row `j` at `src[j * stride..]`) as f32
-    /// rows and their stride: `src` itself when it holds f32, else widened
-    /// into `buf` (which then holds `rows * width` values, stride `width`).
-    /// Asks for the next block's rows as it goes.
-    #[doc(hidden)]
-    fn rows_f32<'a>(
-        src: &'a [Self],
-        stride: usize,
-        rows: usize,
-        width: usize,
-        buf: &'a mut [f32],
-    ) -> (&'a [f32], usize);
-    /// Whether [`CacheValue::rows_f32`] copies (and so needs a buffer).
-    #[doc(hidden)]
-    const WIDENS: bool;
-}
+pub trait CacheValue: Copy + Send + Sync + sealed::Sealed {}
+impl CacheValue for f32 {}
+impl CacheValue for half::f16 {}
 
 mod sealed {
-    pub trait Sealed {}
-    impl Sealed for f32 {}
-    impl Sealed for half::f16 {}
-}
-
-impl CacheValue for f32 {
-    const WIDENS: bool = false;
-    #[inline(always)]
-    fn rows_f32<'a>(
-        src: &'a [f32],
-        stride: usize,
-        _: usize,
-        _: usize,
-        _: &'a mut [f32],
-    ) -> (&'a [f32], usize) {
-        (src, stride)
+    /// A cache's values by type (a constant after inlining).
+    pub enum View<'a> {
+        F32(&'a [f32]),
+        F16(&'a [half::f16]),
     }
-}
-
-impl CacheValue for half::f16 {
-    const WIDENS: bool = true;
-    #[inline(always)]
-    fn rows_f32<'a>(
-        src: &'a [half::f16],
-        stride: usize,
-        rows: usize,
-        width: usize,
-        buf: &'a mut [f32],
-    ) -> (&'a [f32], usize) {
-        for (j, dst) in buf[..rows * width].chunks_exact_mut(width).enumerate() {
-            prefetch_rows(src, stride, j + BLOCK..j + BLOCK + 1, width);
-            widen_row(&src[j * stride..][..width], dst);
+    pub trait Sealed: Sized {
+        fn view(src: &[Self]) -> View<'_>;
+    }
+    impl Sealed for f32 {
+        #[inline(always)]
+        fn view(src: &[f32]) -> View<'_> {
+            View::F32(src)
         }
-        (&buf[..rows * width], width)
     }
+    impl Sealed for half::f16 {
+        #[inline(always)]
+        fn view(src: &[half::f16]) -> View<'_> {
+            View::F16(src)
+        }
+    }
+}
+use sealed::View;
+
+/// Rows `b0..b0 + nb` of `width` values (row `j` at `src[j * stride..]`) as
+/// f32 rows and their stride: the cache itself when it holds f32, else
+/// widened into `buf` (stride `width`), asking for the next block's rows
+/// as it goes. `f16c`: whether the CPU has F16C (detected once per call).
+#[inline(always)]
+fn block_rows<'a>(
+    src: View<'a>,
+    (b0, nb, stride, width): (usize, usize, usize, usize),
+    buf: &'a mut [f32],
+    f16c: bool,
+) -> (&'a [f32], usize) {
+    match src {
+        View::F32(src) => (&src[b0 * stride..], stride),
+        View::F16(src) => {
+            let src = &src[b0 * stride..];
+            for (j, dst) in buf[..nb * width].chunks_exact_mut(width).enumerate() {
+                prefetch_rows(src, stride, j + BLOCK..j + BLOCK + 1, width);
+                widen_row(&src[j * stride..][..width], dst, f16c);
+            }
+            (&buf[..nb * width], width)
+        }
+    }
+}
+
+/// Whether the CPU has F16C (x86-64; false elsewhere).
+fn has_f16c() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("f16c");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// `dst[i] = src[i]` widened (exact; the bits of `f16::to_f32`): by F16C
-/// where the CPU has it (the plain-Rust widening takes ~8 instructions per
+/// when `f16c` (the format's plain-Rust widening takes ~8 instructions per
 /// 8 values, F16C one).
 #[inline(always)]
-fn widen_row(src: &[half::f16], dst: &mut [f32]) {
+fn widen_row(src: &[half::f16], dst: &mut [f32], f16c: bool) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("f16c") {
-        // SAFETY: the CPU has F16C (and so AVX, which F16C requires).
+    if f16c {
+        // SAFETY: `f16c` comes from `has_f16c` (F16C implies AVX).
         unsafe { widen_row_f16c(src, dst) };
         return;
     }
-    for (d, h) in dst.iter_mut().zip(src) {
-        *d = crate::formats::f16_to_f32(*h);
-    }
+    let _ = f16c;
+    FloatElem::to_f32_slice(src, dst);
 }
 
 /// [`widen_row`] by `vcvtph2ps`, 8 values at a time.
@@ -506,10 +510,9 @@ fn widen_row(src: &[half::f16], dst: &mut [f32]) {
 #[inline]
 unsafe fn widen_row_f16c(src: &[half::f16], dst: &mut [f32]) {
     use core::arch::x86_64::{__m128i, _mm256_cvtph_ps, _mm256_storeu_ps, _mm_loadu_si128};
-    let n = src.len().min(dst.len());
-    let whole = n - n % 8;
-    let (src, rs) = src[..n].split_at(whole);
-    let (dst, rd) = dst[..n].split_at_mut(whole);
+    let whole = src.len() - src.len() % 8;
+    let (src, rs) = src.split_at(whole);
+    let (dst, rd) = dst.split_at_mut(whole);
     for (s, d) in src.chunks_exact(8).zip(dst.chunks_exact_mut(8)) {
         // SAFETY: `s` holds 8 f16 (16 bytes) and `d` 8 f32; unaligned
         // loads and stores; the features are the caller's promise.
@@ -518,9 +521,7 @@ unsafe fn widen_row_f16c(src: &[half::f16], dst: &mut [f32]) {
             _mm256_storeu_ps(d.as_mut_ptr(), _mm256_cvtph_ps(h));
         }
     }
-    for (d, h) in rd.iter_mut().zip(rs) {
-        *d = crate::formats::f16_to_f32(*h);
-    }
+    FloatElem::to_f32_slice(rs, rd);
 }
 
 impl<T: CacheValue> Task for Attend<'_, T> {
@@ -531,7 +532,9 @@ impl<T: CacheValue> Task for Attend<'_, T> {
         let g = self.q.len() / hd;
         let (n, vd) = (self.scores.len() / g, self.out.len() / g);
         let (keys, values) = (self.keys, self.values);
-        let mut buf = vec![0.0f32; if T::WIDENS { BLOCK * hd.max(vd) } else { 0 }];
+        let widens = matches!(T::view(keys), View::F16(_));
+        let f16c = widens && has_f16c();
+        let mut buf = vec![0.0f32; if widens { BLOCK * hd.max(vd) } else { 0 }];
         // Blocks of positions, the group's heads within a block (each
         // head's values are computed exactly as alone: only the order of
         // independent computations changes). The first head of a block
@@ -540,10 +543,10 @@ impl<T: CacheValue> Task for Attend<'_, T> {
         prefetch_rows(keys, stride, 0..BLOCK.min(n), hd);
         for b0 in (0..n).step_by(BLOCK) {
             let nb = BLOCK.min(n - b0);
-            let (kb, ks) = T::rows_f32(&keys[b0 * stride..], stride, nb, hd, &mut buf);
+            let (kb, ks) = block_rows(T::view(keys), (b0, nb, stride, hd), &mut buf, f16c);
             for (h, q) in self.q.chunks_exact(hd).enumerate() {
                 let s = &mut self.scores[h * n + b0..][..nb];
-                scores_of(q, kb, ks, self.scale, s, h == 0 && !T::WIDENS);
+                scores_of(q, kb, ks, self.scale, s, h == 0 && !widens);
             }
         }
         prefetch_rows(values, stride, 0..BLOCK.min(n), vd);
@@ -553,13 +556,13 @@ impl<T: CacheValue> Task for Attend<'_, T> {
         self.out.fill(0.0);
         for b0 in (0..n).step_by(BLOCK) {
             let nb = BLOCK.min(n - b0);
-            let (vb, vs) = T::rows_f32(&values[b0 * stride..], stride, nb, vd, &mut buf);
+            let (vb, vs) = block_rows(T::view(values), (b0, nb, stride, vd), &mut buf, f16c);
             let heads = self
                 .scores
                 .chunks_exact(n)
                 .zip(self.out.chunks_exact_mut(vd));
             for (h, (p, o)) in heads.enumerate() {
-                add_weighted(&p[b0..b0 + nb], vb, vs, o, h == 0 && !T::WIDENS);
+                add_weighted(&p[b0..b0 + nb], vb, vs, o, h == 0 && !widens);
             }
         }
     }
