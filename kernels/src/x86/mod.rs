@@ -138,6 +138,7 @@ macro_rules! row_groups {
 pub(crate) mod avx2;
 pub(crate) mod avx512;
 pub(crate) mod simd;
+pub(crate) mod stream;
 pub(crate) mod tiles;
 
 pub(crate) use crate::F16_KC;
