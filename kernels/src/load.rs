@@ -11,7 +11,9 @@
 //! the caches: made in an L1 buffer, copied out with non-temporal stores
 //! (`x86/stream.rs`), up to twice as fast here; the quantizers, the
 //! narrowing and the dequantizers keep plain stores (compute-bound, or
-//! measured no faster streamed).
+//! measured no faster streamed). F16 / BF16 panels are turned back into
+//! rows by an AVX-512 transpose (`x86/widen_panel.rs`) on that level: the
+//! compiler's permutes of a fixed-size tile took most of the time there.
 //!
 //! Rust never contracts or reassociates float operations, whatever the
 //! target features, so every clone gives the bytes of the baseline build and
@@ -530,6 +532,9 @@ pub(crate) fn transpose_panel<const S: usize>(rows: &[[u8; S]], k: usize, out: &
 struct WidenPanel<'a, E> {
     panel: &'a [E],
     k: usize,
+    /// The first k-step to widen (a multiple of `NR`; the earlier ones are
+    /// written already).
+    from: usize,
     out: &'a mut [f32],
 }
 
@@ -542,8 +547,11 @@ impl<E: FloatElem> Task for WidenPanel<'_, E> {
         // through a fixed-size buffer (shuffles), then each row's NR values
         // widened into place (one vector store per row).
         let k = self.k;
-        for (c, tile) in self.panel[..k * NR].chunks(NR * NR).enumerate() {
-            let kk = c * NR;
+        for (c, tile) in self.panel[self.from * NR..k * NR]
+            .chunks(NR * NR)
+            .enumerate()
+        {
+            let kk = self.from + c * NR;
             let w = tile.len() / NR;
             let mut buf = [[E::from_f32_le(0.0); NR]; NR];
             if tile.len() == NR * NR {
@@ -783,6 +791,10 @@ pub fn dequantize_matrix_on(
 fn dequantize_matrix_at(on: On, m: &PackedMatrix, out: &mut [f32]) {
     let (n, k) = (m.n(), m.k());
     assert_eq!(out.len(), n * k, "dequantize_matrix: length mismatch");
+    let avx512 = match on {
+        On::Dispatched => Level::selected(),
+        On::Level(level) => level,
+    } == Level::Avx512;
     let panel = |(p, out): (usize, &mut [f32])| {
         let panel = m.panel(p);
         match_format!(
@@ -794,11 +806,13 @@ fn dequantize_matrix_at(on: On, m: &PackedMatrix, out: &mut [f32]) {
                 out,
                 _b: core::marker::PhantomData,
             }),
-            E => on.run(WidenPanel::<E> {
-                panel: bytemuck::cast_slice(panel),
-                k,
-                out,
-            }),
+            E => {
+                let panel = bytemuck::cast_slice(panel);
+                let from = widen_panel_avx512::<E>(avx512, panel, k, out);
+                if from < k {
+                    on.run(WidenPanel::<E> { panel, k, from, out })
+                }
+            },
         )
     };
     if out.len() < PARALLEL_VALUES {
@@ -806,6 +820,21 @@ fn dequantize_matrix_at(on: On, m: &PackedMatrix, out: &mut [f32]) {
     } else {
         out.par_chunks_mut(NR * k).enumerate().for_each(panel);
     }
+}
+
+/// The whole tiles of an F16 / BF16 panel by the AVX-512 transpose
+/// (`x86/widen_panel.rs`, same values) when `avx512`: the loop of the
+/// clones spends most of its time on the compiler's permutes there. Returns
+/// the k-steps written (0 for other levels and formats).
+fn widen_panel_avx512<E: FloatElem>(avx512: bool, panel: &[E], k: usize, out: &mut [f32]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if avx512 && core::mem::size_of::<E>() == 2 && k > 0 {
+        let bf16 = E::FORMAT == WeightFormat::BF16;
+        let panel = bytemuck::cast_slice(&panel[..k * NR]);
+        return crate::x86::widen_panel::widen_panel(bf16, panel, k, out);
+    }
+    let _ = (avx512, panel, k, out);
+    0
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! width and an integer dot ([`simd`]); `avx2.rs` (AVX2, AVX-VNNI: 256-bit)
 //! and `avx512.rs` (AVX-512 BW, VNNI: 512-bit) supply the instructions, the
 //! tiling constants, their activation quantizer and their kernel tables.
+//! Two load-time helpers sit beside them: `stream.rs` (non-temporal stores
+//! for large outputs) and `widen_panel.rs` (F16 / BF16 panels back to rows).
 
 /// Defines module `$name` holding the kernel table of one ISA level: thin
 /// `#[target_feature]` entry points around the parent module's
@@ -140,6 +142,7 @@ pub(crate) mod avx512;
 pub(crate) mod simd;
 pub(crate) mod stream;
 pub(crate) mod tiles;
+pub(crate) mod widen_panel;
 
 pub(crate) use crate::F16_KC;
 
