@@ -11,9 +11,11 @@
 //! the caches: made in an L1 buffer, copied out with non-temporal stores
 //! (`x86/stream.rs`), up to twice as fast here; the quantizers, the
 //! narrowing and the dequantizers keep plain stores (compute-bound, or
-//! measured no faster streamed). F16 / BF16 panels are turned back into
-//! rows by an AVX-512 transpose (`x86/widen_panel.rs`) on that level: the
-//! compiler's permutes of a fixed-size tile took most of the time there.
+//! measured no faster streamed). F16, BF16, Q8_0 and k-quant panels are
+//! turned back into rows on the AVX-512 level by `x86/panel_rows.rs` (each
+//! column for 16 rows at once, then a register transpose): the compiler's
+//! permutes of a fixed-size tile, or the gathering of each row's lanes,
+//! took most of the time there.
 //!
 //! Rust never contracts or reassociates float operations, whatever the
 //! target features, so every clone gives the bytes of the baseline build and
@@ -456,6 +458,8 @@ struct DequantizePanel<'a, B> {
     panel: &'a [u8],
     scales_offset: usize,
     k: usize,
+    /// The first block to dequantize (the earlier ones are written already).
+    from: usize,
     out: &'a mut [f32],
     _b: core::marker::PhantomData<B>,
 }
@@ -467,7 +471,9 @@ impl<B: PackedBlock> Task for DequantizePanel<'_, B> {
         let mut buf = [0.0f32; QK_K];
         let buf = &mut buf[..B::VALUES];
         for (r, row) in self.out.chunks_exact_mut(self.k).enumerate() {
+            let row = &mut row[self.from * B::VALUES..];
             for (b, chunk) in row.chunks_mut(B::VALUES).enumerate() {
+                let b = self.from + b;
                 let (panel, so) = (self.panel, self.scales_offset);
                 if chunk.len() == B::VALUES {
                     dequantize_panel_block::<B>(panel, so, b, r, chunk);
@@ -799,13 +805,20 @@ fn dequantize_matrix_at(on: On, m: &PackedMatrix, out: &mut [f32]) {
         let panel = m.panel(p);
         match_format!(
             m.format(),
-            B => on.run(DequantizePanel::<B> {
-                panel,
-                scales_offset: m.scales_offset(),
-                k,
-                out,
-                _b: core::marker::PhantomData,
-            }),
+            B => {
+                let so = m.scales_offset();
+                let from = block_panel_avx512(avx512, B::FORMAT, panel, so, k, out) / B::VALUES;
+                if from * B::VALUES < k {
+                    on.run(DequantizePanel::<B> {
+                        panel,
+                        scales_offset: so,
+                        k,
+                        from,
+                        out,
+                        _b: core::marker::PhantomData,
+                    })
+                }
+            },
             E => {
                 let panel = bytemuck::cast_slice(panel);
                 let from = widen_panel_avx512::<E>(avx512, panel, k, out);
@@ -822,8 +835,36 @@ fn dequantize_matrix_at(on: On, m: &PackedMatrix, out: &mut [f32]) {
     }
 }
 
+/// The whole blocks of a Q8_0 / Q4_K / Q5_K / Q6_K panel by the AVX-512
+/// column-then-transpose loop (`x86/panel_rows.rs`, same values) when
+/// `avx512`; returns the columns written (0 for other levels and formats:
+/// the other 32-value formats measured faster in the clones' loop).
+fn block_panel_avx512(
+    avx512: bool,
+    format: WeightFormat,
+    panel: &[u8],
+    so: usize,
+    k: usize,
+    out: &mut [f32],
+) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if avx512 && k > 0 {
+        use crate::x86::panel_rows::{block_panel, Blocks};
+        let kind = match format {
+            WeightFormat::Q8_0 => Blocks::Q8_0,
+            WeightFormat::Q4_K => Blocks::Q4K,
+            WeightFormat::Q5_K => Blocks::Q5K,
+            WeightFormat::Q6_K => Blocks::Q6K,
+            _ => return 0,
+        };
+        return block_panel(kind, panel, so, k, out);
+    }
+    let _ = (avx512, format, panel, so, k, out);
+    0
+}
+
 /// The whole tiles of an F16 / BF16 panel by the AVX-512 transpose
-/// (`x86/widen_panel.rs`, same values) when `avx512`: the loop of the
+/// (`x86/panel_rows.rs`, same values) when `avx512`: the loop of the
 /// clones spends most of its time on the compiler's permutes there. Returns
 /// the k-steps written (0 for other levels and formats).
 fn widen_panel_avx512<E: FloatElem>(avx512: bool, panel: &[E], k: usize, out: &mut [f32]) -> usize {
@@ -831,7 +872,7 @@ fn widen_panel_avx512<E: FloatElem>(avx512: bool, panel: &[E], k: usize, out: &m
     if avx512 && core::mem::size_of::<E>() == 2 && k > 0 {
         let bf16 = E::FORMAT == WeightFormat::BF16;
         let panel = bytemuck::cast_slice(&panel[..k * NR]);
-        return crate::x86::widen_panel::widen_panel(bf16, panel, k, out);
+        return crate::x86::panel_rows::widen_panel(bf16, panel, k, out);
     }
     let _ = (avx512, panel, k, out);
     0

@@ -3,7 +3,7 @@
 //! and `avx512.rs` (AVX-512 BW, VNNI: 512-bit) supply the instructions, the
 //! tiling constants, their activation quantizer and their kernel tables.
 //! Two load-time helpers sit beside them: `stream.rs` (non-temporal stores
-//! for large outputs) and `widen_panel.rs` (F16 / BF16 panels back to rows).
+//! for large outputs) and `panel_rows.rs` (F16, BF16 and k-quant panels back to rows).
 
 /// Defines module `$name` holding the kernel table of one ISA level: thin
 /// `#[target_feature]` entry points around the parent module's
@@ -139,10 +139,10 @@ macro_rules! row_groups {
 
 pub(crate) mod avx2;
 pub(crate) mod avx512;
+pub(crate) mod panel_rows;
 pub(crate) mod simd;
 pub(crate) mod stream;
 pub(crate) mod tiles;
-pub(crate) mod widen_panel;
 
 pub(crate) use crate::F16_KC;
 

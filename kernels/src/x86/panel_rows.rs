@@ -1,0 +1,384 @@
+//! Weight panels turned back into row-major f32 with AVX-512, for the
+//! dequantization of layers: 16 k-steps (columns) of the panel's 16 rows at
+//! a time, each column computed for all rows at once (one row per 32-bit
+//! lane, as the panel stores them) and the 16 x 16 tile transposed in
+//! registers in four shuffle stages. The plain-Rust loops of the load
+//! clones spend most of their time on the compiler's permutes of the same
+//! tiles (F16 / BF16) or on gathering each row's lanes (k-quants).
+//!
+//! - F16 / BF16: widened exactly (`vcvtph2ps`, or the bf16 bits shifted
+//!   into place).
+//! - Q8_0, Q4_K, Q5_K, Q6_K: the arithmetic of the formats' dequantization
+//!   in the same order, one column at a time: `q * d` (Q8_0),
+//!   `(d * sc) * q - dmin * m` (Q4_K, Q5_K), `(d * sc) * (q - 32)` (Q6_K):
+//!   products and differences of f32 that the vector instructions round as
+//!   the scalar ones do. The other 32-value formats measured no faster this
+//!   way (their plain-Rust loop vectorizes well) and keep it.
+
+use crate::pack::NR;
+use core::arch::x86_64::*;
+
+/// Whether this CPU runs [`widen_panel`].
+pub(crate) fn available() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
+/// The whole tiles of a float panel as rows: `panel` holds `k` k-steps of
+/// [`NR`] 16-bit values (F16 bits, or BF16 bits when `bf16`), `out` the
+/// panel's first `rows` rows of `k` f32 (the last panel of a matrix may
+/// have fewer than `NR`). Writes columns `0..k / NR * NR` of every row and
+/// returns that count; the caller widens the rest. Panics unless
+/// `panel.len() == k * NR`, `out.len()` is a whole number of at most `NR`
+/// rows, and [`available`].
+pub(crate) fn widen_panel(bf16: bool, panel: &[u16], k: usize, out: &mut [f32]) -> usize {
+    assert!(available(), "widen_panel: this CPU lacks AVX-512F");
+    assert!(
+        panel.len() == k * NR && out.len() <= k * NR && k > 0 && out.len().is_multiple_of(k),
+        "widen_panel: length mismatch"
+    );
+    // SAFETY: AVX-512F is present (checked above); the lengths are checked.
+    unsafe { widen_tiles(bf16, panel, k, out) };
+    k / NR * NR
+}
+
+#[target_feature(enable = "avx512f,avx2,f16c")]
+unsafe fn widen_tiles(bf16: bool, panel: &[u16], k: usize, out: &mut [f32]) {
+    let rows = out.len() / k;
+    for t in 0..k / NR {
+        let mut r = [_mm512_setzero_ps(); NR];
+        for (s, r) in r.iter_mut().enumerate() {
+            // SAFETY: k-step `t * NR + s` < k, so its NR values lie inside
+            // `panel` (`k * NR` values); `loadu` takes any alignment.
+            let h = unsafe { _mm256_loadu_si256(panel.as_ptr().add((t * NR + s) * NR).cast()) };
+            *r = if bf16 {
+                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+            } else {
+                _mm512_cvtph_ps(h)
+            };
+        }
+        for (l, row) in transpose(r).into_iter().take(rows).enumerate() {
+            // SAFETY: row `l` < rows, columns `t * NR..t * NR + NR` <= k:
+            // inside `out` (`rows * k` values).
+            unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(l * k + t * NR), row) };
+        }
+    }
+}
+
+/// A block format whose panels [`block_panel`] turns into rows.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Blocks {
+    Q8_0,
+    Q4K,
+    Q5K,
+    Q6K,
+}
+
+impl Blocks {
+    const ALL: [Blocks; 4] = [Blocks::Q8_0, Blocks::Q4K, Blocks::Q5K, Blocks::Q6K];
+    const fn kquant(self) -> bool {
+        matches!(self, Blocks::Q4K | Blocks::Q5K | Blocks::Q6K)
+    }
+    /// Values per block.
+    pub(crate) const fn values(self) -> usize {
+        if self.kquant() {
+            256
+        } else {
+            32
+        }
+    }
+    /// Lane groups (64-byte chunks) per 32 values.
+    const fn groups(self) -> usize {
+        match self {
+            Blocks::Q8_0 => 8,
+            Blocks::Q4K => 4,
+            Blocks::Q5K => 5,
+            Blocks::Q6K => 6,
+        }
+    }
+    /// f16 scales per row and block (`d`, then Q4_K / Q5_K's `dmin`).
+    const fn scales(self) -> usize {
+        match self {
+            Blocks::Q4K | Blocks::Q5K => 2,
+            _ => 1,
+        }
+    }
+    /// Bytes of a block's scales region in a panel (the k-quants' 16
+    /// sub-block scale bytes per row after the f16 scales).
+    const fn scale_bytes(self) -> usize {
+        (self.scales() * 2 + if self.kquant() { 16 } else { 0 }) * NR
+    }
+}
+
+/// The whole blocks of a panel of a block format as rows: `panel` is one
+/// panel of a matrix of `k` columns whose scales start at `so`
+/// ([`crate::pack`]'s layout), `out` its first `out.len() / k` rows (at most
+/// `NR`). Writes the columns of the whole blocks (`k / values * values`) of
+/// every row and returns that count; the caller dequantizes the rest.
+/// Panics unless [`available`], the panel holds `k.div_ceil(values)` blocks
+/// of codes and of scales from `so`, and `out` is a whole number of at most
+/// `NR` rows.
+pub(crate) fn block_panel(
+    kind: Blocks,
+    panel: &[u8],
+    so: usize,
+    k: usize,
+    out: &mut [f32],
+) -> usize {
+    assert!(available(), "block_panel: this CPU lacks AVX-512F");
+    let nb = k.div_ceil(kind.values());
+    assert!(
+        k > 0
+            && nb * kind.values() / 32 * kind.groups() * 64 <= so
+            && so + nb * kind.scale_bytes() <= panel.len()
+            && out.len() <= k * NR
+            && out.len().is_multiple_of(k),
+        "block_panel: length mismatch"
+    );
+    // SAFETY: AVX-512F is present and the lengths are checked (above).
+    unsafe {
+        match kind {
+            Blocks::Q8_0 => blocks::<0>(panel, so, k, out),
+            Blocks::Q4K => blocks::<1>(panel, so, k, out),
+            Blocks::Q5K => blocks::<2>(panel, so, k, out),
+            Blocks::Q6K => blocks::<3>(panel, so, k, out),
+        }
+    }
+    k / kind.values() * kind.values()
+}
+
+/// [`block_panel`] of format `Blocks::ALL[F]`, one 16-column half of a
+/// 32-value (sub-)block at a time: each column's codes for the 16 rows (one
+/// row per 32-bit lane of the chunks), its values by the format's
+/// arithmetic, then the transpose.
+#[target_feature(enable = "avx512f,avx2,f16c")]
+unsafe fn blocks<const F: usize>(panel: &[u8], so: usize, k: usize, out: &mut [f32]) {
+    let kind = Blocks::ALL[F];
+    let (g, subs) = (kind.groups(), kind.values() / 32);
+    let rows = out.len() / k;
+    let p = panel.as_ptr();
+    for b in 0..k / kind.values() {
+        let scales = so + b * kind.scale_bytes();
+        let small = scales + kind.scales() * NR * 2;
+        // SAFETY (every load below): the checks of `block_panel` put block
+        // b's codes (`subs * g` chunks of 64 bytes from `b * subs * g * 64`)
+        // and scales (`scale_bytes` from `scales`) inside `panel`; the
+        // loads take any alignment.
+        let ld16 = |o: usize| unsafe { _mm_loadu_si128(p.add(o).cast()) };
+        let d = _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(p.add(scales).cast()) });
+        let m = if kind.scales() == 2 {
+            _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(p.add(scales + 32).cast()) })
+        } else {
+            _mm512_setzero_ps()
+        };
+        for s in 0..subs {
+            let mut chunk = [_mm512_setzero_si512(); 8];
+            for (c, v) in chunk.iter_mut().enumerate().take(g) {
+                // SAFETY: as above.
+                *v = unsafe { _mm512_loadu_si512(p.add(((b * subs + s) * g + c) * 64).cast()) };
+            }
+            // Each half's scale, and the minimum to subtract (k-quants).
+            let (ds, ms) = match kind {
+                Blocks::Q6K => {
+                    let sc =
+                        |u: usize| _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(ld16(small + 16 * u)));
+                    let ds = [_mm512_mul_ps(d, sc(2 * s)), _mm512_mul_ps(d, sc(2 * s + 1))];
+                    (ds, m)
+                }
+                Blocks::Q4K | Blocks::Q5K => {
+                    let sc =
+                        |u: usize| _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(ld16(small + 16 * u)));
+                    let ds = _mm512_mul_ps(d, sc(s));
+                    ([ds, ds], _mm512_mul_ps(m, sc(8 + s)))
+                }
+                _ => ([d, d], m),
+            };
+            for half in 0..2 {
+                let mut col = [_mm512_setzero_ps(); NR];
+                for (e16, col) in col.iter_mut().enumerate() {
+                    let e = 16 * half + e16;
+                    let splat = |v: usize| _mm512_set1_epi32(v as i32);
+                    let q = if kind == Blocks::Q8_0 {
+                        // Byte e % 4 of chunk e / 4, stored as q + 128.
+                        let v = _mm512_srlv_epi32(chunk[e / 4], splat(8 * (e % 4)));
+                        _mm512_sub_epi32(_mm512_and_si512(v, splat(0xFF)), splat(128))
+                    } else {
+                        let (c, i) = (e16 / 4, e16 % 4);
+                        let v = _mm512_srlv_epi32(chunk[c], splat(8 * i + 4 * half));
+                        let mut q = _mm512_and_si512(v, splat(0xF));
+                        if g == 5 {
+                            // The fifth bit: bit e of the row's `qh` lane.
+                            let h =
+                                _mm512_and_si512(_mm512_srlv_epi32(chunk[4], splat(e)), splat(1));
+                            q = _mm512_or_si512(q, _mm512_slli_epi32::<4>(h));
+                        }
+                        if g == 6 {
+                            // Bits 4-5: bits 2c..2c + 2 of byte i of the half's chunk.
+                            let h = _mm512_srlv_epi32(chunk[4 + half], splat(8 * i + 2 * c));
+                            let h = _mm512_and_si512(h, splat(3));
+                            q = _mm512_or_si512(q, _mm512_slli_epi32::<4>(h));
+                        }
+                        if g == 6 {
+                            _mm512_sub_epi32(q, splat(32))
+                        } else {
+                            q
+                        }
+                    };
+                    let y = _mm512_mul_ps(ds[half], _mm512_cvtepi32_ps(q));
+                    *col = match kind {
+                        Blocks::Q4K | Blocks::Q5K => _mm512_sub_ps(y, ms),
+                        _ => y,
+                    };
+                }
+                let at = b * kind.values() + 32 * s + 16 * half;
+                for (l, row) in transpose(col).into_iter().take(rows).enumerate() {
+                    // SAFETY: row `l` < rows, columns `at..at + 16` <= k:
+                    // inside `out` (`rows * k` values).
+                    unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(l * k + at), row) };
+                }
+            }
+        }
+    }
+}
+
+/// The 16 x 16 transpose: lane `l` of result `s` is lane `s` of input `l`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn transpose(r: [__m512; NR]) -> [__m512; NR] {
+    // 32-bit pairs, then 64-bit pairs, within 128-bit lanes: u[4i + j],
+    // 128-bit lane q holds lane 4q + j of inputs 4i..4i + 4.
+    let mut u = [_mm512_setzero_pd(); NR];
+    for i in 0..4 {
+        let [a0, a1, a2, a3] = [r[4 * i], r[4 * i + 1], r[4 * i + 2], r[4 * i + 3]];
+        let t0 = _mm512_castps_pd(_mm512_unpacklo_ps(a0, a1));
+        let t1 = _mm512_castps_pd(_mm512_unpackhi_ps(a0, a1));
+        let t2 = _mm512_castps_pd(_mm512_unpacklo_ps(a2, a3));
+        let t3 = _mm512_castps_pd(_mm512_unpackhi_ps(a2, a3));
+        u[4 * i] = _mm512_unpacklo_pd(t0, t2);
+        u[4 * i + 1] = _mm512_unpackhi_pd(t0, t2);
+        u[4 * i + 2] = _mm512_unpacklo_pd(t1, t3);
+        u[4 * i + 3] = _mm512_unpackhi_pd(t1, t3);
+    }
+    // Then whole 128-bit lanes: result 4q + j gathers lane q of u[j],
+    // u[4 + j], u[8 + j], u[12 + j].
+    let mut v = [_mm512_setzero_ps(); NR];
+    for (v, u) in v.iter_mut().zip(u) {
+        *v = _mm512_castpd_ps(u);
+    }
+    let u = v;
+    let mut out = [_mm512_setzero_ps(); NR];
+    for j in 0..4 {
+        let v0 = _mm512_shuffle_f32x4::<0x88>(u[j], u[4 + j]);
+        let v1 = _mm512_shuffle_f32x4::<0xDD>(u[j], u[4 + j]);
+        let w0 = _mm512_shuffle_f32x4::<0x88>(u[8 + j], u[12 + j]);
+        let w1 = _mm512_shuffle_f32x4::<0xDD>(u[8 + j], u[12 + j]);
+        out[j] = _mm512_shuffle_f32x4::<0x88>(v0, w0);
+        out[4 + j] = _mm512_shuffle_f32x4::<0x88>(v1, w1);
+        out[8 + j] = _mm512_shuffle_f32x4::<0xDD>(v0, w0);
+        out[12 + j] = _mm512_shuffle_f32x4::<0xDD>(v1, w1);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Panels of random bytes (any codes, scales and f16 `d`, `m` /
+    /// `dmin`, NaN and infinities included), whole and with fewer rows, and
+    /// a last partial block: each whole block's values equal the scalar
+    /// dequantization of the panel (`dequantize_panel_block`).
+    #[test]
+    fn block_panels_dequantize_as_the_scalar_code() {
+        use crate::formats::*;
+        use crate::pack::{dequantize_panel_block, scale_bytes};
+        if !available() {
+            println!("block_panel: SKIPPED (this CPU lacks AVX-512F)");
+            return;
+        }
+        fn check<B: PackedBlock>(kind: Blocks) {
+            assert_eq!(kind.values(), B::VALUES);
+            assert_eq!(kind.groups() * B::VALUES / 32, B::GROUPS);
+            assert_eq!(kind.scales(), B::SCALES);
+            assert_eq!(kind.scale_bytes(), scale_bytes::<B>());
+            let v = B::VALUES;
+            let k: usize = 3 * v + v / 2 - 4;
+            let nb = k.div_ceil(v);
+            let so = nb * B::GROUPS * 64;
+            let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ B::GROUPS as u64;
+            let panel: Vec<u8> = (0..so + nb * scale_bytes::<B>())
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state >> 24) as u8
+                })
+                .collect();
+            for rows in [NR, 3] {
+                let mut out = vec![f32::from_bits(0x7FC0_4321); rows * k];
+                assert_eq!(block_panel(kind, &panel, so, k, &mut out), 3 * v);
+                let mut want = [0.0f32; 256];
+                let want = &mut want[..v];
+                for r in 0..rows {
+                    for b in 0..nb {
+                        let got = &out[r * k + b * v..][..v.min(k - b * v)];
+                        if b < 3 {
+                            dequantize_panel_block::<B>(&panel, so, b, r, want);
+                            let same = |(g, w): (&f32, &f32)| {
+                                g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan())
+                            };
+                            let bad = got.iter().zip(want.iter()).position(|p| !same(p));
+                            assert_eq!(bad, None, "{} rows {rows} row {r} block {b}", B::INFO.name);
+                        } else {
+                            assert!(
+                                got.iter().all(|v| v.to_bits() == 0x7FC0_4321),
+                                "past the whole blocks"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        check::<BlockQ8_0>(Blocks::Q8_0);
+        check::<BlockQ4_K>(Blocks::Q4K);
+        check::<BlockQ5_K>(Blocks::Q5K);
+        check::<BlockQ6_K>(Blocks::Q6K);
+    }
+
+    /// Every 16-bit pattern (NaN payloads, subnormals, both zeros) as F16
+    /// and as BF16, in a panel of 4096 k-steps plus a partial tile, whole
+    /// and with fewer rows: each output is its value widened exactly (F16C's
+    /// bits, the same as `f16::to_f32`), at its row and column.
+    #[test]
+    fn widens_and_transposes_every_value() {
+        if !available() {
+            println!("widen_panel: SKIPPED (this CPU lacks AVX-512F)");
+            return;
+        }
+        let k = 65536 / NR + 5;
+        let panel: Vec<u16> = (0..k * NR)
+            .map(|i| (i as u32 * 40503 % 65536) as u16)
+            .collect();
+        for bf16 in [false, true] {
+            for rows in [NR, 5] {
+                let mut out = vec![f32::from_bits(0x7FC0_1234); rows * k];
+                assert_eq!(widen_panel(bf16, &panel, k, &mut out), k / NR * NR);
+                for l in 0..rows {
+                    for kk in 0..k {
+                        let got = out[l * k + kk].to_bits();
+                        let h = panel[kk * NR + l];
+                        let want = match (kk < k / NR * NR, bf16) {
+                            // Columns past the whole tiles are left as they were.
+                            (false, _) => 0x7FC0_1234,
+                            (true, false) => half::f16::from_bits(h).to_f32().to_bits(),
+                            (true, true) => (h as u32) << 16,
+                        };
+                        assert_eq!(
+                            got, want,
+                            "bf16 {bf16} rows {rows} row {l} k-step {kk}: {h:#06x}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
