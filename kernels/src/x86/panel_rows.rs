@@ -18,9 +18,11 @@
 use crate::pack::NR;
 use core::arch::x86_64::*;
 
-/// Whether this CPU runs [`widen_panel`].
+/// Whether this CPU runs [`widen_panel`] and [`block_panel`] (the features
+/// their loops enable).
 pub(crate) fn available() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
+    use std::arch::is_x86_feature_detected as has;
+    has!("avx512f") && has!("avx2") && has!("f16c")
 }
 
 /// The whole tiles of a float panel as rows: `panel` holds `k` k-steps of
@@ -31,12 +33,15 @@ pub(crate) fn available() -> bool {
 /// `panel.len() == k * NR`, `out.len()` is a whole number of at most `NR`
 /// rows, and [`available`].
 pub(crate) fn widen_panel(bf16: bool, panel: &[u16], k: usize, out: &mut [f32]) -> usize {
-    assert!(available(), "widen_panel: this CPU lacks AVX-512F");
+    assert!(
+        available(),
+        "widen_panel: this CPU lacks AVX-512F, AVX2 or F16C"
+    );
     assert!(
         panel.len() == k * NR && out.len() <= k * NR && k > 0 && out.len().is_multiple_of(k),
         "widen_panel: length mismatch"
     );
-    // SAFETY: AVX-512F is present (checked above); the lengths are checked.
+    // SAFETY: the features are present and the lengths are checked (above).
     unsafe { widen_tiles(bf16, panel, k, out) };
     k / NR * NR
 }
@@ -124,7 +129,10 @@ pub(crate) fn block_panel(
     k: usize,
     out: &mut [f32],
 ) -> usize {
-    assert!(available(), "block_panel: this CPU lacks AVX-512F");
+    assert!(
+        available(),
+        "block_panel: this CPU lacks AVX-512F, AVX2 or F16C"
+    );
     let nb = k.div_ceil(kind.values());
     assert!(
         k > 0
@@ -134,7 +142,7 @@ pub(crate) fn block_panel(
             && out.len().is_multiple_of(k),
         "block_panel: length mismatch"
     );
-    // SAFETY: AVX-512F is present and the lengths are checked (above).
+    // SAFETY: the features are present and the lengths are checked (above).
     unsafe {
         match kind {
             Blocks::Q8_0 => blocks::<0>(panel, so, k, out),
@@ -292,7 +300,7 @@ mod tests {
         use crate::formats::*;
         use crate::pack::{dequantize_panel_block, scale_bytes};
         if !available() {
-            println!("block_panel: SKIPPED (this CPU lacks AVX-512F)");
+            println!("block_panel: SKIPPED (this CPU lacks AVX-512F, AVX2 or F16C)");
             return;
         }
         fn check<B: PackedBlock>(kind: Blocks) {
@@ -351,7 +359,7 @@ mod tests {
     #[test]
     fn widens_and_transposes_every_value() {
         if !available() {
-            println!("widen_panel: SKIPPED (this CPU lacks AVX-512F)");
+            println!("widen_panel: SKIPPED (this CPU lacks AVX-512F, AVX2 or F16C)");
             return;
         }
         let k = 65536 / NR + 5;
