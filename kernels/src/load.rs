@@ -797,17 +797,18 @@ pub fn dequantize_matrix_on(
 fn dequantize_matrix_at(on: On, m: &PackedMatrix, out: &mut [f32]) {
     let (n, k) = (m.n(), m.k());
     assert_eq!(out.len(), n * k, "dequantize_matrix: length mismatch");
-    let avx512 = match on {
+    // The AVX-512 panel loops' features, detected once per call.
+    let avx512 = avx512_panels(match on {
         On::Dispatched => Level::selected(),
         On::Level(level) => level,
-    } == Level::Avx512;
+    });
     let panel = |(p, out): (usize, &mut [f32])| {
         let panel = m.panel(p);
         match_format!(
             m.format(),
             B => {
                 let so = m.scales_offset();
-                let from = block_panel_avx512(avx512, B::FORMAT, panel, so, k, out) / B::VALUES;
+                let from = block_panel_avx512::<B>(avx512, panel, so, k, out) / B::VALUES;
                 if from * B::VALUES < k {
                     on.run(DequantizePanel::<B> {
                         panel,
@@ -835,47 +836,71 @@ fn dequantize_matrix_at(on: On, m: &PackedMatrix, out: &mut [f32]) {
     }
 }
 
+/// Proof of the AVX-512 panel loops' features (`x86/panel_rows.rs`); none
+/// can exist elsewhere.
+#[cfg(target_arch = "x86_64")]
+use crate::x86::panel_rows::Avx512;
+#[cfg(not(target_arch = "x86_64"))]
+#[derive(Clone, Copy)]
+enum Avx512 {}
+
+/// The AVX-512 panel loops' features when the load level is AVX-512.
+fn avx512_panels(level: Level) -> Option<Avx512> {
+    #[cfg(target_arch = "x86_64")]
+    if level == Level::Avx512 {
+        return Avx512::detect();
+    }
+    let _ = level;
+    None
+}
+
 /// The whole blocks of a Q8_0 / Q4_K / Q5_K / Q6_K panel by the AVX-512
-/// column-then-transpose loop (`x86/panel_rows.rs`, same values) when
-/// `avx512`; returns the columns written (0 for other levels and formats:
-/// the other 32-value formats measured faster in the clones' loop).
-fn block_panel_avx512(
-    avx512: bool,
-    format: WeightFormat,
+/// column-then-transpose loop (`x86/panel_rows.rs`, same values) given its
+/// features; returns the columns written (0 without them and for other
+/// formats: the other 32-value formats measured faster in the clones' loop).
+#[cfg_attr(
+    not(target_arch = "x86_64"),
+    allow(unused_variables, clippy::extra_unused_type_parameters)
+)]
+fn block_panel_avx512<B: PackedBlock>(
+    avx512: Option<Avx512>,
     panel: &[u8],
     so: usize,
     k: usize,
     out: &mut [f32],
 ) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    if avx512 && k > 0 {
-        use crate::x86::panel_rows::{block_panel, Blocks};
-        let kind = match format {
-            WeightFormat::Q8_0 => Blocks::Q8_0,
-            WeightFormat::Q4_K => Blocks::Q4K,
-            WeightFormat::Q5_K => Blocks::Q5K,
-            WeightFormat::Q6_K => Blocks::Q6K,
-            _ => return 0,
-        };
-        return block_panel(kind, panel, so, k, out);
+    match avx512 {
+        #[cfg(target_arch = "x86_64")]
+        Some(t) if crate::x86::panel_rows::has_block_panel::<B>() => {
+            crate::x86::panel_rows::block_panel::<B>(t, panel, so, k, out)
+        }
+        _ => 0,
     }
-    let _ = (avx512, format, panel, so, k, out);
-    0
 }
 
 /// The whole tiles of an F16 / BF16 panel by the AVX-512 transpose
-/// (`x86/panel_rows.rs`, same values) when `avx512`: the loop of the
+/// (`x86/panel_rows.rs`, same values) given its features: the loop of the
 /// clones spends most of its time on the compiler's permutes there. Returns
-/// the k-steps written (0 for other levels and formats).
-fn widen_panel_avx512<E: FloatElem>(avx512: bool, panel: &[E], k: usize, out: &mut [f32]) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    if avx512 && core::mem::size_of::<E>() == 2 && k > 0 {
-        let bf16 = E::FORMAT == WeightFormat::BF16;
-        let panel = bytemuck::cast_slice(&panel[..k * NR]);
-        return crate::x86::panel_rows::widen_panel(bf16, panel, k, out);
+/// the k-steps written (0 without them and for F32).
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+fn widen_panel_avx512<E: FloatElem>(
+    avx512: Option<Avx512>,
+    panel: &[E],
+    k: usize,
+    out: &mut [f32],
+) -> usize {
+    match avx512 {
+        #[cfg(target_arch = "x86_64")]
+        Some(t) if core::mem::size_of::<E>() == 2 => {
+            use crate::x86::panel_rows::widen_panel;
+            let panel = bytemuck::cast_slice(&panel[..k * NR]);
+            match E::FORMAT {
+                WeightFormat::BF16 => widen_panel::<true>(t, panel, k, out),
+                _ => widen_panel::<false>(t, panel, k, out),
+            }
+        }
+        _ => 0,
     }
-    let _ = (avx512, panel, k, out);
-    0
 }
 
 #[cfg(test)]

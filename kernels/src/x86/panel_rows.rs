@@ -15,39 +15,51 @@
 //!   the scalar ones do. The other 32-value formats measured no faster this
 //!   way (their plain-Rust loop vectorizes well) and keep it.
 
-use crate::pack::NR;
+use crate::formats::{PackedBlock, WeightFormat};
+use crate::pack::{scale_bytes, NR};
 use core::arch::x86_64::*;
 
-/// Whether this CPU runs [`widen_panel`] and [`block_panel`] (the features
-/// their loops enable).
-pub(crate) fn available() -> bool {
-    use std::arch::is_x86_feature_detected as has;
-    has!("avx512f") && has!("avx2") && has!("f16c")
+/// Proof that this CPU has the features the loops here enable (AVX-512F,
+/// AVX2, F16C): detected once per dequantization, not per panel.
+#[derive(Clone, Copy)]
+pub(crate) struct Avx512(());
+
+impl Avx512 {
+    pub(crate) fn detect() -> Option<Avx512> {
+        use std::arch::is_x86_feature_detected as has;
+        (has!("avx512f") && has!("avx2") && has!("f16c")).then_some(Avx512(()))
+    }
+}
+
+/// Whether `out` is a whole number of at most `NR` rows of `k`.
+fn rows_of(out: &[f32], k: usize) -> bool {
+    k > 0 && out.len() <= k * NR && out.len().is_multiple_of(k)
 }
 
 /// The whole tiles of a float panel as rows: `panel` holds `k` k-steps of
-/// [`NR`] 16-bit values (F16 bits, or BF16 bits when `bf16`), `out` the
+/// [`NR`] 16-bit values (F16 bits, or BF16 bits when `BF16`), `out` the
 /// panel's first `rows` rows of `k` f32 (the last panel of a matrix may
 /// have fewer than `NR`). Writes columns `0..k / NR * NR` of every row and
 /// returns that count; the caller widens the rest. Panics unless
-/// `panel.len() == k * NR`, `out.len()` is a whole number of at most `NR`
-/// rows, and [`available`].
-pub(crate) fn widen_panel(bf16: bool, panel: &[u16], k: usize, out: &mut [f32]) -> usize {
+/// `panel.len() == k * NR` and `out` is a whole number of at most `NR`
+/// rows.
+pub(crate) fn widen_panel<const BF16: bool>(
+    _: Avx512,
+    panel: &[u16],
+    k: usize,
+    out: &mut [f32],
+) -> usize {
     assert!(
-        available(),
-        "widen_panel: this CPU lacks AVX-512F, AVX2 or F16C"
-    );
-    assert!(
-        panel.len() == k * NR && out.len() <= k * NR && k > 0 && out.len().is_multiple_of(k),
+        panel.len() == k * NR && rows_of(out, k),
         "widen_panel: length mismatch"
     );
-    // SAFETY: the features are present and the lengths are checked (above).
-    unsafe { widen_tiles(bf16, panel, k, out) };
+    // SAFETY: the token proves the features; the lengths are checked above.
+    unsafe { widen_tiles::<BF16>(panel, k, out) };
     k / NR * NR
 }
 
 #[target_feature(enable = "avx512f,avx2,f16c")]
-unsafe fn widen_tiles(bf16: bool, panel: &[u16], k: usize, out: &mut [f32]) {
+unsafe fn widen_tiles<const BF16: bool>(panel: &[u16], k: usize, out: &mut [f32]) {
     let rows = out.len() / k;
     for t in 0..k / NR {
         let mut r = [_mm512_setzero_ps(); NR];
@@ -55,7 +67,7 @@ unsafe fn widen_tiles(bf16: bool, panel: &[u16], k: usize, out: &mut [f32]) {
             // SAFETY: k-step `t * NR + s` < k, so its NR values lie inside
             // `panel` (`k * NR` values); `loadu` takes any alignment.
             let h = unsafe { _mm256_loadu_si256(panel.as_ptr().add((t * NR + s) * NR).cast()) };
-            *r = if bf16 {
+            *r = if BF16 {
                 _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
             } else {
                 _mm512_cvtph_ps(h)
@@ -69,111 +81,69 @@ unsafe fn widen_tiles(bf16: bool, panel: &[u16], k: usize, out: &mut [f32]) {
     }
 }
 
-/// A block format whose panels [`block_panel`] turns into rows.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Blocks {
-    Q8_0,
-    Q4K,
-    Q5K,
-    Q6K,
+/// Whether [`block_panel`] handles format `B`: the other 32-value formats
+/// measured no faster this way than in the load clones' loop.
+pub(crate) const fn has_block_panel<B: PackedBlock>() -> bool {
+    matches!(
+        B::FORMAT,
+        WeightFormat::Q8_0 | WeightFormat::Q4_K | WeightFormat::Q5_K | WeightFormat::Q6_K
+    )
 }
 
-impl Blocks {
-    const ALL: [Blocks; 4] = [Blocks::Q8_0, Blocks::Q4K, Blocks::Q5K, Blocks::Q6K];
-    const fn kquant(self) -> bool {
-        matches!(self, Blocks::Q4K | Blocks::Q5K | Blocks::Q6K)
-    }
-    /// Values per block.
-    pub(crate) const fn values(self) -> usize {
-        if self.kquant() {
-            256
-        } else {
-            32
-        }
-    }
-    /// Lane groups (64-byte chunks) per 32 values.
-    const fn groups(self) -> usize {
-        match self {
-            Blocks::Q8_0 => 8,
-            Blocks::Q4K => 4,
-            Blocks::Q5K => 5,
-            Blocks::Q6K => 6,
-        }
-    }
-    /// f16 scales per row and block (`d`, then Q4_K / Q5_K's `dmin`).
-    const fn scales(self) -> usize {
-        match self {
-            Blocks::Q4K | Blocks::Q5K => 2,
-            _ => 1,
-        }
-    }
-    /// Bytes of a block's scales region in a panel (the k-quants' 16
-    /// sub-block scale bytes per row after the f16 scales).
-    const fn scale_bytes(self) -> usize {
-        (self.scales() * 2 + if self.kquant() { 16 } else { 0 }) * NR
-    }
-}
-
-/// The whole blocks of a panel of a block format as rows: `panel` is one
-/// panel of a matrix of `k` columns whose scales start at `so`
-/// ([`crate::pack`]'s layout), `out` its first `out.len() / k` rows (at most
-/// `NR`). Writes the columns of the whole blocks (`k / values * values`) of
-/// every row and returns that count; the caller dequantizes the rest.
-/// Panics unless [`available`], the panel holds `k.div_ceil(values)` blocks
-/// of codes and of scales from `so`, and `out` is a whole number of at most
-/// `NR` rows.
-pub(crate) fn block_panel(
-    kind: Blocks,
+/// The whole blocks of a panel of block format `B` (one of
+/// [`has_block_panel`]'s) as rows: `panel` is one panel of a matrix of `k`
+/// columns whose scales start at `so` ([`crate::pack`]'s layout), `out` its
+/// first `out.len() / k` rows (at most `NR`). Writes the columns of the
+/// whole blocks (`k / B::VALUES * B::VALUES`) of every row and returns that
+/// count; the caller dequantizes the rest. Panics for other formats and
+/// unless the panel holds
+/// `k.div_ceil(B::VALUES)` blocks of codes and of scales from `so`, and
+/// `out` is a whole number of at most `NR` rows.
+pub(crate) fn block_panel<B: PackedBlock>(
+    _: Avx512,
     panel: &[u8],
     so: usize,
     k: usize,
     out: &mut [f32],
 ) -> usize {
+    // A constant per format (its arithmetic is only written for these).
     assert!(
-        available(),
-        "block_panel: this CPU lacks AVX-512F, AVX2 or F16C"
+        has_block_panel::<B>(),
+        "block_panel: {} is not handled",
+        B::INFO.name
     );
-    let nb = k.div_ceil(kind.values());
+    let nb = k.div_ceil(B::VALUES);
     assert!(
-        k > 0
-            && nb * kind.values() / 32 * kind.groups() * 64 <= so
-            && so + nb * kind.scale_bytes() <= panel.len()
-            && out.len() <= k * NR
-            && out.len().is_multiple_of(k),
+        nb * B::GROUPS * 64 <= so && so + nb * scale_bytes::<B>() <= panel.len() && rows_of(out, k),
         "block_panel: length mismatch"
     );
-    // SAFETY: the features are present and the lengths are checked (above).
-    unsafe {
-        match kind {
-            Blocks::Q8_0 => blocks::<0>(panel, so, k, out),
-            Blocks::Q4K => blocks::<1>(panel, so, k, out),
-            Blocks::Q5K => blocks::<2>(panel, so, k, out),
-            Blocks::Q6K => blocks::<3>(panel, so, k, out),
-        }
-    }
-    k / kind.values() * kind.values()
+    // SAFETY: the token proves the features; the lengths are checked above.
+    unsafe { blocks::<B>(panel, so, k, out) };
+    k / B::VALUES * B::VALUES
 }
 
-/// [`block_panel`] of format `Blocks::ALL[F]`, one 16-column half of a
-/// 32-value (sub-)block at a time: each column's codes for the 16 rows (one
-/// row per 32-bit lane of the chunks), its values by the format's
-/// arithmetic, then the transpose.
+/// [`block_panel`]: one 16-column half of a 32-value (sub-)block at a
+/// time, each column's codes for the 16 rows (one row per 32-bit lane of
+/// the chunks), its values by the format's arithmetic, then the transpose.
 #[target_feature(enable = "avx512f,avx2,f16c")]
-unsafe fn blocks<const F: usize>(panel: &[u8], so: usize, k: usize, out: &mut [f32]) {
-    let kind = Blocks::ALL[F];
-    let (g, subs) = (kind.groups(), kind.values() / 32);
+unsafe fn blocks<B: PackedBlock>(panel: &[u8], so: usize, k: usize, out: &mut [f32]) {
+    let subs = B::VALUES / 32;
+    // Lane groups per 32 values: Q8_0 8, Q4_K 4, Q5_K 5 (the fifth bits),
+    // Q6_K 6 (two chunks of bits 4-5).
+    let g = B::GROUPS / subs;
+    let (q8, with_min) = (B::FORMAT == WeightFormat::Q8_0, B::SCALES == 2);
     let rows = out.len() / k;
     let p = panel.as_ptr();
-    for b in 0..k / kind.values() {
-        let scales = so + b * kind.scale_bytes();
-        let small = scales + kind.scales() * NR * 2;
+    for b in 0..k / B::VALUES {
+        let scales = so + b * scale_bytes::<B>();
+        let small = scales + B::SCALES * NR * 2;
         // SAFETY (every load below): the checks of `block_panel` put block
-        // b's codes (`subs * g` chunks of 64 bytes from `b * subs * g * 64`)
-        // and scales (`scale_bytes` from `scales`) inside `panel`; the
+        // b's codes (`B::GROUPS` chunks of 64 bytes from `b * B::GROUPS *
+        // 64`) and scales (`scale_bytes` from `scales`) inside `panel`; the
         // loads take any alignment.
         let ld16 = |o: usize| unsafe { _mm_loadu_si128(p.add(o).cast()) };
         let d = _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(p.add(scales).cast()) });
-        let m = if kind.scales() == 2 {
+        let m = if with_min {
             _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(p.add(scales + 32).cast()) })
         } else {
             _mm512_setzero_ps()
@@ -184,15 +154,15 @@ unsafe fn blocks<const F: usize>(panel: &[u8], so: usize, k: usize, out: &mut [f
                 // SAFETY: as above.
                 *v = unsafe { _mm512_loadu_si512(p.add(((b * subs + s) * g + c) * 64).cast()) };
             }
-            // Each half's scale, and the minimum to subtract (k-quants).
-            let (ds, ms) = match kind {
-                Blocks::Q6K => {
+            // Each half's scale, and the minimum to subtract (Q4_K, Q5_K).
+            let (ds, ms) = match B::FORMAT {
+                WeightFormat::Q6_K => {
                     let sc =
                         |u: usize| _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(ld16(small + 16 * u)));
                     let ds = [_mm512_mul_ps(d, sc(2 * s)), _mm512_mul_ps(d, sc(2 * s + 1))];
                     (ds, m)
                 }
-                Blocks::Q4K | Blocks::Q5K => {
+                WeightFormat::Q4_K | WeightFormat::Q5_K => {
                     let sc =
                         |u: usize| _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(ld16(small + 16 * u)));
                     let ds = _mm512_mul_ps(d, sc(s));
@@ -205,7 +175,7 @@ unsafe fn blocks<const F: usize>(panel: &[u8], so: usize, k: usize, out: &mut [f
                 for (e16, col) in col.iter_mut().enumerate() {
                     let e = 16 * half + e16;
                     let splat = |v: usize| _mm512_set1_epi32(v as i32);
-                    let q = if kind == Blocks::Q8_0 {
+                    let q = if q8 {
                         // Byte e % 4 of chunk e / 4, stored as q + 128.
                         let v = _mm512_srlv_epi32(chunk[e / 4], splat(8 * (e % 4)));
                         _mm512_sub_epi32(_mm512_and_si512(v, splat(0xFF)), splat(128))
@@ -220,24 +190,19 @@ unsafe fn blocks<const F: usize>(panel: &[u8], so: usize, k: usize, out: &mut [f
                             q = _mm512_or_si512(q, _mm512_slli_epi32::<4>(h));
                         }
                         if g == 6 {
-                            // Bits 4-5: bits 2c..2c + 2 of byte i of the half's chunk.
+                            // Bits 4-5: bits 2c..2c + 2 of byte i of the half's
+                            // chunk; the codes are stored as q + 32.
                             let h = _mm512_srlv_epi32(chunk[4 + half], splat(8 * i + 2 * c));
                             let h = _mm512_and_si512(h, splat(3));
                             q = _mm512_or_si512(q, _mm512_slli_epi32::<4>(h));
+                            q = _mm512_sub_epi32(q, splat(32));
                         }
-                        if g == 6 {
-                            _mm512_sub_epi32(q, splat(32))
-                        } else {
-                            q
-                        }
+                        q
                     };
                     let y = _mm512_mul_ps(ds[half], _mm512_cvtepi32_ps(q));
-                    *col = match kind {
-                        Blocks::Q4K | Blocks::Q5K => _mm512_sub_ps(y, ms),
-                        _ => y,
-                    };
+                    *col = if with_min { _mm512_sub_ps(y, ms) } else { y };
                 }
-                let at = b * kind.values() + 32 * s + 16 * half;
+                let at = b * B::VALUES + 32 * s + 16 * half;
                 for (l, row) in transpose(col).into_iter().take(rows).enumerate() {
                     // SAFETY: row `l` < rows, columns `at..at + 16` <= k:
                     // inside `out` (`rows * k` values).
@@ -298,16 +263,12 @@ mod tests {
     #[test]
     fn block_panels_dequantize_as_the_scalar_code() {
         use crate::formats::*;
-        use crate::pack::{dequantize_panel_block, scale_bytes};
-        if !available() {
+        use crate::pack::dequantize_panel_block;
+        let Some(t) = Avx512::detect() else {
             println!("block_panel: SKIPPED (this CPU lacks AVX-512F, AVX2 or F16C)");
             return;
-        }
-        fn check<B: PackedBlock>(kind: Blocks) {
-            assert_eq!(kind.values(), B::VALUES);
-            assert_eq!(kind.groups() * B::VALUES / 32, B::GROUPS);
-            assert_eq!(kind.scales(), B::SCALES);
-            assert_eq!(kind.scale_bytes(), scale_bytes::<B>());
+        };
+        fn check<B: PackedBlock>(t: Avx512) {
             let v = B::VALUES;
             let k: usize = 3 * v + v / 2 - 4;
             let nb = k.div_ceil(v);
@@ -323,7 +284,7 @@ mod tests {
                 .collect();
             for rows in [NR, 3] {
                 let mut out = vec![f32::from_bits(0x7FC0_4321); rows * k];
-                assert_eq!(block_panel(kind, &panel, so, k, &mut out), 3 * v);
+                assert_eq!(block_panel::<B>(t, &panel, so, k, &mut out), 3 * v);
                 let mut want = [0.0f32; 256];
                 let want = &mut want[..v];
                 for r in 0..rows {
@@ -346,10 +307,10 @@ mod tests {
                 }
             }
         }
-        check::<BlockQ8_0>(Blocks::Q8_0);
-        check::<BlockQ4_K>(Blocks::Q4K);
-        check::<BlockQ5_K>(Blocks::Q5K);
-        check::<BlockQ6_K>(Blocks::Q6K);
+        check::<BlockQ8_0>(t);
+        check::<BlockQ4_K>(t);
+        check::<BlockQ5_K>(t);
+        check::<BlockQ6_K>(t);
     }
 
     /// Every 16-bit pattern (NaN payloads, subnormals, both zeros) as F16
@@ -358,10 +319,10 @@ mod tests {
     /// bits, the same as `f16::to_f32`), at its row and column.
     #[test]
     fn widens_and_transposes_every_value() {
-        if !available() {
+        let Some(t) = Avx512::detect() else {
             println!("widen_panel: SKIPPED (this CPU lacks AVX-512F, AVX2 or F16C)");
             return;
-        }
+        };
         let k = 65536 / NR + 5;
         let panel: Vec<u16> = (0..k * NR)
             .map(|i| (i as u32 * 40503 % 65536) as u16)
@@ -369,7 +330,12 @@ mod tests {
         for bf16 in [false, true] {
             for rows in [NR, 5] {
                 let mut out = vec![f32::from_bits(0x7FC0_1234); rows * k];
-                assert_eq!(widen_panel(bf16, &panel, k, &mut out), k / NR * NR);
+                let widened = if bf16 {
+                    widen_panel::<true>(t, &panel, k, &mut out)
+                } else {
+                    widen_panel::<false>(t, &panel, k, &mut out)
+                };
+                assert_eq!(widened, k / NR * NR);
                 for l in 0..rows {
                     for kk in 0..k {
                         let got = out[l * k + kk].to_bits();
