@@ -12,7 +12,7 @@
 //! | Q8_0   | `nb` x 8 chunks x 64 B: chunk `c`, lane `r` holds `qs[4c..4c+4]` of row `r`, each XOR 0x80 (so `u8 = q + 128`) | `nb` x 16 f16 (`d`) |
 //! | Q4_0   | `nb` x 4 chunks x 64 B: chunk `c`, lane `r` holds GGUF bytes `qs[4c..4c+4]` of row `r` (low nibble: element `4c+i`, high: `16+4c+i`) | `nb` x 16 f16 |
 //! | Q4_1   | as Q4_0 | `nb` x (16 f16 `d`, then 16 f16 `m`) |
-//! | Q5_0   | `nb` x 5 chunks x 64 B: chunks 0-3 as Q4_0, chunk 4 lane `r` the 4 bytes of row `r`'s `qh` | `nb` x 16 f16 |
+//! | Q5_0   | `nb` x 5 chunks x 64 B: chunks 0-3 as Q4_0, chunk 4 lane `r` row `r`'s `qh` bits: byte `i`, bit `c` is element `4c + i`'s (held in byte `i` of chunk `c % 4`'s low nibbles for `c < 4`, high for `c >= 4`) | `nb` x 16 f16 |
 //! | Q5_1   | as Q5_0 | as Q4_1 |
 //! | Q4_K   | `nb` x 8 sub-blocks x 4 chunks: each 32-value sub-block as Q4_1 | `nb` x (16 f16 `d`, 16 f16 `dmin`, then 16 x 16 B: byte `t` of row `r` at `16 t + r`, `t` < 8 the sub-block scales, then the minimums) |
 //! | Q5_K   | `nb` x 8 x 5 chunks: each sub-block as Q5_1 | as Q4_K |

@@ -36,7 +36,7 @@ pub(crate) use i8mm::KERNELS as I8MM;
 pub(crate) use neon::KERNELS as NEON;
 
 use crate::act::{block_scales, ActBlock};
-use crate::formats::{PackedBlock, QK};
+use crate::formats::{fifth_bit_at, PackedBlock, QK};
 use crate::pack::{PackedMatrix, NR};
 use crate::TileArgs;
 use core::arch::aarch64::*;
@@ -427,10 +427,9 @@ pub(super) fn nibbles(raw: uint8x16_t) -> (uint8x16_t, uint8x16_t) {
     unsafe { (vandq_u8(raw, vdupq_n_u8(0x0F)), vshrq_n_u8::<4>(raw)) }
 }
 
-/// The `qh` chunk of a row group (lane `r`: row `4g + r`'s little-endian
-/// `qh`) shifted right by 0, 8, 16 and 24 bits per lane, so that byte `k` of
-/// every lane's `qh` is byte 0 of the lane in `qh[k]`.
-pub(super) type Qh = [uint8x16_t; 4];
+/// The `qh` chunk of a row group: lane `r` holds row `4g + r`'s fifth
+/// bits, element `e`'s at bit `e / 4` of byte `e % 4` (see [`crate::pack`]).
+pub(super) type Qh = uint8x16_t;
 
 /// The [`Qh`] of row group `g`, or zeros for the 4-bit formats (then unused).
 ///
@@ -441,15 +440,9 @@ pub(super) unsafe fn load_qh<const HIGH: bool>(codes: *const u8, g: usize) -> Qh
     // SAFETY: NEON (baseline); chunk 4 is readable when it is read (caller).
     unsafe {
         if HIGH {
-            let q = vreinterpretq_u32_u8(vld1q_u8(codes.add(chunk(4, g))));
-            [
-                vreinterpretq_u8_u32(q),
-                vreinterpretq_u8_u32(vshrq_n_u32::<8>(q)),
-                vreinterpretq_u8_u32(vshrq_n_u32::<16>(q)),
-                vreinterpretq_u8_u32(vshrq_n_u32::<24>(q)),
-            ]
+            vld1q_u8(codes.add(chunk(4, g)))
         } else {
-            [vdupq_n_u8(0); 4]
+            vdupq_n_u8(0)
         }
     }
 }
@@ -457,31 +450,33 @@ pub(super) unsafe fn load_qh<const HIGH: bool>(codes: *const u8, g: usize) -> Qh
 /// Where the fifth bits of a vector of 16 codes are: byte `t` of the vector
 /// holds element `elem0 + t % per_row` of row lane `lane0 + t / per_row`
 /// (`per_row` = 4 for one chunk, 8 for a zipped pair of chunks), whose bit
-/// is in byte `elem0 / 8` of the lane's `qh`. Built at compile time; few
-/// distinct constants, so that they stay in registers.
+/// is bit `elem / 4` of byte `elem % 4` of the lane's `qh`. Built at
+/// compile time; few distinct constants, so that they stay in registers.
 pub(super) struct HighBits {
-    /// The [`Qh`] vector to read: `elem0 / 8`.
-    byte: usize,
-    /// Byte of that vector to broadcast: `4 * lane` (its byte 0).
+    /// Whether the bytes must be gathered (a table lookup): a single chunk
+    /// (lanes 0-3, 4 elements each) finds its bits in its own byte.
+    gather: bool,
+    /// Byte of the [`Qh`] vector to read: `4 * lane + elem % 4`.
     idx: [u8; 16],
-    /// Left shift (negative: right) that moves the bit to bit 4: `4 - elem % 8`.
+    /// Left shift (negative: right) that moves the bit to bit 4: `4 - elem / 4`.
     shift: [i8; 16],
 }
 
 impl HighBits {
-    /// See the type; all elements of the vector must lie in one `qh` byte.
+    /// See the type.
     pub(super) const fn new(lane0: usize, per_row: usize, elem0: usize) -> HighBits {
-        assert!(elem0 % 8 + per_row <= 8 && 16 % per_row == 0);
+        assert!(16 % per_row == 0 && elem0 + per_row <= 32);
         let mut h = HighBits {
-            byte: elem0 / 8,
+            gather: false,
             idx: [0; 16],
             shift: [0; 16],
         };
         let mut t = 0;
         while t < 16 {
-            let elem = elem0 + t % per_row;
-            h.idx[t] = (4 * (lane0 + t / per_row)) as u8;
-            h.shift[t] = 4 - (elem % 8) as i8;
+            let bit = fifth_bit_at(elem0 + t % per_row);
+            h.idx[t] = (4 * (lane0 + t / per_row) + bit / 8) as u8;
+            h.shift[t] = 4 - (bit % 8) as i8;
+            h.gather |= h.idx[t] as usize != t;
             t += 1;
         }
         h
@@ -494,7 +489,11 @@ impl HighBits {
 pub(super) fn merge_high(nib: uint8x16_t, qh: &Qh, h: &HighBits) -> uint8x16_t {
     // SAFETY: NEON (baseline); `idx` and `shift` hold 16 bytes each.
     unsafe {
-        let bytes = vqtbl1q_u8(qh[h.byte], vld1q_u8(h.idx.as_ptr()));
+        let bytes = if h.gather {
+            vqtbl1q_u8(*qh, vld1q_u8(h.idx.as_ptr()))
+        } else {
+            *qh
+        };
         // bit 4 of `bits` is the code's fifth bit; the other bits are junk
         let bits = vshlq_u8(bytes, vld1q_s8(h.shift.as_ptr()));
         vbslq_u8(vdupq_n_u8(0x10), bits, nib)

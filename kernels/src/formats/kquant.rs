@@ -13,7 +13,8 @@
 //! code groups at `s * G`: four groups of nibbles as Q4_0 lays them out
 //! (byte `b` of 16: the low 4 bits of element `b` in its low nibble, of
 //! element `b + 16` in its high nibble), then Q5_K one group of fifth bits
-//! (bit `e` of the little-endian u32: element `e`) and Q6_K two groups of
+//! (element `e`'s at bit `e / 4` of byte `e % 4`, as Q5_0 / Q5_1 pack
+//! them) and Q6_K two groups of
 //! 2-bit high parts, one per 16-value half (byte `i`, bits `2j..2j+2`:
 //! element `4j + i` of the half, so that the high bits of the four elements
 //! a nibble byte position holds across the four nibble groups sit in one
@@ -452,7 +453,7 @@ pub(super) fn dequantize_packed_with_min<const G: usize>(
         let (ds, ms) = (d * sc[s] as f32, min * mn[s] as f32);
         let low = nibbles_of(group, G * s);
         let high = if G == 5 {
-            u32::from_le_bytes(group(G * s + 4))
+            super::fifth_bits_unpacked(group(G * s + 4))
         } else {
             0
         };

@@ -592,6 +592,45 @@ pub(crate) fn high_bit(qh: &[u8; 4], j: usize) -> u8 {
     ((u32::from_le_bytes(*qh) >> j) << 4) as u8 & 0x10
 }
 
+/// Where the fifth bit of element `e` (0..32) of a 32-value block sits in
+/// the packed fifth-bit lane group of Q5_0, Q5_1 and Q5_K: bit `e / 4` of
+/// byte `e % 4` (little-endian bit `8 * (e % 4) + e / 4`). Byte `i` then
+/// holds the bits of the elements that byte `i` of the eight code vectors
+/// holds (elements `4c + i`, vector `c`), so a kernel moves vector `c`'s
+/// bits to bit 4 of each byte with one 16-bit shift by `4 - c` and a mask.
+#[inline(always)]
+pub(crate) const fn fifth_bit_at(e: usize) -> usize {
+    8 * (e % 4) + e / 4
+}
+
+/// The packed fifth-bit lane group of the bits `qh` (bit `e`: element `e`):
+/// byte `i` gathers every fourth bit of `qh` from bit `i`.
+#[inline(always)]
+pub(crate) fn fifth_bits_packed(qh: u32) -> [u8; 4] {
+    core::array::from_fn(|i| {
+        // Bits i, i + 4, ..., i + 28 moved together in three steps.
+        let x = (qh >> i) & 0x1111_1111;
+        let x = (x | x >> 3) & 0x0303_0303;
+        let x = (x | x >> 6) & 0x000F_000F;
+        (x | x >> 12) as u8
+    })
+}
+
+/// The bits `qh` (bit `e`: element `e`) of a packed fifth-bit lane group
+/// (the inverse of [`fifth_bits_packed`]).
+#[inline(always)]
+pub(crate) fn fifth_bits_unpacked(group: [u8; 4]) -> u32 {
+    let mut qh = 0;
+    for (i, &b) in group.iter().enumerate() {
+        let x = b as u32;
+        let x = (x | x << 12) & 0x000F_000F;
+        let x = (x | x << 6) & 0x0303_0303;
+        let x = (x | x << 3) & 0x1111_1111;
+        qh |= x << i;
+    }
+    qh
+}
+
 /// Stored bytes of Q4 lane group `c` (0..4): GGUF bytes `4c..4c+4`.
 #[inline]
 pub(crate) fn nibble_group(qs: &[u8; 16], c: usize) -> [u8; 4] {
@@ -734,6 +773,20 @@ pub(crate) fn inverse(d: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fifth_bits_move_to_their_packed_places_and_back() {
+        // Each bit alone, then a stride through all 2^32 patterns.
+        let singles = (0..QK).map(|e| 1u32 << e);
+        for qh in singles.chain((0..=u32::MAX).step_by(65521)) {
+            let packed = u32::from_le_bytes(fifth_bits_packed(qh));
+            let by_definition = (0..QK).fold(0u32, |p, e| p | ((qh >> e) & 1) << fifth_bit_at(e));
+            assert_eq!(packed, by_definition, "{qh:#x}");
+            assert_eq!(fifth_bits_unpacked(packed.to_le_bytes()), qh, "{qh:#x}");
+        }
+        // Byte i, bit c: element 4c + i.
+        assert_eq!(fifth_bits_packed(1 << 13), [0, 0b1000, 0, 0]);
+    }
 
     #[test]
     fn inlined_f16_conversions_give_half_s_bits() {

@@ -2,13 +2,14 @@
 //! `d * (q - 16)`.
 //!
 //! Packed: 5 lane groups: the GGUF nibble bytes `qs[4c..4c+4]` (groups 0-3,
-//! as Q4_0) and the 4 bytes of `qh` (group 4; bit `j` is bit 4 of element
-//! `j`'s code); unsigned codes `q` in 0..=31, offset 16.
+//! as Q4_0) and the 32 bits of `qh` (group 4), element `j`'s fifth bit at
+//! bit `j / 4` of byte `j % 4` ([`super::fifth_bit_at`]); unsigned codes
+//! `q` in 0..=31, offset 16.
 
 use super::{
-    bytewise_eq, c_f32_to_i8, f16_from_f32, f16_to_f32, high_bit, inverse, nibble, nibble_group,
-    nibbles_from_groups, pack_code5, set_code5, signed_max, signed_max_vectorized, FormatInfo,
-    PackedBlock, WeightFormat, QK,
+    bytewise_eq, c_f32_to_i8, f16_from_f32, f16_to_f32, fifth_bits_packed, fifth_bits_unpacked,
+    high_bit, inverse, nibble, nibble_group, nibbles_from_groups, pack_code5, set_code5,
+    signed_max, signed_max_vectorized, FormatInfo, PackedBlock, WeightFormat, QK,
 };
 use bytemuck::{Pod, Zeroable};
 use half::f16;
@@ -53,14 +54,14 @@ impl PackedBlock for BlockQ5_0 {
         if c < 4 {
             nibble_group(&self.qs, c)
         } else {
-            self.qh
+            fifth_bits_packed(u32::from_le_bytes(self.qh))
         }
     }
     #[inline(always)]
     fn from_packed([d, _]: [f16; 2], group: impl Fn(usize) -> [u8; 4]) -> Self {
         BlockQ5_0 {
             d,
-            qh: group(4),
+            qh: fifth_bits_unpacked(group(4)).to_le_bytes(),
             qs: nibbles_from_groups(&group),
         }
     }

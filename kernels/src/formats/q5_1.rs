@@ -1,13 +1,13 @@
 //! GGUF Q5_1: blocks of 32 5-bit codes, an f16 scale and an f16 minimum
 //! (24 bytes); value `d * q + m`.
 //!
-//! Packed as Q5_0 (nibble groups 0-3, `qh` as group 4) with two scales
+//! Packed as Q5_0 (nibble groups 0-3, the `qh` bits in group 4) with two scales
 //! (`d`, `m`); codes are unsigned, no offset.
 
 use super::{
-    bytewise_eq, c_f32_to_i8, f16_from_f32, f16_to_f32, high_bit, inverse, min_max,
-    min_max_vectorized, nibble, nibble_group, nibbles_from_groups, pack_code5, set_code5,
-    FormatInfo, PackedBlock, WeightFormat, QK,
+    bytewise_eq, c_f32_to_i8, f16_from_f32, f16_to_f32, fifth_bits_packed, fifth_bits_unpacked,
+    high_bit, inverse, min_max, min_max_vectorized, nibble, nibble_group, nibbles_from_groups,
+    pack_code5, set_code5, FormatInfo, PackedBlock, WeightFormat, QK,
 };
 use bytemuck::{Pod, Zeroable};
 use half::f16;
@@ -54,7 +54,7 @@ impl PackedBlock for BlockQ5_1 {
         if c < 4 {
             nibble_group(&self.qs, c)
         } else {
-            self.qh
+            fifth_bits_packed(u32::from_le_bytes(self.qh))
         }
     }
     #[inline(always)]
@@ -62,7 +62,7 @@ impl PackedBlock for BlockQ5_1 {
         BlockQ5_1 {
             d,
             m,
-            qh: group(4),
+            qh: fifth_bits_unpacked(group(4)).to_le_bytes(),
             qs: nibbles_from_groups(&group),
         }
     }

@@ -12,7 +12,10 @@ use super::kquant::{
     nibble_group, nibbles_of, pack_scales, quantize_with_min, quantize_with_min_vectorized,
     SCALE_GROUPS,
 };
-use super::{bytewise_eq, FormatInfo, PackedBlock, SubScale, WeightFormat, QK, QK_K};
+use super::{
+    bytewise_eq, fifth_bits_packed, fifth_bits_unpacked, FormatInfo, PackedBlock, SubScale,
+    WeightFormat, QK, QK_K,
+};
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
@@ -96,7 +99,7 @@ impl PackedBlock for BlockQ5_K {
                 let bits = (0..QK).fold(0u32, |h, e| {
                     h | (((self.ucode(QK * s + e) >> 4) as u32) << e)
                 });
-                bits.to_le_bytes()
+                fifth_bits_packed(bits)
             }
         }
     }
@@ -106,7 +109,7 @@ impl PackedBlock for BlockQ5_K {
         let mut l = [0u8; QK_K];
         for (s, sub) in l.chunks_exact_mut(QK).enumerate() {
             let first = 5 * s;
-            let high = u32::from_le_bytes(group(first + 4));
+            let high = fifth_bits_unpacked(group(first + 4));
             for (e, (c, low)) in sub.iter_mut().zip(nibbles_of(&group, first)).enumerate() {
                 *c = low | ((((high >> e) & 1) as u8) << 4);
             }

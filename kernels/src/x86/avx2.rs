@@ -240,34 +240,6 @@ impl Width for Ymm {
         // SAFETY: the kernel enables avx2; 8 bytes at p, as the trait says.
         unsafe { _mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i)) }
     }
-    /// Byte `c / 2` of each lane's `qh` spread over the lane (one byte
-    /// shuffle, shared by chunks `2j`, `2j + 1`), an AND with each byte's
-    /// bit, compare-equal, 0x10 where set, OR into the nibbles (bit 4 clear).
-    #[inline(always)]
-    unsafe fn with_fifth(v: __m256i, qh: __m256i, c: usize) -> __m256i {
-        // SAFETY: the kernel enables avx2, fma, f16c; pointers as the trait says.
-        unsafe {
-            let lanes = _mm256_setr_epi32(
-                0,
-                0x0404_0404,
-                0x0808_0808,
-                0x0C0C_0C0C,
-                0,
-                0x0404_0404,
-                0x0808_0808,
-                0x0C0C_0C0C,
-            );
-            let x =
-                _mm256_shuffle_epi8(qh, _mm256_add_epi8(lanes, _mm256_set1_epi8((c / 2) as i8)));
-            let bit = _mm256_set1_epi32(if c.is_multiple_of(2) {
-                0x0804_0201
-            } else {
-                0x8040_2010u32 as i32
-            });
-            let set = _mm256_cmpeq_epi8(_mm256_and_si256(x, bit), bit);
-            _mm256_or_si256(v, _mm256_and_si256(set, _mm256_set1_epi8(0x10)))
-        }
-    }
 }
 
 /// AVX2: `vpmaddubsw` + `vpmaddwd`.

@@ -240,23 +240,6 @@ impl Width for Zmm {
         // SAFETY: the kernel enables avx512f; 16 bytes at p, as the trait says.
         unsafe { _mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i)) }
     }
-    /// Byte `c / 2` of each lane's `qh` spread over the lane's 4 bytes, a
-    /// test of each byte's bit, 16 added under that mask.
-    #[inline(always)]
-    unsafe fn with_fifth(v: __m512i, qh: __m512i, c: usize) -> __m512i {
-        // SAFETY: the kernel enables avx512f/bw/vl; pointers as the trait says.
-        unsafe {
-            let s = (c / 2) as i32 * 0x0101_0101;
-            let idx = _mm512_set4_epi32(0x0C0C_0C0C + s, 0x0808_0808 + s, 0x0404_0404 + s, s);
-            let bits = _mm512_set1_epi32(if c.is_multiple_of(2) {
-                0x0804_0201
-            } else {
-                0x8040_2010u32 as i32
-            });
-            let k = _mm512_test_epi8_mask(_mm512_shuffle_epi8(qh, idx), bits);
-            _mm512_mask_add_epi8(v, k, v, _mm512_set1_epi8(0x10))
-        }
-    }
 }
 
 /// AVX512-BW: `vpmaddubsw` (u8*i8 pairs to saturating i16) then `vpmaddwd`.

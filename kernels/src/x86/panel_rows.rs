@@ -15,7 +15,7 @@
 //!   the scalar ones do. The other 32-value formats measured no faster this
 //!   way (their plain-Rust loop vectorizes well) and keep it.
 
-use crate::formats::{PackedBlock, WeightFormat};
+use crate::formats::{fifth_bit_at, PackedBlock, WeightFormat};
 use crate::pack::{scale_bytes, NR};
 use core::arch::x86_64::*;
 
@@ -184,9 +184,10 @@ unsafe fn blocks<B: PackedBlock>(panel: &[u8], so: usize, k: usize, out: &mut [f
                         let v = _mm512_srlv_epi32(chunk[c], splat(8 * i + 4 * half));
                         let mut q = _mm512_and_si512(v, splat(0xF));
                         if g == 5 {
-                            // The fifth bit: bit e of the row's `qh` lane.
-                            let h =
-                                _mm512_and_si512(_mm512_srlv_epi32(chunk[4], splat(e)), splat(1));
+                            // The fifth bit: bit e / 4 of byte e % 4 of the
+                            // row's `qh` lane.
+                            let h = _mm512_srlv_epi32(chunk[4], splat(fifth_bit_at(e)));
+                            let h = _mm512_and_si512(h, splat(1));
                             q = _mm512_or_si512(q, _mm512_slli_epi32::<4>(h));
                         }
                         if g == 6 {

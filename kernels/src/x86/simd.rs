@@ -189,10 +189,29 @@ pub(crate) trait Width {
     unsafe fn pin_f(v: &mut Self::F);
     /// The low and high nibbles of each byte of `v`.
     unsafe fn nibbles(v: Self::I) -> [Self::I; 2];
-    /// Adds 16 to byte `i` of lane `r` of nibble codes `v` of chunk `c`
+    /// Sets bit 4 of byte `i` of lane `r` of nibble codes `v` of chunk `c`
     /// (0..8: chunks 4..8 are the high nibbles of chunks 0..4) where
-    /// element `4c + i`'s fifth bit is set: bit `4c + i` of lane `r` of `qh`.
-    unsafe fn with_fifth(v: Self::I, qh: Self::I, c: usize) -> Self::I;
+    /// element `4c + i`'s fifth bit is set: bit `c` of byte `i` of lane `r`
+    /// of the packed `qh` chunk (see [`crate::pack`]), moved to bit 4 by one
+    /// 16-bit shift (a byte's bits stay in the byte: the mask keeps bit 4,
+    /// which a shift by at most 4 either way fills from the same byte).
+    #[inline(always)]
+    unsafe fn with_fifth(v: Self::I, qh: Self::I, c: usize) -> Self::I {
+        // SAFETY: features enabled by the calling kernel.
+        unsafe {
+            let h = match c {
+                0 => Self::shl16::<4>(qh),
+                1 => Self::shl16::<3>(qh),
+                2 => Self::shl16::<2>(qh),
+                3 => Self::shl16::<1>(qh),
+                4 => qh,
+                5 => Self::shr16::<1>(qh),
+                6 => Self::shr16::<2>(qh),
+                _ => Self::shr16::<3>(qh),
+            };
+            Self::or_and(v, h, Self::splat_i8(0x10))
+        }
+    }
     /// Nibble codes `v` of chunk `c` (0..4) of a Q6 half with their bits
     /// 4-5 from `h`: bits `2c..2c+2` of each byte (see [`crate::pack`]).
     #[inline(always)]
