@@ -453,12 +453,12 @@ pub(super) fn dequantize_packed_with_min<const G: usize>(
         let (ds, ms) = (d * sc[s] as f32, min * mn[s] as f32);
         let low = nibbles_of(group, G * s);
         let high = if G == 5 {
-            super::fifth_bits_unpacked(group(G * s + 4))
+            u32::from_le_bytes(group(G * s + 4))
         } else {
             0
         };
         for (e, (y, q)) in y.iter_mut().zip(low).enumerate() {
-            let code = q | ((((high >> e) & 1) as u8) << 4);
+            let code = q | ((((high >> super::fifth_bit_at(e)) & 1) as u8) << 4);
             *y = ds * code as f32 - ms;
         }
     }

@@ -603,32 +603,58 @@ pub(crate) const fn fifth_bit_at(e: usize) -> usize {
     8 * (e % 4) + e / 4
 }
 
-/// The packed fifth-bit lane group of the bits `qh` (bit `e`: element `e`):
-/// byte `i` gathers every fourth bit of `qh` from bit `i`.
+/// [`fifth_bits_packed`] of one `qh` byte (elements `8k..8k + 8` with
+/// `k = 0`; byte `k`'s bits land `2k` places higher).
+const PACK_BYTE: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut j = 0;
+        while j < 8 {
+            t[b] |= ((b as u32 >> j) & 1) << fifth_bit_at(j);
+            j += 1;
+        }
+        b += 1;
+    }
+    t
+};
+
+/// [`fifth_bits_unpacked`] of one packed byte (byte `i` of the group with
+/// `i = 0`: bit `c` to bit `4c`; byte `i`'s bits land `i` places higher).
+const UNPACK_BYTE: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut c = 0;
+        while c < 8 {
+            t[b] |= ((b as u32 >> c) & 1) << (4 * c);
+            c += 1;
+        }
+        b += 1;
+    }
+    t
+};
+
+/// The packed fifth-bit lane group of the bits `qh` (bit `e`: element `e`),
+/// a table entry per byte.
 #[inline(always)]
 pub(crate) fn fifth_bits_packed(qh: u32) -> [u8; 4] {
-    core::array::from_fn(|i| {
-        // Bits i, i + 4, ..., i + 28 moved together in three steps.
-        let x = (qh >> i) & 0x1111_1111;
-        let x = (x | x >> 3) & 0x0303_0303;
-        let x = (x | x >> 6) & 0x000F_000F;
-        (x | x >> 12) as u8
-    })
+    let [b0, b1, b2, b3] = qh.to_le_bytes();
+    let p = PACK_BYTE[b0 as usize]
+        | PACK_BYTE[b1 as usize] << 2
+        | PACK_BYTE[b2 as usize] << 4
+        | PACK_BYTE[b3 as usize] << 6;
+    p.to_le_bytes()
 }
 
 /// The bits `qh` (bit `e`: element `e`) of a packed fifth-bit lane group
 /// (the inverse of [`fifth_bits_packed`]).
 #[inline(always)]
-pub(crate) fn fifth_bits_unpacked(group: [u8; 4]) -> u32 {
-    let mut qh = 0;
-    for (i, &b) in group.iter().enumerate() {
-        let x = b as u32;
-        let x = (x | x << 12) & 0x000F_000F;
-        let x = (x | x << 6) & 0x0303_0303;
-        let x = (x | x << 3) & 0x1111_1111;
-        qh |= x << i;
-    }
-    qh
+pub(crate) fn fifth_bits_unpacked([b0, b1, b2, b3]: [u8; 4]) -> u32 {
+    UNPACK_BYTE[b0 as usize]
+        | UNPACK_BYTE[b1 as usize] << 1
+        | UNPACK_BYTE[b2 as usize] << 2
+        | UNPACK_BYTE[b3 as usize] << 3
 }
 
 /// Stored bytes of Q4 lane group `c` (0..4): GGUF bytes `4c..4c+4`.

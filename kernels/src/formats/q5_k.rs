@@ -12,10 +12,7 @@ use super::kquant::{
     nibble_group, nibbles_of, pack_scales, quantize_with_min, quantize_with_min_vectorized,
     SCALE_GROUPS,
 };
-use super::{
-    bytewise_eq, fifth_bits_packed, fifth_bits_unpacked, FormatInfo, PackedBlock, SubScale,
-    WeightFormat, QK, QK_K,
-};
+use super::{bytewise_eq, fifth_bit_at, FormatInfo, PackedBlock, SubScale, WeightFormat, QK, QK_K};
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
@@ -97,9 +94,9 @@ impl PackedBlock for BlockQ5_K {
                 nibble_group(|j| self.ucode(j), s, c)
             } else {
                 let bits = (0..QK).fold(0u32, |h, e| {
-                    h | (((self.ucode(QK * s + e) >> 4) as u32) << e)
+                    h | (((self.ucode(QK * s + e) >> 4) as u32) << fifth_bit_at(e))
                 });
-                fifth_bits_packed(bits)
+                bits.to_le_bytes()
             }
         }
     }
@@ -109,9 +106,9 @@ impl PackedBlock for BlockQ5_K {
         let mut l = [0u8; QK_K];
         for (s, sub) in l.chunks_exact_mut(QK).enumerate() {
             let first = 5 * s;
-            let high = fifth_bits_unpacked(group(first + 4));
+            let high = u32::from_le_bytes(group(first + 4));
             for (e, (c, low)) in sub.iter_mut().zip(nibbles_of(&group, first)).enumerate() {
-                *c = low | ((((high >> e) & 1) as u8) << 4);
+                *c = low | ((((high >> fifth_bit_at(e)) & 1) as u8) << 4);
             }
         }
         Self::from_codes(&l, d, dmin, &sc, &mn)
