@@ -603,37 +603,37 @@ pub(crate) const fn fifth_bit_at(e: usize) -> usize {
     8 * (e % 4) + e / 4
 }
 
-/// [`fifth_bits_packed`] of one `qh` byte (elements `8k..8k + 8` with
-/// `k = 0`; byte `k`'s bits land `2k` places higher).
-const PACK_BYTE: [u32; 256] = {
+/// A table of every byte with its bit `j` moved to bit `to[j]`.
+const fn bit_spread_table(to: [usize; 8]) -> [u32; 256] {
     let mut t = [0u32; 256];
     let mut b = 0;
     while b < 256 {
         let mut j = 0;
         while j < 8 {
-            t[b] |= ((b as u32 >> j) & 1) << fifth_bit_at(j);
+            t[b] |= ((b as u32 >> j) & 1) << to[j];
             j += 1;
         }
         b += 1;
     }
     t
-};
+}
+
+/// [`fifth_bits_packed`] of one `qh` byte (elements `8k..8k + 8` with
+/// `k = 0`; byte `k`'s bits land `2k` places higher).
+const PACK_BYTE: [u32; 256] = bit_spread_table([
+    fifth_bit_at(0),
+    fifth_bit_at(1),
+    fifth_bit_at(2),
+    fifth_bit_at(3),
+    fifth_bit_at(4),
+    fifth_bit_at(5),
+    fifth_bit_at(6),
+    fifth_bit_at(7),
+]);
 
 /// [`fifth_bits_unpacked`] of one packed byte (byte `i` of the group with
 /// `i = 0`: bit `c` to bit `4c`; byte `i`'s bits land `i` places higher).
-const UNPACK_BYTE: [u32; 256] = {
-    let mut t = [0u32; 256];
-    let mut b = 0;
-    while b < 256 {
-        let mut c = 0;
-        while c < 8 {
-            t[b] |= ((b as u32 >> c) & 1) << (4 * c);
-            c += 1;
-        }
-        b += 1;
-    }
-    t
-};
+const UNPACK_BYTE: [u32; 256] = bit_spread_table([0, 4, 8, 12, 16, 20, 24, 28]);
 
 /// The packed fifth-bit lane group of the bits `qh` (bit `e`: element `e`),
 /// a table entry per byte.
