@@ -91,9 +91,9 @@ impl PackedBlock for BlockQ4_0 {
         let x: &[f32; QK] = x.try_into().expect("a block of 32 values");
         let d = signed_max_vectorized(x) / -8.0;
         let id = inverse(d);
-        let mut codes = [0u8; QK];
+        let mut codes = [0i32; QK];
         for (c, &v) in codes.iter_mut().zip(x) {
-            *c = (c_f32_to_i8(v * id + 8.5) as i32).min(15) as u8;
+            *c = (c_f32_to_i8(v * id + 8.5) as i32).min(15);
         }
         BlockQ4_0 {
             d: f16_from_f32(d),

@@ -88,9 +88,9 @@ impl PackedBlock for BlockQ4_1 {
         };
         let d = (max - min) / 15.0;
         let id = inverse(d);
-        let mut codes = [0u8; QK];
+        let mut codes = [0i32; QK];
         for (c, &v) in codes.iter_mut().zip(x) {
-            *c = (c_f32_to_i8((v - min) * id + 0.5) as i32).min(15) as u8;
+            *c = (c_f32_to_i8((v - min) * id + 0.5) as i32).min(15);
         }
         BlockQ4_1 {
             d: f16_from_f32(d),
