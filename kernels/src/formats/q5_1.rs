@@ -100,11 +100,11 @@ impl PackedBlock for BlockQ5_1 {
         };
         let d = (max - min) / 31.0;
         let id = inverse(d);
-        // The reference stores the i8 conversion as uint8_t: the low
-        // byte, so that a code past 31 would keep its low five bits.
+        // Unclamped, as in the reference: `pack_code5` keeps the low five
+        // bits, which the reference's uint8_t of the i8 has too.
         let mut codes = [0i32; QK];
         for (c, &v) in codes.iter_mut().zip(x) {
-            *c = c_f32_to_i8((v - min) * id + 0.5) as u8 as i32;
+            *c = c_f32_to_i8((v - min) * id + 0.5) as i32;
         }
         let (qs, qh) = pack_code5(&codes);
         BlockQ5_1 {
