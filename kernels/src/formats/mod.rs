@@ -771,7 +771,16 @@ pub(crate) fn min_max_vectorized(x: &[f32; QK]) -> Option<(f32, f32)> {
 /// the Q5_0 / Q5_1 quantizers ran 10% / 23% faster on AVX-512.
 #[inline(always)]
 pub(crate) fn pack_nibbles(codes: &[i32; QK]) -> [u8; 16] {
-    core::array::from_fn(|j| (codes[j] | (codes[j + 16] << 4)) as u8)
+    nibble_bytes::<{ !0 }>(codes)
+}
+
+/// The low byte of `(c[j] & MASK) | (c[j + 16] & MASK) << 4` for `j` in
+/// `0..16`: one expression for the unmasked Q4 nibbles and the masked Q5
+/// ones (a separate masking pass over the codes, `codes.map(..)`, undid
+/// the i32 lanes' gain).
+#[inline(always)]
+fn nibble_bytes<const MASK: i32>(codes: &[i32; QK]) -> [u8; 16] {
+    core::array::from_fn(|j| ((codes[j] & MASK) | ((codes[j + 16] & MASK) << 4)) as u8)
 }
 
 /// [`set_code5`] of 32 codes at once (as i32, see [`pack_nibbles`]): the
@@ -783,8 +792,7 @@ pub(crate) fn pack_code5(codes: &[i32; QK]) -> ([u8; 16], u32) {
     for (j, &c) in codes.iter().enumerate() {
         qh |= ((c & 0x10 != 0) as u32) << j;
     }
-    let qs = core::array::from_fn(|j| ((codes[j] & 0x0F) | ((codes[j + 16] & 0x0F) << 4)) as u8);
-    (qs, qh)
+    (nibble_bytes::<0x0F>(codes), qh)
 }
 
 /// `id = d ? 1.0f/d : 0.0f`.
