@@ -197,6 +197,14 @@ impl On {
         }
     }
 
+    /// The level whose clone runs.
+    fn level(self) -> Level {
+        match self {
+            On::Dispatched => Level::selected(),
+            On::Level(level) => level,
+        }
+    }
+
     #[inline]
     pub(crate) fn run<T: Task>(self, task: T) -> T::Output {
         match self {
@@ -334,12 +342,20 @@ fn staged<Y: bytemuck::Pod>(
 struct Quantize<'a, B> {
     x: &'a [f32],
     out: &'a mut [B],
+    /// The AVX-512 k-quant searches' features (`x86/kquant_search.rs`).
+    avx512: Option<Avx512>,
 }
 
 impl<B: PackedBlock> Task for Quantize<'_, B> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(t) = self.avx512 {
+            if crate::x86::kquant_search::quantize_blocks(t, self.x, self.out) {
+                return;
+            }
+        }
         for (xb, blk) in self.x.chunks_exact(B::VALUES).zip(self.out.iter_mut()) {
             *blk = B::quantize_vectorized(xb);
         }
@@ -609,9 +625,10 @@ fn quantize_blocks_at<B: PackedBlock>(on: On, x: &[f32], out: &mut [B]) {
         out.len() * B::VALUES,
         "quantize_blocks: length mismatch"
     );
+    let avx512 = avx512_loops(on.level());
     // The blocks are a fraction of the input's bytes: plain stores.
     split(x, out, (B::VALUES, 1), Stores::BySize, |x, out, _| {
-        on.run(Quantize { x, out })
+        on.run(Quantize { x, out, avx512 })
     })
 }
 
@@ -798,10 +815,7 @@ fn dequantize_matrix_at(on: On, m: &PackedMatrix, out: &mut [f32]) {
     let (n, k) = (m.n(), m.k());
     assert_eq!(out.len(), n * k, "dequantize_matrix: length mismatch");
     // The AVX-512 panel loops' features, detected once per call.
-    let avx512 = avx512_panels(match on {
-        On::Dispatched => Level::selected(),
-        On::Level(level) => level,
-    });
+    let avx512 = avx512_loops(on.level());
     let panel = |(p, out): (usize, &mut [f32])| {
         let panel = m.panel(p);
         match_format!(
@@ -836,7 +850,7 @@ fn dequantize_matrix_at(on: On, m: &PackedMatrix, out: &mut [f32]) {
     }
 }
 
-/// Proof of the AVX-512 panel loops' features (`x86/panel_rows.rs`); none
+/// Proof of the AVX-512 load loops' features (`x86/panel_rows.rs`); none
 /// can exist elsewhere.
 #[cfg(target_arch = "x86_64")]
 use crate::x86::panel_rows::Avx512;
@@ -844,8 +858,9 @@ use crate::x86::panel_rows::Avx512;
 #[derive(Clone, Copy)]
 enum Avx512 {}
 
-/// The AVX-512 panel loops' features when the load level is AVX-512.
-fn avx512_panels(level: Level) -> Option<Avx512> {
+/// The features of the AVX-512 loops (panels, k-quant searches) when the
+/// load level is AVX-512.
+fn avx512_loops(level: Level) -> Option<Avx512> {
     #[cfg(target_arch = "x86_64")]
     if level == Level::Avx512 {
         return Avx512::detect();

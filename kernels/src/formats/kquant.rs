@@ -29,7 +29,7 @@ use half::f16;
 
 /// llama.cpp's `GROUP_MAX_EPS`: groups whose largest magnitude is below it
 /// quantize to zero.
-pub(super) const GROUP_MAX_EPS: f32 = 1e-15;
+pub(crate) const GROUP_MAX_EPS: f32 = 1e-15;
 
 /// Lane groups of sub-block scales of a packed super-block.
 pub(super) const SCALE_GROUPS: usize = 4;
@@ -175,6 +175,31 @@ pub(super) fn make_qx_quants_q6(x: &[f32; 16], codes: &mut [u8; 16]) -> f32 {
     scale
 }
 
+/// What [`make_qx_quants_q6`] found for the sixteen 16-value groups of a
+/// super-block when it ran elsewhere (the AVX-512 lane search): the scale,
+/// and instead of the codes the `iscale` that made them (`zero`: a group
+/// below [`GROUP_MAX_EPS`], codes 0).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct QxSearch {
+    pub(crate) scale: [f32; 16],
+    pub(crate) code_iscale: [f32; 16],
+    pub(crate) zero: [bool; 16],
+}
+
+impl QxSearch {
+    /// The search's code (`l + 32`) of element `i` of the super-block `x`,
+    /// as [`make_qx_quants_q6`] computes it.
+    #[inline(always)]
+    pub(super) fn code(&self, x: &[f32; 256], i: usize) -> u8 {
+        let g = i / 16;
+        if self.zero[g] {
+            0
+        } else {
+            (nearest_int(self.code_iscale[g] * x[i]).clamp(-32, 31) + 32) as u8
+        }
+    }
+}
+
 /// The eight 6-bit scales and minimums of Q4_K / Q5_K from their 12 bytes
 /// (llama.cpp's `get_scale_min_k4` for `j = 0..8`).
 #[inline(always)]
@@ -237,7 +262,7 @@ pub(super) fn quantize_with_min(
         scales[j] = scale;
         mins[j] = min;
     }
-    finish_with_min(x, nmax, l, &scales, &mins)
+    finish_with_min(x, nmax, |i| l[i], &scales, &mins)
 }
 
 /// [`quantize_with_min`] with the eight sub-blocks' searches run side by
@@ -348,16 +373,18 @@ pub(super) fn quantize_with_min_vectorized(
     }
     let scales: V = lanes(|s| if flat[s] { 0.0 } else { scale[s] });
     let mins: V = lanes(|s| if flat[s] { -flat_min[s] } else { -min[s] });
-    finish_with_min(x, nmax, l, &scales, &mins)
+    finish_with_min(x, nmax, |i| l[i], &scales, &mins)
 }
 
 /// The second half of [`quantize_with_min`]: the sub-blocks' scales and
-/// minimums to 6 bits against the f16 `d` / `dmin`, then the final codes.
+/// minimums to 6 bits against the f16 `d` / `dmin`, then the final codes;
+/// `search_code(i)` gives element `i`'s code from the search, which the
+/// C keeps for sub-blocks whose 6-bit scale is 0.
 #[inline(always)]
 fn finish_with_min(
     x: &[f32; 256],
     nmax: i32,
-    mut l: [u8; 256],
+    search_code: impl Fn(usize) -> u8,
     scales: &[f32; 8],
     mins: &[f32; 8],
 ) -> ([u8; 256], half::f16, half::f16, [u8; 8], [u8; 8]) {
@@ -381,18 +408,63 @@ fn finish_with_min(
     let mn: [u8; 8] = core::array::from_fn(|j| (nearest_int(inv_min * mins[j]) as u8).min(63));
     let d = half::f16::from_f32(max_scale / 63.0);
     let dmin = half::f16::from_f32(max_min / 63.0);
+    let mut l = [0u8; 256];
     for j in 0..8 {
         let dj = d.to_f32() * sc[j] as f32;
-        // `if (!d) continue;`: the search's codes stay (NaN goes on).
-        if dj == 0.0 {
-            continue;
-        }
         let dm = dmin.to_f32() * mn[j] as f32;
         for i in QK * j..QK * (j + 1) {
-            l[i] = nearest_int((x[i] + dm) / dj).clamp(0, nmax) as u8;
+            // `if (!d) continue;`: the search's codes stay (NaN goes on).
+            l[i] = if dj == 0.0 {
+                search_code(i)
+            } else {
+                nearest_int((x[i] + dm) / dj).clamp(0, nmax) as u8
+            };
         }
     }
     (l, d, dmin, sc, mn)
+}
+
+/// What [`make_qkx2_quants`] found for the eight sub-blocks of a
+/// super-block when it ran elsewhere (the AVX-512 lane search): its scale
+/// and `the_min`, and instead of the codes the `iscale` and `min` that
+/// made them (`flat`: a constant sub-block, codes 0).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct MinSearch {
+    pub(crate) scale: [f32; 8],
+    pub(crate) the_min: [f32; 8],
+    pub(crate) code_iscale: [f32; 8],
+    pub(crate) code_min: [f32; 8],
+    pub(crate) flat: [bool; 8],
+}
+
+impl MinSearch {
+    /// The search's code of element `i` of the super-block `x`, as
+    /// [`make_qkx2_quants`] computes it.
+    #[inline(always)]
+    fn code(&self, x: &[f32; 256], nmax: i32, i: usize) -> u8 {
+        let s = i / QK;
+        if self.flat[s] {
+            0
+        } else {
+            nearest_int(self.code_iscale[s] * (x[i] - self.code_min[s])).clamp(0, nmax) as u8
+        }
+    }
+}
+
+/// [`quantize_with_min`] of `x` given the search's results.
+#[inline(always)]
+pub(super) fn quantize_with_min_from(
+    x: &[f32; 256],
+    nmax: i32,
+    search: &MinSearch,
+) -> ([u8; 256], half::f16, half::f16, [u8; 8], [u8; 8]) {
+    finish_with_min(
+        x,
+        nmax,
+        |i| search.code(x, nmax, i),
+        &search.scale,
+        &search.the_min,
+    )
 }
 
 /// Sub-block `s`'s scale and minimum of Q4_K / Q5_K (see [`SubScale::Min`]):

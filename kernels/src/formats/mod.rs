@@ -29,6 +29,7 @@ mod bf16;
 mod f16_fmt;
 mod f32_fmt;
 mod kquant;
+pub(crate) use kquant::{MinSearch, QxSearch, GROUP_MAX_EPS};
 mod q4_0;
 mod q4_1;
 mod q4_k;

@@ -9,8 +9,8 @@
 
 use super::kquant::{
     dequantize_packed_with_min, dequantize_with_min, min_scale_group, min_scales_of, min_sub_scale,
-    nibble_group, nibbles_of, pack_scales, quantize_with_min, quantize_with_min_vectorized,
-    SCALE_GROUPS,
+    nibble_group, nibbles_of, pack_scales, quantize_with_min, quantize_with_min_from,
+    quantize_with_min_vectorized, MinSearch, SCALE_GROUPS,
 };
 use super::{bytewise_eq, FormatInfo, PackedBlock, SubScale, WeightFormat, QK, QK_K};
 use bytemuck::{Pod, Zeroable};
@@ -39,6 +39,14 @@ bytewise_eq!(BlockQ4_K);
 const _: () = assert!(core::mem::size_of::<BlockQ4_K>() == 144);
 
 impl BlockQ4_K {
+    /// The block of `x` given what the searches of its sub-blocks found
+    /// elsewhere (the same bytes as [`PackedBlock::quantize`]).
+    #[inline(always)]
+    pub(crate) fn from_search(x: &[f32; QK_K], search: &MinSearch) -> Self {
+        let (l, d, dmin, sc, mn) = quantize_with_min_from(x, 15, search);
+        Self::from_codes(&l, d, dmin, &sc, &mn)
+    }
+
     /// The block of 256 codes in 0..16 and its scales, with `qs` as
     /// `quantize_row_q4_K_ref` writes it.
     fn from_codes(l: &[u8; QK_K], d: f16, dmin: f16, sc: &[u8; 8], mn: &[u8; 8]) -> Self {

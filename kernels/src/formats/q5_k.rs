@@ -9,8 +9,8 @@
 
 use super::kquant::{
     dequantize_packed_with_min, dequantize_with_min, min_scale_group, min_scales_of, min_sub_scale,
-    nibble_group, nibbles_of, pack_scales, quantize_with_min, quantize_with_min_vectorized,
-    SCALE_GROUPS,
+    nibble_group, nibbles_of, pack_scales, quantize_with_min, quantize_with_min_from,
+    quantize_with_min_vectorized, MinSearch, SCALE_GROUPS,
 };
 use super::{bytewise_eq, fifth_bit_at, FormatInfo, PackedBlock, SubScale, WeightFormat, QK, QK_K};
 use bytemuck::{Pod, Zeroable};
@@ -42,6 +42,14 @@ bytewise_eq!(BlockQ5_K);
 const _: () = assert!(core::mem::size_of::<BlockQ5_K>() == 176);
 
 impl BlockQ5_K {
+    /// The block of `x` given what the searches of its sub-blocks found
+    /// elsewhere (the same bytes as [`PackedBlock::quantize`]).
+    #[inline(always)]
+    pub(crate) fn from_search(x: &[f32; QK_K], search: &MinSearch) -> Self {
+        let (l, d, dmin, sc, mn) = quantize_with_min_from(x, 31, search);
+        Self::from_codes(&l, d, dmin, &sc, &mn)
+    }
+
     /// The block of 256 codes in 0..32 and its scales, with `qs` and `qh`
     /// as `quantize_row_q5_K_ref` writes them.
     fn from_codes(l: &[u8; QK_K], d: f16, dmin: f16, sc: &[u8; 8], mn: &[u8; 8]) -> Self {

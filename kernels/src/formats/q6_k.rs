@@ -7,8 +7,8 @@
 //! GGUF.
 
 use super::kquant::{
-    make_qx_quants_q6, nearest_int, nibble_group, nibbles_of, small_scales, GROUP_MAX_EPS,
-    SCALE_GROUPS,
+    make_qx_quants_q6, nearest_int, nibble_group, nibbles_of, small_scales, QxSearch,
+    GROUP_MAX_EPS, SCALE_GROUPS,
 };
 use super::{bytewise_eq, f16_to_f32, FormatInfo, PackedBlock, SubScale, WeightFormat, QK, QK_K};
 use bytemuck::{Pod, Zeroable};
@@ -38,6 +38,56 @@ bytewise_eq!(BlockQ6_K);
 const _: () = assert!(core::mem::size_of::<BlockQ6_K>() == 210);
 
 impl BlockQ6_K {
+    /// The block of `x` from its groups' search results (as
+    /// `quantize_row_q6_K_ref` goes on after the searches): the scales to
+    /// int8 against the f16 `d`, then the final codes; `search_code(i)`
+    /// gives element `i`'s code from the search, which the C keeps for
+    /// groups whose scale is 0.
+    #[inline(always)]
+    fn finish(x: &[f32; QK_K], scales: &[f32; 16], search_code: impl Fn(usize) -> u8) -> Self {
+        let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
+        for &scale in scales {
+            if scale.abs() > max_abs_scale {
+                max_abs_scale = scale.abs();
+                max_scale = scale;
+            }
+        }
+        if max_abs_scale < GROUP_MAX_EPS {
+            return Self::zeroed();
+        }
+        let iscale = -128.0 / max_scale;
+        let d = f16::from_f32(1.0 / iscale);
+        // MIN(127, nearest_int(...)) stored as int8_t.
+        let sc: [i8; 16] =
+            core::array::from_fn(|ib| nearest_int(iscale * scales[ib]).min(127) as i8);
+        let mut l = [0u8; QK_K];
+        for (j, &s) in sc.iter().enumerate() {
+            let dj = d.to_f32() * s as f32;
+            for i in 16 * j..16 * (j + 1) {
+                // `if (!d) continue;`: the search's codes stay.
+                l[i] = if dj == 0.0 {
+                    search_code(i)
+                } else {
+                    (nearest_int(x[i] / dj).clamp(-32, 31) + 32) as u8
+                };
+            }
+        }
+        let (ql, qh) = Self::codes(&l);
+        BlockQ6_K {
+            ql,
+            qh,
+            scales: sc,
+            d,
+        }
+    }
+
+    /// The block of `x` given what the searches of its 16 groups found
+    /// elsewhere (the same bytes as [`PackedBlock::quantize`]).
+    #[inline(always)]
+    pub(crate) fn from_search(x: &[f32; QK_K], search: &QxSearch) -> Self {
+        Self::finish(x, &search.scale, |i| search.code(x, i))
+    }
+
     /// `ql` and `qh` of 256 codes in 0..64, as `quantize_row_q6_K_ref`
     /// writes them.
     fn codes(l: &[u8; QK_K]) -> ([u8; QK_K / 2], [u8; QK_K / 4]) {
@@ -158,41 +208,12 @@ impl PackedBlock for BlockQ6_K {
         let x: &[f32; QK_K] = x.try_into().expect("a super-block of 256 values");
         let mut l = [0u8; QK_K];
         let mut scales = [0.0f32; 16];
-        let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
         for ib in 0..16 {
             let xs: &[f32; 16] = x[16 * ib..16 * (ib + 1)].try_into().unwrap();
             let ls: &mut [u8; 16] = (&mut l[16 * ib..16 * (ib + 1)]).try_into().unwrap();
-            let scale = make_qx_quants_q6(xs, ls);
-            scales[ib] = scale;
-            if scale.abs() > max_abs_scale {
-                max_abs_scale = scale.abs();
-                max_scale = scale;
-            }
+            scales[ib] = make_qx_quants_q6(xs, ls);
         }
-        if max_abs_scale < GROUP_MAX_EPS {
-            return Self::zeroed();
-        }
-        let iscale = -128.0 / max_scale;
-        let d = f16::from_f32(1.0 / iscale);
-        // MIN(127, nearest_int(...)) stored as int8_t.
-        let sc: [i8; 16] =
-            core::array::from_fn(|ib| nearest_int(iscale * scales[ib]).min(127) as i8);
-        for (j, &s) in sc.iter().enumerate() {
-            let dj = d.to_f32() * s as f32;
-            if dj == 0.0 {
-                continue;
-            }
-            for i in 16 * j..16 * (j + 1) {
-                l[i] = (nearest_int(x[i] / dj).clamp(-32, 31) + 32) as u8;
-            }
-        }
-        let (ql, qh) = Self::codes(&l);
-        BlockQ6_K {
-            ql,
-            qh,
-            scales: sc,
-            d,
-        }
+        Self::finish(x, &scales, |i| l[i])
     }
     /// `dequantize_row_q6_K` for one super-block.
     #[inline(always)]

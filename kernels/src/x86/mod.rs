@@ -2,8 +2,9 @@
 //! width and an integer dot ([`simd`]); `avx2.rs` (AVX2, AVX-VNNI: 256-bit)
 //! and `avx512.rs` (AVX-512 BW, VNNI: 512-bit) supply the instructions, the
 //! tiling constants, their activation quantizer and their kernel tables.
-//! Two load-time helpers sit beside them: `stream.rs` (non-temporal stores
-//! for large outputs) and `panel_rows.rs` (F16, BF16 and k-quant panels back to rows).
+//! Three load-time helpers sit beside them: `stream.rs` (non-temporal stores
+//! for large outputs), `panel_rows.rs` (F16, BF16 and k-quant panels back to rows)
+//! and `kquant_search.rs` (the k-quant quantizers' scale searches).
 
 /// Defines module `$name` holding the kernel table of one ISA level: thin
 /// `#[target_feature]` entry points around the parent module's
@@ -139,6 +140,7 @@ macro_rules! row_groups {
 
 pub(crate) mod avx2;
 pub(crate) mod avx512;
+pub(crate) mod kquant_search;
 pub(crate) mod panel_rows;
 pub(crate) mod simd;
 pub(crate) mod stream;

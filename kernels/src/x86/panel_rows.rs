@@ -217,7 +217,7 @@ unsafe fn blocks<B: PackedBlock>(panel: &[u8], so: usize, k: usize, out: &mut [f
 /// The 16 x 16 transpose: lane `l` of result `s` is lane `s` of input `l`.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn transpose(r: [__m512; NR]) -> [__m512; NR] {
+pub(super) fn transpose(r: [__m512; NR]) -> [__m512; NR] {
     // 32-bit pairs, then 64-bit pairs, within 128-bit lanes: u[4i + j],
     // 128-bit lane q holds lane 4q + j of inputs 4i..4i + 4.
     let mut u = [_mm512_setzero_pd(); NR];
