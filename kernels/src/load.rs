@@ -342,8 +342,8 @@ fn staged<Y: bytemuck::Pod>(
 struct Quantize<'a, B> {
     x: &'a [f32],
     out: &'a mut [B],
-    /// The AVX-512 k-quant searches' features (`x86/kquant_search.rs`).
-    avx512: Option<Avx512>,
+    /// The k-quant searches' features (`x86/kquant_search.rs`).
+    searches: Option<Searches>,
 }
 
 impl<B: PackedBlock> Task for Quantize<'_, B> {
@@ -351,7 +351,7 @@ impl<B: PackedBlock> Task for Quantize<'_, B> {
     #[inline(always)]
     fn run(self) {
         #[cfg(target_arch = "x86_64")]
-        if let Some(t) = self.avx512 {
+        if let Some(t) = self.searches {
             if crate::x86::kquant_search::quantize_blocks(t, self.x, self.out) {
                 return;
             }
@@ -625,10 +625,10 @@ fn quantize_blocks_at<B: PackedBlock>(on: On, x: &[f32], out: &mut [B]) {
         out.len() * B::VALUES,
         "quantize_blocks: length mismatch"
     );
-    let avx512 = avx512_loops(on.level());
+    let searches = kquant_searches(on.level());
     // The blocks are a fraction of the input's bytes: plain stores.
     split(x, out, (B::VALUES, 1), Stores::BySize, |x, out, _| {
-        on.run(Quantize { x, out, avx512 })
+        on.run(Quantize { x, out, searches })
     })
 }
 
@@ -815,7 +815,7 @@ fn dequantize_matrix_at(on: On, m: &PackedMatrix, out: &mut [f32]) {
     let (n, k) = (m.n(), m.k());
     assert_eq!(out.len(), n * k, "dequantize_matrix: length mismatch");
     // The AVX-512 panel loops' features, detected once per call.
-    let avx512 = avx512_loops(on.level());
+    let avx512 = avx512_panels(on.level());
     let panel = |(p, out): (usize, &mut [f32])| {
         let panel = m.panel(p);
         match_format!(
@@ -850,7 +850,7 @@ fn dequantize_matrix_at(on: On, m: &PackedMatrix, out: &mut [f32]) {
     }
 }
 
-/// Proof of the AVX-512 load loops' features (`x86/panel_rows.rs`); none
+/// Proof of the AVX-512 panel loops' features (`x86/panel_rows.rs`); none
 /// can exist elsewhere.
 #[cfg(target_arch = "x86_64")]
 use crate::x86::panel_rows::Avx512;
@@ -858,9 +858,27 @@ use crate::x86::panel_rows::Avx512;
 #[derive(Clone, Copy)]
 enum Avx512 {}
 
-/// The features of the AVX-512 loops (panels, k-quant searches) when the
-/// load level is AVX-512.
-fn avx512_loops(level: Level) -> Option<Avx512> {
+/// Proof of the k-quant searches' features (`x86/kquant_search.rs`); none
+/// can exist elsewhere.
+#[cfg(target_arch = "x86_64")]
+use crate::x86::kquant_search::Searches;
+#[cfg(not(target_arch = "x86_64"))]
+#[derive(Clone, Copy)]
+enum Searches {}
+
+/// The k-quant searches of the clones of `level` (none for the baseline).
+fn kquant_searches(level: Level) -> Option<Searches> {
+    #[cfg(target_arch = "x86_64")]
+    return Searches::of(level);
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = level;
+        None
+    }
+}
+
+/// The AVX-512 panel loops' features when the load level is AVX-512.
+fn avx512_panels(level: Level) -> Option<Avx512> {
     #[cfg(target_arch = "x86_64")]
     if level == Level::Avx512 {
         return Avx512::detect();

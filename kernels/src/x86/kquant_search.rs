@@ -1,8 +1,10 @@
 //! The scale searches of the k-quant quantizers (llama.cpp's
 //! `make_qkx2_quants` for Q4_K / Q5_K, `make_qx_quants` for Q6_K) with
-//! AVX-512, one sub-block per 32-bit lane: sixteen 32-value sub-blocks (two
-//! Q4_K / Q5_K super-blocks) or the sixteen 16-value groups of one Q6_K
-//! super-block side by side.
+//! AVX-512 or AVX2, one sub-block per 32-bit lane: the 32-value sub-blocks
+//! of four Q4_K / Q5_K super-blocks, or the sixteen 16-value groups of one
+//! Q6_K super-block, side by side. The searches are written once over
+//! [`Lanes`] (`__m512`, `__m256`), in groups of vectors that advance
+//! together so that their serial chains overlap.
 //!
 //! Each lane performs the reference's f32 operations on its sub-block in
 //! the reference's order: the sums run over the sub-block's elements one
@@ -18,39 +20,68 @@
 //! A super-block holding a NaN takes the scalar reference: which NaN
 //! payload an operation passes on may differ between two instruction
 //! orders. NaN made from other values (infinities) is the default NaN
-//! either way. The portable loops of the load clones measured 5-10x slower
-//! here: the compiler turns the per-lane selects of fixed-size arrays
-//! into shuffles and scalar code.
+//! either way. The portable loops of the load clones measured 4-10x slower
+//! on AVX-512: the compiler turns the per-lane selects of fixed-size
+//! arrays into shuffles and scalar code.
 
 use super::panel_rows::{transpose, Avx512};
 use crate::formats::{
     BlockQ4_K, BlockQ5_K, BlockQ6_K, MinSearch, PackedBlock, QxSearch, WeightFormat, GROUP_MAX_EPS,
     QK_K,
 };
+use crate::load::Level;
 use core::arch::x86_64::*;
+
+/// Proof that this CPU has AVX2 (and AVX), for the 8-lane searches.
+#[derive(Clone, Copy)]
+pub(crate) struct Avx2(());
+
+/// Which searches a load level runs: proof of their features.
+#[derive(Clone, Copy)]
+pub(crate) enum Searches {
+    Avx512(Avx512),
+    Avx2(Avx2),
+}
+
+impl Searches {
+    /// The searches of the clones of `level` (none for the baseline),
+    /// when this CPU has their features.
+    pub(crate) fn of(level: Level) -> Option<Searches> {
+        use std::arch::is_x86_feature_detected as has;
+        match level {
+            Level::Avx512 => Avx512::detect().map(Searches::Avx512),
+            Level::Avx2 => (has!("avx2") && has!("avx")).then_some(Searches::Avx2(Avx2(()))),
+            Level::Baseline => None,
+        }
+    }
+}
 
 /// Quantizes `x` into `out` (llama.cpp's reference bytes) with the lane
 /// searches when `B` is Q4_K, Q5_K or Q6_K and returns true; returns false,
 /// writing nothing, for other formats. Panics unless `x.len() ==
 /// out.len() * B::VALUES`.
 #[inline(always)]
-pub(crate) fn quantize_blocks<B: PackedBlock>(t: Avx512, x: &[f32], out: &mut [B]) -> bool {
+pub(crate) fn quantize_blocks<B: PackedBlock>(t: Searches, x: &[f32], out: &mut [B]) -> bool {
     assert_eq!(
         x.len(),
         out.len() * B::VALUES,
         "quantize_blocks: length mismatch"
     );
     match B::FORMAT {
-        WeightFormat::Q4_K => {
-            with_min(t, x, bytemuck::cast_slice_mut(out), 15, -1.0, 20, |x, s| {
-                BlockQ4_K::from_search(x, s)
-            })
-        }
-        WeightFormat::Q5_K => {
-            with_min(t, x, bytemuck::cast_slice_mut(out), 31, -0.5, 15, |x, s| {
-                BlockQ5_K::from_search(x, s)
-            })
-        }
+        WeightFormat::Q4_K => with_min(
+            t,
+            x,
+            bytemuck::cast_slice_mut(out),
+            (15, -1.0, 20),
+            BlockQ4_K::from_search,
+        ),
+        WeightFormat::Q5_K => with_min(
+            t,
+            x,
+            bytemuck::cast_slice_mut(out),
+            (31, -0.5, 15),
+            BlockQ5_K::from_search,
+        ),
         WeightFormat::Q6_K => {
             let out: &mut [BlockQ6_K] = bytemuck::cast_slice_mut(out);
             for (x, o) in x.chunks_exact(QK_K).zip(out) {
@@ -58,8 +89,12 @@ pub(crate) fn quantize_blocks<B: PackedBlock>(t: Avx512, x: &[f32], out: &mut [B
                 *o = if !all_finite(x) {
                     BlockQ6_K::quantize(x)
                 } else {
-                    // SAFETY: the token proves AVX-512F.
-                    let search = unsafe { qx_lanes(x) };
+                    let search = match t {
+                        // SAFETY: the token proves AVX-512F.
+                        Searches::Avx512(_) => unsafe { qx_avx512(x) },
+                        // SAFETY: the token proves AVX2.
+                        Searches::Avx2(_) => unsafe { qx_avx2(x) },
+                    };
                     BlockQ6_K::from_search(x, &search)
                 };
             }
@@ -79,36 +114,37 @@ fn all_finite(x: &[f32]) -> bool {
     x.iter().fold(true, |finite, v| finite & v.is_finite())
 }
 
-/// Super-blocks per call of [`qkx2_lanes`]: two per group of 16 lanes,
-/// `GROUPS` groups interleaved so that their serial chains (each candidate
-/// needs the `min` the previous one chose) overlap.
-const GROUPS: usize = 2;
-const BATCH: usize = 2 * GROUPS;
+/// Q4_K / Q5_K super-blocks per search call: 32 sub-blocks, two groups of
+/// 16 lanes or four of 8.
+const BATCH: usize = 4;
 
 /// Q4_K / Q5_K: the searches of [`BATCH`] super-blocks at a time (the last
 /// ones next to zeros), then `finish` of each.
 #[inline(always)]
 fn with_min<B: PackedBlock>(
-    _: Avx512,
+    t: Searches,
     x: &[f32],
     out: &mut [B],
-    nmax: i32,
-    rmin: f32,
-    nstep: i32,
+    (nmax, rmin, nstep): (i32, f32, i32),
     finish: impl Fn(&[f32; QK_K], &MinSearch) -> B,
 ) {
-    let mut batch = [0.0f32; BATCH * QK_K];
+    let mut padded = [0.0f32; BATCH * QK_K];
     for (x, out) in x.chunks(BATCH * QK_K).zip(out.chunks_mut(BATCH)) {
-        let batch: &[f32] = if x.len() == batch.len() {
-            x
-        } else {
-            batch[..x.len()].copy_from_slice(x);
-            batch[x.len()..].fill(0.0);
-            &batch
+        let batch: &[f32; BATCH * QK_K] = match x.try_into() {
+            Ok(batch) => batch,
+            Err(_) => {
+                padded[..x.len()].copy_from_slice(x);
+                padded[x.len()..].fill(0.0);
+                &padded
+            }
         };
-        // SAFETY: the token proves AVX-512F.
-        let searches = unsafe { qkx2_lanes::<GROUPS>(batch, nmax, rmin, nstep) };
-        for ((x, o), search) in x.chunks_exact(QK_K).zip(out).zip(searches.iter().flatten()) {
+        let searches = match t {
+            // SAFETY: the token proves AVX-512F.
+            Searches::Avx512(_) => unsafe { qkx2_avx512(batch, nmax, rmin, nstep) },
+            // SAFETY: the token proves AVX2.
+            Searches::Avx2(_) => unsafe { qkx2_avx2(batch, nmax, rmin, nstep) },
+        };
+        for ((x, o), search) in x.chunks_exact(QK_K).zip(out).zip(&searches) {
             let x: &[f32; QK_K] = x.try_into().unwrap();
             *o = if has_nan(x) {
                 B::quantize(x)
@@ -119,277 +155,490 @@ fn with_min<B: PackedBlock>(
     }
 }
 
-/// `nearest_int` of each lane (see `formats::kquant`): the low mantissa
-/// bits of `v + 1.5 * 2^23`, minus `2^22`.
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn nearest_int(v: __m512) -> __m512i {
-    let m = _mm512_castps_si512(_mm512_add_ps(v, _mm512_set1_ps(12582912.0)));
-    _mm512_sub_epi32(
-        _mm512_and_si512(m, _mm512_set1_epi32(0x007F_FFFF)),
-        _mm512_set1_epi32(0x0040_0000),
-    )
+/// The vector operations of the searches, on f32 lanes. Every function is
+/// unsafe: the caller's code must have been compiled with the
+/// implementation's features (`avx512f`; `avx2`), and [`Lanes::columns`]
+/// and [`Lanes::store`] read and write where their docs say.
+trait Lanes: Copy {
+    /// Lanes per vector.
+    const N: usize;
+    /// A per-lane condition.
+    type M: Copy;
+    unsafe fn splat(v: f32) -> Self;
+    unsafe fn add(a: Self, b: Self) -> Self;
+    unsafe fn sub(a: Self, b: Self) -> Self;
+    unsafe fn mul(a: Self, b: Self) -> Self;
+    unsafe fn div(a: Self, b: Self) -> Self;
+    unsafe fn sqrt(a: Self) -> Self;
+    unsafe fn abs(a: Self) -> Self;
+    /// `-a` (the sign bit flipped).
+    unsafe fn neg(a: Self) -> Self;
+    unsafe fn lt(a: Self, b: Self) -> Self::M;
+    unsafe fn gt(a: Self, b: Self) -> Self::M;
+    unsafe fn eq(a: Self, b: Self) -> Self::M;
+    /// `a != b`, true for NaN (C's `!=`).
+    unsafe fn ne(a: Self, b: Self) -> Self::M;
+    unsafe fn and(a: Self::M, b: Self::M) -> Self::M;
+    /// `if m { b } else { a }` per lane.
+    unsafe fn select(m: Self::M, a: Self, b: Self) -> Self;
+    /// Bit `s` set where lane `s` is true.
+    unsafe fn bits(m: Self::M) -> u32;
+    /// `nearest_int(v)` (`formats::kquant`: the low mantissa bits of
+    /// `v + 1.5 * 2^23`, minus `2^22`) clamped to `lo..=hi`, as f32.
+    unsafe fn code(v: Self, lo: i32, hi: i32) -> Self;
+    /// [`Lanes::code`] of lanes with `|v| < 2^22`, two operations fewer:
+    /// the clamp on `v + 1.5 * 2^23` (whose integer value is
+    /// `1.5 * 2^23 + nearest_int(v)` there), the offset taken off again
+    /// (exact). Other lanes get other values.
+    unsafe fn small_code(v: Self, lo: i32, hi: i32) -> Self;
+    /// `N` rows of `N` values, row `r` at `x + at + r * stride`, transposed
+    /// into `out[..N]`: lane `r` of `out[i]` is `x[at + r * stride + i]`
+    /// (all inside `x`; `out.len() >= N`).
+    unsafe fn columns(x: *const f32, at: usize, stride: usize, out: &mut [Self]);
+    /// The N lanes into `out[..N]`.
+    unsafe fn store(self, out: *mut f32);
 }
 
-/// `nearest_int(v)` clamped to `lo..=hi`, as f32.
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn code(v: __m512, lo: i32, hi: i32) -> __m512 {
-    let q = _mm512_max_epi32(nearest_int(v), _mm512_set1_epi32(lo));
-    _mm512_cvtepi32_ps(_mm512_min_epi32(q, _mm512_set1_epi32(hi)))
+/// One `Lanes` function per line: `name(args) => intrinsic expression`.
+macro_rules! lanes_fns {
+    ($($name:ident($($a:ident: $t:ty),*) -> $r:ty => $e:expr;)*) => {
+        $(
+            #[inline(always)]
+            #[allow(unused_unsafe)]
+            unsafe fn $name($($a: $t),*) -> $r {
+                // SAFETY: the caller has the implementation's features.
+                unsafe { $e }
+            }
+        )*
+    };
 }
 
-/// [`code`] of `|v| < 2^22`, in f32: the clamp on `v + 1.5 * 2^23`, whose
-/// integer value is `1.5 * 2^23 + nearest_int(v)` there, then the offset
-/// taken off again (exact), two operations fewer than [`code`]. Other lanes
-/// get other values.
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn small_code(v: __m512, lo: i32, hi: i32) -> __m512 {
-    const MAGIC: f32 = 12582912.0;
-    let m = _mm512_add_ps(v, _mm512_set1_ps(MAGIC));
-    let m = _mm512_max_ps(m, _mm512_set1_ps(MAGIC + lo as f32));
-    let m = _mm512_min_ps(m, _mm512_set1_ps(MAGIC + hi as f32));
-    _mm512_sub_ps(m, _mm512_set1_ps(MAGIC))
+impl Lanes for __m512 {
+    const N: usize = 16;
+    type M = __mmask16;
+    lanes_fns! {
+        splat(v: f32) -> Self => _mm512_set1_ps(v);
+        add(a: Self, b: Self) -> Self => _mm512_add_ps(a, b);
+        sub(a: Self, b: Self) -> Self => _mm512_sub_ps(a, b);
+        mul(a: Self, b: Self) -> Self => _mm512_mul_ps(a, b);
+        div(a: Self, b: Self) -> Self => _mm512_div_ps(a, b);
+        sqrt(a: Self) -> Self => _mm512_sqrt_ps(a);
+        abs(a: Self) -> Self => _mm512_abs_ps(a);
+        neg(a: Self) -> Self => _mm512_castsi512_ps(_mm512_xor_si512(
+            _mm512_castps_si512(a),
+            _mm512_set1_epi32(i32::MIN),
+        ));
+        lt(a: Self, b: Self) -> __mmask16 => _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, b);
+        gt(a: Self, b: Self) -> __mmask16 => _mm512_cmp_ps_mask::<_CMP_GT_OQ>(a, b);
+        eq(a: Self, b: Self) -> __mmask16 => _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(a, b);
+        ne(a: Self, b: Self) -> __mmask16 => _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(a, b);
+        and(a: __mmask16, b: __mmask16) -> __mmask16 => a & b;
+        select(m: __mmask16, a: Self, b: Self) -> Self => _mm512_mask_blend_ps(m, a, b);
+        bits(m: __mmask16) -> u32 => m as u32;
+        code(v: Self, lo: i32, hi: i32) -> Self => {
+            let m = _mm512_castps_si512(_mm512_add_ps(v, _mm512_set1_ps(MAGIC)));
+            let q = _mm512_sub_epi32(
+                _mm512_and_si512(m, _mm512_set1_epi32(0x007F_FFFF)),
+                _mm512_set1_epi32(0x0040_0000),
+            );
+            let q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(lo)), _mm512_set1_epi32(hi));
+            _mm512_cvtepi32_ps(q)
+        };
+        small_code(v: Self, lo: i32, hi: i32) -> Self => {
+            let m = _mm512_add_ps(v, _mm512_set1_ps(MAGIC));
+            let m = _mm512_max_ps(m, _mm512_set1_ps(MAGIC + lo as f32));
+            let m = _mm512_min_ps(m, _mm512_set1_ps(MAGIC + hi as f32));
+            _mm512_sub_ps(m, _mm512_set1_ps(MAGIC))
+        };
+    }
+    #[inline(always)]
+    unsafe fn store(self, out: *mut f32) {
+        // SAFETY: the caller has avx512f and 16 f32 at `out`.
+        unsafe { _mm512_storeu_ps(out, self) }
+    }
+    #[inline(always)]
+    unsafe fn columns(x: *const f32, at: usize, stride: usize, out: &mut [Self]) {
+        // SAFETY: the caller has avx512f and the 16 rows inside `x`.
+        unsafe {
+            let rows: [__m512; 16] =
+                core::array::from_fn(|r| _mm512_loadu_ps(x.add(at + r * stride)));
+            out[..16].copy_from_slice(&transpose(rows));
+        }
+    }
 }
 
-/// `if mask { b } else { a }` per lane.
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn select(mask: __mmask16, a: __m512, b: __m512) -> __m512 {
-    _mm512_mask_blend_ps(mask, a, b)
+impl Lanes for __m256 {
+    const N: usize = 8;
+    type M = __m256;
+    lanes_fns! {
+        splat(v: f32) -> Self => _mm256_set1_ps(v);
+        add(a: Self, b: Self) -> Self => _mm256_add_ps(a, b);
+        sub(a: Self, b: Self) -> Self => _mm256_sub_ps(a, b);
+        mul(a: Self, b: Self) -> Self => _mm256_mul_ps(a, b);
+        div(a: Self, b: Self) -> Self => _mm256_div_ps(a, b);
+        sqrt(a: Self) -> Self => _mm256_sqrt_ps(a);
+        abs(a: Self) -> Self => _mm256_and_ps(a, _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX)));
+        neg(a: Self) -> Self => _mm256_xor_ps(a, _mm256_castsi256_ps(_mm256_set1_epi32(i32::MIN)));
+        lt(a: Self, b: Self) -> __m256 => _mm256_cmp_ps::<_CMP_LT_OQ>(a, b);
+        gt(a: Self, b: Self) -> __m256 => _mm256_cmp_ps::<_CMP_GT_OQ>(a, b);
+        eq(a: Self, b: Self) -> __m256 => _mm256_cmp_ps::<_CMP_EQ_OQ>(a, b);
+        ne(a: Self, b: Self) -> __m256 => _mm256_cmp_ps::<_CMP_NEQ_UQ>(a, b);
+        and(a: __m256, b: __m256) -> __m256 => _mm256_and_ps(a, b);
+        select(m: __m256, a: Self, b: Self) -> Self => _mm256_blendv_ps(a, b, m);
+        bits(m: __m256) -> u32 => _mm256_movemask_ps(m) as u32;
+        code(v: Self, lo: i32, hi: i32) -> Self => {
+            let m = _mm256_castps_si256(_mm256_add_ps(v, _mm256_set1_ps(MAGIC)));
+            let q = _mm256_sub_epi32(
+                _mm256_and_si256(m, _mm256_set1_epi32(0x007F_FFFF)),
+                _mm256_set1_epi32(0x0040_0000),
+            );
+            let q = _mm256_min_epi32(_mm256_max_epi32(q, _mm256_set1_epi32(lo)), _mm256_set1_epi32(hi));
+            _mm256_cvtepi32_ps(q)
+        };
+        small_code(v: Self, lo: i32, hi: i32) -> Self => {
+            let m = _mm256_add_ps(v, _mm256_set1_ps(MAGIC));
+            let m = _mm256_max_ps(m, _mm256_set1_ps(MAGIC + lo as f32));
+            let m = _mm256_min_ps(m, _mm256_set1_ps(MAGIC + hi as f32));
+            _mm256_sub_ps(m, _mm256_set1_ps(MAGIC))
+        };
+    }
+    #[inline(always)]
+    unsafe fn store(self, out: *mut f32) {
+        // SAFETY: the caller has avx2 and 8 f32 at `out`.
+        unsafe { _mm256_storeu_ps(out, self) }
+    }
+    #[inline(always)]
+    unsafe fn columns(x: *const f32, at: usize, stride: usize, out: &mut [Self]) {
+        // SAFETY: the caller has avx2 and the 8 rows inside `x`.
+        unsafe {
+            let r: [__m256; 8] = core::array::from_fn(|r| _mm256_loadu_ps(x.add(at + r * stride)));
+            // Pairs, then quads within 128-bit halves, then the halves.
+            let mut t = [_mm256_setzero_ps(); 8];
+            for i in 0..4 {
+                t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+                t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+            }
+            let mut u = [_mm256_setzero_ps(); 8];
+            for i in 0..2 {
+                for h in 0..2 {
+                    let (a, b) = (t[4 * i + h], t[4 * i + 2 + h]);
+                    u[4 * i + 2 * h] = _mm256_shuffle_ps::<0x44>(a, b);
+                    u[4 * i + 2 * h + 1] = _mm256_shuffle_ps::<0xEE>(a, b);
+                }
+            }
+            for j in 0..4 {
+                out[j] = _mm256_permute2f128_ps::<0x20>(u[j], u[4 + j]);
+                out[4 + j] = _mm256_permute2f128_ps::<0x31>(u[j], u[4 + j]);
+            }
+        }
+    }
 }
 
-/// The 16 lanes as an array.
-#[inline]
+/// `1.5 * 2^23`, the rounding constant of `nearest_int`.
+const MAGIC: f32 = 12582912.0;
+
 #[target_feature(enable = "avx512f")]
-fn lanes(v: __m512) -> [f32; 16] {
-    let mut out = [0.0f32; 16];
-    // SAFETY: `out` holds 16 f32; `storeu` takes any alignment.
-    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) };
-    out
+fn qkx2_avx512(x: &[f32; BATCH * QK_K], nmax: i32, rmin: f32, nstep: i32) -> [MinSearch; BATCH] {
+    // SAFETY: this function has avx512f.
+    unsafe { qkx2_lanes::<__m512, 2>(x, nmax, rmin, nstep) }
 }
 
-/// Rows of 16 values from `x` at `at`, `at + stride`, ... (16 rows),
-/// transposed: lane `s` of result `i` is `x[at + s * stride + i]`.
-#[inline]
+#[target_feature(enable = "avx,avx2")]
+fn qkx2_avx2(x: &[f32; BATCH * QK_K], nmax: i32, rmin: f32, nstep: i32) -> [MinSearch; BATCH] {
+    // SAFETY: this function has avx2.
+    unsafe { qkx2_lanes::<__m256, 4>(x, nmax, rmin, nstep) }
+}
+
 #[target_feature(enable = "avx512f")]
-fn columns(x: &[f32], at: usize, stride: usize) -> [__m512; 16] {
-    assert!(at + 15 * stride + 16 <= x.len());
-    let rows: [__m512; 16] = core::array::from_fn(|s| {
-        // SAFETY: row `s` ends at `at + s * stride + 16`, inside `x`
-        // (asserted above); `loadu` takes any alignment.
-        unsafe { _mm512_loadu_ps(x.as_ptr().add(at + s * stride)) }
-    });
-    transpose(rows)
+fn qx_avx512(x: &[f32; QK_K]) -> QxSearch {
+    // SAFETY: this function has avx512f.
+    unsafe { qx_lanes::<__m512, 1>(x) }
+}
+
+#[target_feature(enable = "avx,avx2")]
+fn qx_avx2(x: &[f32; QK_K]) -> QxSearch {
+    // SAFETY: this function has avx2.
+    unsafe { qx_lanes::<__m256, 2>(x) }
+}
+
+/// `nearest_int(iscale * (x - min))` clamped to `0..=nmax`, as f32.
+#[inline(always)]
+unsafe fn code_with_min<L: Lanes>(iscale: L, x: L, min: L, nmax: i32) -> L {
+    // SAFETY: the caller has L's features.
+    unsafe { L::code(L::mul(iscale, L::sub(x, min)), 0, nmax) }
 }
 
 /// `make_qkx2_quants(32, nmax, x, weights, L, &min, Laux, rmin, 0.1,
 /// nstep, false)` with llama.cpp's Q4_K / Q5_K weights (`av_x + |x|`) for
-/// the sub-blocks of `2 * G` super-blocks (`x.len() == 2 * G * QK_K`,
-/// panics otherwise): sub-block `s` of super-blocks `2g, 2g + 1` in lane
-/// `s` of group `g`.
+/// the 32 sub-blocks of [`BATCH`] super-blocks: sub-block `s` of the batch
+/// in lane `s % N` of group `s / N` (`G * N == 32`). Loops only, no
+/// closures: a closure does not carry the caller's features.
+///
+/// # Safety
+/// The caller has `L`'s features.
 // The loops over groups index several arrays of groups in step.
 #[allow(clippy::needless_range_loop)]
-#[target_feature(enable = "avx512f")]
-fn qkx2_lanes<const G: usize>(x: &[f32], nmax: i32, rmin: f32, nstep: i32) -> [[MinSearch; 2]; G] {
+#[inline(always)]
+unsafe fn qkx2_lanes<L: Lanes, const G: usize>(
+    x: &[f32; BATCH * QK_K],
+    nmax: i32,
+    rmin: f32,
+    nstep: i32,
+) -> [MinSearch; BATCH] {
     const RDELTA: f32 = 0.1;
-    assert_eq!(x.len(), 2 * G * QK_K);
-    type V<const G: usize> = [__m512; G];
-    let zero = _mm512_setzero_ps();
-    let each = |f: &mut dyn FnMut(usize) -> __m512| -> [__m512; G] { core::array::from_fn(f) };
-    // xt[i][g]: element i of every sub-block of group g.
-    let mut xt = [[zero; G]; 32];
-    for g in 0..G {
-        let lo = columns(x, 2 * g * QK_K, 32);
-        let hi = columns(x, 2 * g * QK_K + 16, 32);
-        for i in 0..16 {
-            xt[i][g] = lo[i];
-            xt[16 + i][g] = hi[i];
-        }
-    }
-    let mut sum_x2: V<G> = [zero; G];
-    for xi in &xt {
-        sum_x2 = each(&mut |g| _mm512_add_ps(sum_x2[g], _mm512_mul_ps(xi[g], xi[g])));
-    }
-    let av_x = each(&mut |g| _mm512_sqrt_ps(_mm512_div_ps(sum_x2[g], _mm512_set1_ps(32.0))));
-    let w: [V<G>; 32] =
-        core::array::from_fn(|i| each(&mut |g| _mm512_add_ps(av_x[g], _mm512_abs_ps(xt[i][g]))));
-    let (mut min, mut max) = (xt[0], xt[0]);
-    let mut sum_w = w[0];
-    let mut sum_x = each(&mut |g| _mm512_mul_ps(sum_w[g], xt[0][g]));
-    for i in 1..32 {
+    const { assert!(G * L::N == 8 * BATCH) };
+    // SAFETY (the whole body): the caller has L's features; the columns
+    // read sub-block `g * N + s`'s elements `c * N..(c + 1) * N`, at
+    // `32 * (g * N + s) + c * N + N <= BATCH * QK_K`, and the stores write `N` lanes at `g * N <= 32 - N`
+    // of arrays of 32.
+    unsafe {
+        let zero = L::splat(0.0);
+        // xt[i][g]: element i of the sub-blocks of group g; w: their weights.
+        let mut xt = [[zero; G]; 32];
+        let mut w = [[zero; G]; 32];
+        let mut cols = [zero; 16];
         for g in 0..G {
-            let xi = xt[i][g];
-            min[g] = select(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(xi, min[g]), min[g], xi);
-            max[g] = select(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(xi, max[g]), max[g], xi);
-            sum_w[g] = _mm512_add_ps(sum_w[g], w[i][g]);
-            sum_x[g] = _mm512_add_ps(sum_x[g], _mm512_mul_ps(w[i][g], xi));
+            for c in 0..32 / L::N {
+                L::columns(x.as_ptr(), 32 * g * L::N + c * L::N, 32, &mut cols);
+                for i in 0..L::N {
+                    xt[c * L::N + i][g] = cols[i];
+                }
+            }
         }
-    }
-    let mut flat = [0; G];
-    for g in 0..G {
-        min[g] = select(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(min[g], zero), min[g], zero);
-        flat[g] = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(max[g], min[g]);
-    }
-    let flat_min = min;
-    let nmax_f = nmax as f32;
-    let code_of = |iscale: __m512, xi: __m512, min: __m512| {
-        code(_mm512_mul_ps(iscale, _mm512_sub_ps(xi, min)), 0, nmax)
-    };
-    let iscale =
-        each(&mut |g| _mm512_div_ps(_mm512_set1_ps(nmax_f), _mm512_sub_ps(max[g], min[g])));
-    let mut scale = each(&mut |g| _mm512_div_ps(_mm512_set1_ps(1.0), iscale[g]));
-    let mut best_error = [zero; G];
-    for (xi, wi) in xt.iter().zip(&w) {
-        for g in 0..G {
-            let q = code_of(iscale[g], xi[g], min[g]);
-            let diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(scale[g], q), min[g]), xi[g]);
-            best_error[g] = _mm512_add_ps(
-                best_error[g],
-                _mm512_mul_ps(wi[g], _mm512_mul_ps(diff, diff)),
-            );
-        }
-    }
-    let (mut code_iscale, mut code_min) = (iscale, min);
-    let mut laux = [[zero; G]; 32];
-    for is in 0..=nstep {
-        // As in the C, `min` is the best solution's so far (it moves).
-        let c = _mm512_set1_ps(rmin + RDELTA * is as f32 + nmax_f);
-        let iscale = each(&mut |g| _mm512_div_ps(c, _mm512_sub_ps(max[g], min[g])));
-        let (mut sum_l, mut sum_l2, mut sum_xl) = ([zero; G], [zero; G], [zero; G]);
-        for ((xi, wi), la) in xt.iter().zip(&w).zip(laux.iter_mut()) {
+        let mut sum_x2 = [zero; G];
+        for i in 0..32 {
             for g in 0..G {
-                let q = code_of(iscale[g], xi[g], min[g]);
-                la[g] = q;
-                let wq = _mm512_mul_ps(wi[g], q);
-                sum_l[g] = _mm512_add_ps(sum_l[g], wq);
-                sum_l2[g] = _mm512_add_ps(sum_l2[g], _mm512_mul_ps(wq, q));
-                sum_xl[g] = _mm512_add_ps(sum_xl[g], _mm512_mul_ps(wq, xi[g]));
+                sum_x2[g] = L::add(sum_x2[g], L::mul(xt[i][g], xt[i][g]));
             }
         }
-        let mut this_scale = [zero; G];
-        let mut this_min = [zero; G];
-        let mut det = [zero; G];
         for g in 0..G {
-            let (sum_l, sum_l2, sum_xl) = (sum_l[g], sum_l2[g], sum_xl[g]);
-            det[g] = _mm512_sub_ps(_mm512_mul_ps(sum_w[g], sum_l2), _mm512_mul_ps(sum_l, sum_l));
-            let ts = _mm512_div_ps(
-                _mm512_sub_ps(
-                    _mm512_mul_ps(sum_w[g], sum_xl),
-                    _mm512_mul_ps(sum_x[g], sum_l),
-                ),
-                det[g],
-            );
-            let tm = _mm512_div_ps(
-                _mm512_sub_ps(
-                    _mm512_mul_ps(sum_l2, sum_x[g]),
-                    _mm512_mul_ps(sum_l, sum_xl),
-                ),
-                det[g],
-            );
-            let positive = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(tm, zero);
-            this_scale[g] = select(positive, ts, _mm512_div_ps(sum_xl, sum_l2));
-            this_min[g] = select(positive, tm, zero);
+            let av_x = L::sqrt(L::div(sum_x2[g], L::splat(32.0)));
+            for i in 0..32 {
+                w[i][g] = L::add(av_x, L::abs(xt[i][g]));
+            }
         }
-        let mut cur_error = [zero; G];
-        for ((xi, wi), la) in xt.iter().zip(&w).zip(&laux) {
+        let (mut min, mut max) = (xt[0], xt[0]);
+        let mut sum_w = w[0];
+        let mut sum_x = [zero; G];
+        for g in 0..G {
+            sum_x[g] = L::mul(sum_w[g], xt[0][g]);
+        }
+        for i in 1..32 {
             for g in 0..G {
-                let diff = _mm512_sub_ps(
-                    _mm512_add_ps(_mm512_mul_ps(this_scale[g], la[g]), this_min[g]),
-                    xi[g],
-                );
-                cur_error[g] = _mm512_add_ps(
-                    cur_error[g],
-                    _mm512_mul_ps(wi[g], _mm512_mul_ps(diff, diff)),
-                );
+                let xi = xt[i][g];
+                min[g] = L::select(L::lt(xi, min[g]), min[g], xi);
+                max[g] = L::select(L::gt(xi, max[g]), max[g], xi);
+                sum_w[g] = L::add(sum_w[g], w[i][g]);
+                sum_x[g] = L::add(sum_x[g], L::mul(w[i][g], xi));
             }
         }
+        let mut flat = [0u32; G];
         for g in 0..G {
-            let take = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(det[g], zero)
-                & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(cur_error[g], best_error[g]);
-            code_iscale[g] = select(take, code_iscale[g], iscale[g]);
-            code_min[g] = select(take, code_min[g], min[g]);
-            best_error[g] = select(take, best_error[g], cur_error[g]);
-            scale[g] = select(take, scale[g], this_scale[g]);
-            min[g] = select(take, min[g], this_min[g]);
+            min[g] = L::select(L::gt(min[g], zero), min[g], zero);
+            flat[g] = L::bits(L::eq(max[g], min[g]));
         }
-    }
-    core::array::from_fn(|g| {
-        // A flat sub-block returns (0, -min) before the search.
-        let scale = lanes(select(flat[g], scale[g], zero));
-        // -min: the sign bit flipped.
-        let min = _mm512_castps_si512(select(flat[g], min[g], flat_min[g]));
-        let the_min = lanes(_mm512_castsi512_ps(_mm512_xor_si512(
-            min,
-            _mm512_set1_epi32(i32::MIN),
-        )));
-        let (code_iscale, code_min) = (lanes(code_iscale[g]), lanes(code_min[g]));
-        core::array::from_fn(|b| {
-            let part = |v: &[f32; 16]| -> [f32; 8] { v[8 * b..8 * b + 8].try_into().unwrap() };
-            MinSearch {
-                scale: part(&scale),
-                the_min: part(&the_min),
-                code_iscale: part(&code_iscale),
-                code_min: part(&code_min),
-                flat: core::array::from_fn(|s| flat[g] & (1 << (8 * b + s)) != 0),
+        let flat_min = min;
+        let nmax_f = nmax as f32;
+        let mut iscale = [zero; G];
+        let mut scale = [zero; G];
+        let mut best_error = [zero; G];
+        for g in 0..G {
+            iscale[g] = L::div(L::splat(nmax_f), L::sub(max[g], min[g]));
+            scale[g] = L::div(L::splat(1.0), iscale[g]);
+            for i in 0..32 {
+                let q = code_with_min(iscale[g], xt[i][g], min[g], nmax);
+                let diff = L::sub(L::add(L::mul(scale[g], q), min[g]), xt[i][g]);
+                best_error[g] = L::add(best_error[g], L::mul(w[i][g], L::mul(diff, diff)));
             }
-        })
-    })
+        }
+        let (mut code_iscale, mut code_min) = (iscale, min);
+        let mut laux = [[zero; G]; 32];
+        for is in 0..=nstep {
+            // As in the C, `min` is the best solution's so far (it moves).
+            let c = L::splat(rmin + RDELTA * is as f32 + nmax_f);
+            for g in 0..G {
+                iscale[g] = L::div(c, L::sub(max[g], min[g]));
+            }
+            let (mut sum_l, mut sum_l2, mut sum_xl) = ([zero; G], [zero; G], [zero; G]);
+            for i in 0..32 {
+                for g in 0..G {
+                    let q = code_with_min(iscale[g], xt[i][g], min[g], nmax);
+                    laux[i][g] = q;
+                    let wq = L::mul(w[i][g], q);
+                    sum_l[g] = L::add(sum_l[g], wq);
+                    sum_l2[g] = L::add(sum_l2[g], L::mul(wq, q));
+                    sum_xl[g] = L::add(sum_xl[g], L::mul(wq, xt[i][g]));
+                }
+            }
+            let mut this_scale = [zero; G];
+            let mut this_min = [zero; G];
+            let mut det = [zero; G];
+            for g in 0..G {
+                let (sum_l, sum_l2, sum_xl) = (sum_l[g], sum_l2[g], sum_xl[g]);
+                det[g] = L::sub(L::mul(sum_w[g], sum_l2), L::mul(sum_l, sum_l));
+                let ts = L::div(
+                    L::sub(L::mul(sum_w[g], sum_xl), L::mul(sum_x[g], sum_l)),
+                    det[g],
+                );
+                let tm = L::div(
+                    L::sub(L::mul(sum_l2, sum_x[g]), L::mul(sum_l, sum_xl)),
+                    det[g],
+                );
+                let positive = L::gt(tm, zero);
+                this_scale[g] = L::select(positive, ts, L::div(sum_xl, sum_l2));
+                this_min[g] = L::select(positive, tm, zero);
+            }
+            let mut cur_error = [zero; G];
+            for i in 0..32 {
+                for g in 0..G {
+                    let diff = L::sub(
+                        L::add(L::mul(this_scale[g], laux[i][g]), this_min[g]),
+                        xt[i][g],
+                    );
+                    cur_error[g] = L::add(cur_error[g], L::mul(w[i][g], L::mul(diff, diff)));
+                }
+            }
+            for g in 0..G {
+                let take = L::and(L::gt(det[g], zero), L::lt(cur_error[g], best_error[g]));
+                code_iscale[g] = L::select(take, code_iscale[g], iscale[g]);
+                code_min[g] = L::select(take, code_min[g], min[g]);
+                best_error[g] = L::select(take, best_error[g], cur_error[g]);
+                scale[g] = L::select(take, scale[g], this_scale[g]);
+                min[g] = L::select(take, min[g], this_min[g]);
+            }
+        }
+        // Lane values of the whole batch, sub-block by sub-block.
+        let mut out = [[0.0f32; 8 * BATCH]; 4];
+        let mut flat_bits = 0u64;
+        for g in 0..G {
+            let is_flat = L::eq(max[g], flat_min[g]);
+            // A flat sub-block returns (0, -min) before the search.
+            let at = g * L::N;
+            L::store(
+                L::select(is_flat, scale[g], zero),
+                out[0][at..].as_mut_ptr(),
+            );
+            L::store(
+                L::neg(L::select(is_flat, min[g], flat_min[g])),
+                out[1][at..].as_mut_ptr(),
+            );
+            L::store(code_iscale[g], out[2][at..].as_mut_ptr());
+            L::store(code_min[g], out[3][at..].as_mut_ptr());
+            flat_bits |= (flat[g] as u64) << at;
+        }
+        let mut searches = [MinSearch::default(); BATCH];
+        for (b, search) in searches.iter_mut().enumerate() {
+            for s in 0..8 {
+                let j = 8 * b + s;
+                search.scale[s] = out[0][j];
+                search.the_min[s] = out[1][j];
+                search.code_iscale[s] = out[2][j];
+                search.code_min[s] = out[3][j];
+                search.flat[s] = flat_bits & (1 << j) != 0;
+            }
+        }
+        searches
+    }
 }
 
 /// `make_qx_quants(16, 32, x, L, 1, NULL)` (weights `x * x`) for the 16
-/// groups of a Q6_K super-block of finite values, group `g` in lane `g`.
+/// groups of a Q6_K super-block of finite values: group `j` in lane
+/// `j % N` of vector `j / N` (`G * N == 16`).
 ///
-/// The codes take [`small_code`]: every `|iscale * x|` is below 33 (33 /
-/// `max` times at most `|max|`) in groups of finite values whose largest
-/// magnitude is at least `GROUP_MAX_EPS`; the other groups' results are
-/// not used (codes and scale 0).
-#[target_feature(enable = "avx512f")]
-fn qx_lanes(x: &[f32; QK_K]) -> QxSearch {
-    let xt = columns(x, 0, 16);
-    let zero = _mm512_setzero_ps();
-    let (mut max, mut amax) = (zero, zero);
-    for &xi in &xt {
-        let ax = _mm512_abs_ps(xi);
-        let larger = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(ax, amax);
-        amax = select(larger, amax, ax);
-        max = select(larger, max, xi);
-    }
-    let small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(amax, _mm512_set1_ps(GROUP_MAX_EPS));
-    // w * x and w of each element (`w * x * l`, `w * l * l` in the C).
-    let w: [__m512; 16] = core::array::from_fn(|i| _mm512_mul_ps(xt[i], xt[i]));
-    let wx: [__m512; 16] = core::array::from_fn(|i| _mm512_mul_ps(w[i], xt[i]));
-    let sums = |iscale: __m512| {
-        let (mut sumlx, mut suml2) = (zero, zero);
-        for i in 0..16 {
-            let l = small_code(_mm512_mul_ps(iscale, xt[i]), -32, 31);
-            sumlx = _mm512_add_ps(sumlx, _mm512_mul_ps(wx[i], l));
-            suml2 = _mm512_add_ps(suml2, _mm512_mul_ps(_mm512_mul_ps(w[i], l), l));
+/// The codes take [`Lanes::small_code`]: every `|iscale * x|` is below 33
+/// (33 / `max` times at most `|max|`) in groups of finite values whose
+/// largest magnitude is at least `GROUP_MAX_EPS`; the other groups'
+/// results are not used (codes and scale 0).
+///
+/// # Safety
+/// The caller has `L`'s features.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+unsafe fn qx_lanes<L: Lanes, const G: usize>(x: &[f32; QK_K]) -> QxSearch {
+    const { assert!(G * L::N == 16) };
+    // SAFETY (the whole body): the caller has L's features; the columns
+    // read group `g * N + s`'s elements `c * N..(c + 1) * N`, at
+    // `16 * (g * N + s) + c * N + N <= QK_K`, and the stores write `N` lanes at `g * N <= 16 - N` of arrays
+    // of 16.
+    unsafe {
+        let zero = L::splat(0.0);
+        let mut xt = [[zero; G]; 16];
+        // w * x and w of each element (`w * x * l`, `w * l * l` in the C).
+        let (mut w, mut wx) = ([[zero; G]; 16], [[zero; G]; 16]);
+        let mut cols = [zero; 16];
+        for g in 0..G {
+            for c in 0..16 / L::N {
+                L::columns(x.as_ptr(), 16 * g * L::N + c * L::N, 16, &mut cols);
+                for i in 0..L::N {
+                    xt[c * L::N + i][g] = cols[i];
+                }
+            }
         }
-        (sumlx, suml2)
-    };
-    let iscale = _mm512_div_ps(_mm512_set1_ps(-32.0), max);
-    let (sumlx, suml2) = sums(iscale);
-    let nonzero = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(suml2, zero);
-    let mut scale = select(nonzero, zero, _mm512_div_ps(sumlx, suml2));
-    let mut best = _mm512_mul_ps(scale, sumlx);
-    let mut code_iscale = iscale;
-    for is in (-9..=9).filter(|&is| is != 0) {
-        let iscale = _mm512_div_ps(_mm512_set1_ps(-(32.0 + 0.1 * is as f32)), max);
-        let (sumlx, suml2) = sums(iscale);
-        let take = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(suml2, zero)
-            & _mm512_cmp_ps_mask::<_CMP_GT_OQ>(
-                _mm512_mul_ps(sumlx, sumlx),
-                _mm512_mul_ps(best, suml2),
+        let (mut max, mut amax) = ([zero; G], [zero; G]);
+        for i in 0..16 {
+            for g in 0..G {
+                let xi = xt[i][g];
+                let larger = L::gt(L::abs(xi), amax[g]);
+                amax[g] = L::select(larger, amax[g], L::abs(xi));
+                max[g] = L::select(larger, max[g], xi);
+                w[i][g] = L::mul(xi, xi);
+                wx[i][g] = L::mul(w[i][g], xi);
+            }
+        }
+        let (mut scale, mut best, mut code_iscale) = ([zero; G], [zero; G], [zero; G]);
+        for is in -10..=9 {
+            // -10 stands for the first search, with iscale -32 / max.
+            if is == 0 {
+                continue;
+            }
+            let c = if is == -10 {
+                -32.0
+            } else {
+                -(32.0 + 0.1 * is as f32)
+            };
+            let mut iscale = [zero; G];
+            let (mut sumlx, mut suml2) = ([zero; G], [zero; G]);
+            for g in 0..G {
+                iscale[g] = L::div(L::splat(c), max[g]);
+            }
+            for i in 0..16 {
+                for g in 0..G {
+                    let l = L::small_code(L::mul(iscale[g], xt[i][g]), -32, 31);
+                    sumlx[g] = L::add(sumlx[g], L::mul(wx[i][g], l));
+                    suml2[g] = L::add(suml2[g], L::mul(L::mul(w[i][g], l), l));
+                }
+            }
+            for g in 0..G {
+                if is == -10 {
+                    let nonzero = L::ne(suml2[g], zero);
+                    scale[g] = L::select(nonzero, zero, L::div(sumlx[g], suml2[g]));
+                    best[g] = L::mul(scale[g], sumlx[g]);
+                    code_iscale[g] = iscale[g];
+                } else {
+                    let take = L::and(
+                        L::gt(suml2[g], zero),
+                        L::gt(L::mul(sumlx[g], sumlx[g]), L::mul(best[g], suml2[g])),
+                    );
+                    scale[g] = L::select(take, scale[g], L::div(sumlx[g], suml2[g]));
+                    best[g] = L::select(take, best[g], L::mul(scale[g], sumlx[g]));
+                    code_iscale[g] = L::select(take, code_iscale[g], iscale[g]);
+                }
+            }
+        }
+        let mut search = QxSearch::default();
+        for g in 0..G {
+            let small = L::lt(amax[g], L::splat(GROUP_MAX_EPS));
+            let at = g * L::N;
+            L::store(
+                L::select(small, scale[g], zero),
+                search.scale[at..].as_mut_ptr(),
             );
-        scale = select(take, scale, _mm512_div_ps(sumlx, suml2));
-        best = select(take, best, _mm512_mul_ps(scale, sumlx));
-        code_iscale = select(take, code_iscale, iscale);
-    }
-    QxSearch {
-        scale: lanes(select(small, scale, zero)),
-        code_iscale: lanes(code_iscale),
-        zero: core::array::from_fn(|g| small & (1 << g) != 0),
+            L::store(code_iscale[g], search.code_iscale[at..].as_mut_ptr());
+            let bits = L::bits(small);
+            for s in 0..L::N {
+                search.zero[at + s] = bits & (1 << s) != 0;
+            }
+        }
+        search
     }
 }
