@@ -39,11 +39,14 @@ bytewise_eq!(BlockQ4_K);
 const _: () = assert!(core::mem::size_of::<BlockQ4_K>() == 144);
 
 impl BlockQ4_K {
+    /// `nmax`, `rmin` and `nstep` of its `make_qkx2_quants` searches.
+    pub(crate) const SEARCH: (i32, f32, i32) = (15, -1.0, 20);
+
     /// The block of `x` given what the searches of its sub-blocks found
     /// elsewhere (the same bytes as [`PackedBlock::quantize`]).
     #[inline(always)]
     pub(crate) fn from_search(x: &[f32; QK_K], search: &MinSearch) -> Self {
-        let (l, d, dmin, sc, mn) = quantize_with_min_from(x, 15, search);
+        let (l, d, dmin, sc, mn) = quantize_with_min_from(x, Self::SEARCH.0, search);
         Self::from_codes(&l, d, dmin, &sc, &mn)
     }
 
@@ -119,14 +122,16 @@ impl PackedBlock for BlockQ4_K {
     /// `quantize_row_q4_K_ref` for one super-block.
     fn quantize(x: &[f32]) -> Self {
         let x: &[f32; QK_K] = x.try_into().expect("a super-block of 256 values");
-        let (l, d, dmin, sc, mn) = quantize_with_min(x, 15, -1.0, 20);
+        let (l, d, dmin, sc, mn) =
+            quantize_with_min(x, Self::SEARCH.0, Self::SEARCH.1, Self::SEARCH.2);
         Self::from_codes(&l, d, dmin, &sc, &mn)
     }
     /// The same bytes, the eight sub-block searches side by side.
     #[inline(always)]
     fn quantize_vectorized(x: &[f32]) -> Self {
         let x: &[f32; QK_K] = x.try_into().expect("a super-block of 256 values");
-        let (l, d, dmin, sc, mn) = quantize_with_min_vectorized(x, 15, -1.0, 20);
+        let (l, d, dmin, sc, mn) =
+            quantize_with_min_vectorized(x, Self::SEARCH.0, Self::SEARCH.1, Self::SEARCH.2);
         Self::from_codes(&l, d, dmin, &sc, &mn)
     }
     /// `dequantize_row_q4_K` for one super-block.

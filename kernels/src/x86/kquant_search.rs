@@ -68,20 +68,8 @@ pub(crate) fn quantize_blocks<B: PackedBlock>(t: Searches, x: &[f32], out: &mut 
         "quantize_blocks: length mismatch"
     );
     match B::FORMAT {
-        WeightFormat::Q4_K => with_min(
-            t,
-            x,
-            bytemuck::cast_slice_mut(out),
-            (15, -1.0, 20),
-            BlockQ4_K::from_search,
-        ),
-        WeightFormat::Q5_K => with_min(
-            t,
-            x,
-            bytemuck::cast_slice_mut(out),
-            (31, -0.5, 15),
-            BlockQ5_K::from_search,
-        ),
+        WeightFormat::Q4_K => with_min::<BlockQ4_K>(t, x, bytemuck::cast_slice_mut(out)),
+        WeightFormat::Q5_K => with_min::<BlockQ5_K>(t, x, bytemuck::cast_slice_mut(out)),
         WeightFormat::Q6_K => {
             let out: &mut [BlockQ6_K] = bytemuck::cast_slice_mut(out);
             for (x, o) in x.chunks_exact(QK_K).zip(out) {
@@ -118,16 +106,36 @@ fn all_finite(x: &[f32]) -> bool {
 /// 16 lanes or four of 8.
 const BATCH: usize = 4;
 
+/// Q4_K and Q5_K: the parameters of their searches and their blocks from
+/// the results (a trait, not a closure, so that it is compiled into the
+/// caller's load clone).
+trait WithMin: PackedBlock {
+    /// `nmax`, `rmin`, `nstep` of `make_qkx2_quants`.
+    const SEARCH: (i32, f32, i32);
+    fn from_search(x: &[f32; QK_K], search: &MinSearch) -> Self;
+}
+
+impl WithMin for BlockQ4_K {
+    const SEARCH: (i32, f32, i32) = BlockQ4_K::SEARCH;
+    #[inline(always)]
+    fn from_search(x: &[f32; QK_K], search: &MinSearch) -> Self {
+        BlockQ4_K::from_search(x, search)
+    }
+}
+
+impl WithMin for BlockQ5_K {
+    const SEARCH: (i32, f32, i32) = BlockQ5_K::SEARCH;
+    #[inline(always)]
+    fn from_search(x: &[f32; QK_K], search: &MinSearch) -> Self {
+        BlockQ5_K::from_search(x, search)
+    }
+}
+
 /// Q4_K / Q5_K: the searches of [`BATCH`] super-blocks at a time (the last
-/// ones next to zeros), then `finish` of each.
+/// ones next to zeros), then the blocks from their results.
 #[inline(always)]
-fn with_min<B: PackedBlock>(
-    t: Searches,
-    x: &[f32],
-    out: &mut [B],
-    (nmax, rmin, nstep): (i32, f32, i32),
-    finish: impl Fn(&[f32; QK_K], &MinSearch) -> B,
-) {
+fn with_min<B: WithMin>(t: Searches, x: &[f32], out: &mut [B]) {
+    let (nmax, rmin, nstep) = B::SEARCH;
     let mut padded = [0.0f32; BATCH * QK_K];
     for (x, out) in x.chunks(BATCH * QK_K).zip(out.chunks_mut(BATCH)) {
         let batch: &[f32; BATCH * QK_K] = match x.try_into() {
@@ -149,7 +157,7 @@ fn with_min<B: PackedBlock>(
             *o = if has_nan(x) {
                 B::quantize(x)
             } else {
-                finish(x, search)
+                <B as WithMin>::from_search(x, search)
             };
         }
     }
