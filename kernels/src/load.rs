@@ -342,8 +342,8 @@ fn staged<Y: bytemuck::Pod>(
 struct Quantize<'a, B> {
     x: &'a [f32],
     out: &'a mut [B],
-    /// The k-quant searches' features (`x86/kquant_search.rs`).
-    searches: Option<Searches>,
+    /// The explicit-SIMD quantizers' features (`x86::quantize_blocks`).
+    simd: Option<QuantSimd>,
 }
 
 impl<B: PackedBlock> Task for Quantize<'_, B> {
@@ -351,8 +351,8 @@ impl<B: PackedBlock> Task for Quantize<'_, B> {
     #[inline(always)]
     fn run(self) {
         #[cfg(target_arch = "x86_64")]
-        if let Some(t) = self.searches {
-            if crate::x86::kquant_search::quantize_blocks(t, self.x, self.out) {
+        if let Some(t) = self.simd {
+            if crate::x86::quantize_blocks(t, self.x, self.out) {
                 return;
             }
         }
@@ -625,10 +625,10 @@ fn quantize_blocks_at<B: PackedBlock>(on: On, x: &[f32], out: &mut [B]) {
         out.len() * B::VALUES,
         "quantize_blocks: length mismatch"
     );
-    let searches = kquant_searches(on.level());
+    let simd = quant_simd(on.level());
     // The blocks are a fraction of the input's bytes: plain stores.
     split(x, out, (B::VALUES, 1), Stores::BySize, |x, out, _| {
-        on.run(Quantize { x, out, searches })
+        on.run(Quantize { x, out, simd })
     })
 }
 
@@ -858,18 +858,19 @@ use crate::x86::panel_rows::Avx512;
 #[derive(Clone, Copy)]
 enum Avx512 {}
 
-/// Proof of the k-quant searches' features (`x86/kquant_search.rs`); none
+/// Proof of the explicit-SIMD quantizers' features (`x86::quantize_blocks`); none
 /// can exist elsewhere.
 #[cfg(target_arch = "x86_64")]
-use crate::x86::kquant_search::Searches;
+use crate::x86::QuantSimd;
 #[cfg(not(target_arch = "x86_64"))]
 #[derive(Clone, Copy)]
-enum Searches {}
+enum QuantSimd {}
 
-/// The k-quant searches of the clones of `level` (none for the baseline).
-fn kquant_searches(level: Level) -> Option<Searches> {
+/// The explicit-SIMD quantizers of the clones of `level` (none for the
+/// baseline).
+fn quant_simd(level: Level) -> Option<QuantSimd> {
     #[cfg(target_arch = "x86_64")]
-    return Searches::of(level);
+    return QuantSimd::of(level);
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = level;

@@ -24,44 +24,20 @@
 //! on AVX-512: the compiler turns the per-lane selects of fixed-size
 //! arrays into shuffles and scalar code.
 
-use super::panel_rows::{transpose, Avx512};
+use super::panel_rows::transpose;
+use super::QuantSimd;
 use crate::formats::{
     BlockQ4_K, BlockQ5_K, BlockQ6_K, MinSearch, PackedBlock, QxSearch, WeightFormat, GROUP_MAX_EPS,
     QK_K,
 };
-use crate::load::Level;
 use core::arch::x86_64::*;
-
-/// Proof that this CPU has AVX2 (and AVX), for the 8-lane searches.
-#[derive(Clone, Copy)]
-pub(crate) struct Avx2(());
-
-/// Which searches a load level runs: proof of their features.
-#[derive(Clone, Copy)]
-pub(crate) enum Searches {
-    Avx512(Avx512),
-    Avx2(Avx2),
-}
-
-impl Searches {
-    /// The searches of the clones of `level` (none for the baseline),
-    /// when this CPU has their features.
-    pub(crate) fn of(level: Level) -> Option<Searches> {
-        use std::arch::is_x86_feature_detected as has;
-        match level {
-            Level::Avx512 => Avx512::detect().map(Searches::Avx512),
-            Level::Avx2 => (has!("avx2") && has!("avx")).then_some(Searches::Avx2(Avx2(()))),
-            Level::Baseline => None,
-        }
-    }
-}
 
 /// Quantizes `x` into `out` (llama.cpp's reference bytes) with the lane
 /// searches when `B` is Q4_K, Q5_K or Q6_K and returns true; returns false,
 /// writing nothing, for other formats. Panics unless `x.len() ==
 /// out.len() * B::VALUES`.
 #[inline(always)]
-pub(crate) fn quantize_blocks<B: PackedBlock>(t: Searches, x: &[f32], out: &mut [B]) -> bool {
+pub(crate) fn quantize_blocks<B: PackedBlock>(t: QuantSimd, x: &[f32], out: &mut [B]) -> bool {
     assert_eq!(
         x.len(),
         out.len() * B::VALUES,
@@ -79,9 +55,9 @@ pub(crate) fn quantize_blocks<B: PackedBlock>(t: Searches, x: &[f32], out: &mut 
                 } else {
                     let search = match t {
                         // SAFETY: the token proves AVX-512F.
-                        Searches::Avx512(_) => unsafe { qx_avx512(x) },
+                        QuantSimd::Avx512(_) => unsafe { qx_avx512(x) },
                         // SAFETY: the token proves AVX2.
-                        Searches::Avx2(_) => unsafe { qx_avx2(x) },
+                        QuantSimd::Avx2(_) => unsafe { qx_avx2(x) },
                     };
                     BlockQ6_K::from_search(x, &search)
                 };
@@ -134,7 +110,7 @@ impl WithMin for BlockQ5_K {
 /// Q4_K / Q5_K: the searches of [`BATCH`] super-blocks at a time (the last
 /// ones next to zeros), then the blocks from their results.
 #[inline(always)]
-fn with_min<B: WithMin>(t: Searches, x: &[f32], out: &mut [B]) {
+fn with_min<B: WithMin>(t: QuantSimd, x: &[f32], out: &mut [B]) {
     let (nmax, rmin, nstep) = B::SEARCH;
     let mut padded = [0.0f32; BATCH * QK_K];
     for (x, out) in x.chunks(BATCH * QK_K).zip(out.chunks_mut(BATCH)) {
@@ -148,9 +124,9 @@ fn with_min<B: WithMin>(t: Searches, x: &[f32], out: &mut [B]) {
         };
         let searches = match t {
             // SAFETY: the token proves AVX-512F.
-            Searches::Avx512(_) => unsafe { qkx2_avx512(batch, nmax, rmin, nstep) },
+            QuantSimd::Avx512(_) => unsafe { qkx2_avx512(batch, nmax, rmin, nstep) },
             // SAFETY: the token proves AVX2.
-            Searches::Avx2(_) => unsafe { qkx2_avx2(batch, nmax, rmin, nstep) },
+            QuantSimd::Avx2(_) => unsafe { qkx2_avx2(batch, nmax, rmin, nstep) },
         };
         for ((x, o), search) in x.chunks_exact(QK_K).zip(out).zip(&searches) {
             let x: &[f32; QK_K] = x.try_into().unwrap();

@@ -2,9 +2,11 @@
 //! width and an integer dot ([`simd`]); `avx2.rs` (AVX2, AVX-VNNI: 256-bit)
 //! and `avx512.rs` (AVX-512 BW, VNNI: 512-bit) supply the instructions, the
 //! tiling constants, their activation quantizer and their kernel tables.
-//! Three load-time helpers sit beside them: `stream.rs` (non-temporal stores
-//! for large outputs), `panel_rows.rs` (F16, BF16 and k-quant panels back to rows)
-//! and `kquant_search.rs` (the k-quant quantizers' scale searches).
+//! Load-time helpers sit beside them: `stream.rs` (non-temporal stores for
+//! large outputs), `panel_rows.rs` (F16, BF16 and k-quant panels back to
+//! rows), and the quantizers with explicit SIMD ([`quantize_blocks`]):
+//! `kquant_search.rs` (the k-quants' scale searches, AVX-512 and AVX2) and
+//! `offset_quant.rs` (Q4_0, Q5_0; AVX-512).
 
 /// Defines module `$name` holding the kernel table of one ISA level: thin
 /// `#[target_feature]` entry points around the parent module's
@@ -141,6 +143,7 @@ macro_rules! row_groups {
 pub(crate) mod avx2;
 pub(crate) mod avx512;
 pub(crate) mod kquant_search;
+pub(crate) mod offset_quant;
 pub(crate) mod panel_rows;
 pub(crate) mod simd;
 pub(crate) mod stream;
@@ -201,4 +204,55 @@ pub(crate) fn scratch<T>() -> core::mem::MaybeUninit<T> {
         unsafe { s.as_mut_ptr().write_bytes(0xFF, 1) };
     }
     s
+}
+
+use crate::formats::{PackedBlock, WeightFormat};
+use crate::load::Level;
+use panel_rows::Avx512;
+
+/// Proof that this CPU has AVX2 (and AVX).
+#[derive(Clone, Copy)]
+pub(crate) struct Avx2(());
+
+/// The explicit-SIMD quantizers a load level runs, as proof of their
+/// features.
+#[derive(Clone, Copy)]
+pub(crate) enum QuantSimd {
+    Avx512(Avx512),
+    Avx2(Avx2),
+}
+
+impl QuantSimd {
+    /// The quantizers of the clones of `level` (none for the baseline),
+    /// when this CPU has their features.
+    pub(crate) fn of(level: Level) -> Option<QuantSimd> {
+        use std::arch::is_x86_feature_detected as has;
+        match level {
+            Level::Avx512 => Avx512::detect().map(QuantSimd::Avx512),
+            Level::Avx2 => (has!("avx2") && has!("avx")).then_some(QuantSimd::Avx2(Avx2(()))),
+            Level::Baseline => None,
+        }
+    }
+}
+
+/// Quantizes `x` into `out` (llama.cpp's reference bytes) with an
+/// explicit-SIMD quantizer of `t`'s level when there is one for `B`
+/// (k-quants; Q4_0 and Q5_0 on AVX-512) and returns true; returns false,
+/// writing nothing, otherwise. Panics unless `x.len() == out.len() *
+/// B::VALUES`.
+#[inline(always)]
+pub(crate) fn quantize_blocks<B: PackedBlock>(t: QuantSimd, x: &[f32], out: &mut [B]) -> bool {
+    if kquant_search::quantize_blocks(t, x, out) {
+        return true;
+    }
+    match (t, B::FORMAT) {
+        (QuantSimd::Avx512(a), WeightFormat::Q4_0) => {
+            offset_quant::quantize_q4_0(a, x, bytemuck::cast_slice_mut(out))
+        }
+        (QuantSimd::Avx512(a), WeightFormat::Q5_0) => {
+            offset_quant::quantize_q5_0(a, x, bytemuck::cast_slice_mut(out))
+        }
+        _ => return false,
+    }
+    true
 }
