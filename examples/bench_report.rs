@@ -785,7 +785,12 @@ fn load_section(o: &Opts, p1: &ThreadPool, pt: &ThreadPool) {
         let want = match path {
             "from_linear_params (f32 in)" => match qt {
                 QuantType::Q8_0 | QuantType::Q4_0 => Some(4.0),
-                QuantType::Q4_1 | QuantType::Q5_0 | QuantType::Q5_1 => Some(2.0),
+                QuantType::Q4_1
+                | QuantType::Q5_0
+                | QuantType::Q5_1
+                | QuantType::Q4_K
+                | QuantType::Q5_K
+                | QuantType::Q6_K => Some(2.0),
                 _ => None,
             },
             "dequantize_weights_into (reused)" => Some(6.0),

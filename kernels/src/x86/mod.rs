@@ -6,7 +6,7 @@
 //! large outputs), `panel_rows.rs` (F16, BF16 and k-quant panels back to
 //! rows), and the quantizers with explicit SIMD ([`quantize_blocks`]):
 //! `kquant_search.rs` (the k-quants' scale searches, AVX-512 and AVX2) and
-//! `offset_quant.rs` (Q4_0, Q5_0; AVX-512).
+//! `offset_quant.rs` (Q4_0, Q5_0; AVX-512 and AVX2).
 
 /// Defines module `$name` holding the kernel table of one ISA level: thin
 /// `#[target_feature]` entry points around the parent module's
@@ -237,7 +237,7 @@ impl QuantSimd {
 
 /// Quantizes `x` into `out` (llama.cpp's reference bytes) with an
 /// explicit-SIMD quantizer of `t`'s level when there is one for `B`
-/// (k-quants; Q4_0 and Q5_0 on AVX-512) and returns true; returns false,
+/// (k-quants, Q4_0, Q5_0) and returns true; returns false,
 /// writing nothing, otherwise. Panics unless `x.len() == out.len() *
 /// B::VALUES`.
 #[inline(always)]
@@ -245,13 +245,9 @@ pub(crate) fn quantize_blocks<B: PackedBlock>(t: QuantSimd, x: &[f32], out: &mut
     if kquant_search::quantize_blocks(t, x, out) {
         return true;
     }
-    match (t, B::FORMAT) {
-        (QuantSimd::Avx512(a), WeightFormat::Q4_0) => {
-            offset_quant::quantize_q4_0(a, x, bytemuck::cast_slice_mut(out))
-        }
-        (QuantSimd::Avx512(a), WeightFormat::Q5_0) => {
-            offset_quant::quantize_q5_0(a, x, bytemuck::cast_slice_mut(out))
-        }
+    match B::FORMAT {
+        WeightFormat::Q4_0 => offset_quant::quantize_q4_0(t, x, bytemuck::cast_slice_mut(out)),
+        WeightFormat::Q5_0 => offset_quant::quantize_q5_0(t, x, bytemuck::cast_slice_mut(out)),
         _ => return false,
     }
     true
