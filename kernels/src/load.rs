@@ -15,7 +15,10 @@
 //! turned back into rows on the AVX-512 level by `x86/panel_rows.rs` (each
 //! column for 16 rows at once, then a register transpose): the compiler's
 //! permutes of a fixed-size tile, or the gathering of each row's lanes,
-//! took most of the time there.
+//! took most of the time there. Likewise the k-quant, Q4_0 and Q5_0
+//! quantizers run explicit SIMD on the AVX2 and AVX-512 levels
+//! (`x86::quantize_blocks`: per-lane selects and sequential searches the
+//! compiler handles badly), with the reference's operations in its order.
 //!
 //! Rust never contracts or reassociates float operations, whatever the
 //! target features, so every clone gives the bytes of the baseline build and
@@ -343,6 +346,7 @@ struct Quantize<'a, B> {
     x: &'a [f32],
     out: &'a mut [B],
     /// The explicit-SIMD quantizers' features (`x86::quantize_blocks`).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     simd: Option<QuantSimd>,
 }
 

@@ -179,6 +179,7 @@ pub(super) fn make_qx_quants_q6(x: &[f32; 16], codes: &mut [u8; 16]) -> f32 {
 /// super-block when it ran elsewhere (the AVX-512 lane search): the scale,
 /// and instead of the codes the `iscale` that made them (`zero`: a group
 /// below [`GROUP_MAX_EPS`], codes 0).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct QxSearch {
     pub(crate) scale: [f32; 16],
@@ -186,6 +187,7 @@ pub(crate) struct QxSearch {
     pub(crate) zero: [bool; 16],
 }
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 impl QxSearch {
     /// The search's code (`l + 32`) of element `i` of the super-block `x`,
     /// as [`make_qx_quants_q6`] computes it.
@@ -428,6 +430,7 @@ fn finish_with_min(
 /// super-block when it ran elsewhere (the AVX-512 lane search): its scale
 /// and `the_min`, and instead of the codes the `iscale` and `min` that
 /// made them (`flat`: a constant sub-block, codes 0).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct MinSearch {
     pub(crate) scale: [f32; 8],
@@ -437,6 +440,7 @@ pub(crate) struct MinSearch {
     pub(crate) flat: [bool; 8],
 }
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 impl MinSearch {
     /// The search's code of element `i` of the super-block `x`, as
     /// [`make_qkx2_quants`] computes it.
@@ -452,6 +456,7 @@ impl MinSearch {
 }
 
 /// [`quantize_with_min`] of `x` given the search's results.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline(always)]
 pub(super) fn quantize_with_min_from(
     x: &[f32; 256],

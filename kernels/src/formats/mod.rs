@@ -29,6 +29,8 @@ mod bf16;
 mod f16_fmt;
 mod f32_fmt;
 mod kquant;
+// The search results of the x86 explicit-SIMD quantizers.
+#[cfg(target_arch = "x86_64")]
 pub(crate) use kquant::{MinSearch, QxSearch, GROUP_MAX_EPS};
 mod q4_0;
 mod q4_1;

@@ -44,6 +44,7 @@ impl BlockQ4_K {
 
     /// The block of `x` given what the searches of its sub-blocks found
     /// elsewhere (the same bytes as [`PackedBlock::quantize`]).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     #[inline(always)]
     pub(crate) fn from_search(x: &[f32; QK_K], search: &MinSearch) -> Self {
         let (l, d, dmin, sc, mn) = quantize_with_min_from(x, Self::SEARCH.0, search);

@@ -83,6 +83,7 @@ impl BlockQ6_K {
 
     /// The block of `x` given what the searches of its 16 groups found
     /// elsewhere (the same bytes as [`PackedBlock::quantize`]).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     #[inline(always)]
     pub(crate) fn from_search(x: &[f32; QK_K], search: &QxSearch) -> Self {
         Self::finish(x, &search.scale, |i| search.code(x, i))
