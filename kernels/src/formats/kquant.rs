@@ -176,7 +176,7 @@ pub(super) fn make_qx_quants_q6(x: &[f32; 16], codes: &mut [u8; 16]) -> f32 {
 }
 
 /// What [`make_qx_quants_q6`] found for the sixteen 16-value groups of a
-/// super-block when it ran elsewhere (the AVX-512 lane search): the scale,
+/// super-block when it ran elsewhere (the x86 lane searches): the scale,
 /// and instead of the codes the `iscale` that made them (`zero`: a group
 /// below [`GROUP_MAX_EPS`], codes 0).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -427,7 +427,7 @@ fn finish_with_min(
 }
 
 /// What [`make_qkx2_quants`] found for the eight sub-blocks of a
-/// super-block when it ran elsewhere (the AVX-512 lane search): its scale
+/// super-block when it ran elsewhere (the x86 lane searches): its scale
 /// and `the_min`, and instead of the codes the `iscale` and `min` that
 /// made them (`flat`: a constant sub-block, codes 0).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]

@@ -20,7 +20,8 @@
 //! A super-block holding a NaN takes the scalar reference: which NaN
 //! payload an operation passes on may differ between two instruction
 //! orders. NaN made from other values (infinities) is the default NaN
-//! either way. The portable loops of the load clones measured 4-10x slower
+//! either way. Q6_K sends any non-finite super-block there (its codes take
+//! a shorter rounding that holds for finite values, see [`qx_lanes`]). The portable loops of the load clones measured 4-10x slower
 //! on AVX-512: the compiler turns the per-lane selects of fixed-size
 //! arrays into shuffles and scalar code.
 
