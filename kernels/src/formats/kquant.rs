@@ -455,6 +455,18 @@ impl MinSearch {
     }
 }
 
+/// Q4_K and Q5_K: the parameters of their `make_qkx2_quants` searches and
+/// their blocks from the results of a search run elsewhere (a trait, so
+/// that the x86 quantizers call it compiled into their load clone).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) trait WithMin: super::PackedBlock {
+    /// `nmax`, `rmin`, `nstep` of the searches.
+    const SEARCH: (i32, f32, i32);
+    /// The block of `x` given what the searches of its sub-blocks found
+    /// (the same bytes as [`super::PackedBlock::quantize`]).
+    fn from_search(x: &[f32; 256], search: &MinSearch) -> Self;
+}
+
 /// [`quantize_with_min`] of `x` given the search's results.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline(always)]

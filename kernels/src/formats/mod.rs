@@ -31,7 +31,7 @@ mod f32_fmt;
 mod kquant;
 // The search results of the x86 explicit-SIMD quantizers.
 #[cfg(target_arch = "x86_64")]
-pub(crate) use kquant::{MinSearch, QxSearch, GROUP_MAX_EPS};
+pub(crate) use kquant::{MinSearch, QxSearch, WithMin, GROUP_MAX_EPS};
 mod q4_0;
 mod q4_1;
 mod q4_k;

@@ -10,7 +10,7 @@
 use super::kquant::{
     dequantize_packed_with_min, dequantize_with_min, min_scale_group, min_scales_of, min_sub_scale,
     nibble_group, nibbles_of, pack_scales, quantize_with_min, quantize_with_min_from,
-    quantize_with_min_vectorized, MinSearch, SCALE_GROUPS,
+    quantize_with_min_vectorized, MinSearch, WithMin, SCALE_GROUPS,
 };
 use super::{bytewise_eq, FormatInfo, PackedBlock, SubScale, WeightFormat, QK, QK_K};
 use bytemuck::{Pod, Zeroable};
@@ -39,18 +39,6 @@ bytewise_eq!(BlockQ4_K);
 const _: () = assert!(core::mem::size_of::<BlockQ4_K>() == 144);
 
 impl BlockQ4_K {
-    /// `nmax`, `rmin` and `nstep` of its `make_qkx2_quants` searches.
-    pub(crate) const SEARCH: (i32, f32, i32) = (15, -1.0, 20);
-
-    /// The block of `x` given what the searches of its sub-blocks found
-    /// elsewhere (the same bytes as [`PackedBlock::quantize`]).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    #[inline(always)]
-    pub(crate) fn from_search(x: &[f32; QK_K], search: &MinSearch) -> Self {
-        let (l, d, dmin, sc, mn) = quantize_with_min_from(x, Self::SEARCH.0, search);
-        Self::from_codes(&l, d, dmin, &sc, &mn)
-    }
-
     /// The block of 256 codes in 0..16 and its scales, with `qs` as
     /// `quantize_row_q4_K_ref` writes it.
     fn from_codes(l: &[u8; QK_K], d: f16, dmin: f16, sc: &[u8; 8], mn: &[u8; 8]) -> Self {
@@ -63,6 +51,15 @@ impl BlockQ4_K {
                 l[64 * g + e] | (l[64 * g + 32 + e] << 4)
             }),
         }
+    }
+}
+
+impl WithMin for BlockQ4_K {
+    const SEARCH: (i32, f32, i32) = (15, -1.0, 20);
+    #[inline(always)]
+    fn from_search(x: &[f32; QK_K], search: &MinSearch) -> Self {
+        let (l, d, dmin, sc, mn) = quantize_with_min_from(x, Self::SEARCH.0, search);
+        Self::from_codes(&l, d, dmin, &sc, &mn)
     }
 }
 

@@ -10,7 +10,7 @@
 use super::kquant::{
     dequantize_packed_with_min, dequantize_with_min, min_scale_group, min_scales_of, min_sub_scale,
     nibble_group, nibbles_of, pack_scales, quantize_with_min, quantize_with_min_from,
-    quantize_with_min_vectorized, MinSearch, SCALE_GROUPS,
+    quantize_with_min_vectorized, MinSearch, WithMin, SCALE_GROUPS,
 };
 use super::{bytewise_eq, fifth_bit_at, FormatInfo, PackedBlock, SubScale, WeightFormat, QK, QK_K};
 use bytemuck::{Pod, Zeroable};
@@ -42,18 +42,6 @@ bytewise_eq!(BlockQ5_K);
 const _: () = assert!(core::mem::size_of::<BlockQ5_K>() == 176);
 
 impl BlockQ5_K {
-    /// `nmax`, `rmin` and `nstep` of its `make_qkx2_quants` searches.
-    pub(crate) const SEARCH: (i32, f32, i32) = (31, -0.5, 15);
-
-    /// The block of `x` given what the searches of its sub-blocks found
-    /// elsewhere (the same bytes as [`PackedBlock::quantize`]).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    #[inline(always)]
-    pub(crate) fn from_search(x: &[f32; QK_K], search: &MinSearch) -> Self {
-        let (l, d, dmin, sc, mn) = quantize_with_min_from(x, Self::SEARCH.0, search);
-        Self::from_codes(&l, d, dmin, &sc, &mn)
-    }
-
     /// The block of 256 codes in 0..32 and its scales, with `qs` and `qh`
     /// as `quantize_row_q5_K_ref` writes them.
     fn from_codes(l: &[u8; QK_K], d: f16, dmin: f16, sc: &[u8; 8], mn: &[u8; 8]) -> Self {
@@ -73,6 +61,15 @@ impl BlockQ5_K {
             qh,
             qs,
         }
+    }
+}
+
+impl WithMin for BlockQ5_K {
+    const SEARCH: (i32, f32, i32) = (31, -0.5, 15);
+    #[inline(always)]
+    fn from_search(x: &[f32; QK_K], search: &MinSearch) -> Self {
+        let (l, d, dmin, sc, mn) = quantize_with_min_from(x, Self::SEARCH.0, search);
+        Self::from_codes(&l, d, dmin, &sc, &mn)
     }
 }
 

@@ -28,8 +28,8 @@
 use super::panel_rows::transpose;
 use super::QuantSimd;
 use crate::formats::{
-    BlockQ4_K, BlockQ5_K, BlockQ6_K, MinSearch, PackedBlock, QxSearch, WeightFormat, GROUP_MAX_EPS,
-    QK_K,
+    BlockQ4_K, BlockQ5_K, BlockQ6_K, MinSearch, PackedBlock, QxSearch, WeightFormat, WithMin,
+    GROUP_MAX_EPS, QK_K,
 };
 use core::arch::x86_64::*;
 
@@ -83,31 +83,6 @@ fn all_finite(x: &[f32]) -> bool {
 /// 16 lanes or four of 8.
 const BATCH: usize = 4;
 
-/// Q4_K and Q5_K: the parameters of their searches and their blocks from
-/// the results (a trait, not a closure, so that it is compiled into the
-/// caller's load clone).
-trait WithMin: PackedBlock {
-    /// `nmax`, `rmin`, `nstep` of `make_qkx2_quants`.
-    const SEARCH: (i32, f32, i32);
-    fn from_search(x: &[f32; QK_K], search: &MinSearch) -> Self;
-}
-
-impl WithMin for BlockQ4_K {
-    const SEARCH: (i32, f32, i32) = BlockQ4_K::SEARCH;
-    #[inline(always)]
-    fn from_search(x: &[f32; QK_K], search: &MinSearch) -> Self {
-        BlockQ4_K::from_search(x, search)
-    }
-}
-
-impl WithMin for BlockQ5_K {
-    const SEARCH: (i32, f32, i32) = BlockQ5_K::SEARCH;
-    #[inline(always)]
-    fn from_search(x: &[f32; QK_K], search: &MinSearch) -> Self {
-        BlockQ5_K::from_search(x, search)
-    }
-}
-
 /// Q4_K / Q5_K: the searches of [`BATCH`] super-blocks at a time (the last
 /// ones next to zeros), then the blocks from their results.
 #[inline(always)]
@@ -134,7 +109,7 @@ fn with_min<B: WithMin>(t: QuantSimd, x: &[f32], out: &mut [B]) {
             *o = if has_nan(x) {
                 B::quantize(x)
             } else {
-                <B as WithMin>::from_search(x, search)
+                B::from_search(x, search)
             };
         }
     }
