@@ -26,19 +26,57 @@ pub fn map_file(file: &std::fs::File) -> std::io::Result<Mmap> {
     unsafe { Mmap::map(file) }
 }
 
-/// `len` zeroed values; on Linux, for buffers of 8 MiB or more, the kernel
-/// is first asked (`madvise(MADV_HUGEPAGE)`) to back the buffer with
-/// transparent huge pages. First touch of fresh memory then faults once per
-/// 2 MiB rather than once per 4 KiB page, which bounds every load path that
-/// fills a new buffer (packing, `dequantize_weights`): on a VM, 4 KiB faults
-/// can cost more than the loop that fills the pages. (The buffer is zeroed
-/// after the advice, not by `calloc`, which may clear reused heap memory
-/// before any advice could apply.)
-pub fn zeroed_vec_huge<T: bytemuck::Zeroable + Copy>(len: usize) -> Vec<T> {
+/// Buffers of this many bytes or more are advised to use huge pages and
+/// are zeroed as [`zeroed_vec_huge`] describes (small under Miri, so that
+/// its tests run those paths).
+const LARGE: usize = if cfg!(miri) { 4096 } else { 8 << 20 };
+
+/// `len` zeroed values. Large buffers (8 MiB or more) are made so that their
+/// pages are first touched by the threads that fill them, not by this
+/// function on the calling thread: on a VM a fresh page's first touch (the
+/// kernel's fault and zeroing, and the host's) costs more than the loop
+/// that fills it, and `dequantize_weights` or parallel packing then fault
+/// their pages in on every thread. On Linux the kernel is also asked
+/// (`madvise(MADV_HUGEPAGE)`) to back the untouched pages with transparent
+/// huge pages: first touch faults once per 2 MiB rather than once per
+/// 4 KiB page.
+/// - Types aligned to 16 bytes or less come from the allocator's zeroed
+///   allocation (`calloc`), which for a fresh mapping writes nothing.
+/// - More aligned types (the 64-byte lines of packed panels, which the
+///   system allocator would zero with a plain `memset` on this thread) are
+///   zeroed by rayon's current pool, one 2 MiB piece per task.
+pub fn zeroed_vec_huge<T: bytemuck::Zeroable + Copy + Send>(len: usize) -> Vec<T> {
+    let size = core::mem::size_of::<T>();
+    if len.saturating_mul(size) < LARGE {
+        return vec![T::zeroed(); len];
+    }
+    if core::mem::align_of::<T>() <= 16 {
+        let layout = core::alloc::Layout::array::<T>(len)
+            .unwrap_or_else(|_| panic!("zeroed_vec_huge: {len} values overflow"));
+        // SAFETY: the layout's size is at least LARGE, so not zero.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<T>();
+        if ptr.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        // SAFETY: `ptr` comes from the global allocator with the layout of
+        // `len` values of `T`, which is the layout a `Vec<T>` of capacity
+        // `len` owns; its `len` values are initialized, since all-zero
+        // bytes are a valid `T` (`Zeroable`).
+        let mut v = unsafe { Vec::from_raw_parts(ptr, len, len) };
+        #[cfg(all(target_os = "linux", not(miri)))]
+        advise_huge_pages(&mut v);
+        return v;
+    }
+    use rayon::prelude::*;
     let mut v: Vec<T> = Vec::with_capacity(len);
     #[cfg(all(target_os = "linux", not(miri)))]
     advise_huge_pages(v.spare_capacity_mut());
-    v.resize(len, T::zeroed());
+    let piece = (2 << 20) / size.max(1);
+    v.spare_capacity_mut()[..len]
+        .par_chunks_mut(piece.max(1))
+        .for_each(|c| c.fill(core::mem::MaybeUninit::new(T::zeroed())));
+    // SAFETY: the first `len` values were all written just above.
+    unsafe { v.set_len(len) };
     v
 }
 
@@ -46,9 +84,6 @@ pub fn zeroed_vec_huge<T: bytemuck::Zeroable + Copy>(len: usize) -> Vec<T> {
 fn advise_huge_pages<T>(v: &mut [T]) {
     const HUGE: usize = 2 << 20;
     let bytes = core::mem::size_of_val(v);
-    if bytes < 4 * HUGE {
-        return;
-    }
     let start = v.as_mut_ptr() as usize;
     let (first, end) = (start.next_multiple_of(HUGE), (start + bytes) / HUGE * HUGE);
     if end > first {
@@ -85,24 +120,46 @@ mod tests {
 
     #[test]
     fn huge_zeroed_vectors_are_zero_and_writable() {
-        // (Small under Miri, where the advice is not made.)
-        let lens: &[usize] = if cfg!(miri) {
-            &[0, 1, 5000]
-        } else {
-            &[0, 1, 5 << 20, (9 << 20) + 3]
-        };
-        for &len in lens {
-            let mut v: Vec<u16> = zeroed_vec_huge(len);
+        /// A 64-byte aligned value (as the packed panels' lines are).
+        #[repr(C, align(64))]
+        #[derive(Clone, Copy, bytemuck::Zeroable)]
+        struct Line([u16; 32]);
+        fn check<T: bytemuck::Zeroable + Copy + Send>(
+            len: usize,
+            get: fn(&T) -> u16,
+            set: fn(&mut T, u16),
+        ) {
+            let mut v: Vec<T> = zeroed_vec_huge(len);
             assert_eq!(v.len(), len);
-            assert!(v.iter().all(|&x| x == 0));
+            assert_eq!(v.as_ptr() as usize % core::mem::align_of::<T>(), 0);
+            assert!(v.iter().all(|x| get(x) == 0));
             for (i, x) in v.iter_mut().enumerate().step_by(4099) {
-                *x = i as u16;
+                set(x, i as u16 | 1);
             }
             assert!(v
                 .iter()
                 .enumerate()
-                .step_by(4099)
-                .all(|(i, &x)| x == i as u16));
+                .all(|(i, x)| get(x) == if i % 4099 == 0 { i as u16 | 1 } else { 0 }));
+        }
+        // Both sides of the large-buffer size, for an ordinary and a
+        // 64-byte aligned type (Miri: a 4 KiB limit, smaller buffers).
+        let (u16s, lines): (&[usize], &[usize]) = if cfg!(miri) {
+            (&[0, 1, 2047, 2048, 5000], &[0, 63, 64, 100])
+        } else {
+            (
+                &[0, 1, (4 << 20) - 1, 4 << 20, (9 << 20) + 3],
+                &[0, 1, (128 << 10) - 1, 128 << 10, 300_001],
+            )
+        };
+        for &len in u16s {
+            check::<u16>(len, |x| *x, |x, v| *x = v);
+        }
+        for &len in lines {
+            check::<Line>(
+                len,
+                |x| x.0.iter().fold(0, |a, b| a | b),
+                |x, v| x.0[31] = v,
+            );
         }
     }
 }

@@ -235,8 +235,8 @@ impl PackedMatrix {
             k,
             panel_stride,
             scales_offset: codes,
-            // Zeroed by the allocator (huge pages for large matrices): fresh
-            // pages are faulted in as panels are packed, in parallel.
+            // Zeroed on rayon's current pool (huge pages for large
+            // matrices), so that fresh pages are faulted in on every thread.
             data: crate::mmap::zeroed_vec_huge(lines),
         }
     }
