@@ -55,6 +55,15 @@ pub(crate) trait Kind: PackedBlock {
     const MIN: bool = Self::SCALES == 2;
     /// Code bytes per panel and 32-value (sub-)block.
     const CODE_BYTES: usize = Self::SUB_GROUPS * 64;
+    /// Batch 1 (widths with [`Width::Q_GEMV_L1`]): how far ahead (bytes)
+    /// each code line is also asked for into L1, besides
+    /// [`GEMV_PREFETCH`](super::GEMV_PREFETCH) into L2; 0 for none (see
+    /// [`super::L1_PREFETCH`]).
+    const L1_AHEAD: usize = if Self::SUB_GROUPS >= 6 {
+        super::L1_PREFETCH
+    } else {
+        0
+    };
     /// Scale bytes per panel and block (16 `d`, then 16 `m`; k-quants: 16
     /// `d`, 16 `dmin`, then their sub-block scale bytes).
     const SCALE_BYTES: usize = crate::pack::scale_bytes::<Self>();
@@ -103,6 +112,9 @@ pub(crate) trait Width {
     const PAIR_NIBBLES: bool;
     /// Panels per batch-1 pass of block formats.
     const Q_GEMV_PANELS: usize;
+    /// Whether batch 1 also asks for the code lines of formats with 6 or
+    /// more lines per block into L1 ([`Kind::L1_AHEAD`]).
+    const Q_GEMV_L1: bool;
     /// Float batches of up to this many rows run panel by panel over the
     /// whole of K, straight from the panels (batch 1: 4 panels, else 2).
     const F_WHOLE_K_ROWS: usize;

@@ -26,7 +26,8 @@
 
 use super::simd::{act_scales, Codes, Dot, Float, FloatKind, Kind, Vnni, Width};
 use super::{
-    prefetch, scratch, F16_KC, FROM_KEPT, FROM_PANEL, GEMV_PREFETCH, KEEP_ROWS, PANEL_TO_KEPT,
+    prefetch, prefetch_l1, scratch, F16_KC, FROM_KEPT, FROM_PANEL, GEMV_PREFETCH, KEEP_ROWS,
+    PANEL_TO_KEPT,
 };
 use crate::act::ActBlock;
 use crate::pack::NR;
@@ -417,6 +418,9 @@ unsafe fn q_rows<
                 if SRC != FROM_KEPT {
                     for l in (0..cb).step_by(64) {
                         prefetch(panels[i].wrapping_add(b * cb + l + GEMV_PREFETCH));
+                        if W::Q_GEMV_L1 && K::L1_AHEAD > 0 {
+                            prefetch_l1(panels[i].wrapping_add(b * cb + l + K::L1_AHEAD));
+                        }
                     }
                     // The scales stream too, as far ahead in blocks as the
                     // codes (left to the hardware prefetchers, AVX-512 Q5_0
