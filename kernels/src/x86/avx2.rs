@@ -30,6 +30,7 @@ impl Width for Ymm {
     const PAIR_NIBBLES: bool = false;
     const Q_GEMV_PANELS: usize = 2;
     const Q_GEMV_L1: bool = false;
+    const KEEP_SUPER_SCALES: bool = false;
     const F_WHOLE_K_ROWS: usize = 3;
     const F_STREAM_ROWS: usize = 3;
     const F_PANELS: usize = 1;

@@ -30,6 +30,7 @@ impl Width for Zmm {
     const PAIR_NIBBLES: bool = true;
     const Q_GEMV_PANELS: usize = 4;
     const Q_GEMV_L1: bool = true;
+    const KEEP_SUPER_SCALES: bool = true;
     const F_WHOLE_K_ROWS: usize = 1;
     const F_STREAM_ROWS: usize = 12;
     const F_PANELS: usize = 2;

@@ -302,25 +302,46 @@ unsafe fn half_scales<W: Width, K: Kind>(p: *const u8, s: usize, u: usize) -> [W
 /// f32 multiply each (exact); Q6_K's `d` is the super-block's.
 #[inline(always)]
 unsafe fn block_scales_dm<W: Width, K: Kind>(p: *const u8, s: usize, u: usize) -> (W::F, W::F) {
-    // SAFETY: p points at a block's 16 (or 2 x 16) f16 scales inside a panel
-    // (k-quants: then 2 x 8 x 16 bytes of sub-block scales and minimums).
+    // SAFETY: forwarded (see the two functions).
+    unsafe { sub_scales::<W, K>(p, s, u, block_f16_scales::<W, K>(p, u)) }
+}
+
+/// The f16 scales of unit `u` of the block whose scales are at `p`, as
+/// f32: `d` and (with a minimum; else zero) `m`, or a k-quant super-block's
+/// `d` and `dmin`, which serve all its sub-blocks ([`sub_scales`]).
+#[inline(always)]
+unsafe fn block_f16_scales<W: Width, K: Kind>(p: *const u8, u: usize) -> (W::F, W::F) {
+    // SAFETY: p points at a block's 16 (or 2 x 16) f16 scales inside a panel.
     unsafe {
         let o = 2 * W::LANES * u;
-        if K::SUBS > 1 && K::MIN {
-            let small = p.add(K::SCALES * NR * 2 + W::LANES * u);
-            let sc = W::u8s(small.add(s * NR));
-            let mn = W::u8s(small.add((K::SUBS + s) * NR));
-            return (
-                W::mul(W::f16s(p.add(o)), sc),
-                W::neg(W::mul(W::f16s(p.add(2 * NR + o)), mn)),
-            );
-        }
         let m = if K::MIN {
             W::f16s(p.add(2 * NR + o))
         } else {
             W::zero_f()
         };
         (W::f16s(p.add(o)), m)
+    }
+}
+
+/// [`block_scales_dm`] from the block's f16 scales `dm` (see
+/// [`block_f16_scales`]).
+#[inline(always)]
+unsafe fn sub_scales<W: Width, K: Kind>(
+    p: *const u8,
+    s: usize,
+    u: usize,
+    (d, m): (W::F, W::F),
+) -> (W::F, W::F) {
+    // SAFETY: p points at a block's scales inside a panel (k-quants: 2 x 16
+    // f16, then 2 x 8 x 16 bytes of sub-block scales and minimums).
+    unsafe {
+        if K::SUBS > 1 && K::MIN {
+            let small = p.add(K::SCALES * NR * 2 + W::LANES * u);
+            let sc = W::u8s(small.add(s * NR));
+            let mn = W::u8s(small.add((K::SUBS + s) * NR));
+            return (W::mul(d, sc), W::neg(W::mul(m, mn)));
+        }
+        (d, m)
     }
 }
 
@@ -398,6 +419,10 @@ unsafe fn q_rows<
         let acts = a.acts.as_ptr().add(i0 * nb);
         let col = |i: usize, j: usize| i * NR + W::LANES * (u0 + j);
         let mut acc = [[[W::zero_f(); MAX_UNITS]; NP]; R];
+        // Passes of GEMM_KB blocks start on super-block boundaries.
+        const { assert!(GEMM_KB.is_multiple_of(K::SUBS)) };
+        debug_assert!(blocks.start.is_multiple_of(K::SUBS));
+        let mut sup = [[(W::zero_f(), W::zero_f()); MAX_UNITS]; NP];
         if blocks.start > 0 {
             for (r, acc) in acc.iter_mut().enumerate() {
                 for (i, v) in acc.iter_mut().enumerate() {
@@ -463,7 +488,13 @@ unsafe fn q_rows<
                         }
                         v
                     };
-                    let (dw, mw) = block_scales_dm::<W, K>(sp, b % K::SUBS, u);
+                    // A super-block's f16 scales, converted once for its
+                    // sub-blocks where the registers allow (passes start
+                    // on super-block boundaries: asserted above).
+                    if !W::KEEP_SUPER_SCALES || b % K::SUBS == 0 {
+                        sup[i][j] = block_f16_scales::<W, K>(sp, u);
+                    }
+                    let (dw, mw) = sub_scales::<W, K>(sp, b % K::SUBS, u, sup[i][j]);
                     let hs = half_scales::<W, K>(sp, b % K::SUBS, u);
                     let isum = block_isums::<W, D, K, R>(&codes, &act, hs);
                     // The activation scales at their use: scalars kept
