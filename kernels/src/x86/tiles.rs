@@ -323,8 +323,10 @@ unsafe fn block_f16_scales<W: Width, K: Kind>(p: *const u8, u: usize) -> (W::F, 
     }
 }
 
-/// [`block_scales_dm`] from the block's f16 scales `dm` (see
-/// [`block_f16_scales`]).
+/// [`block_scales_dm`] of sub-block `s` from its block's f16 scales
+/// `(d, m)` as [`block_f16_scales`] converts them (a k-quant super-block's
+/// `d` and `dmin`: `d * sc` and `-(dmin * mn)`; other formats: `(d, m)` as
+/// they are).
 #[inline(always)]
 unsafe fn sub_scales<W: Width, K: Kind>(
     p: *const u8,
