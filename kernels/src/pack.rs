@@ -12,7 +12,7 @@
 //! | Q8_0   | `nb` x 8 chunks x 64 B: chunk `c`, lane `r` holds `qs[4c..4c+4]` of row `r`, each XOR 0x80 (so `u8 = q + 128`) | `nb` x 16 f16 (`d`) |
 //! | Q4_0   | `nb` x 4 chunks x 64 B: chunk `c`, lane `r` holds GGUF bytes `qs[4c..4c+4]` of row `r` (low nibble: element `4c+i`, high: `16+4c+i`) | `nb` x 16 f16 |
 //! | Q4_1   | as Q4_0 | `nb` x (16 f16 `d`, then 16 f16 `m`) |
-//! | Q5_0   | `nb` x 5 chunks x 64 B: chunks 0-3 as Q4_0, chunk 4 lane `r` row `r`'s `qh` bits: byte `i`, bit `c` is element `4c + i`'s (held in byte `i` of chunk `c % 4`'s low nibbles for `c < 4`, high for `c >= 4`) | `nb` x 16 f16 |
+//! | Q5_0   | `nb` x 5 chunks x 64 B of whole 5-bit codes: lane `r` byte `i` of chunk `c` < 4 holds row `r`'s code of element `4c + i` in bits 0..5 and bits 2..5 of element `16 + 4c + i`'s in bits 5..8; chunk 4 byte `i` the low two bits of element `16 + 4c + i`'s at bits `2c..2c + 2` (`formats::q5_packed_group`) | `nb` x 16 f16 |
 //! | Q5_1   | as Q5_0 | as Q4_1 |
 //! | Q4_K   | `nb` x 8 sub-blocks x 4 chunks: each 32-value sub-block as Q4_1 | `nb` x (16 f16 `d`, 16 f16 `dmin`, then 16 x 16 B: byte `t` of row `r` at `16 t + r`, `t` < 8 the sub-block scales, then the minimums) |
 //! | Q5_K   | `nb` x 8 x 5 chunks: each sub-block as Q5_1 | as Q4_K |
@@ -163,9 +163,9 @@ impl<B: PackedBlock, E, F: Fn(usize, &mut [B]) -> Result<(), E>> crate::load::Ta
                     .chunks_exact_mut(code_bytes)
                     .zip(scales.chunks_exact_mut(scale_bytes)),
             ) {
-                for (c, line) in cb.chunks_exact_mut(64).enumerate() {
-                    line[lane * 4..lane * 4 + 4].copy_from_slice(&blk.packed_group(c));
-                }
+                blk.packed_groups(|c, g| {
+                    cb[64 * c + 4 * lane..64 * c + 4 * lane + 4].copy_from_slice(&g);
+                });
                 for (s, d) in blk.scales().iter().take(B::SCALES).enumerate() {
                     let o = (s * NR + lane) * 2;
                     sb[o..o + 2].copy_from_slice(&d.to_le_bytes());

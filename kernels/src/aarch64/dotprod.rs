@@ -84,7 +84,7 @@ impl LaneDot for Sdot {
 pub(super) type Q8 = LaneQ8<Sdot, true>;
 
 /// The nibble formats: 4-bit codes (Q4_0, Q4_1) or, for `HIGH`, 5-bit codes
-/// (Q5_0, Q5_1) with bit 4 from the `qh` chunk; 0..=31 are valid signed bytes.
+/// (Q5_0, Q5_1) from five packed chunks; 0..=31 are valid signed bytes.
 pub(super) struct Nib<const HIGH: bool>;
 
 /// Q4_0 and Q4_1.

@@ -9,7 +9,7 @@
 //! two batch rows. Sums are of the unsigned codes, as the driver expects.
 
 use super::{
-    bf16_tile, chunk, dotprod, f16_tile, f32_tile, load_acts, load_q6_high, load_qh, merge_high,
+    bf16_tile, chunk, dotprod, f16_tile, f32_tile, high5, load_acts, load_q6_high, load_qh, low5,
     nibbles, q_tile, quantize_row, with_high2, BlockDot, Halves, HighBits, LaneDot, LaneQ8, Prep,
     Qh, GEMM_ROWS, GEMV_PANELS,
 };
@@ -208,7 +208,7 @@ impl BlockDot for Q8Pairs {
 }
 
 /// The nibble formats, an even number of batch rows: 4-bit codes (Q4_0,
-/// Q4_1) or, for `HIGH`, 5-bit codes (Q5_0, Q5_1) with bit 4 from `qh`.
+/// Q4_1) or, for `HIGH`, 5-bit codes (Q5_0, Q5_1) from five packed chunks.
 struct NibPairs<const HIGH: bool>;
 
 /// Q4_0 and Q4_1.
@@ -260,14 +260,14 @@ unsafe fn nib_pairs<const HIGH: bool, const Q: usize, const MR: usize>(
     // SAFETY: NEON (baseline) and i8mm (caller); both chunks are readable (caller).
     unsafe {
         let (z01, z23) = load_row_pairs(codes, 2 * Q, g);
-        let (mut lo01, mut hi01) = nibbles(z01);
-        let (mut lo23, mut hi23) = nibbles(z23);
-        if HIGH {
-            lo01 = merge_high(lo01, qh, &PairBits::<Q>::LO01);
-            hi01 = merge_high(hi01, qh, &PairBits::<Q>::HI01);
-            lo23 = merge_high(lo23, qh, &PairBits::<Q>::LO23);
-            hi23 = merge_high(hi23, qh, &PairBits::<Q>::HI23);
-        }
+        let ((lo01, hi01), (lo23, hi23)) = if HIGH {
+            (
+                (low5(z01), high5(z01, qh, &PairBits::<Q>::HI01)),
+                (low5(z23), high5(z23, qh, &PairBits::<Q>::HI23)),
+            )
+        } else {
+            (nibbles(z01), nibbles(z23))
+        };
         for j in (0..MR).step_by(2) {
             let (mlo, mhi) = (prep[j][Q], prep[j + 1][Q]);
             acc[j] = usmmla(usmmla(acc[j], lo01, mlo), hi01, mhi);
@@ -276,13 +276,12 @@ unsafe fn nib_pairs<const HIGH: bool, const Q: usize, const MR: usize>(
     }
 }
 
-/// [`HighBits`] of the row pairs of chunks `2Q`, `2Q + 1` (8 bytes per row).
+/// [`HighBits`] of the high codes of the row pairs of chunks `2Q`, `2Q + 1`
+/// (8 bytes per row).
 struct PairBits<const Q: usize>;
 
 impl<const Q: usize> PairBits<Q> {
-    const LO01: HighBits = HighBits::new(0, 8, 8 * Q);
     const HI01: HighBits = HighBits::new(0, 8, 16 + 8 * Q);
-    const LO23: HighBits = HighBits::new(2, 8, 8 * Q);
     const HI23: HighBits = HighBits::new(2, 8, 16 + 8 * Q);
 }
 

@@ -11,8 +11,8 @@
 //!   in a [`BlockDot`], the exact raw sums of 4 weight rows x `MR` batch rows
 //!   for one block. Q8_0 with a by-element dot instruction (`sdot`, `usdot`)
 //!   is one generic [`LaneQ8`] over a [`LaneDot`]; the 4- and 5-bit formats
-//!   share each level's nibble dot, which for Q5_0 / Q5_1 merges bit 4 of the
-//!   codes from the `qh` chunk ([`merge_high`]) before multiplying. Q4_0 and
+//!   share each level's nibble dot, which for Q5_0 / Q5_1 takes the packed
+//!   5-bit codes apart instead ([`low5`], [`high5`]). Q4_0 and
 //!   Q4_1 (Q5_0 and Q5_1) run the same dot: only the driver's use of the raw
 //!   sums differs. Q4_K / Q5_K run it too, 32-value sub-block by sub-block
 //!   (packed as Q4_1 / Q5_1 blocks), the driver computing each sub-block's
@@ -36,7 +36,7 @@ pub(crate) use i8mm::KERNELS as I8MM;
 pub(crate) use neon::KERNELS as NEON;
 
 use crate::act::{block_scales, ActBlock};
-use crate::formats::{fifth_bit_at, PackedBlock, QK};
+use crate::formats::{PackedBlock, QK};
 use crate::pack::{PackedMatrix, NR};
 use crate::TileArgs;
 use core::arch::aarch64::*;
@@ -427,8 +427,9 @@ pub(super) fn nibbles(raw: uint8x16_t) -> (uint8x16_t, uint8x16_t) {
     unsafe { (vandq_u8(raw, vdupq_n_u8(0x0F)), vshrq_n_u8::<4>(raw)) }
 }
 
-/// The `qh` chunk of a row group: lane `r` holds row `4g + r`'s fifth
-/// bits, element `e`'s at bit `e / 4` of byte `e % 4` (see [`crate::pack`]).
+/// Chunk 4 of a Q5 row group: byte `i` of lane `r` holds, at bits
+/// `2c..2c + 2`, the low two bits of row `4g + r`'s code of element
+/// `16 + 4c + i` (see [`crate::pack`]).
 pub(super) type Qh = uint8x16_t;
 
 /// The [`Qh`] of row group `g`, or zeros for the 4-bit formats (then unused).
@@ -447,25 +448,27 @@ pub(super) unsafe fn load_qh<const HIGH: bool>(codes: *const u8, g: usize) -> Qh
     }
 }
 
-/// Where the fifth bits of a vector of 16 codes are: byte `t` of the vector
-/// holds element `elem0 + t % per_row` of row lane `lane0 + t / per_row`
-/// (`per_row` = 4 for one chunk, 8 for a zipped pair of chunks), whose bit
-/// is bit `elem / 4` of byte `elem % 4` of the lane's `qh`. Built at
-/// compile time; few distinct constants, so that they stay in registers.
+/// Where the low two bits of a vector of 16 high codes (elements 16..32)
+/// are: byte `t` of the vector holds element `elem0 + t % per_row` of row
+/// lane `lane0 + t / per_row` (`per_row` = 4 for one chunk, 8 for a zipped
+/// pair of chunks), whose bits are bits `2c..2c + 2` of byte `elem % 4` of
+/// the lane's [`Qh`], `c = (elem - 16) / 4`. Built at compile time; few
+/// distinct constants, so that they stay in registers.
 pub(super) struct HighBits {
     /// Whether the bytes must be gathered (a table lookup): a single chunk
     /// (lanes 0-3, 4 elements each) finds its bits in its own byte.
     gather: bool,
     /// Byte of the [`Qh`] vector to read: `4 * lane + elem % 4`.
     idx: [u8; 16],
-    /// Left shift (negative: right) that moves the bit to bit 4: `4 - elem / 4`.
+    /// Right shift (as a negative left shift) that moves the bits to bits
+    /// 0..2: `-2c`.
     shift: [i8; 16],
 }
 
 impl HighBits {
     /// See the type.
     pub(super) const fn new(lane0: usize, per_row: usize, elem0: usize) -> HighBits {
-        assert!(16 % per_row == 0 && elem0 + per_row <= 32);
+        assert!(16 % per_row == 0 && elem0 >= 16 && elem0 + per_row <= 32);
         let mut h = HighBits {
             gather: false,
             idx: [0; 16],
@@ -473,9 +476,9 @@ impl HighBits {
         };
         let mut t = 0;
         while t < 16 {
-            let bit = fifth_bit_at(elem0 + t % per_row);
-            h.idx[t] = (4 * (lane0 + t / per_row) + bit / 8) as u8;
-            h.shift[t] = 4 - (bit % 8) as i8;
+            let elem = elem0 + t % per_row;
+            h.idx[t] = (4 * (lane0 + t / per_row) + elem % 4) as u8;
+            h.shift[t] = -2 * ((elem - 16) / 4) as i8;
             h.gather |= h.idx[t] as usize != t;
             t += 1;
         }
@@ -483,10 +486,19 @@ impl HighBits {
     }
 }
 
-/// 5-bit codes: `nib` (0..=15, laid out as `h` says) with bit 4 of each code
-/// taken from `qh` (the group's, see [`load_qh`]).
+/// The 5-bit codes of elements 0..16 of packed Q5 chunk bytes `raw`: bits
+/// 0..5 of each byte.
 #[inline(always)]
-pub(super) fn merge_high(nib: uint8x16_t, qh: &Qh, h: &HighBits) -> uint8x16_t {
+pub(super) fn low5(raw: uint8x16_t) -> uint8x16_t {
+    // SAFETY: NEON (baseline), registers only.
+    unsafe { vandq_u8(raw, vdupq_n_u8(0x1F)) }
+}
+
+/// The 5-bit codes of elements 16..32 of packed Q5 chunk bytes `raw` (laid
+/// out as `h` says): bits 5..8 of each byte as the code's bits 2..5, over
+/// its bits 0..2 from `qh`.
+#[inline(always)]
+pub(super) fn high5(raw: uint8x16_t, qh: &Qh, h: &HighBits) -> uint8x16_t {
     // SAFETY: NEON (baseline); `idx` and `shift` hold 16 bytes each.
     unsafe {
         let bytes = if h.gather {
@@ -494,15 +506,15 @@ pub(super) fn merge_high(nib: uint8x16_t, qh: &Qh, h: &HighBits) -> uint8x16_t {
         } else {
             *qh
         };
-        // bit 4 of `bits` is the code's fifth bit; the other bits are junk
-        let bits = vshlq_u8(bytes, vld1q_s8(h.shift.as_ptr()));
-        vbslq_u8(vdupq_n_u8(0x10), bits, nib)
+        // bits 0..2 of `low` are the code's; `sli` keeps them under the top
+        let low = vshlq_u8(bytes, vld1q_s8(h.shift.as_ptr()));
+        vsliq_n_u8::<2>(low, vshrq_n_u8::<5>(raw))
     }
 }
 
 /// The codes of chunk `C` (0..4) of row group `g`: elements `4C..4C+4` (low)
 /// and `16+4C..16+4C+4` (high) of each row lane, as nibbles or, for `HIGH`,
-/// 5-bit codes with bit 4 from `qh`.
+/// the packed 5-bit codes with the high ones' low bits from `qh`.
 ///
 /// # Safety
 /// Chunk `C` of group `g` is readable.
@@ -513,22 +525,18 @@ pub(super) unsafe fn nib_chunk<const HIGH: bool, const C: usize>(
     qh: &Qh,
 ) -> (uint8x16_t, uint8x16_t) {
     // SAFETY: NEON (baseline); chunk C is readable (caller).
-    let (lo, hi) = nibbles(unsafe { vld1q_u8(codes.add(chunk(C, g))) });
+    let raw = unsafe { vld1q_u8(codes.add(chunk(C, g))) };
     if HIGH {
-        (
-            merge_high(lo, qh, &ChunkBits::<C>::LO),
-            merge_high(hi, qh, &ChunkBits::<C>::HI),
-        )
+        (low5(raw), high5(raw, qh, &ChunkBits::<C>::HI))
     } else {
-        (lo, hi)
+        nibbles(raw)
     }
 }
 
-/// [`HighBits`] of chunk `C`'s low and high nibbles (4 bytes per row lane).
+/// [`HighBits`] of chunk `C`'s high codes (4 bytes per row lane).
 struct ChunkBits<const C: usize>;
 
 impl<const C: usize> ChunkBits<C> {
-    const LO: HighBits = HighBits::new(0, 4, 4 * C);
     const HI: HighBits = HighBits::new(0, 4, 16 + 4 * C);
 }
 

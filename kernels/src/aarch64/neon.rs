@@ -117,7 +117,7 @@ unsafe fn q8_pair<const C: usize, const MR: usize>(
 }
 
 /// The nibble formats: unsigned 4-bit codes (Q4_0, Q4_1) or, for `HIGH`,
-/// 5-bit codes (Q5_0, Q5_1) with bit 4 from the `qh` chunk.
+/// 5-bit codes (Q5_0, Q5_1) from five packed chunks.
 pub(super) struct Nib<const HIGH: bool>;
 
 /// Q4_0 and Q4_1.

@@ -10,16 +10,16 @@
 //!
 //! Packed form of a super-block (one row's part of a panel, in lane groups
 //! of 4 bytes; see [`crate::pack`]): each 32-value sub-block `s` has `G`
-//! code groups at `s * G`: four groups of nibbles as Q4_0 lays them out
-//! (byte `b` of 16: the low 4 bits of element `b` in its low nibble, of
-//! element `b + 16` in its high nibble), then Q5_K one group of fifth bits
-//! (element `e`'s at bit `e / 4` of byte `e % 4`, as Q5_0 / Q5_1 pack
-//! them) and Q6_K two groups of
-//! 2-bit high parts, one per 16-value half (byte `i`, bits `2j..2j+2`:
-//! element `4j + i` of the half, so that the high bits of the four elements
-//! a nibble byte position holds across the four nibble groups sit in one
-//! byte, and one shift and mask per group moves them to bits 4-5). So a Q4_K sub-block's codes are packed as
-//! a Q4_1 block's, a Q5_K one's as a Q5_1 block's. The 4 scale groups after
+//! code groups at `s * G`. Q4_K: four groups of nibbles as Q4_0 lays them
+//! out (byte `b` of 16: the low 4 bits of element `b` in its low nibble, of
+//! element `b + 16` in its high nibble), so a sub-block is packed as a
+//! Q4_1 block. Q5_K: five groups of 5-bit codes as Q5_0 / Q5_1 pack them
+//! ([`super::q5_packed_group`]), a sub-block as a Q5_1 block. Q6_K: four nibble
+//! groups as Q4_K's (the low 4 bits), then two groups of 2-bit high parts,
+//! one per 16-value half (byte `i`, bits `2j..2j+2`: element `4j + i` of
+//! the half, so that the high bits of the four elements a nibble byte
+//! position holds across the four nibble groups sit in one byte, and one
+//! shift and mask per group moves them to bits 4-5). The 4 scale groups after
 //! the codes (stored in the scales region) hold 16 bytes of sub-block scales:
 //! Q4_K / Q5_K the eight 6-bit scales then the eight 6-bit minimums, one per
 //! byte; Q6_K its sixteen int8 scales.
@@ -527,7 +527,8 @@ pub(super) fn nibble_group(code: impl Fn(usize) -> u8, s: usize, c: usize) -> [u
 }
 
 /// `dequantize_row_q4_K` / `_q5_K` of a super-block in its packed form
-/// (`G` groups per sub-block: 4 nibble groups, then Q5_K's high bits), as
+/// (`G` groups per sub-block: Q4_K's 4 nibble groups, Q5_K's 5 groups of
+/// 5-bit codes), as
 /// [`dequantize_with_min`] evaluates it: `(d * sc) * q - dmin * mn`.
 #[inline(always)]
 pub(super) fn dequantize_packed_with_min<const G: usize>(
@@ -540,15 +541,13 @@ pub(super) fn dequantize_packed_with_min<const G: usize>(
     let (sc, mn) = min_scales_of(group, 8 * G);
     for (s, y) in out.chunks_exact_mut(QK).enumerate() {
         let (ds, ms) = (d * sc[s] as f32, min * mn[s] as f32);
-        let low = nibbles_of(group, G * s);
-        let high = if G == 5 {
-            u32::from_le_bytes(group(G * s + 4))
+        let codes = if G == 5 {
+            super::q5_codes(group, G * s)
         } else {
-            0
+            nibbles_of(group, G * s)
         };
-        for (e, (y, q)) in y.iter_mut().zip(low).enumerate() {
-            let code = q | ((((high >> super::fifth_bit_at(e)) & 1) as u8) << 4);
-            *y = ds * code as f32 - ms;
+        for (y, q) in y.iter_mut().zip(codes) {
+            *y = ds * q as f32 - ms;
         }
     }
 }

@@ -442,6 +442,15 @@ pub trait PackedBlock: Pod + Send + Sync + PartialEq + fmt::Debug {
     fn scales(&self) -> [f16; 2];
     /// Stored bytes of lane group `c`.
     fn packed_group(&self, c: usize) -> [u8; 4];
+    /// `put(c, self.packed_group(c))` for every code group `c` in
+    /// `0..GROUPS`, in order: the packing loop's form, which the 5-bit
+    /// formats override to share the work of a chunk's groups.
+    #[inline(always)]
+    fn packed_groups(&self, mut put: impl FnMut(usize, [u8; 4])) {
+        for c in 0..Self::GROUPS {
+            put(c, self.packed_group(c));
+        }
+    }
     /// The block back from its scales and stored lane groups.
     fn from_packed(scales: [f16; 2], group: impl Fn(usize) -> [u8; 4]) -> Self;
     /// [`Self::dequantize`] of [`Self::from_packed`]: the values of a block
@@ -595,69 +604,128 @@ pub(crate) fn high_bit(qh: &[u8; 4], j: usize) -> u8 {
     ((u32::from_le_bytes(*qh) >> j) << 4) as u8 & 0x10
 }
 
-/// Where the fifth bit of element `e` (0..32) of a 32-value block sits in
-/// the packed fifth-bit lane group of Q5_0, Q5_1 and Q5_K: bit `e / 4` of
-/// byte `e % 4` (little-endian bit `8 * (e % 4) + e / 4`). Byte `i` then
-/// holds the bits of the elements that byte `i` of the eight code vectors
-/// holds (elements `4c + i`, vector `c`), so a kernel moves vector `c`'s
-/// bits to bit 4 of each byte with one 16-bit shift by `4 - c` and a mask.
+/// `x`'s bits 0..4 moved to bits 0, 8, 16 and 24 (the four products of
+/// the multiply land on disjoint bits, so nothing carries).
 #[inline(always)]
-pub(crate) const fn fifth_bit_at(e: usize) -> usize {
-    8 * (e % 4) + e / 4
+fn spread4(x: u32) -> u32 {
+    (x & 0xF).wrapping_mul(0x0020_4081) & 0x0101_0101
 }
 
-/// A table of every byte with its bit `j` moved to bit `to[j]`.
-const fn bit_spread_table(to: [usize; 8]) -> [u32; 256] {
-    let mut t = [0u32; 256];
-    let mut b = 0;
-    while b < 256 {
+/// Bits 0, 8, 16 and 24 of `x` (its only set bits) moved to bits 0..4
+/// (as [`spread4`], no product carries into bits 24..28).
+#[inline(always)]
+fn gather4(x: u32) -> u32 {
+    x.wrapping_mul(0x0102_0408) >> 24
+}
+
+/// Packed lane group `c` (0..5) of a 5-bit block (Q5_0, Q5_1, and each
+/// 32-value sub-block of Q5_K), from its GGUF nibbles and fifth bits
+/// (`qs`, and `qh` with bit `e` for element `e`).
+///
+/// Byte `i` of group `c < 4` holds element `4c + i`'s 5-bit code in bits
+/// 0..5 and bits 2..5 of element `16 + 4c + i`'s in bits 5..8; byte `i` of
+/// group 4 holds bits 0..2 of element `16 + 4c + i`'s code at bits
+/// `2c..2c + 2`. So a kernel gets the first code vector of a chunk with one
+/// mask, and the second with a mask, a shift, a shift of group 4 and one
+/// merge (see [`crate::pack`]).
+#[inline(always)]
+pub(crate) fn q5_packed_group(qs: &[u8; 16], qh: u32, c: usize) -> [u8; 4] {
+    // Chunk c's low and high codes (element 4c + i, 16 + 4c + i at byte i).
+    let codes = |c: usize| {
+        let w = u32::from_le_bytes(qs[4 * c..4 * c + 4].try_into().unwrap());
+        let lo = (w & 0x0F0F_0F0F) | spread4(qh >> (4 * c)) << 4;
+        let hi = ((w >> 4) & 0x0F0F_0F0F) | spread4(qh >> (16 + 4 * c)) << 4;
+        (lo, hi)
+    };
+    // `hi >> 2` moves bits of byte i + 1 into bits 6..8 of byte i: masked.
+    let g = if c < 4 {
+        let (lo, hi) = codes(c);
+        lo | ((hi >> 2) & 0x0707_0707) << 5
+    } else {
+        (0..4).fold(0, |g, c| g | (codes(c).1 & 0x0303_0303) << (2 * c))
+    };
+    g.to_le_bytes()
+}
+
+/// Every byte `x` with its bit `j` moved to bit 4 of byte `j`.
+const FIFTH_BITS: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut x = 0;
+    while x < 256 {
         let mut j = 0;
         while j < 8 {
-            t[b] |= ((b as u32 >> j) & 1) << to[j];
+            t[x] |= ((x as u64 >> j) & 1) << (8 * j + 4);
             j += 1;
         }
-        b += 1;
+        x += 1;
     }
     t
+};
+
+/// All five [`q5_packed_group`]s, two chunks per 64-bit word: the codes of
+/// elements `8h..8h + 8` (word `h` of the low codes) and `16 + 8h..` (of
+/// the high codes) take their fifth bits from `qh` byte `h` and `2 + h`.
+#[inline(always)]
+pub(crate) fn q5_packed_groups(qs: &[u8; 16], qh: u32) -> [[u8; 4]; 5] {
+    const NIB: u64 = 0x0F0F_0F0F_0F0F_0F0F;
+    let [h0, h1, h2, h3] = qh.to_le_bytes().map(|b| FIFTH_BITS[b as usize]);
+    let w = |h: usize| u64::from_le_bytes(qs[8 * h..8 * h + 8].try_into().unwrap());
+    let (lo, hi) = (
+        [w(0) & NIB | h0, w(1) & NIB | h1],
+        [(w(0) >> 4) & NIB | h2, (w(1) >> 4) & NIB | h3],
+    );
+    // `hi >> 2` moves bits of byte i + 1 into bits 6..8 of byte i: masked.
+    let g = |h: usize| lo[h] | ((hi[h] >> 2) & 0x0707_0707_0707_0707) << 5;
+    let low2 = |h: usize| hi[h] & 0x0303_0303_0303_0303;
+    let g4 = low2(0) | (low2(0) >> 32) << 2 | low2(1) << 4 | (low2(1) >> 32) << 6;
+    let (g0, g1) = (g(0), g(1));
+    [g0, g0 >> 32, g1, g1 >> 32, g4].map(|v| (v as u32).to_le_bytes())
 }
 
-/// [`fifth_bits_packed`] of one `qh` byte (elements `8k..8k + 8` with
-/// `k = 0`; byte `k`'s bits land `2k` places higher).
-const PACK_BYTE: [u32; 256] = bit_spread_table([
-    fifth_bit_at(0),
-    fifth_bit_at(1),
-    fifth_bit_at(2),
-    fifth_bit_at(3),
-    fifth_bit_at(4),
-    fifth_bit_at(5),
-    fifth_bit_at(6),
-    fifth_bit_at(7),
-]);
-
-/// [`fifth_bits_unpacked`] of one packed byte (byte `i` of the group with
-/// `i = 0`: bit `c` to bit `4c`; byte `i`'s bits land `i` places higher).
-const UNPACK_BYTE: [u32; 256] = bit_spread_table([0, 4, 8, 12, 16, 20, 24, 28]);
-
-/// The packed fifth-bit lane group of the bits `qh` (bit `e`: element `e`),
-/// a table entry per byte.
+/// The GGUF nibbles and fifth bits of five packed 5-bit lane groups (the
+/// inverse of [`q5_packed_group`]).
 #[inline(always)]
-pub(crate) fn fifth_bits_packed(qh: u32) -> [u8; 4] {
-    let [b0, b1, b2, b3] = qh.to_le_bytes();
-    let p = PACK_BYTE[b0 as usize]
-        | PACK_BYTE[b1 as usize] << 2
-        | PACK_BYTE[b2 as usize] << 4
-        | PACK_BYTE[b3 as usize] << 6;
-    p.to_le_bytes()
+pub(crate) fn q5_from_groups(group: impl Fn(usize) -> [u8; 4]) -> ([u8; 16], u32) {
+    let g4 = u32::from_le_bytes(group(4));
+    let (mut qs, mut qh) = ([0u8; 16], 0u32);
+    for c in 0..4 {
+        let w = u32::from_le_bytes(group(c));
+        let lo = w & 0x1F1F_1F1F;
+        let hi = ((w >> 5) & 0x0707_0707) << 2 | ((g4 >> (2 * c)) & 0x0303_0303);
+        let nib = (lo & 0x0F0F_0F0F) | (hi & 0x0F0F_0F0F) << 4;
+        qs[4 * c..4 * c + 4].copy_from_slice(&nib.to_le_bytes());
+        qh |= gather4((lo >> 4) & 0x0101_0101) << (4 * c);
+        qh |= gather4((hi >> 4) & 0x0101_0101) << (16 + 4 * c);
+    }
+    (qs, qh)
 }
 
-/// The bits `qh` (bit `e`: element `e`) of a packed fifth-bit lane group
-/// (the inverse of [`fifth_bits_packed`]).
+/// Packed 5-bit lane group `c` (0..5, laid out as [`q5_packed_group`] says) of
+/// the 32 codes `code(e)` (each below 32).
 #[inline(always)]
-pub(crate) fn fifth_bits_unpacked([b0, b1, b2, b3]: [u8; 4]) -> u32 {
-    UNPACK_BYTE[b0 as usize]
-        | UNPACK_BYTE[b1 as usize] << 1
-        | UNPACK_BYTE[b2 as usize] << 2
-        | UNPACK_BYTE[b3 as usize] << 3
+pub(crate) fn q5_group(code: impl Fn(usize) -> u8, c: usize) -> [u8; 4] {
+    core::array::from_fn(|i| {
+        if c < 4 {
+            code(4 * c + i) | (code(16 + 4 * c + i) >> 2) << 5
+        } else {
+            (0..4).fold(0, |b, c| b | (code(16 + 4 * c + i) & 3) << (2 * c))
+        }
+    })
+}
+
+/// The 32 codes of five packed 5-bit lane groups starting at group `first`.
+#[inline(always)]
+pub(crate) fn q5_codes(group: &impl Fn(usize) -> [u8; 4], first: usize) -> [u8; QK] {
+    let high = group(first + 4);
+    let mut out = [0u8; QK];
+    for c in 0..4 {
+        let g = group(first + c);
+        for i in 0..4 {
+            out[4 * c + i] = g[i] & 0x1F;
+            out[16 + 4 * c + i] = (g[i] >> 5) << 2 | ((high[i] >> (2 * c)) & 3);
+        }
+    }
+    out
 }
 
 /// Stored bytes of Q4 lane group `c` (0..4): GGUF bytes `4c..4c+4`.
@@ -813,17 +881,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fifth_bits_move_to_their_packed_places_and_back() {
-        // Each bit alone, then a stride through all 2^32 patterns.
-        let singles = (0..QK).map(|e| 1u32 << e);
-        for qh in singles.chain((0..=u32::MAX).step_by(65521)) {
-            let packed = u32::from_le_bytes(fifth_bits_packed(qh));
-            let by_definition = (0..QK).fold(0u32, |p, e| p | ((qh >> e) & 1) << fifth_bit_at(e));
-            assert_eq!(packed, by_definition, "{qh:#x}");
-            assert_eq!(fifth_bits_unpacked(packed.to_le_bytes()), qh, "{qh:#x}");
+    fn q5_groups_hold_each_code_where_the_layout_says_and_unpack() {
+        // Each bit alone, then strides through the patterns of qs and qh.
+        let mut cases = Vec::new();
+        for e in 0..QK {
+            cases.push(([0u8; 16], 1u32 << e));
         }
-        // Byte i, bit c: element 4c + i.
-        assert_eq!(fifth_bits_packed(1 << 13), [0, 0b1000, 0, 0]);
+        for b in 0..128 {
+            let mut qs = [0u8; 16];
+            qs[b / 8] = 1 << (b % 8);
+            cases.push((qs, 0));
+        }
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..20000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let qs: [u8; 16] = core::array::from_fn(|i| (x >> (4 * (i % 16))) as u8 ^ i as u8);
+            cases.push((qs, (x >> 17) as u32));
+        }
+        for (qs, qh) in cases {
+            let code = |e: usize| nibble(&qs, e) | high_bit(&qh.to_le_bytes(), e);
+            let g: [[u8; 4]; 5] = core::array::from_fn(|c| q5_packed_group(&qs, qh, c));
+            assert_eq!(q5_packed_groups(&qs, qh), g);
+            let by_code: [[u8; 4]; 5] = core::array::from_fn(|c| q5_group(code, c));
+            assert_eq!(g, by_code, "{qs:?} {qh:#x}");
+            for e in 0..QK {
+                let (c, i) = ((e % 16) / 4, e % 4);
+                let stored = if e < 16 {
+                    g[c][i] & 0x1F
+                } else {
+                    (g[c][i] >> 5) << 2 | (g[4][i] >> (2 * c)) & 3
+                };
+                assert_eq!(stored, code(e), "element {e}");
+            }
+            assert_eq!(q5_codes(&|c| g[c], 0), core::array::from_fn(code));
+            assert_eq!(q5_from_groups(|c| g[c]), (qs, qh));
+        }
+        // Element 16 + 4 + 1 = 21 (code 0b11011): byte 1 of group 1 holds
+        // bits 2..5 (0b110) at 5..8, byte 1 of group 4 bits 0..2 at 2..4.
+        let (mut qs, qh) = ([0u8; 16], 1u32 << 21);
+        qs[5] = 0xB0;
+        assert_eq!(
+            core::array::from_fn::<_, 5, _>(|c| q5_packed_group(&qs, qh, c)),
+            [[0; 4], [0, 0xC0, 0, 0], [0; 4], [0; 4], [0, 0b1100, 0, 0]]
+        );
     }
 
     #[test]
@@ -896,6 +998,33 @@ mod tests {
             e.contains("q3_k") && e.contains("Q4_1") && e.contains("Q6_K") && e.contains("BF16"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn every_block_format_packs_its_groups_alike_one_by_one_and_all_at_once() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for f in WeightFormat::ALL {
+            match_format!(
+                f,
+                B => {
+                    for _ in 0..500 {
+                        // Any bytes: codes, high bits and scales of every value.
+                        let mut b = B::padding();
+                        for byte in bytemuck::bytes_of_mut(&mut b) {
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            *byte = (x >> 24) as u8;
+                        }
+                        let mut all = Vec::new();
+                        b.packed_groups(|c, g| all.push((c, g)));
+                        let one_by_one: Vec<_> = (0..B::GROUPS).map(|c| (c, b.packed_group(c))).collect();
+                        assert_eq!(all, one_by_one, "{f}");
+                    }
+                },
+                _E => {},
+            );
+        }
     }
 
     #[test]

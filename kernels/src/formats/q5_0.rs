@@ -1,15 +1,15 @@
 //! GGUF Q5_0: blocks of 32 5-bit codes and an f16 scale (22 bytes); value
 //! `d * (q - 16)`.
 //!
-//! Packed: 5 lane groups: the GGUF nibble bytes `qs[4c..4c+4]` (groups 0-3,
-//! as Q4_0) and the 32 bits of `qh` (group 4), element `j`'s fifth bit at
-//! bit `j / 4` of byte `j % 4` ([`super::fifth_bit_at`]); unsigned codes
-//! `q` in 0..=31, offset 16.
+//! Packed: 5 lane groups of whole 5-bit codes ([`super::q5_packed_group`]:
+//! groups 0-3 byte `i` element `4c + i`'s code and the top three bits of
+//! element `16 + 4c + i`'s, group 4 the low two bits of the latter);
+//! unsigned codes `q` in 0..=31, offset 16.
 
 use super::{
-    bytewise_eq, c_f32_to_i8, f16_from_f32, f16_to_f32, fifth_bits_packed, fifth_bits_unpacked,
-    high_bit, inverse, nibble, nibble_group, nibbles_from_groups, pack_code5, set_code5,
-    signed_max, signed_max_vectorized, FormatInfo, PackedBlock, WeightFormat, QK,
+    bytewise_eq, c_f32_to_i8, f16_from_f32, f16_to_f32, high_bit, inverse, nibble, pack_code5,
+    q5_from_groups, q5_packed_group, q5_packed_groups, set_code5, signed_max,
+    signed_max_vectorized, FormatInfo, PackedBlock, WeightFormat, QK,
 };
 use bytemuck::{Pod, Zeroable};
 use half::f16;
@@ -51,18 +51,22 @@ impl PackedBlock for BlockQ5_0 {
     }
     #[inline(always)]
     fn packed_group(&self, c: usize) -> [u8; 4] {
-        if c < 4 {
-            nibble_group(&self.qs, c)
-        } else {
-            fifth_bits_packed(u32::from_le_bytes(self.qh))
+        q5_packed_group(&self.qs, u32::from_le_bytes(self.qh), c)
+    }
+    #[inline(always)]
+    fn packed_groups(&self, mut put: impl FnMut(usize, [u8; 4])) {
+        let g = q5_packed_groups(&self.qs, u32::from_le_bytes(self.qh));
+        for (c, g) in g.into_iter().enumerate() {
+            put(c, g);
         }
     }
     #[inline(always)]
     fn from_packed([d, _]: [f16; 2], group: impl Fn(usize) -> [u8; 4]) -> Self {
+        let (qs, qh) = q5_from_groups(group);
         BlockQ5_0 {
             d,
-            qh: fifth_bits_unpacked(group(4)).to_le_bytes(),
-            qs: nibbles_from_groups(&group),
+            qh: qh.to_le_bytes(),
+            qs,
         }
     }
     #[inline(always)]
@@ -155,13 +159,17 @@ mod tests {
     }
 
     #[test]
-    fn high_bits_sit_in_qh_by_element() {
+    fn high_bits_sit_in_qh_by_element_and_in_the_packed_codes() {
         let mut x = [0.0f32; QK];
         x[0] = -16.0; // d = 1: element 0 code 0, others code 16 (bit 4 set)
         let b = quantize_block_q5_0(&x);
         assert_eq!(u32::from_le_bytes(b.qh), !1u32);
         assert_eq!(b.qs, [0; 16]);
-        assert_eq!(b.packed_group(4), b.qh);
+        // Packed: low codes 16 (0x10; element 0: 0) under bits 2..5 of the
+        // high codes 16 (0b100 << 5); their low two bits, group 4, are 0.
+        assert_eq!(b.packed_group(0), [0x80, 0x90, 0x90, 0x90]);
+        assert_eq!(b.packed_group(3), [0x90; 4]);
+        assert_eq!(b.packed_group(4), [0; 4]);
         assert_eq!(BlockQ5_0::from_packed(b.scales(), |c| b.packed_group(c)), b);
     }
 

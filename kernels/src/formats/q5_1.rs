@@ -1,13 +1,13 @@
 //! GGUF Q5_1: blocks of 32 5-bit codes, an f16 scale and an f16 minimum
 //! (24 bytes); value `d * q + m`.
 //!
-//! Packed as Q5_0 (nibble groups 0-3, the `qh` bits in group 4) with two scales
-//! (`d`, `m`); codes are unsigned, no offset.
+//! Packed as Q5_0 (five groups of 5-bit codes, [`super::q5_packed_group`]) with
+//! two scales (`d`, `m`); codes are unsigned, no offset.
 
 use super::{
-    bytewise_eq, c_f32_to_i8, f16_from_f32, f16_to_f32, fifth_bits_packed, fifth_bits_unpacked,
-    high_bit, inverse, min_max, min_max_vectorized, nibble, nibble_group, nibbles_from_groups,
-    pack_code5, set_code5, FormatInfo, PackedBlock, WeightFormat, QK,
+    bytewise_eq, c_f32_to_i8, f16_from_f32, f16_to_f32, high_bit, inverse, min_max,
+    min_max_vectorized, nibble, pack_code5, q5_from_groups, q5_packed_group, q5_packed_groups,
+    set_code5, FormatInfo, PackedBlock, WeightFormat, QK,
 };
 use bytemuck::{Pod, Zeroable};
 use half::f16;
@@ -51,19 +51,23 @@ impl PackedBlock for BlockQ5_1 {
     }
     #[inline(always)]
     fn packed_group(&self, c: usize) -> [u8; 4] {
-        if c < 4 {
-            nibble_group(&self.qs, c)
-        } else {
-            fifth_bits_packed(u32::from_le_bytes(self.qh))
+        q5_packed_group(&self.qs, u32::from_le_bytes(self.qh), c)
+    }
+    #[inline(always)]
+    fn packed_groups(&self, mut put: impl FnMut(usize, [u8; 4])) {
+        let g = q5_packed_groups(&self.qs, u32::from_le_bytes(self.qh));
+        for (c, g) in g.into_iter().enumerate() {
+            put(c, g);
         }
     }
     #[inline(always)]
     fn from_packed([d, m]: [f16; 2], group: impl Fn(usize) -> [u8; 4]) -> Self {
+        let (qs, qh) = q5_from_groups(group);
         BlockQ5_1 {
             d,
             m,
-            qh: fifth_bits_unpacked(group(4)).to_le_bytes(),
-            qs: nibbles_from_groups(&group),
+            qh: qh.to_le_bytes(),
+            qs,
         }
     }
     #[inline(always)]

@@ -3,16 +3,19 @@
 //! bytes); value `d * sc * q - dmin * mn`.
 //!
 //! Packed (see [`super::kquant`]): each 32-value sub-block's codes as a
-//! Q5_1 block's (4 nibble groups, one of fifth bits); scales `d`, `dmin` and
+//! Q5_1 block's (five groups of 5-bit codes); scales `d`, `dmin` and
 //! 4 groups of sub-block scales and minimums (one byte each). 180 bytes per
 //! super-block and row.
 
 use super::kquant::{
     dequantize_packed_with_min, dequantize_with_min, min_scale_group, min_scales_of, min_sub_scale,
-    nibble_group, nibbles_of, pack_scales, quantize_with_min, quantize_with_min_from,
-    quantize_with_min_vectorized, MinSearch, WithMin, SCALE_GROUPS,
+    pack_scales, quantize_with_min, quantize_with_min_from, quantize_with_min_vectorized,
+    MinSearch, WithMin, SCALE_GROUPS,
 };
-use super::{bytewise_eq, fifth_bit_at, FormatInfo, PackedBlock, SubScale, WeightFormat, QK, QK_K};
+use super::{
+    bytewise_eq, gather4, q5_codes, q5_group, q5_packed_groups, FormatInfo, PackedBlock, SubScale,
+    WeightFormat, QK, QK_K,
+};
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
@@ -73,6 +76,27 @@ impl WithMin for BlockQ5_K {
     }
 }
 
+impl BlockQ5_K {
+    /// Sub-block `s` (elements `32 s..32 s + 32`) as a Q5_0 / Q5_1 block's
+    /// `qs` and `qh` (bit `e`: element `e`'s fifth bit), with word
+    /// operations: the nibbles are the low (even `s`) or high (odd) halves
+    /// of `qs[32 (s / 2)..]`, the fifth bits bit `s` of each `qh` byte.
+    #[inline(always)]
+    fn sub_block_q5(&self, s: usize) -> ([u8; 16], u32) {
+        let word = |b: &[u8], k: usize| u32::from_le_bytes(b[4 * k..4 * k + 4].try_into().unwrap());
+        let src = &self.qs[32 * (s / 2)..32 * (s / 2) + 32];
+        let nib = |k: usize| (word(src, k) >> (4 * (s % 2))) & 0x0F0F_0F0F;
+        let mut qs = [0u8; 16];
+        for c in 0..4 {
+            qs[4 * c..4 * c + 4].copy_from_slice(&(nib(c) | nib(c + 4) << 4).to_le_bytes());
+        }
+        let qh = (0..8).fold(0u32, |h, k| {
+            h | gather4((word(&self.qh, k) >> s) & 0x0101_0101) << (4 * k)
+        });
+        (qs, qh)
+    }
+}
+
 impl PackedBlock for BlockQ5_K {
     const FORMAT: WeightFormat = WeightFormat::Q5_K;
     const INFO: FormatInfo = FormatInfo {
@@ -98,14 +122,16 @@ impl PackedBlock for BlockQ5_K {
         if c >= Self::GROUPS {
             min_scale_group(&self.scales, c - Self::GROUPS)
         } else {
-            let (s, c) = (c / 5, c % 5);
-            if c < 4 {
-                nibble_group(|j| self.ucode(j), s, c)
-            } else {
-                let bits = (0..QK).fold(0u32, |h, e| {
-                    h | (((self.ucode(QK * s + e) >> 4) as u32) << fifth_bit_at(e))
-                });
-                bits.to_le_bytes()
+            let s = c / 5;
+            q5_group(|e| self.ucode(QK * s + e), c % 5)
+        }
+    }
+    #[inline(always)]
+    fn packed_groups(&self, mut put: impl FnMut(usize, [u8; 4])) {
+        for s in 0..QK_K / QK {
+            let (qs, qh) = self.sub_block_q5(s);
+            for (c, g) in q5_packed_groups(&qs, qh).into_iter().enumerate() {
+                put(5 * s + c, g);
             }
         }
     }
@@ -114,11 +140,7 @@ impl PackedBlock for BlockQ5_K {
         let (sc, mn) = min_scales_of(&group, Self::GROUPS);
         let mut l = [0u8; QK_K];
         for (s, sub) in l.chunks_exact_mut(QK).enumerate() {
-            let first = 5 * s;
-            let high = u32::from_le_bytes(group(first + 4));
-            for (e, (c, low)) in sub.iter_mut().zip(nibbles_of(&group, first)).enumerate() {
-                *c = low | ((((high >> fifth_bit_at(e)) & 1) as u8) << 4);
-            }
+            sub.copy_from_slice(&q5_codes(&group, 5 * s));
         }
         Self::from_codes(&l, d, dmin, &sc, &mn)
     }

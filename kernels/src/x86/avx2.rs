@@ -238,6 +238,11 @@ impl Width for Ymm {
         unsafe { _mm256_or_si256(v, _mm256_and_si256(h, m)) }
     }
     #[inline(always)]
+    unsafe fn and_i(a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: the kernel enables avx2.
+        unsafe { _mm256_and_si256(a, b) }
+    }
+    #[inline(always)]
     unsafe fn i8s(p: *const u8) -> __m256i {
         // SAFETY: the kernel enables avx2; 8 bytes at p, as the trait says.
         unsafe { _mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i)) }

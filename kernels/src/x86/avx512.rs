@@ -238,6 +238,11 @@ impl Width for Zmm {
         unsafe { _mm512_ternarylogic_epi32::<0xF8>(v, h, m) }
     }
     #[inline(always)]
+    unsafe fn and_i(a: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: the kernel enables avx512f.
+        unsafe { _mm512_and_si512(a, b) }
+    }
+    #[inline(always)]
     unsafe fn i8s(p: *const u8) -> __m512i {
         // SAFETY: the kernel enables avx512f; 16 bytes at p, as the trait says.
         unsafe { _mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i)) }

@@ -15,7 +15,7 @@
 //!   the scalar ones do. The other 32-value formats measured no faster this
 //!   way (their plain-Rust loop vectorizes well) and keep it.
 
-use crate::formats::{fifth_bit_at, PackedBlock, WeightFormat};
+use crate::formats::{PackedBlock, WeightFormat};
 use crate::pack::{scale_bytes, NR};
 use core::arch::x86_64::*;
 
@@ -128,7 +128,7 @@ pub(crate) fn block_panel<B: PackedBlock>(
 #[target_feature(enable = "avx512f,avx2,f16c")]
 unsafe fn blocks<B: PackedBlock>(panel: &[u8], so: usize, k: usize, out: &mut [f32]) {
     let subs = B::VALUES / 32;
-    // Lane groups per 32 values: Q8_0 8, Q4_K 4, Q5_K 5 (the fifth bits),
+    // Lane groups per 32 values: Q8_0 8, Q4_K 4, Q5_K 5 (5-bit codes),
     // Q6_K 6 (two chunks of bits 4-5).
     let g = B::GROUPS / subs;
     let (q8, with_min) = (B::FORMAT == WeightFormat::Q8_0, B::SCALES == 2);
@@ -181,24 +181,31 @@ unsafe fn blocks<B: PackedBlock>(panel: &[u8], so: usize, k: usize, out: &mut [f
                         _mm512_sub_epi32(_mm512_and_si512(v, splat(0xFF)), splat(128))
                     } else {
                         let (c, i) = (e16 / 4, e16 % 4);
-                        let v = _mm512_srlv_epi32(chunk[c], splat(8 * i + 4 * half));
-                        let mut q = _mm512_and_si512(v, splat(0xF));
                         if g == 5 {
-                            // The fifth bit: bit e / 4 of byte e % 4 of the
-                            // row's `qh` lane.
-                            let h = _mm512_srlv_epi32(chunk[4], splat(fifth_bit_at(e)));
-                            let h = _mm512_and_si512(h, splat(1));
-                            q = _mm512_or_si512(q, _mm512_slli_epi32::<4>(h));
+                            // Whole 5-bit codes (`formats::q5_packed_group`):
+                            // bits 0..5 of byte i of chunk c, or its bits
+                            // 5..8 over bits 2c..2c + 2 of byte i of chunk 4.
+                            let v = _mm512_srlv_epi32(chunk[c], splat(8 * i + 5 * half));
+                            if half == 0 {
+                                _mm512_and_si512(v, splat(0x1F))
+                            } else {
+                                let l = _mm512_srlv_epi32(chunk[4], splat(8 * i + 2 * c));
+                                let t = _mm512_slli_epi32::<2>(_mm512_and_si512(v, splat(7)));
+                                _mm512_or_si512(t, _mm512_and_si512(l, splat(3)))
+                            }
+                        } else {
+                            let v = _mm512_srlv_epi32(chunk[c], splat(8 * i + 4 * half));
+                            let mut q = _mm512_and_si512(v, splat(0xF));
+                            if g == 6 {
+                                // Bits 4-5: bits 2c..2c + 2 of byte i of the half's
+                                // chunk; the codes are stored as q + 32.
+                                let h = _mm512_srlv_epi32(chunk[4 + half], splat(8 * i + 2 * c));
+                                let h = _mm512_and_si512(h, splat(3));
+                                q = _mm512_or_si512(q, _mm512_slli_epi32::<4>(h));
+                                q = _mm512_sub_epi32(q, splat(32));
+                            }
+                            q
                         }
-                        if g == 6 {
-                            // Bits 4-5: bits 2c..2c + 2 of byte i of the half's
-                            // chunk; the codes are stored as q + 32.
-                            let h = _mm512_srlv_epi32(chunk[4 + half], splat(8 * i + 2 * c));
-                            let h = _mm512_and_si512(h, splat(3));
-                            q = _mm512_or_si512(q, _mm512_slli_epi32::<4>(h));
-                            q = _mm512_sub_epi32(q, splat(32));
-                        }
-                        q
                     };
                     let y = _mm512_mul_ps(ds[half], _mm512_cvtepi32_ps(q));
                     *col = if with_min { _mm512_sub_ps(y, ms) } else { y };

@@ -206,27 +206,31 @@ pub(crate) trait Width {
     unsafe fn pin_f(v: &mut Self::F);
     /// The low and high nibbles of each byte of `v`.
     unsafe fn nibbles(v: Self::I) -> [Self::I; 2];
-    /// Sets bit 4 of byte `i` of lane `r` of nibble codes `v` of chunk `c`
-    /// (0..8: chunks 4..8 are the high nibbles of chunks 0..4) where
-    /// element `4c + i`'s fifth bit is set: bit `c` of byte `i` of lane `r`
-    /// of the packed `qh` chunk (see [`crate::pack`]), moved to bit 4 by one
-    /// 16-bit shift (a byte's bits stay in the byte: the mask keeps bit 4,
-    /// which a shift by at most 4 either way fills from the same byte).
+    /// The 5-bit codes of elements `4c + i` (0..16) of each lane of a
+    /// packed Q5 chunk `v` (byte `i`'s bits 0..5: see
+    /// [`crate::formats`]' `q5_packed_group`).
     #[inline(always)]
-    unsafe fn with_fifth(v: Self::I, qh: Self::I, c: usize) -> Self::I {
+    unsafe fn q5_low(v: Self::I) -> Self::I {
+        // SAFETY: features enabled by the calling kernel.
+        unsafe { Self::and_i(v, Self::splat_i8(0x1F)) }
+    }
+    /// The 5-bit codes of elements `16 + 4c + i` of each lane of packed Q5
+    /// chunk `c` (0..4) `v`: bits 5..8 of byte `i` as the code's bits 2..5
+    /// (masked before the 16-bit shift, so no bits of the next byte come
+    /// in), then bits `2c..2c + 2` of byte `i` of the fifth chunk `g4`
+    /// below them.
+    #[inline(always)]
+    unsafe fn q5_high(v: Self::I, g4: Self::I, c: usize) -> Self::I {
         // SAFETY: features enabled by the calling kernel.
         unsafe {
-            let h = match c {
-                0 => Self::shl16::<4>(qh),
-                1 => Self::shl16::<3>(qh),
-                2 => Self::shl16::<2>(qh),
-                3 => Self::shl16::<1>(qh),
-                4 => qh,
-                5 => Self::shr16::<1>(qh),
-                6 => Self::shr16::<2>(qh),
-                _ => Self::shr16::<3>(qh),
+            let top = Self::shr16::<3>(Self::and_i(v, Self::splat_i8(0xE0u8 as i8)));
+            let low = match c {
+                0 => g4,
+                1 => Self::shr16::<2>(g4),
+                2 => Self::shr16::<4>(g4),
+                _ => Self::shr16::<6>(g4),
             };
-            Self::or_and(v, h, Self::splat_i8(0x10))
+            Self::or_and(top, low, Self::splat_i8(0x03))
         }
     }
     /// Nibble codes `v` of chunk `c` (0..4) of a Q6 half with their bits
@@ -248,6 +252,8 @@ pub(crate) trait Width {
     /// Each 16-bit element shifted left (`shl16`) or right (`shr16`) by `N`.
     unsafe fn shl16<const N: u32>(v: Self::I) -> Self::I;
     unsafe fn shr16<const N: u32>(v: Self::I) -> Self::I;
+    /// `a & b`.
+    unsafe fn and_i(a: Self::I, b: Self::I) -> Self::I;
     /// `v | (h & m)`.
     unsafe fn or_and(v: Self::I, h: Self::I, m: Self::I) -> Self::I;
     /// `LANES` bytes at `p` (any alignment), signed, as i32.

@@ -147,10 +147,11 @@ unsafe fn load_codes<W: Width, K: Kind>(p: *const u8, u: usize) -> [W::I; 8] {
                 W::zero_i()
             };
             for c in 0..4 {
-                let [lo, hi] = W::nibbles(W::load_i(p.add(64 * c + o)));
+                let raw = W::load_i(p.add(64 * c + o));
+                let [lo, hi] = W::nibbles(raw);
                 if q5 {
-                    v[c] = W::with_fifth(lo, qh, c);
-                    v[c + 4] = W::with_fifth(hi, qh, c + 4);
+                    v[c] = W::q5_low(raw);
+                    v[c + 4] = W::q5_high(raw, qh, c);
                 } else if q6 {
                     v[c] = W::with_high2(lo, qh, c);
                     v[c + 4] = W::with_high2(hi, h1, c);
@@ -642,7 +643,7 @@ const TILE_UNITS: usize = 2;
 
 /// What the first row group of a `vpdpbusd` pass keeps for the others, one
 /// slot of `UNIT_BYTES` per unit vector (packed: the L1 footprint is what a
-/// pass reads): the split nibble codes (Q5: with their fifth bits; chunk `c`
+/// pass reads): the split nibble codes (Q5: the 5-bit codes; chunk `c`
 /// of pass block `j`, tile unit `t` at slot `(j * TILE_UNITS + t) * 8 + c`),
 /// then the widened `d` scales (slot `KEPT_D + j * TILE_UNITS + t`) and `m`
 /// (slot `KEPT_M + ..`). Sized for zmm slots.
@@ -954,13 +955,11 @@ pub(crate) unsafe fn q_gemm_chunks<
                     for i in 0..P {
                         for u in 0..nu {
                             let v = W::load_i(panels[i].add(b * cb + 64 * c + unit_bytes::<W>(u)));
-                            let [l, h] = W::nibbles(v);
                             if q5 {
-                                lo[i][u] = W::with_fifth(l, qh[i][u], c);
-                                hi[i][u] = W::with_fifth(h, qh[i][u], c + 4);
+                                lo[i][u] = W::q5_low(v);
+                                hi[i][u] = W::q5_high(v, qh[i][u], c);
                             } else {
-                                lo[i][u] = l;
-                                hi[i][u] = h;
+                                [lo[i][u], hi[i][u]] = W::nibbles(v);
                             }
                             if SRC == PANEL_TO_KEPT {
                                 W::store_i(line(j, i, u, c), lo[i][u]);
@@ -997,8 +996,12 @@ pub(crate) unsafe fn q_gemm_chunks<
                     for i in 0..P {
                         for u in 0..nu {
                             let o = b * cb + 64 * (c % 4) + unit_bytes::<W>(u);
-                            let x = W::nibbles(W::load_i(panels[i].add(o)))[c / 4];
-                            v[i][u] = if q5 { W::with_fifth(x, qh[i][u], c) } else { x };
+                            let raw = W::load_i(panels[i].add(o));
+                            v[i][u] = match (q5, c < 4) {
+                                (true, true) => W::q5_low(raw),
+                                (true, false) => W::q5_high(raw, qh[i][u], c % 4),
+                                (false, _) => W::nibbles(raw)[c / 4],
+                            };
                             if SRC == PANEL_TO_KEPT {
                                 W::store_i(line(j, i, u, c), v[i][u]);
                             }
