@@ -23,7 +23,8 @@ pub(crate) enum Codes {
     Q8,
     /// 4 chunks of nibble pairs (Q4_0, Q4_1).
     Q4,
-    /// As `Q4`, plus a 5th chunk of `qh` bytes holding bit 4 (Q5_0, Q5_1).
+    /// 5 chunks of whole 5-bit codes (Q5_0, Q5_1, Q5_K's sub-blocks; see
+    /// [`crate::formats`]' `q5_packed_group`).
     Q5,
     /// As `Q4`, plus two chunks of 2-bit high parts, one per 16-value half
     /// (Q6_K), and a scale per half: `isum = s0 * Σ_lo + s1 * Σ_hi`.
