@@ -410,6 +410,26 @@ macro_rules! bytewise_eq {
 }
 pub(crate) use bytewise_eq;
 
+/// [`PackedBlock::packed_group`] and [`PackedBlock::packed_groups`] of a
+/// 32-value 5-bit block type with GGUF fields `qs` and `qh` (Q5_0, Q5_1):
+/// [`q5_packed_group`], all five groups at once by [`q5_packed_groups`].
+macro_rules! q5_packing {
+    () => {
+        #[inline(always)]
+        fn packed_group(&self, c: usize) -> [u8; 4] {
+            super::q5_packed_group(&self.qs, u32::from_le_bytes(self.qh), c)
+        }
+        #[inline(always)]
+        fn packed_groups(&self, mut put: impl FnMut(usize, [u8; 4])) {
+            let g = super::q5_packed_groups(&self.qs, u32::from_le_bytes(self.qh));
+            for (c, g) in g.into_iter().enumerate() {
+                put(c, g);
+            }
+        }
+    };
+}
+pub(crate) use q5_packing;
+
 /// A block format as stored in the packed panels (see [`crate::pack`]):
 /// 32-value blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) and 256-value
 /// super-blocks (Q4_K, Q5_K, Q6_K).

@@ -6,8 +6,8 @@
 
 use super::{
     bytewise_eq, c_f32_to_i8, f16_from_f32, f16_to_f32, high_bit, inverse, min_max,
-    min_max_vectorized, nibble, pack_code5, q5_from_groups, q5_packed_group, q5_packed_groups,
-    set_code5, FormatInfo, PackedBlock, WeightFormat, QK,
+    min_max_vectorized, nibble, pack_code5, q5_from_groups, q5_packing, set_code5, FormatInfo,
+    PackedBlock, WeightFormat, QK,
 };
 use bytemuck::{Pod, Zeroable};
 use half::f16;
@@ -49,17 +49,7 @@ impl PackedBlock for BlockQ5_1 {
     fn scales(&self) -> [f16; 2] {
         [self.d, self.m]
     }
-    #[inline(always)]
-    fn packed_group(&self, c: usize) -> [u8; 4] {
-        q5_packed_group(&self.qs, u32::from_le_bytes(self.qh), c)
-    }
-    #[inline(always)]
-    fn packed_groups(&self, mut put: impl FnMut(usize, [u8; 4])) {
-        let g = q5_packed_groups(&self.qs, u32::from_le_bytes(self.qh));
-        for (c, g) in g.into_iter().enumerate() {
-            put(c, g);
-        }
-    }
+    q5_packing!();
     #[inline(always)]
     fn from_packed([d, m]: [f16; 2], group: impl Fn(usize) -> [u8; 4]) -> Self {
         let (qs, qh) = q5_from_groups(group);
