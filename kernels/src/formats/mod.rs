@@ -624,15 +624,9 @@ pub(crate) fn high_bit(qh: &[u8; 4], j: usize) -> u8 {
     ((u32::from_le_bytes(*qh) >> j) << 4) as u8 & 0x10
 }
 
-/// `x`'s bits 0..4 moved to bits 0, 8, 16 and 24 (the four products of
-/// the multiply land on disjoint bits, so nothing carries).
-#[inline(always)]
-fn spread4(x: u32) -> u32 {
-    (x & 0xF).wrapping_mul(0x0020_4081) & 0x0101_0101
-}
-
-/// Bits 0, 8, 16 and 24 of `x` (its only set bits) moved to bits 0..4
-/// (as [`spread4`], no product carries into bits 24..28).
+/// Bits 0, 8, 16 and 24 of `x` (its only set bits) moved to bits 0..4 (the
+/// four products of the multiply land on distinct bits, none carries into
+/// bits 24..28).
 #[inline(always)]
 fn gather4(x: u32) -> u32 {
     x.wrapping_mul(0x0102_0408) >> 24
@@ -650,21 +644,7 @@ fn gather4(x: u32) -> u32 {
 /// merge (see [`crate::pack`]).
 #[inline(always)]
 pub(crate) fn q5_packed_group(qs: &[u8; 16], qh: u32, c: usize) -> [u8; 4] {
-    // Chunk c's low and high codes (element 4c + i, 16 + 4c + i at byte i).
-    let codes = |c: usize| {
-        let w = u32::from_le_bytes(qs[4 * c..4 * c + 4].try_into().unwrap());
-        let lo = (w & 0x0F0F_0F0F) | spread4(qh >> (4 * c)) << 4;
-        let hi = ((w >> 4) & 0x0F0F_0F0F) | spread4(qh >> (16 + 4 * c)) << 4;
-        (lo, hi)
-    };
-    // `hi >> 2` moves bits of byte i + 1 into bits 6..8 of byte i: masked.
-    let g = if c < 4 {
-        let (lo, hi) = codes(c);
-        lo | ((hi >> 2) & 0x0707_0707) << 5
-    } else {
-        (0..4).fold(0, |g, c| g | (codes(c).1 & 0x0303_0303) << (2 * c))
-    };
-    g.to_le_bytes()
+    q5_packed_groups(qs, qh)[c]
 }
 
 /// Every byte `x` with its bit `j` moved to bit 4 of byte `j`.
@@ -718,19 +698,6 @@ pub(crate) fn q5_from_groups(group: impl Fn(usize) -> [u8; 4]) -> ([u8; 16], u32
         qh |= gather4((hi >> 4) & 0x0101_0101) << (16 + 4 * c);
     }
     (qs, qh)
-}
-
-/// Packed 5-bit lane group `c` (0..5, laid out as [`q5_packed_group`] says) of
-/// the 32 codes `code(e)` (each below 32).
-#[inline(always)]
-pub(crate) fn q5_group(code: impl Fn(usize) -> u8, c: usize) -> [u8; 4] {
-    core::array::from_fn(|i| {
-        if c < 4 {
-            code(4 * c + i) | (code(16 + 4 * c + i) >> 2) << 5
-        } else {
-            (0..4).fold(0, |b, c| b | (code(16 + 4 * c + i) & 3) << (2 * c))
-        }
-    })
 }
 
 /// The 32 codes of five packed 5-bit lane groups starting at group `first`.
@@ -900,6 +867,19 @@ pub(crate) fn inverse(d: f32) -> f32 {
 mod tests {
     use super::*;
 
+    /// A block of any bytes (codes, high bits and scales of every value),
+    /// from the xorshift state `x`.
+    pub(crate) fn random_block<B: Pod>(x: &mut u64) -> B {
+        let mut b = B::zeroed();
+        for byte in bytemuck::bytes_of_mut(&mut b) {
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            *byte = (*x >> 24) as u8;
+        }
+        b
+    }
+
     #[test]
     fn q5_groups_hold_each_code_where_the_layout_says_and_unpack() {
         // Each bit alone, then strides through the patterns of qs and qh.
@@ -922,10 +902,7 @@ mod tests {
         }
         for (qs, qh) in cases {
             let code = |e: usize| nibble(&qs, e) | high_bit(&qh.to_le_bytes(), e);
-            let g: [[u8; 4]; 5] = core::array::from_fn(|c| q5_packed_group(&qs, qh, c));
-            assert_eq!(q5_packed_groups(&qs, qh), g);
-            let by_code: [[u8; 4]; 5] = core::array::from_fn(|c| q5_group(code, c));
-            assert_eq!(g, by_code, "{qs:?} {qh:#x}");
+            let g = q5_packed_groups(&qs, qh);
             for e in 0..QK {
                 let (c, i) = ((e % 16) / 4, e % 4);
                 let stored = if e < 16 {
@@ -943,7 +920,7 @@ mod tests {
         let (mut qs, qh) = ([0u8; 16], 1u32 << 21);
         qs[5] = 0xB0;
         assert_eq!(
-            core::array::from_fn::<_, 5, _>(|c| q5_packed_group(&qs, qh, c)),
+            q5_packed_groups(&qs, qh),
             [[0; 4], [0, 0xC0, 0, 0], [0; 4], [0; 4], [0, 0b1100, 0, 0]]
         );
     }
@@ -1028,14 +1005,7 @@ mod tests {
                 f,
                 B => {
                     for _ in 0..500 {
-                        // Any bytes: codes, high bits and scales of every value.
-                        let mut b = B::padding();
-                        for byte in bytemuck::bytes_of_mut(&mut b) {
-                            x ^= x << 13;
-                            x ^= x >> 7;
-                            x ^= x << 17;
-                            *byte = (x >> 24) as u8;
-                        }
+                        let b: B = random_block(&mut x);
                         let mut all = Vec::new();
                         b.packed_groups(|c, g| all.push((c, g)));
                         let one_by_one: Vec<_> = (0..B::GROUPS).map(|c| (c, b.packed_group(c))).collect();

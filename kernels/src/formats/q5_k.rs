@@ -13,7 +13,7 @@ use super::kquant::{
     MinSearch, WithMin, SCALE_GROUPS,
 };
 use super::{
-    bytewise_eq, gather4, q5_codes, q5_group, q5_packed_groups, FormatInfo, PackedBlock, SubScale,
+    bytewise_eq, gather4, q5_codes, q5_packed_groups, FormatInfo, PackedBlock, SubScale,
     WeightFormat, QK, QK_K,
 };
 use bytemuck::{Pod, Zeroable};
@@ -122,8 +122,8 @@ impl PackedBlock for BlockQ5_K {
         if c >= Self::GROUPS {
             min_scale_group(&self.scales, c - Self::GROUPS)
         } else {
-            let s = c / 5;
-            q5_group(|e| self.ucode(QK * s + e), c % 5)
+            let (qs, qh) = self.sub_block_q5(c / 5);
+            q5_packed_groups(&qs, qh)[c % 5]
         }
     }
     #[inline(always)]
@@ -195,6 +195,22 @@ super::row_functions!(
 mod tests {
     use super::super::kquant::tests::{check_format, wave};
     use super::*;
+
+    #[test]
+    fn sub_blocks_as_q5_blocks_hold_the_codes() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..2000 {
+            let b: BlockQ5_K = super::super::tests::random_block(&mut x);
+            for s in 0..QK_K / QK {
+                let (qs, qh) = b.sub_block_q5(s);
+                for e in 0..QK {
+                    let code =
+                        super::super::nibble(&qs, e) | super::super::high_bit(&qh.to_le_bytes(), e);
+                    assert_eq!(code, b.ucode(QK * s + e), "sub-block {s}, element {e}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn packing_and_dequantization_follow_the_block() {

@@ -148,17 +148,16 @@ unsafe fn load_codes<W: Width, K: Kind>(p: *const u8, u: usize) -> [W::I; 8] {
             };
             for c in 0..4 {
                 let raw = W::load_i(p.add(64 * c + o));
-                let [lo, hi] = W::nibbles(raw);
-                if q5 {
-                    v[c] = W::q5_low(raw);
-                    v[c + 4] = W::q5_high(raw, qh, c);
-                } else if q6 {
-                    v[c] = W::with_high2(lo, qh, c);
-                    v[c + 4] = W::with_high2(hi, h1, c);
+                [v[c], v[c + 4]] = if q5 {
+                    [W::q5_low(raw), W::q5_high(raw, qh, c)]
                 } else {
-                    v[c] = lo;
-                    v[c + 4] = hi;
-                }
+                    let [lo, hi] = W::nibbles(raw);
+                    if q6 {
+                        [W::with_high2(lo, qh, c), W::with_high2(hi, h1, c)]
+                    } else {
+                        [lo, hi]
+                    }
+                };
             }
         } else {
             for (c, v) in v.iter_mut().enumerate() {
