@@ -187,21 +187,6 @@ pub(crate) struct QxSearch {
     pub(crate) zero: [bool; 16],
 }
 
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-impl QxSearch {
-    /// The search's code (`l + 32`) of element `i` of the super-block `x`,
-    /// as [`make_qx_quants_q6`] computes it.
-    #[inline(always)]
-    pub(super) fn code(&self, x: &[f32; 256], i: usize) -> u8 {
-        let g = i / 16;
-        if self.zero[g] {
-            0
-        } else {
-            (nearest_int(self.code_iscale[g] * x[i]).clamp(-32, 31) + 32) as u8
-        }
-    }
-}
-
 /// The eight 6-bit scales and minimums of Q4_K / Q5_K from their 12 bytes
 /// (llama.cpp's `get_scale_min_k4` for `j = 0..8`).
 #[inline(always)]

@@ -7,8 +7,8 @@
 //! GGUF.
 
 use super::kquant::{
-    make_qx_quants_q6, nearest_int, nibble_group, nibbles_of, small_scales, QxSearch,
-    GROUP_MAX_EPS, SCALE_GROUPS,
+    make_qx_quants_q6, nearest_int, nibble_group, nibbles_of, small_scales, GROUP_MAX_EPS,
+    SCALE_GROUPS,
 };
 use super::{bytewise_eq, f16_to_f32, FormatInfo, PackedBlock, SubScale, WeightFormat, QK, QK_K};
 use bytemuck::{Pod, Zeroable};
@@ -45,6 +45,31 @@ impl BlockQ6_K {
     /// groups whose scale is 0.
     #[inline(always)]
     fn finish(x: &[f32; QK_K], scales: &[f32; 16], search_code: impl Fn(usize) -> u8) -> Self {
+        Self::finish_with(scales, |sc, d| {
+            let mut l = [0u8; QK_K];
+            for (j, &s) in sc.iter().enumerate() {
+                let dj = d.to_f32() * s as f32;
+                for i in 16 * j..16 * (j + 1) {
+                    // `if (!d) continue;`: the search's codes stay.
+                    l[i] = if dj == 0.0 {
+                        search_code(i)
+                    } else {
+                        (nearest_int(x[i] / dj).clamp(-32, 31) + 32) as u8
+                    };
+                }
+            }
+            l
+        })
+    }
+
+    /// [`BlockQ6_K::finish`] with the final codes from `codes(sc, d)`: the
+    /// codes (`l + 32`) of group `j` are `nearest_int(x / (d * sc[j]))`
+    /// clamped to `-32..=31`, or the search's where `d * sc[j]` is 0.
+    #[inline(always)]
+    pub(crate) fn finish_with(
+        scales: &[f32; 16],
+        codes: impl FnOnce(&[i8; 16], f16) -> [u8; QK_K],
+    ) -> Self {
         let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
         for &scale in scales {
             if scale.abs() > max_abs_scale {
@@ -60,33 +85,13 @@ impl BlockQ6_K {
         // MIN(127, nearest_int(...)) stored as int8_t.
         let sc: [i8; 16] =
             core::array::from_fn(|ib| nearest_int(iscale * scales[ib]).min(127) as i8);
-        let mut l = [0u8; QK_K];
-        for (j, &s) in sc.iter().enumerate() {
-            let dj = d.to_f32() * s as f32;
-            for i in 16 * j..16 * (j + 1) {
-                // `if (!d) continue;`: the search's codes stay.
-                l[i] = if dj == 0.0 {
-                    search_code(i)
-                } else {
-                    (nearest_int(x[i] / dj).clamp(-32, 31) + 32) as u8
-                };
-            }
-        }
-        let (ql, qh) = Self::codes(&l);
+        let (ql, qh) = Self::codes(&codes(&sc, d));
         BlockQ6_K {
             ql,
             qh,
             scales: sc,
             d,
         }
-    }
-
-    /// The block of `x` given what the searches of its 16 groups found
-    /// elsewhere (the same bytes as [`PackedBlock::quantize`]).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    #[inline(always)]
-    pub(crate) fn from_search(x: &[f32; QK_K], search: &QxSearch) -> Self {
-        Self::finish(x, &search.scale, |i| search.code(x, i))
     }
 
     /// `ql` and `qh` of 256 codes in 0..64, as `quantize_row_q6_K_ref`

@@ -1,8 +1,9 @@
 //! The scale searches of the k-quant quantizers (llama.cpp's
 //! `make_qkx2_quants` for Q4_K / Q5_K, `make_qx_quants` for Q6_K) with
 //! AVX-512 or AVX2, one sub-block per 32-bit lane: the 32-value sub-blocks
-//! of four Q4_K / Q5_K super-blocks, or the sixteen 16-value groups of one
-//! Q6_K super-block, side by side. The searches are written once over
+//! of four Q4_K / Q5_K super-blocks, or the 16-value groups of two Q6_K
+//! super-blocks, side by side. Q6_K's final codes (a quotient per value)
+//! are made with the same lanes ([`q6_codes`]). The searches are written once over
 //! [`Lanes`] (`__m512`, `__m256`), in groups of vectors that advance
 //! together so that their serial chains overlap.
 //!
@@ -16,6 +17,14 @@
 //! Q5_K's `min`) that made them are kept, and the formats make the codes
 //! again where the C keeps them ([`crate::formats::MinSearch`],
 //! [`crate::formats::QxSearch`]).
+//!
+//! The codes: the C's `nearest_int` (a bit trick on `v + 1.5 * 2^23`) is
+//! rounding to the nearest integer, ties to even, for `|v| < 2^22`, so the
+//! searches round with one `vrndscaleps` / `vroundps` and clamp
+//! ([`Lanes::small_code`]). Q6_K's products stay below 33 in magnitude in
+//! every group whose result is used; Q4_K / Q5_K check before each search
+//! that every lane's extreme products are below 2^22 and otherwise take
+//! the bit trick itself ([`Lanes::code`]).
 //!
 //! A super-block holding a NaN takes the scalar reference: which NaN
 //! payload an operation passes on may differ between two instruction
@@ -32,6 +41,7 @@ use crate::formats::{
     GROUP_MAX_EPS, QK_K,
 };
 use core::arch::x86_64::*;
+use half::f16;
 
 /// Quantizes `x` into `out` (llama.cpp's reference bytes) with the lane
 /// searches when `B` is Q4_K, Q5_K or Q6_K and returns true; returns false,
@@ -49,19 +59,37 @@ pub(crate) fn quantize_blocks<B: PackedBlock>(t: QuantSimd, x: &[f32], out: &mut
         WeightFormat::Q5_K => with_min::<BlockQ5_K>(t, x, bytemuck::cast_slice_mut(out)),
         WeightFormat::Q6_K => {
             let out: &mut [BlockQ6_K] = bytemuck::cast_slice_mut(out);
-            for (x, o) in x.chunks_exact(QK_K).zip(out) {
-                let x: &[f32; QK_K] = x.try_into().unwrap();
-                *o = if !all_finite(x) {
-                    BlockQ6_K::quantize(x)
-                } else {
-                    let search = match t {
-                        // SAFETY: the token proves AVX-512F.
-                        QuantSimd::Avx512(_) => unsafe { qx_avx512(x) },
-                        // SAFETY: the token proves AVX2.
-                        QuantSimd::Avx2(_) => unsafe { qx_avx2(x) },
-                    };
-                    BlockQ6_K::from_search(x, &search)
+            let mut padded = [0.0f32; Q6_PAIR * QK_K];
+            for (x, out) in x.chunks(Q6_PAIR * QK_K).zip(out.chunks_mut(Q6_PAIR)) {
+                let pair: &[f32; Q6_PAIR * QK_K] = match x.try_into() {
+                    Ok(pair) => pair,
+                    Err(_) => {
+                        padded[..x.len()].copy_from_slice(x);
+                        padded[x.len()..].fill(0.0);
+                        &padded
+                    }
                 };
+                let searches = match t {
+                    // SAFETY: the token proves AVX-512F.
+                    QuantSimd::Avx512(_) => unsafe { qx_avx512(pair) },
+                    // SAFETY: the token proves AVX2.
+                    QuantSimd::Avx2(_) => unsafe { qx_avx2(pair) },
+                };
+                for ((x, o), search) in x.chunks_exact(QK_K).zip(out).zip(&searches) {
+                    let x: &[f32; QK_K] = x.try_into().unwrap();
+                    // A super-block with a non-finite value takes the
+                    // scalar reference (its lanes' results are not used).
+                    *o = if all_finite(x) {
+                        BlockQ6_K::finish_with(&search.scale, |sc, d| match t {
+                            // SAFETY: the token proves AVX-512F.
+                            QuantSimd::Avx512(_) => unsafe { q6_codes_avx512(x, search, sc, d) },
+                            // SAFETY: the token proves AVX2.
+                            QuantSimd::Avx2(_) => unsafe { q6_codes_avx2(x, search, sc, d) },
+                        })
+                    } else {
+                        BlockQ6_K::quantize(x)
+                    };
+                }
             }
         }
         _ => return false,
@@ -78,6 +106,11 @@ fn has_nan(x: &[f32]) -> bool {
 fn all_finite(x: &[f32]) -> bool {
     x.iter().fold(true, |finite, v| finite & v.is_finite())
 }
+
+/// Q6_K super-blocks per search call: 32 groups of 16 values, two
+/// vectors of 16 lanes or four of 8 (one super-block's single vector of
+/// 16 lanes left its sums' add chains waiting on each other).
+const Q6_PAIR: usize = 2;
 
 /// Q4_K / Q5_K super-blocks per search call: 32 sub-blocks, two groups of
 /// 16 lanes or four of 8.
@@ -146,10 +179,13 @@ trait Lanes: Copy {
     /// `nearest_int(v)` (`formats::kquant`: the low mantissa bits of
     /// `v + 1.5 * 2^23`, minus `2^22`) clamped to `lo..=hi`, as f32.
     unsafe fn code(v: Self, lo: i32, hi: i32) -> Self;
-    /// [`Lanes::code`] of lanes with `|v| < 2^22`, two operations fewer:
-    /// the clamp on `v + 1.5 * 2^23` (whose integer value is
-    /// `1.5 * 2^23 + nearest_int(v)` there), the offset taken off again
-    /// (exact). Other lanes get other values.
+    /// [`Lanes::code`] of lanes with `|v| < 2^22`, three operations fewer:
+    /// `v` rounded to the nearest integer, ties to even (which is what
+    /// `nearest_int` computes there: `1.5 * 2^23` is even and its ulp 1),
+    /// then clamped. Other lanes get other values. A zero code may come
+    /// out as -0.0 (where `v` is in `(-0.5, -0.0]`); the searches only
+    /// multiply codes into sums that start at +0.0 or into squares, where
+    /// the sign of a zero term changes nothing.
     unsafe fn small_code(v: Self, lo: i32, hi: i32) -> Self;
     /// `N` rows of `N` values, row `r` at `x + at + r * stride`, transposed
     /// into `out[..N]`: lane `r` of `out[i]` is `x[at + r * stride + i]`
@@ -157,6 +193,10 @@ trait Lanes: Copy {
     unsafe fn columns(x: *const f32, at: usize, stride: usize, out: &mut [Self]);
     /// The N lanes into `out[..N]`.
     unsafe fn store(self, out: *mut f32);
+    /// `N` values from `p[..N]`.
+    unsafe fn load(p: *const f32) -> Self;
+    /// The N lanes, whole numbers of `i32` range, as `i32` into `out[..N]`.
+    unsafe fn store_i32(self, out: *mut i32);
 }
 
 /// One `Lanes` function per line: `name(args) => intrinsic expression`.
@@ -205,16 +245,24 @@ impl Lanes for __m512 {
             _mm512_cvtepi32_ps(q)
         };
         small_code(v: Self, lo: i32, hi: i32) -> Self => {
-            let m = _mm512_add_ps(v, _mm512_set1_ps(MAGIC));
-            let m = _mm512_max_ps(m, _mm512_set1_ps(MAGIC + lo as f32));
-            let m = _mm512_min_ps(m, _mm512_set1_ps(MAGIC + hi as f32));
-            _mm512_sub_ps(m, _mm512_set1_ps(MAGIC))
+            let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+            _mm512_min_ps(_mm512_max_ps(r, _mm512_set1_ps(lo as f32)), _mm512_set1_ps(hi as f32))
         };
     }
     #[inline(always)]
     unsafe fn store(self, out: *mut f32) {
         // SAFETY: the caller has avx512f and 16 f32 at `out`.
         unsafe { _mm512_storeu_ps(out, self) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: the caller has avx512f and 16 f32 at `p`.
+        unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store_i32(self, out: *mut i32) {
+        // SAFETY: the caller has avx512f and 16 i32 at `out`.
+        unsafe { _mm512_storeu_si512(out.cast(), _mm512_cvttps_epi32(self)) }
     }
     #[inline(always)]
     unsafe fn columns(x: *const f32, at: usize, stride: usize, out: &mut [Self]) {
@@ -256,16 +304,24 @@ impl Lanes for __m256 {
             _mm256_cvtepi32_ps(q)
         };
         small_code(v: Self, lo: i32, hi: i32) -> Self => {
-            let m = _mm256_add_ps(v, _mm256_set1_ps(MAGIC));
-            let m = _mm256_max_ps(m, _mm256_set1_ps(MAGIC + lo as f32));
-            let m = _mm256_min_ps(m, _mm256_set1_ps(MAGIC + hi as f32));
-            _mm256_sub_ps(m, _mm256_set1_ps(MAGIC))
+            let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+            _mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(lo as f32)), _mm256_set1_ps(hi as f32))
         };
     }
     #[inline(always)]
     unsafe fn store(self, out: *mut f32) {
         // SAFETY: the caller has avx2 and 8 f32 at `out`.
         unsafe { _mm256_storeu_ps(out, self) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: the caller has avx2 and 8 f32 at `p`.
+        unsafe { _mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store_i32(self, out: *mut i32) {
+        // SAFETY: the caller has avx2 and 8 i32 at `out`.
+        unsafe { _mm256_storeu_si256(out.cast(), _mm256_cvttps_epi32(self)) }
     }
     #[inline(always)]
     unsafe fn columns(x: *const f32, at: usize, stride: usize, out: &mut [Self]) {
@@ -310,15 +366,116 @@ fn qkx2_avx2(x: &[f32; BATCH * QK_K], nmax: i32, rmin: f32, nstep: i32) -> [MinS
 }
 
 #[target_feature(enable = "avx512f")]
-fn qx_avx512(x: &[f32; QK_K]) -> QxSearch {
+fn qx_avx512(x: &[f32; Q6_PAIR * QK_K]) -> [QxSearch; Q6_PAIR] {
     // SAFETY: this function has avx512f.
-    unsafe { qx_lanes::<__m512, 1>(x) }
+    unsafe { qx_lanes::<__m512, 2>(x) }
 }
 
 #[target_feature(enable = "avx,avx2")]
-fn qx_avx2(x: &[f32; QK_K]) -> QxSearch {
+fn qx_avx2(x: &[f32; Q6_PAIR * QK_K]) -> [QxSearch; Q6_PAIR] {
     // SAFETY: this function has avx2.
-    unsafe { qx_lanes::<__m256, 2>(x) }
+    unsafe { qx_lanes::<__m256, 4>(x) }
+}
+
+#[target_feature(enable = "avx512f")]
+fn q6_codes_avx512(x: &[f32; QK_K], search: &QxSearch, sc: &[i8; 16], d: f16) -> [u8; QK_K] {
+    // SAFETY: this function has avx512f.
+    unsafe { q6_codes::<__m512>(x, search, sc, d) }
+}
+
+#[target_feature(enable = "avx,avx2")]
+fn q6_codes_avx2(x: &[f32; QK_K], search: &QxSearch, sc: &[i8; 16], d: f16) -> [u8; QK_K] {
+    // SAFETY: this function has avx2.
+    unsafe { q6_codes::<__m256>(x, search, sc, d) }
+}
+
+/// The final codes (`l + 32`) of a Q6_K super-block of finite values, as
+/// [`BlockQ6_K::finish_with`] asks for them: group `j`'s are
+/// `nearest_int(x / (d * sc[j]))` clamped to `-32..=31` (a quotient the
+/// scalar code computes alike, one lane per value), or the search's where
+/// `d * sc[j]` is 0 (`nearest_int(code_iscale * x)`, or 0 for a group
+/// whose values are all below `GROUP_MAX_EPS`). [`Lanes::code`] is
+/// `nearest_int` for every value, so quotients of any size round as in
+/// the C.
+///
+/// # Safety
+/// The caller has `L`'s features.
+#[inline(always)]
+unsafe fn q6_codes<L: Lanes>(
+    x: &[f32; QK_K],
+    search: &QxSearch,
+    sc: &[i8; 16],
+    d: f16,
+) -> [u8; QK_K] {
+    let mut l = [0u8; QK_K];
+    let mut lanes = [0i32; 16];
+    let d = d.to_f32();
+    for (j, &s) in sc.iter().enumerate() {
+        let dj = d * s as f32;
+        for h in 0..16 / L::N {
+            let at = 16 * j + h * L::N;
+            // SAFETY: the caller has L's features; `at + N <= QK_K`, and
+            // `lanes` holds `N <= 16` values.
+            unsafe {
+                let v = L::load(x.as_ptr().add(at));
+                let q = if dj != 0.0 {
+                    L::code(L::div(v, L::splat(dj)), -32, 31)
+                } else if search.zero[j] {
+                    L::splat(-32.0)
+                } else {
+                    L::code(L::mul(L::splat(search.code_iscale[j]), v), -32, 31)
+                };
+                L::store_i32(q, lanes.as_mut_ptr());
+            }
+            for k in 0..L::N {
+                l[at + k] = (lanes[k] + 32) as u8;
+            }
+        }
+    }
+    l
+}
+
+/// Below this magnitude (2^22), [`Lanes::small_code`] is `nearest_int`.
+const SMALL_CODE_LIMIT: f32 = 4194304.0;
+
+/// The codes `q = nearest_int(iscale * (x - min))` clamped to `0..=nmax`
+/// of one search of [`qkx2_lanes`] into `laux`, and its sums `(sum_l,
+/// sum_l2, sum_xl)` of `w * q`, `w * q * q`, `w * q * x` in the C's order.
+/// `SMALL`: every `|iscale * (x - min)|` is below [`SMALL_CODE_LIMIT`]
+/// (three operations fewer per code).
+///
+/// # Safety
+/// The caller has `L`'s features.
+#[allow(clippy::type_complexity, clippy::needless_range_loop)]
+#[inline(always)]
+unsafe fn min_sums<L: Lanes, const G: usize, const SMALL: bool>(
+    iscale: &[L; G],
+    xt: &[[L; G]; 32],
+    w: &[[L; G]; 32],
+    min: &[L; G],
+    nmax: i32,
+    laux: &mut [[L; G]; 32],
+) -> ([L; G], [L; G], [L; G]) {
+    // SAFETY: the caller has L's features.
+    unsafe {
+        let zero = L::splat(0.0);
+        let (mut sum_l, mut sum_l2, mut sum_xl) = ([zero; G], [zero; G], [zero; G]);
+        for i in 0..32 {
+            for g in 0..G {
+                let q = if SMALL {
+                    L::small_code(L::mul(iscale[g], L::sub(xt[i][g], min[g])), 0, nmax)
+                } else {
+                    code_with_min(iscale[g], xt[i][g], min[g], nmax)
+                };
+                laux[i][g] = q;
+                let wq = L::mul(w[i][g], q);
+                sum_l[g] = L::add(sum_l[g], wq);
+                sum_l2[g] = L::add(sum_l2[g], L::mul(wq, q));
+                sum_xl[g] = L::add(sum_xl[g], L::mul(wq, xt[i][g]));
+            }
+        }
+        (sum_l, sum_l2, sum_xl)
+    }
 }
 
 /// `nearest_int(iscale * (x - min))` clamped to `0..=nmax`, as f32.
@@ -393,6 +550,8 @@ unsafe fn qkx2_lanes<L: Lanes, const G: usize>(
             }
         }
         let mut flat = [0u32; G];
+        // The smallest values (before `min` is clamped to 0 and moves).
+        let lowest = min;
         for g in 0..G {
             min[g] = L::select(L::gt(min[g], zero), min[g], zero);
             flat[g] = L::bits(L::eq(max[g], min[g]));
@@ -419,17 +578,21 @@ unsafe fn qkx2_lanes<L: Lanes, const G: usize>(
             for g in 0..G {
                 iscale[g] = L::div(c, L::sub(max[g], min[g]));
             }
-            let (mut sum_l, mut sum_l2, mut sum_xl) = ([zero; G], [zero; G], [zero; G]);
-            for i in 0..32 {
-                for g in 0..G {
-                    let q = code_with_min(iscale[g], xt[i][g], min[g], nmax);
-                    laux[i][g] = q;
-                    let wq = L::mul(w[i][g], q);
-                    sum_l[g] = L::add(sum_l[g], wq);
-                    sum_l2[g] = L::add(sum_l2[g], L::mul(wq, q));
-                    sum_xl[g] = L::add(sum_xl[g], L::mul(wq, xt[i][g]));
-                }
+            // Every `iscale * (x - min)` of a lane lies between those of
+            // its lowest and largest value (both roundings are monotonic):
+            // when they are all below 2^22, `small_code` gives the codes.
+            let mut small = true;
+            for g in 0..G {
+                let limit = L::splat(SMALL_CODE_LIMIT);
+                let lo = L::abs(L::mul(iscale[g], L::sub(lowest[g], min[g])));
+                let hi = L::abs(L::mul(iscale[g], L::sub(max[g], min[g])));
+                small &= L::bits(L::and(L::lt(lo, limit), L::lt(hi, limit))) == (1 << L::N) - 1;
             }
+            let (sum_l, sum_l2, sum_xl) = if small {
+                min_sums::<L, G, true>(&iscale, &xt, &w, &min, nmax, &mut laux)
+            } else {
+                min_sums::<L, G, false>(&iscale, &xt, &w, &min, nmax, &mut laux)
+            };
             let mut this_scale = [zero; G];
             let mut this_min = [zero; G];
             let mut det = [zero; G];
@@ -502,24 +665,26 @@ unsafe fn qkx2_lanes<L: Lanes, const G: usize>(
 }
 
 /// `make_qx_quants(16, 32, x, L, 1, NULL)` (weights `x * x`) for the 16
-/// groups of a Q6_K super-block of finite values: group `j` in lane
-/// `j % N` of vector `j / N` (`G * N == 16`).
+/// groups of each of [`Q6_PAIR`] Q6_K super-blocks: group `j` of the pair
+/// (`x[16 * j..][..16]`) in lane `j % N` of vector `j / N` (`G * N == 32`).
 ///
 /// The codes take [`Lanes::small_code`]: every `|iscale * x|` is below 33
 /// (33 / `max` times at most `|max|`) in groups of finite values whose
 /// largest magnitude is at least `GROUP_MAX_EPS`; the other groups'
-/// results are not used (codes and scale 0).
+/// results are not used (codes and scale 0, or the super-block goes to the
+/// scalar reference).
 ///
 /// # Safety
 /// The caller has `L`'s features.
 #[allow(clippy::needless_range_loop)]
 #[inline(always)]
-unsafe fn qx_lanes<L: Lanes, const G: usize>(x: &[f32; QK_K]) -> QxSearch {
-    const { assert!(G * L::N == 16) };
+unsafe fn qx_lanes<L: Lanes, const G: usize>(x: &[f32; Q6_PAIR * QK_K]) -> [QxSearch; Q6_PAIR] {
+    const GROUPS: usize = 16 * Q6_PAIR;
+    const { assert!(G * L::N == GROUPS) };
     // SAFETY (the whole body): the caller has L's features; the columns
     // read group `g * N + s`'s elements `c * N..(c + 1) * N`, at
-    // `16 * (g * N + s) + c * N + N <= QK_K`, and the stores write `N` lanes at `g * N <= 16 - N` of arrays
-    // of 16.
+    // `16 * (g * N + s) + c * N + N <= Q6_PAIR * QK_K`, and the stores write `N` lanes at
+    // `g * N <= GROUPS - N` of arrays of `GROUPS`.
     unsafe {
         let zero = L::splat(0.0);
         let mut xt = [[zero; G]; 16];
@@ -585,20 +750,24 @@ unsafe fn qx_lanes<L: Lanes, const G: usize>(x: &[f32; QK_K]) -> QxSearch {
                 }
             }
         }
-        let mut search = QxSearch::default();
+        let (mut scales, mut iscales) = ([0.0f32; GROUPS], [0.0f32; GROUPS]);
+        let mut small_bits = 0u64;
         for g in 0..G {
             let small = L::lt(amax[g], L::splat(GROUP_MAX_EPS));
             let at = g * L::N;
-            L::store(
-                L::select(small, scale[g], zero),
-                search.scale[at..].as_mut_ptr(),
-            );
-            L::store(code_iscale[g], search.code_iscale[at..].as_mut_ptr());
-            let bits = L::bits(small);
-            for s in 0..L::N {
-                search.zero[at + s] = bits & (1 << s) != 0;
-            }
+            L::store(L::select(small, scale[g], zero), scales[at..].as_mut_ptr());
+            L::store(code_iscale[g], iscales[at..].as_mut_ptr());
+            small_bits |= (L::bits(small) as u64) << at;
         }
-        search
+        core::array::from_fn(|b| {
+            let mut search = QxSearch::default();
+            for j in 0..16 {
+                let at = 16 * b + j;
+                search.scale[j] = scales[at];
+                search.code_iscale[j] = iscales[at];
+                search.zero[j] = small_bits & (1 << at) != 0;
+            }
+            search
+        })
     }
 }
