@@ -511,6 +511,19 @@ pub(super) fn nibble_group(code: impl Fn(usize) -> u8, s: usize, c: usize) -> [u
     })
 }
 
+/// The four [`nibble_group`]s of a sub-block whose 32 codes are the
+/// nibbles at bit `shift` (0 or 4) of the bytes `run[..32]`, by word
+/// operations.
+#[inline(always)]
+pub(super) fn nibble_groups_of(run: &[u8], shift: u32) -> [[u8; 4]; 4] {
+    let word = |k: usize| u32::from_le_bytes(run[4 * k..][..4].try_into().unwrap());
+    core::array::from_fn(|c| {
+        let lo = (word(c) >> shift) & 0x0F0F_0F0F;
+        let hi = (word(4 + c) >> shift) & 0x0F0F_0F0F;
+        (lo | (hi << 4)).to_le_bytes()
+    })
+}
+
 /// `dequantize_row_q4_K` / `_q5_K` of a super-block in its packed form
 /// (`G` groups per sub-block: Q4_K's 4 nibble groups, Q5_K's 5 groups of
 /// 5-bit codes), as

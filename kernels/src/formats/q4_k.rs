@@ -9,8 +9,8 @@
 
 use super::kquant::{
     dequantize_packed_with_min, dequantize_with_min, min_scale_group, min_scales_of, min_sub_scale,
-    nibble_group, nibbles_of, pack_scales, quantize_with_min, quantize_with_min_from,
-    quantize_with_min_vectorized, MinSearch, WithMin, SCALE_GROUPS,
+    nibble_group, nibble_groups_of, nibbles_of, pack_scales, quantize_with_min,
+    quantize_with_min_from, quantize_with_min_vectorized, MinSearch, WithMin, SCALE_GROUPS,
 };
 use super::{bytewise_eq, FormatInfo, PackedBlock, SubScale, WeightFormat, QK, QK_K};
 use bytemuck::{Pod, Zeroable};
@@ -90,6 +90,20 @@ impl PackedBlock for BlockQ4_K {
         } else {
             let (s, c) = (c / 4, c % 4);
             nibble_group(|j| self.ucode(j), s, c)
+        }
+    }
+    /// Sub-block `s`'s codes are one nibble of each of 32 `qs` bytes: its
+    /// groups are word operations on them.
+    #[inline(always)]
+    fn packed_groups(&self, mut put: impl FnMut(usize, [u8; 4])) {
+        for s in 0..QK_K / QK {
+            let run = &self.qs[32 * (s / 2)..];
+            for (c, g) in nibble_groups_of(run, 4 * (s % 2) as u32)
+                .into_iter()
+                .enumerate()
+            {
+                put(4 * s + c, g);
+            }
         }
     }
     #[inline(always)]

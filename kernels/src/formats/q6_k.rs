@@ -7,8 +7,8 @@
 //! GGUF.
 
 use super::kquant::{
-    make_qx_quants_q6, nearest_int, nibble_group, nibbles_of, small_scales, GROUP_MAX_EPS,
-    SCALE_GROUPS,
+    make_qx_quants_q6, nearest_int, nibble_group, nibble_groups_of, nibbles_of, small_scales,
+    GROUP_MAX_EPS, SCALE_GROUPS,
 };
 use super::{bytewise_eq, f16_to_f32, FormatInfo, PackedBlock, SubScale, WeightFormat, QK, QK_K};
 use bytemuck::{Pod, Zeroable};
@@ -149,6 +149,29 @@ impl PackedBlock for BlockQ6_K {
                         h | ((self.ucode(first + 4 * j + i) >> 4) << (2 * j))
                     })
                 })
+            }
+        }
+    }
+    /// Sub-block `s` is a run of 32 `ql` bytes (one nibble of each) and
+    /// of 32 `qh` bytes (two bits of each): its groups are word operations
+    /// on those runs.
+    #[inline(always)]
+    fn packed_groups(&self, mut put: impl FnMut(usize, [u8; 4])) {
+        let word = |b: &[u8], k: usize| u32::from_le_bytes(b[4 * k..][..4].try_into().unwrap());
+        for s in 0..QK_K / QK {
+            let (n, t) = (s / 4, s % 4);
+            let (ql, qh) = (&self.ql[64 * n + 32 * (t % 2)..], &self.qh[32 * n..]);
+            for (c, g) in nibble_groups_of(ql, 4 * (t / 2) as u32)
+                .into_iter()
+                .enumerate()
+            {
+                put(6 * s + c, g);
+            }
+            for h in 0..2 {
+                let g = (0..4).fold(0u32, |g, j| {
+                    g | (((word(qh, 4 * h + j) >> (2 * t)) & 0x0303_0303) << (2 * j))
+                });
+                put(6 * s + 4 + h, g.to_le_bytes());
             }
         }
     }
