@@ -184,8 +184,8 @@ trait Lanes: Copy {
     /// `nearest_int` computes there: `1.5 * 2^23` is even and its ulp 1),
     /// then clamped. Other lanes get other values. A zero code may come
     /// out as -0.0 (where `v` is in `(-0.5, -0.0]`); the searches only
-    /// multiply codes into sums that start at +0.0 or into squares, where
-    /// the sign of a zero term changes nothing.
+    /// use codes in products added to sums that start at +0.0, in squares,
+    /// and in `scale * q + min`, where the sign of a zero changes no result.
     unsafe fn small_code(v: Self, lo: i32, hi: i32) -> Self;
     /// `N` rows of `N` values, row `r` at `x + at + r * stride`, transposed
     /// into `out[..N]`: lane `r` of `out[i]` is `x[at + r * stride + i]`
