@@ -61,14 +61,7 @@ pub(crate) fn quantize_blocks<B: PackedBlock>(t: QuantSimd, x: &[f32], out: &mut
             let out: &mut [BlockQ6_K] = bytemuck::cast_slice_mut(out);
             let mut padded = [0.0f32; Q6_PAIR * QK_K];
             for (x, out) in x.chunks(Q6_PAIR * QK_K).zip(out.chunks_mut(Q6_PAIR)) {
-                let pair: &[f32; Q6_PAIR * QK_K] = match x.try_into() {
-                    Ok(pair) => pair,
-                    Err(_) => {
-                        padded[..x.len()].copy_from_slice(x);
-                        padded[x.len()..].fill(0.0);
-                        &padded
-                    }
-                };
+                let pair = whole(x, &mut padded);
                 let searches = match t {
                     // SAFETY: the token proves AVX-512F.
                     QuantSimd::Avx512(_) => unsafe { qx_avx512(pair) },
@@ -97,6 +90,20 @@ pub(crate) fn quantize_blocks<B: PackedBlock>(t: QuantSimd, x: &[f32], out: &mut
     true
 }
 
+/// `x` (at most `N` values) as `N` values: itself when whole, else in
+/// `padded` followed by zeros.
+#[inline(always)]
+fn whole<'a, const N: usize>(x: &'a [f32], padded: &'a mut [f32; N]) -> &'a [f32; N] {
+    match x.try_into() {
+        Ok(x) => x,
+        Err(_) => {
+            padded[..x.len()].copy_from_slice(x);
+            padded[x.len()..].fill(0.0);
+            padded
+        }
+    }
+}
+
 #[inline(always)]
 fn has_nan(x: &[f32]) -> bool {
     x.iter().fold(false, |nan, v| nan | v.is_nan())
@@ -123,14 +130,7 @@ fn with_min<B: WithMin>(t: QuantSimd, x: &[f32], out: &mut [B]) {
     let (nmax, rmin, nstep) = B::SEARCH;
     let mut padded = [0.0f32; BATCH * QK_K];
     for (x, out) in x.chunks(BATCH * QK_K).zip(out.chunks_mut(BATCH)) {
-        let batch: &[f32; BATCH * QK_K] = match x.try_into() {
-            Ok(batch) => batch,
-            Err(_) => {
-                padded[..x.len()].copy_from_slice(x);
-                padded[x.len()..].fill(0.0);
-                &padded
-            }
-        };
+        let batch = whole(x, &mut padded);
         let searches = match t {
             // SAFETY: the token proves AVX-512F.
             QuantSimd::Avx512(_) => unsafe { qkx2_avx512(batch, nmax, rmin, nstep) },
@@ -150,8 +150,9 @@ fn with_min<B: WithMin>(t: QuantSimd, x: &[f32], out: &mut [B]) {
 
 /// The vector operations of the searches, on f32 lanes. Every function is
 /// unsafe: the caller's code must have been compiled with the
-/// implementation's features (`avx512f`; `avx2`), and [`Lanes::columns`]
-/// and [`Lanes::store`] read and write where their docs say.
+/// implementation's features (`avx512f`; `avx2`), and [`Lanes::columns`],
+/// [`Lanes::load`], [`Lanes::store`] and [`Lanes::store_i32`] read and
+/// write where their docs say.
 trait Lanes: Copy {
     /// Lanes per vector.
     const N: usize;
@@ -206,7 +207,8 @@ macro_rules! lanes_fns {
             #[inline(always)]
             #[allow(unused_unsafe)]
             unsafe fn $name($($a: $t),*) -> $r {
-                // SAFETY: the caller has the implementation's features.
+                // SAFETY: the caller has the implementation's features
+                // (and for `load`, the values at `p`).
                 unsafe { $e }
             }
         )*
@@ -244,6 +246,7 @@ impl Lanes for __m512 {
             let q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(lo)), _mm512_set1_epi32(hi));
             _mm512_cvtepi32_ps(q)
         };
+        load(p: *const f32) -> Self => _mm512_loadu_ps(p);
         small_code(v: Self, lo: i32, hi: i32) -> Self => {
             let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
             _mm512_min_ps(_mm512_max_ps(r, _mm512_set1_ps(lo as f32)), _mm512_set1_ps(hi as f32))
@@ -253,11 +256,6 @@ impl Lanes for __m512 {
     unsafe fn store(self, out: *mut f32) {
         // SAFETY: the caller has avx512f and 16 f32 at `out`.
         unsafe { _mm512_storeu_ps(out, self) }
-    }
-    #[inline(always)]
-    unsafe fn load(p: *const f32) -> Self {
-        // SAFETY: the caller has avx512f and 16 f32 at `p`.
-        unsafe { _mm512_loadu_ps(p) }
     }
     #[inline(always)]
     unsafe fn store_i32(self, out: *mut i32) {
@@ -303,6 +301,7 @@ impl Lanes for __m256 {
             let q = _mm256_min_epi32(_mm256_max_epi32(q, _mm256_set1_epi32(lo)), _mm256_set1_epi32(hi));
             _mm256_cvtepi32_ps(q)
         };
+        load(p: *const f32) -> Self => _mm256_loadu_ps(p);
         small_code(v: Self, lo: i32, hi: i32) -> Self => {
             let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
             _mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(lo as f32)), _mm256_set1_ps(hi as f32))
@@ -312,11 +311,6 @@ impl Lanes for __m256 {
     unsafe fn store(self, out: *mut f32) {
         // SAFETY: the caller has avx2 and 8 f32 at `out`.
         unsafe { _mm256_storeu_ps(out, self) }
-    }
-    #[inline(always)]
-    unsafe fn load(p: *const f32) -> Self {
-        // SAFETY: the caller has avx2 and 8 f32 at `p`.
-        unsafe { _mm256_loadu_ps(p) }
     }
     #[inline(always)]
     unsafe fn store_i32(self, out: *mut i32) {
