@@ -9,8 +9,8 @@
 
 use super::kquant::{
     dequantize_packed_with_min, dequantize_with_min, min_scale_group, min_scales_of, min_sub_scale,
-    pack_scales, quantize_with_min, quantize_with_min_from, quantize_with_min_vectorized,
-    MinSearch, WithMin, SCALE_GROUPS,
+    nibble_groups_of, pack_scales, quantize_with_min, quantize_with_min_from,
+    quantize_with_min_vectorized, MinSearch, WithMin, SCALE_GROUPS,
 };
 use super::{
     bytewise_eq, gather4, q5_codes, q5_packed_groups, FormatInfo, PackedBlock, SubScale,
@@ -84,11 +84,10 @@ impl BlockQ5_K {
     #[inline(always)]
     fn sub_block_q5(&self, s: usize) -> ([u8; 16], u32) {
         let word = |b: &[u8], k: usize| u32::from_le_bytes(b[4 * k..4 * k + 4].try_into().unwrap());
-        let src = &self.qs[32 * (s / 2)..32 * (s / 2) + 32];
-        let nib = |k: usize| (word(src, k) >> (4 * (s % 2))) & 0x0F0F_0F0F;
+        let groups = nibble_groups_of(&self.qs[32 * (s / 2)..], 4 * (s % 2) as u32);
         let mut qs = [0u8; 16];
-        for c in 0..4 {
-            qs[4 * c..4 * c + 4].copy_from_slice(&(nib(c) | nib(c + 4) << 4).to_le_bytes());
+        for (c, g) in groups.iter().enumerate() {
+            qs[4 * c..4 * c + 4].copy_from_slice(g);
         }
         let qh = (0..8).fold(0u32, |h, k| {
             h | gather4((word(&self.qh, k) >> s) & 0x0101_0101) << (4 * k)
