@@ -24,7 +24,7 @@
 //! Q4_K / Q5_K the eight 6-bit scales then the eight 6-bit minimums, one per
 //! byte; Q6_K its sixteen int8 scales.
 
-use super::{f16_to_f32, SubScale, QK, QK_K};
+use super::{f16_to_f32, word, SubScale, QK, QK_K};
 use half::f16;
 
 /// llama.cpp's `GROUP_MAX_EPS`: groups whose largest magnitude is below it
@@ -516,10 +516,9 @@ pub(super) fn nibble_group(code: impl Fn(usize) -> u8, s: usize, c: usize) -> [u
 /// operations.
 #[inline(always)]
 pub(super) fn nibble_groups_of(run: &[u8], shift: u32) -> [[u8; 4]; 4] {
-    let word = |k: usize| u32::from_le_bytes(run[4 * k..][..4].try_into().unwrap());
     core::array::from_fn(|c| {
-        let lo = (word(c) >> shift) & 0x0F0F_0F0F;
-        let hi = (word(4 + c) >> shift) & 0x0F0F_0F0F;
+        let lo = (word(run, c) >> shift) & 0x0F0F_0F0F;
+        let hi = (word(run, 4 + c) >> shift) & 0x0F0F_0F0F;
         (lo | (hi << 4)).to_le_bytes()
     })
 }

@@ -624,6 +624,13 @@ pub(crate) fn high_bit(qh: &[u8; 4], j: usize) -> u8 {
     ((u32::from_le_bytes(*qh) >> j) << 4) as u8 & 0x10
 }
 
+/// Little-endian 32-bit word `k` of `b` (bytes `4k..4k + 4`): the unit of
+/// the packing's word operations on GGUF byte runs.
+#[inline(always)]
+pub(crate) fn word(b: &[u8], k: usize) -> u32 {
+    u32::from_le_bytes(b[4 * k..][..4].try_into().unwrap())
+}
+
 /// Bits 0, 8, 16 and 24 of `x` (its only set bits) moved to bits 0..4 (the
 /// four products of the multiply land on distinct bits, none carries into
 /// bits 24..28).

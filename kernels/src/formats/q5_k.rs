@@ -13,7 +13,7 @@ use super::kquant::{
     quantize_with_min_vectorized, MinSearch, WithMin, SCALE_GROUPS,
 };
 use super::{
-    bytewise_eq, gather4, q5_codes, q5_packed_groups, FormatInfo, PackedBlock, SubScale,
+    bytewise_eq, gather4, q5_codes, q5_packed_groups, word, FormatInfo, PackedBlock, SubScale,
     WeightFormat, QK, QK_K,
 };
 use bytemuck::{Pod, Zeroable};
@@ -83,12 +83,10 @@ impl BlockQ5_K {
     /// of `qs[32 (s / 2)..]`, the fifth bits bit `s` of each `qh` byte.
     #[inline(always)]
     fn sub_block_q5(&self, s: usize) -> ([u8; 16], u32) {
-        let word = |b: &[u8], k: usize| u32::from_le_bytes(b[4 * k..4 * k + 4].try_into().unwrap());
-        let groups = nibble_groups_of(&self.qs[32 * (s / 2)..], 4 * (s % 2) as u32);
-        let mut qs = [0u8; 16];
-        for (c, g) in groups.iter().enumerate() {
-            qs[4 * c..4 * c + 4].copy_from_slice(g);
-        }
+        let qs: [u8; 16] = bytemuck::cast(nibble_groups_of(
+            &self.qs[32 * (s / 2)..],
+            4 * (s % 2) as u32,
+        ));
         let qh = (0..8).fold(0u32, |h, k| {
             h | gather4((word(&self.qh, k) >> s) & 0x0101_0101) << (4 * k)
         });

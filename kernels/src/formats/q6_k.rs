@@ -10,7 +10,9 @@ use super::kquant::{
     make_qx_quants_q6, nearest_int, nibble_group, nibble_groups_of, nibbles_of, small_scales,
     GROUP_MAX_EPS, SCALE_GROUPS,
 };
-use super::{bytewise_eq, f16_to_f32, FormatInfo, PackedBlock, SubScale, WeightFormat, QK, QK_K};
+use super::{
+    bytewise_eq, f16_to_f32, word, FormatInfo, PackedBlock, SubScale, WeightFormat, QK, QK_K,
+};
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
@@ -157,7 +159,6 @@ impl PackedBlock for BlockQ6_K {
     /// on those runs.
     #[inline(always)]
     fn packed_groups(&self, mut put: impl FnMut(usize, [u8; 4])) {
-        let word = |b: &[u8], k: usize| u32::from_le_bytes(b[4 * k..][..4].try_into().unwrap());
         for s in 0..QK_K / QK {
             let (n, t) = (s / 4, s % 4);
             let (ql, qh) = (&self.ql[64 * n + 32 * (t % 2)..], &self.qh[32 * n..]);
