@@ -338,6 +338,22 @@ impl Vnni<Ymm> for VnniVex {
 
 impl Dot<Ymm> for VnniVex {
     const Q8_UNSIGNED: bool = true;
+    const HIGH_IN_PLACE: bool = true;
+
+    #[inline(always)]
+    unsafe fn q4_block(init: __m256i, codes: &[__m256i; 8], a: *const i8) -> __m256i {
+        // As AVX-512's: the high nibbles (16 times the codes) summed in a
+        // chain of their own, shifted back exactly.
+        // SAFETY: called from functions enabling avxvnni; `a` holds 32 codes.
+        unsafe {
+            let (mut lo, mut hi) = (init, _mm256_setzero_si256());
+            for c in 0..4 {
+                lo = Self::dpbusd(lo, codes[c], Ymm::bcast4(a, c));
+                hi = Self::dpbusd(hi, codes[c + 4], Ymm::bcast4(a, c + 4));
+            }
+            _mm256_add_epi32(lo, _mm256_srai_epi32::<4>(hi))
+        }
+    }
 
     #[inline(always)]
     unsafe fn nib_block<const PER: usize, const N: usize>(

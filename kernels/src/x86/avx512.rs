@@ -334,6 +334,24 @@ impl Vnni<Zmm> for Vnni512 {
 
 impl Dot<Zmm> for Vnni512 {
     const Q8_UNSIGNED: bool = true;
+    const HIGH_IN_PLACE: bool = true;
+    const LATE_PREFETCH: bool = true;
+
+    #[inline(always)]
+    unsafe fn q4_block(init: __m512i, codes: &[__m512i; 8], a: *const i8) -> __m512i {
+        // Two chains of four: the low nibbles from `init`, the high ones
+        // (16 times the codes: <= 240, and the chain's |sum| <= 16 * 16 *
+        // 15 * 128, no overflow) from zero, shifted back exactly.
+        // SAFETY: only called from functions enabling avx512f/bw/vnni; `a` holds 32 codes.
+        unsafe {
+            let (mut lo, mut hi) = (init, _mm512_setzero_si512());
+            for c in 0..4 {
+                lo = Self::dpbusd(lo, codes[c], Zmm::bcast4(a, c));
+                hi = Self::dpbusd(hi, codes[c + 4], Zmm::bcast4(a, c + 4));
+            }
+            _mm512_add_epi32(lo, _mm512_srai_epi32::<4>(hi))
+        }
+    }
 
     #[inline(always)]
     unsafe fn nib_block<const PER: usize, const N: usize>(

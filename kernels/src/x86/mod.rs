@@ -177,16 +177,17 @@ pub(crate) const FROM_KEPT: u8 = 2;
 pub(crate) const GEMV_PREFETCH: usize = 4096;
 
 /// Bytes ahead at which the AVX-512 batch-1 tiles also ask for the code
-/// lines of formats with 6 or more lines per panel and 32 values (Q6_K,
-/// Q8_0) into L1 (`prefetcht0`), on top of the L2 prefetch: their blocks'
-/// many lines otherwise reach L1 late. Measured on the AMD EPYC (Zen 4),
-/// avx512vnni, 1 thread, 4 alternated runs, GB/s of weights: Q6_K
-/// 14336x4096 38.2-44.8 -> 45.0-48.4, 4096x14336 43.5-46.3 -> 48.2-50.3;
-/// Q8_0 14336x4096 28.0-28.6 -> 28.3-30.1, 4096x14336 26.7-27.7 ->
-/// 28.0-29.3; 4096x4096 (weights held in the L3) level. Formats with 4 or
-/// 5 lines (Q4_*, Q5_*) measured level to 5% slower with it, and the AVX2
-/// tiles (bound by their arithmetic at about 30 GB/s for Q6_K) 1-10%
-/// slower: they keep the L2 prefetch alone.
+/// lines into L1 (`prefetcht0`), on top of the L2 prefetch, for the formats
+/// whose lines otherwise reach L1 late: Q8_0, Q6_K and Q5_K, and Q4_0 /
+/// Q4_1 where `vpdpbusd` runs them (with their prefetches late: see
+/// `Dot::LATE_PREFETCH`). Measured on the AMD EPYC (Zen 4), avx512vnni, 1
+/// thread, GB/s of weights: Q6_K 14336x4096 38.2-44.8 -> 45.0-48.4; Q8_0
+/// 14336x4096 28.0-28.6 -> 28.3-30.1; Q5_K (`bench_report`, 3 alternated
+/// runs) 14336x4096 42.3 -> 48.9, 4096x4096 46.0 -> 51.6. Q5_0 / Q5_1
+/// measured level from memory and 3-6% slower from the L3 with it, Q4_K
+/// and the `vpmaddubsw` Q4_0 / Q4_1 level to 4% slower, and the AVX2
+/// tiles (bound by their arithmetic) 1-10% slower: they keep the L2
+/// prefetch alone.
 pub(crate) const L1_PREFETCH: usize = 1024;
 
 /// Prefetches one line into L1 (`prefetcht0`); any address is allowed.

@@ -60,10 +60,10 @@ pub(crate) trait Kind: PackedBlock {
     /// each code line is also asked for into L1, besides
     /// [`GEMV_PREFETCH`](super::GEMV_PREFETCH) into L2; 0 for none (see
     /// [`super::L1_PREFETCH`]).
-    const L1_AHEAD: usize = if Self::SUB_GROUPS >= 6 {
-        super::L1_PREFETCH
-    } else {
-        0
+    const L1_AHEAD: usize = match (Self::CODES, Self::SUBS) {
+        (Codes::Q8 | Codes::Q6, _) => super::L1_PREFETCH,
+        (Codes::Q5, subs) if subs > 1 => super::L1_PREFETCH,
+        _ => 0,
     };
     /// Scale bytes per panel and block (16 `d`, then 16 `m`; k-quants: 16
     /// `d`, 16 `dmin`, then their sub-block scale bytes).
@@ -207,6 +207,25 @@ pub(crate) trait Width {
     unsafe fn pin_f(v: &mut Self::F);
     /// The low and high nibbles of each byte of `v`.
     unsafe fn nibbles(v: Self::I) -> [Self::I; 2];
+    /// A 4-bit chunk's two code vectors for the dot `D`: [`Width::nibbles`],
+    /// or with [`Dot::HIGH_IN_PLACE`] the high nibbles left in place.
+    #[inline(always)]
+    unsafe fn q4_codes<D: Dot<Self>>(v: Self::I) -> [Self::I; 2]
+    where
+        Self: Sized,
+    {
+        // SAFETY: features enabled by the calling kernel.
+        unsafe {
+            if D::HIGH_IN_PLACE {
+                [
+                    Self::and_i(v, Self::splat_i8(0x0F)),
+                    Self::and_i(v, Self::splat_i8(0xF0u8 as i8)),
+                ]
+            } else {
+                Self::nibbles(v)
+            }
+        }
+    }
     /// The 5-bit codes of elements `4c + i` (0..16) of each lane of a
     /// packed Q5 chunk `v` (byte `i`'s bits 0..5: see
     /// [`crate::formats`]' `q5_packed_group`).
@@ -267,6 +286,23 @@ pub(crate) trait Dot<W: Width> {
     /// Whether `q8_rows` works on the unsigned codes (`q + 128`), so that the
     /// accumulators must start at the activation correction.
     const Q8_UNSIGNED: bool;
+    /// Whether 4-bit codes come with their high nibbles in place (`v &
+    /// 0xF0`, 16 times the code; see [`Dot::q4_block`]): `vpdpbusd` has no
+    /// i16 partial sums to overflow, and one mask replaces a shift and a
+    /// mask per chunk.
+    const HIGH_IN_PLACE: bool = false;
+    /// Batch 1: whether the prefetches of a block of Q4_0 / Q4_1 / Q8_0
+    /// (the formats with the least arithmetic per line) follow its compute
+    /// rather than precede its code loads (and also ask for the lines into
+    /// L1). Measured on the AMD EPYC (Zen 4), `bench_report`, 1 thread, 3
+    /// alternated runs, GB/s of weights from memory (14336x4096): AVX-512
+    /// VNNI Q4_0 41.3 -> 54.3, Q4_1 49.7 -> 54.6, Q8_0 36.6 -> 39.6, the
+    /// L3-held 4096x4096 level or faster (likely the demand loads of these
+    /// fast blocks queued behind the prefetches; this VM has no counters to
+    /// show it). `vpmaddubsw`
+    /// AVX-512 measured level, AVX2 Q4_0 16% slower, the other formats
+    /// level to 8% slower: they keep them early.
+    const LATE_PREFETCH: bool = false;
     /// `init + Σ_c Σ_{i<4} codes[c].u8[4r+i] * a[4c+i]` for small codes
     /// (`PER` = 8 for <= 15, 4 for <= 31, 2 for <= 63: the chunks whose
     /// `vpmaddubsw` pair sums fit one i16 partial sum), exactly.
@@ -275,6 +311,14 @@ pub(crate) trait Dot<W: Width> {
         codes: &[W::I; N],
         a: *const i8,
     ) -> W::I;
+    /// `nib_block::<8, 8>` of a 4-bit block split by [`Width::q4_codes`]:
+    /// with `HIGH_IN_PLACE`, `codes[4..]` hold 16 times the codes (and
+    /// their sum is shifted back, exactly: a multiple of 16).
+    #[inline(always)]
+    unsafe fn q4_block(init: W::I, codes: &[W::I; 8], a: *const i8) -> W::I {
+        // SAFETY: forwarded.
+        unsafe { Self::nib_block::<8, 8>(init, codes, a) }
+    }
     /// For each of `R` activation rows `a[j]`: `init[j] + Σ (q + 128) * a[j]`
     /// if `Q8_UNSIGNED`, else `init[j] + Σ q * a[j]`, exactly. One call per
     /// block for all rows, so that work on the codes alone is done once.

@@ -27,7 +27,7 @@
 use super::simd::{act_scales, Codes, Dot, Float, FloatKind, Kind, Vnni, Width};
 use super::{
     prefetch, prefetch_l1, scratch, F16_KC, FROM_KEPT, FROM_PANEL, GEMV_PREFETCH, KEEP_ROWS,
-    PANEL_TO_KEPT,
+    L1_PREFETCH, PANEL_TO_KEPT,
 };
 use crate::act::ActBlock;
 use crate::pack::NR;
@@ -128,7 +128,7 @@ fn unit_bytes<W: Width>(u: usize) -> usize {
 /// (vector `c`: elements `4c..4c + 4` of each row): Q8_0's stored codes, or
 /// the unsigned 4-, 5- or 6-bit codes.
 #[inline(always)]
-unsafe fn load_codes<W: Width, K: Kind>(p: *const u8, u: usize) -> [W::I; 8] {
+unsafe fn load_codes<W: Width, D: Dot<W>, K: Kind>(p: *const u8, u: usize) -> [W::I; 8] {
     // SAFETY: p points at one block's codes inside a panel (K::CODE_BYTES,
     // 64-byte aligned chunks); features enabled by the calling kernel.
     unsafe {
@@ -150,13 +150,11 @@ unsafe fn load_codes<W: Width, K: Kind>(p: *const u8, u: usize) -> [W::I; 8] {
                 let raw = W::load_i(p.add(64 * c + o));
                 [v[c], v[c + 4]] = if q5 {
                     [W::q5_low(raw), W::q5_high(raw, qh, c)]
-                } else {
+                } else if q6 {
                     let [lo, hi] = W::nibbles(raw);
-                    if q6 {
-                        [W::with_high2(lo, qh, c), W::with_high2(hi, h1, c)]
-                    } else {
-                        [lo, hi]
-                    }
+                    [W::with_high2(lo, qh, c), W::with_high2(hi, h1, c)]
+                } else {
+                    W::q4_codes::<D>(raw)
                 };
             }
         } else {
@@ -239,7 +237,7 @@ unsafe fn block_isums<W: Width, D: Dot<W>, K: Kind, const R: usize>(
                 *isum = if K::CODES == Codes::Q5 {
                     D::nib_block::<4, 8>(*isum, codes, a)
                 } else {
-                    D::nib_block::<8, 8>(*isum, codes, a)
+                    D::q4_block(*isum, codes, a)
                 };
             }
         } else {
@@ -367,6 +365,82 @@ struct Rows {
 /// slot `8 j + c` (slots of `UNIT_BYTES`; sized for zmm).
 type KeptRows = [F32Line; GEMM_KB * 8];
 
+/// The batch-1 prefetch streams of a group of panels: each panel's codes
+/// and scales, [`GEMV_PREFETCH`] ahead, and near the end of the rows the
+/// first lines of the next group (`np` panels on).
+struct Streams {
+    /// Bytes from a panel to the same panel of the next group.
+    next: usize,
+    /// Bytes of a panel's codes (its scales follow at `scales_offset`).
+    codes_len: usize,
+    scales_offset: usize,
+    scales_len: usize,
+    /// The first block whose prefetch reaches past the codes, when the
+    /// matrix has a whole next group (else `usize::MAX`).
+    tail_from: usize,
+    /// How far ahead the code lines are also asked for into L1 (widths
+    /// with [`Width::Q_GEMV_L1`]; 0: not).
+    l1: usize,
+}
+
+impl Streams {
+    #[inline(always)]
+    fn new<K: Kind>(w: &crate::pack::PackedMatrix, p0: usize, np: usize, l1: usize) -> Self {
+        let nb = w.blocks_per_row();
+        let codes_len = nb * K::CODE_BYTES;
+        let tail_from = if p0 + 2 * np <= w.panels() {
+            (codes_len.saturating_sub(GEMV_PREFETCH)).div_ceil(K::CODE_BYTES)
+        } else {
+            usize::MAX
+        };
+        Streams {
+            next: np * w.panel_stride(),
+            codes_len,
+            scales_offset: w.scales_offset(),
+            scales_len: nb.div_ceil(K::SUBS) * K::SCALE_BYTES,
+            tail_from,
+            l1,
+        }
+    }
+
+    /// Prefetches what block `b` of `panel` asks for (the code lines
+    /// [`GEMV_PREFETCH`] ahead, one scale line, and the next group's lines
+    /// from `tail_from` on).
+    #[inline(always)]
+    fn fetch<W: Width, K: Kind>(&self, panel: *const u8, b: usize) {
+        let (cb, sb) = (K::CODE_BYTES, K::SCALE_BYTES);
+        let sp = panel.wrapping_add(self.scales_offset + (b / K::SUBS) * sb);
+        for l in (0..cb).step_by(64) {
+            prefetch(panel.wrapping_add(b * cb + l + GEMV_PREFETCH));
+            if W::Q_GEMV_L1 && self.l1 > 0 {
+                prefetch_l1(panel.wrapping_add(b * cb + l + self.l1));
+            }
+        }
+        // The scales stream too, as far ahead in blocks as the codes (left
+        // to the hardware prefetchers, AVX-512 Q5_0 ran 20% slower); a
+        // k-quant super-block's scales span 5 lines, one per sub-block.
+        let line = 64 * (b % K::SUBS);
+        if line < sb {
+            prefetch(sp.wrapping_add(GEMV_PREFETCH * sb / (cb * K::SUBS) + line));
+        }
+        // The last blocks also start the next group's streams: with short
+        // rows every group would otherwise start cold (a decode step's
+        // 576-wide matrices, from memory, read 16-25% faster with it).
+        if b >= self.tail_from {
+            let next = panel.wrapping_add(self.next);
+            let o = b * cb + GEMV_PREFETCH - self.codes_len;
+            for l in (0..cb).step_by(64) {
+                prefetch(next.wrapping_add(o + l));
+            }
+            if line < sb {
+                let os = (b / K::SUBS) * sb + GEMV_PREFETCH * sb / (cb * K::SUBS);
+                let at = self.scales_offset + os.saturating_sub(self.scales_len) + line;
+                prefetch(next.wrapping_add(at));
+            }
+        }
+    }
+}
+
 /// `R` batch rows x every unit (`ALL`) or unit `g.u0` of `NP` panels. With every
 /// unit of a panel each code line is read once, in one pass; the `NP`
 /// panel streams (codes and scales) are prefetched ahead. `SRC`: where the
@@ -401,15 +475,11 @@ unsafe fn q_rows<
     let (cb, sb) = (K::CODE_BYTES, K::SCALE_BYTES);
     let so = w.scales_offset();
     let panels: [*const u8; NP] = core::array::from_fn(|i| w.panel(p0 + i).as_ptr());
-    let (stride, codes_len) = (w.panel_stride(), nb * cb);
-    let scales_len = nb.div_ceil(K::SUBS) * sb;
-    // The blocks whose prefetch distance reaches past the codes, when the
-    // matrix has a whole next group of `NP` panels (else none).
-    let tail_from = if p0 + 2 * NP <= w.panels() {
-        (codes_len.saturating_sub(GEMV_PREFETCH)).div_ceil(cb)
-    } else {
-        usize::MAX
-    };
+    // Q4_0 / Q4_1 / Q8_0 with `vpdpbusd`: prefetches after the block's
+    // compute, and into L1 too (see `Dot::LATE_PREFETCH`).
+    let late = D::LATE_PREFETCH && K::SUBS == 1 && matches!(K::CODES, Codes::Q4 | Codes::Q8);
+    let l1 = if late { L1_PREFETCH } else { K::L1_AHEAD };
+    let streams = Streams::new::<K>(w, p0, NP, l1);
     // SAFETY: features enabled by the caller; every pointer stays inside its
     // panel (b < nb), acts holds rows i0..i0 + R of nb blocks (driver
     // contract), u0 + nu <= W::UNITS, out holds rows i0..i0 + R of NP * 16
@@ -442,36 +512,8 @@ unsafe fn q_rows<
             let k = kept.wrapping_add((b - blocks.start) * 8 * W::UNIT_BYTES);
             for i in 0..NP {
                 let sp = panels[i].add(so + (b / K::SUBS) * sb);
-                if SRC != FROM_KEPT {
-                    for l in (0..cb).step_by(64) {
-                        prefetch(panels[i].wrapping_add(b * cb + l + GEMV_PREFETCH));
-                        if W::Q_GEMV_L1 && K::L1_AHEAD > 0 {
-                            prefetch_l1(panels[i].wrapping_add(b * cb + l + K::L1_AHEAD));
-                        }
-                    }
-                    // The scales stream too, as far ahead in blocks as the
-                    // codes (left to the hardware prefetchers, AVX-512 Q5_0
-                    // ran 20% slower); a k-quant super-block's scales span
-                    // 5 lines, one per sub-block.
-                    let line = 64 * (b % K::SUBS);
-                    if line < sb {
-                        prefetch(sp.wrapping_add(GEMV_PREFETCH * sb / (cb * K::SUBS) + line));
-                    }
-                    // The last blocks also start the next group's streams
-                    // (`NP` panels on): with short rows every group would
-                    // otherwise start cold (a decode step's 576-wide
-                    // matrices, from memory, read 16-25% faster with it).
-                    if b >= tail_from {
-                        let next = panels[i].wrapping_add(NP * stride);
-                        let o = b * cb + GEMV_PREFETCH - codes_len;
-                        for l in (0..cb).step_by(64) {
-                            prefetch(next.wrapping_add(o + l));
-                        }
-                        if line < sb {
-                            let os = (b / K::SUBS) * sb + GEMV_PREFETCH * sb / (cb * K::SUBS);
-                            prefetch(next.wrapping_add(so + os.saturating_sub(scales_len) + line));
-                        }
-                    }
+                if SRC != FROM_KEPT && !late {
+                    streams.fetch::<W, K>(panels[i], b);
                 }
                 for j in 0..nu {
                     let u = u0 + j;
@@ -482,7 +524,7 @@ unsafe fn q_rows<
                         }
                         v
                     } else {
-                        let v = load_codes::<W, K>(panels[i].add(b * cb), u);
+                        let v = load_codes::<W, D, K>(panels[i].add(b * cb), u);
                         if SRC == PANEL_TO_KEPT {
                             for (c, v) in v.iter().enumerate() {
                                 W::store_i(k.add(W::UNIT_BYTES * c), *v);
@@ -505,6 +547,9 @@ unsafe fn q_rows<
                         let sa = act_scales::<K>(act);
                         acc[i][j] = accumulate::<W, K>(acc[i][j], dw, mw, sa, isum);
                     }
+                }
+                if SRC != FROM_KEPT && late {
+                    streams.fetch::<W, K>(panels[i], b);
                 }
             }
         }
