@@ -10,7 +10,7 @@
 //! - float batches of up to 3 rows stream the panels over the whole of K;
 //!   larger ones run one panel x up to 6 rows per K-chunk.
 
-use super::simd::{Dot, Float, FloatKind, Kind, Vnni, Width};
+use super::simd::{q4_block_in_place, Dot, Float, FloatKind, Kind, Vnni, Width};
 use super::tiles::{f_tile, q_gemm_madd, q_gemm_vnni, q_tile};
 use crate::act::{block_scales, ActBlock};
 use crate::formats::QK;
@@ -233,6 +233,11 @@ impl Width for Ymm {
         unsafe { _mm256_srl_epi16(v, _mm_cvtsi32_si128(N as i32)) }
     }
     #[inline(always)]
+    unsafe fn sra32<const N: u32>(v: __m256i) -> __m256i {
+        // SAFETY: the kernel enables avx2.
+        unsafe { _mm256_sra_epi32(v, _mm_cvtsi32_si128(N as i32)) }
+    }
+    #[inline(always)]
     unsafe fn or_and(v: __m256i, h: __m256i, m: __m256i) -> __m256i {
         // SAFETY: the kernel enables avx2.
         unsafe { _mm256_or_si256(v, _mm256_and_si256(h, m)) }
@@ -342,17 +347,8 @@ impl Dot<Ymm> for VnniVex {
 
     #[inline(always)]
     unsafe fn q4_block(init: __m256i, codes: &[__m256i; 8], a: *const i8) -> __m256i {
-        // As AVX-512's: the high nibbles (16 times the codes) summed in a
-        // chain of their own, shifted back exactly.
-        // SAFETY: called from functions enabling avxvnni; `a` holds 32 codes.
-        unsafe {
-            let (mut lo, mut hi) = (init, _mm256_setzero_si256());
-            for c in 0..4 {
-                lo = Self::dpbusd(lo, codes[c], Ymm::bcast4(a, c));
-                hi = Self::dpbusd(hi, codes[c + 4], Ymm::bcast4(a, c + 4));
-            }
-            _mm256_add_epi32(lo, _mm256_srai_epi32::<4>(hi))
-        }
+        // SAFETY: forwarded (the kernel enables the dot's features).
+        unsafe { q4_block_in_place::<Ymm, Self>(init, codes, a) }
     }
 
     #[inline(always)]

@@ -10,7 +10,7 @@
 //! - float batches: up to 12 rows stream the panels, two at a time, K-chunk
 //!   by K-chunk; more run two panels x 12 rows per K-chunk.
 
-use super::simd::{Dot, Float, FloatKind, Kind, Vnni, Width};
+use super::simd::{q4_block_in_place, Dot, Float, FloatKind, Kind, Vnni, Width};
 use super::tiles::{f_tile, q_gemm_madd, q_gemm_vnni, q_tile};
 use crate::act::{block_scales, ActBlock};
 use crate::formats::QK;
@@ -231,6 +231,11 @@ impl Width for Zmm {
         // SAFETY: the kernel enables avx512f/bw.
         unsafe { _mm512_srli_epi16::<N>(v) }
     }
+    #[inline(always)]
+    unsafe fn sra32<const N: u32>(v: __m512i) -> __m512i {
+        // SAFETY: the kernel enables avx512f/bw.
+        unsafe { _mm512_srai_epi32::<N>(v) }
+    }
     /// One `vpternlogd`: `v | (h & m)` (truth table 0xF8 for a | (b & c)).
     #[inline(always)]
     unsafe fn or_and(v: __m512i, h: __m512i, m: __m512i) -> __m512i {
@@ -339,18 +344,8 @@ impl Dot<Zmm> for Vnni512 {
 
     #[inline(always)]
     unsafe fn q4_block(init: __m512i, codes: &[__m512i; 8], a: *const i8) -> __m512i {
-        // Two chains of four: the low nibbles from `init`, the high ones
-        // (16 times the codes: <= 240, and the chain's |sum| <= 16 * 16 *
-        // 15 * 128, no overflow) from zero, shifted back exactly.
-        // SAFETY: only called from functions enabling avx512f/bw/vnni; `a` holds 32 codes.
-        unsafe {
-            let (mut lo, mut hi) = (init, _mm512_setzero_si512());
-            for c in 0..4 {
-                lo = Self::dpbusd(lo, codes[c], Zmm::bcast4(a, c));
-                hi = Self::dpbusd(hi, codes[c + 4], Zmm::bcast4(a, c + 4));
-            }
-            _mm512_add_epi32(lo, _mm512_srai_epi32::<4>(hi))
-        }
+        // SAFETY: forwarded (the kernel enables the dot's features).
+        unsafe { q4_block_in_place::<Zmm, Self>(init, codes, a) }
     }
 
     #[inline(always)]

@@ -272,6 +272,8 @@ pub(crate) trait Width {
     /// Each 16-bit element shifted left (`shl16`) or right (`shr16`) by `N`.
     unsafe fn shl16<const N: u32>(v: Self::I) -> Self::I;
     unsafe fn shr16<const N: u32>(v: Self::I) -> Self::I;
+    /// Each i32 element shifted right by `N`, arithmetically.
+    unsafe fn sra32<const N: u32>(v: Self::I) -> Self::I;
     /// `a & b`.
     unsafe fn and_i(a: Self::I, b: Self::I) -> Self::I;
     /// `v | (h & m)`.
@@ -341,6 +343,27 @@ pub(crate) trait Vnni<W: Width>: Dot<W> {
         pass: &super::tiles::Pass<'_, '_, P>,
         i0: usize,
     );
+}
+
+/// [`Dot::q4_block`] for `vpdpbusd` dots with [`Dot::HIGH_IN_PLACE`]: two
+/// chains of four, the low nibbles from `init`, the high ones (16 times the
+/// codes: <= 240, and the chain's |sum| <= 16 * 16 * 15 * 128, no
+/// overflow) from zero, shifted back exactly (a multiple of 16).
+#[inline(always)]
+pub(crate) unsafe fn q4_block_in_place<W: Width, V: Vnni<W>>(
+    init: W::I,
+    codes: &[W::I; 8],
+    a: *const i8,
+) -> W::I {
+    // SAFETY: features enabled by the calling kernel; `a` holds 32 codes.
+    unsafe {
+        let (mut lo, mut hi) = (init, W::zero_i());
+        for c in 0..4 {
+            lo = V::dpbusd(lo, codes[c], W::bcast4(a, c));
+            hi = V::dpbusd(hi, codes[c + 4], W::bcast4(a, c + 4));
+        }
+        W::add_i32(lo, W::sra32::<4>(hi))
+    }
 }
 
 /// `da`, and for formats with a minimum `da * (corr as f32)` (`corr = Σa`;
