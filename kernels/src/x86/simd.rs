@@ -295,13 +295,13 @@ pub(crate) trait Dot<W: Width> {
     const HIGH_IN_PLACE: bool = false;
     /// Batch 1: whether the prefetches of a block of Q4_0 / Q4_1 / Q8_0
     /// (the formats with the least arithmetic per line) follow its compute
-    /// rather than precede its code loads (and also ask for the lines into
-    /// L1). Measured on the AMD EPYC (Zen 4), `bench_report`, 1 thread, 3
-    /// alternated runs, GB/s of weights from memory (14336x4096): AVX-512
-    /// VNNI Q4_0 41.3 -> 54.3, Q4_1 49.7 -> 54.6, Q8_0 36.6 -> 39.6, the
-    /// L3-held 4096x4096 level or faster (likely the demand loads of these
-    /// fast blocks queued behind the prefetches; this VM has no counters to
-    /// show it). `vpmaddubsw`
+    /// rather than precede its code loads, and also ask for the lines into
+    /// L1 (set for `vpdpbusd` on zmm). Measured on the AMD EPYC (Zen 4),
+    /// `bench_report`, 1 thread, 3 alternated runs, GB/s of weights from
+    /// memory (14336x4096): AVX-512 VNNI Q4_0 41.3 -> 54.3, Q4_1 49.7 ->
+    /// 54.6, Q8_0 36.6 -> 39.6; the L3-held 4096x4096 level or faster.
+    /// Likely the demand loads of these fast blocks queued behind the
+    /// prefetches (this VM has no counters to show it). `vpmaddubsw`
     /// AVX-512 measured level, AVX2 Q4_0 16% slower, the other formats
     /// level to 8% slower: they keep them early.
     const LATE_PREFETCH: bool = false;
