@@ -60,11 +60,13 @@ fn check_canonical(x: &[f32], offset: i32, blk: &ActBlock, at: &str) {
             .map(|&q| q as i32)
             .sum::<i32>()
     };
+    let (d, sum) = (f32::from_bits(d), half(0) + half(1));
     let want = ActBlock {
         qs: codes,
-        d: f32::from_bits(d),
-        corr: -offset * (half(0) + half(1)),
-        half_sums: [half(0), half(1)],
+        d,
+        corr: -offset * sum,
+        half_sums: [half(0) as i16, half(1) as i16],
+        dsum: d * sum as f32,
     };
     assert!(
         bytemuck::bytes_of(blk) == bytemuck::bytes_of(&want),

@@ -20,9 +20,14 @@ pub struct ActBlock {
     /// exact signed one. Formats with a minimum (Q4_1, Q5_1) use offset -1,
     /// so that `corr = Σ qs`, the sum their `m` term needs.
     pub corr: i32,
-    /// `Σ qs[0..16]` and `Σ qs[16..32]`: Q6_K's scales are per 16 values, so
-    /// its offset is undone per half (`-32 * half_sums[h]`).
-    pub half_sums: [i32; 2],
+    /// `Σ qs[0..16]` and `Σ qs[16..32]` (|sum| <= 16 * 127): Q6_K's scales
+    /// are per 16 values, so its offset is undone per half (`-32 *
+    /// half_sums[h]`).
+    pub half_sums: [i16; 2],
+    /// `d * (Σ qs as f32)`, one f32 multiply (NaN with `d`): the activation
+    /// factor of the `m` term of formats with a minimum, computed once per
+    /// block here rather than per weight row in the kernels.
+    pub dsum: f32,
 }
 
 const _: () = assert!(core::mem::size_of::<ActBlock>() == 48);
@@ -75,11 +80,25 @@ pub fn quantize_block_scalar(v: &[f32; QK], offset: i32) -> ActBlock {
             half_sums[j / 16] += *q as i32;
         }
     }
-    ActBlock {
+    let mut blk = ActBlock {
         qs,
-        d,
-        corr: -offset * (half_sums[0] + half_sums[1]),
-        half_sums,
+        ..ActBlock::zeroed()
+    };
+    blk.set_scales(d, offset, half_sums);
+    blk
+}
+
+impl ActBlock {
+    /// Sets everything but the codes: scale `d`, and from the codes' half
+    /// sums `half_sums` (for weight codes with unsigned offset `offset`)
+    /// `corr`, `half_sums` and `dsum`, the same way on every ISA.
+    #[inline(always)]
+    pub fn set_scales(&mut self, d: f32, offset: i32, half_sums: [i32; 2]) {
+        let sum = half_sums[0] + half_sums[1];
+        self.d = d;
+        self.corr = -offset * sum;
+        self.half_sums = half_sums.map(|s| s as i16);
+        self.dsum = d * sum as f32;
     }
 }
 
@@ -100,6 +119,7 @@ mod tests {
         assert_eq!(&b.qs[..5], &[127, 0, 2, -2, 0]);
         assert_eq!(b.corr, -8 * (127 + 2 - 2));
         assert_eq!(b.half_sums, [127 + 2 - 2, 0]);
+        assert_eq!(b.dsum, 127.0);
     }
 
     #[test]
@@ -111,6 +131,7 @@ mod tests {
             assert_eq!(b.d.to_bits(), NAN_SCALE_BITS);
             assert_eq!(b.qs, [0; QK]);
             assert_eq!((b.corr, b.half_sums), (0, [0, 0]));
+            assert!(b.dsum.is_nan(), "the m term stays NaN with d");
         }
     }
 
@@ -140,7 +161,8 @@ mod tests {
                     .map(|&q| q as i32)
                     .sum::<i32>()
             };
-            assert_eq!(b.half_sums, [half(0), half(1)]);
+            assert_eq!(b.half_sums.map(i32::from), [half(0), half(1)]);
+            assert_eq!(b.dsum, b.d * (half(0) + half(1)) as f32);
             assert_eq!(b.corr, -128 * (half(0) + half(1)));
         }
     }

@@ -45,7 +45,9 @@
 //!    exact i32 `corr`: `-offset * Σ q_j` for formats whose codes carry an
 //!    offset (Q8_0 128, Q4_0 8, Q5_0 16), `Σ q_j` for formats with a minimum
 //!    (Q4_1, Q5_1) and the k-quants, as [`formats::FormatInfo::act_offset`]
-//!    says. One quantization per input row serves every format: a k-quant
+//!    says; the halves' sums `Σ_{j<16} q_j`, `Σ_{j>=16} q_j`; and `dsum = d *
+//!    (Σ q_j as f32)` (one f32 multiply, exact operand), the `m` term's
+//!    factor, made once per block rather than per weight row. One quantization per input row serves every format: a k-quant
 //!    super-block meets its 8 activation blocks one 32-value sub-block each.
 //!
 //! **Block dot products.** For weight row `n` and block `b`, with the
@@ -58,8 +60,8 @@
 //! increasing order: `acc = fma(dw * da, isum as f32, acc)`, where `dw` is the
 //! f16 block scale widened to f32 (exact), `dw * da` one f32 multiply, and
 //! `isum as f32` exact (|isum| < 2^24). Formats with a minimum `m` (f16,
-//! widened) then add `acc = fma(m, da * (Σa as f32), acc)`, `da * Σa` one f32
-//! multiply (`Σa = corr`, exact as f32).
+//! widened) then add `acc = fma(m, dsum, acc)` (`dsum = da * (Σa as f32)`,
+//! above).
 //!
 //! **Super-blocks** (Q4_K, Q5_K, Q6_K: 256 values) contribute one 32-value
 //! sub-block at a time, in order, each against its activation block

@@ -44,7 +44,7 @@ unsafe fn quantize_row(x: &[f32], offset: i32, out: &mut [ActBlock]) {
 /// output and 32-value (sub-)block, by its [`SubScale`]: `Offset`: `isum =
 /// Σ ucode * a + corr` (`corr` undoes the offset), `acc = fma(d * da, isum,
 /// acc)`; `Min`: `acc = fma(d * da, Σ ucode * a, acc)`, then `acc = fma(m,
-/// da * Σa, acc)` (`Σa = corr`); `Halves`: `isum = s0 * Σ_lo (ucode - 32) *
+/// dsum, acc)` (`dsum = da * Σa`, from the activation block); `Halves`: `isum = s0 * Σ_lo (ucode - 32) *
 /// a + s1 * Σ_hi (ucode - 32) * a` over the two 16-value halves, `acc =
 /// fma(d * da, isum, acc)`. Sub-blocks past `ceil(k / 32)` (row padding of
 /// the last super-block) are not visited.
@@ -85,7 +85,7 @@ unsafe fn block_tile<B: PackedBlock>(a: &mut TileArgs) {
                             }
                             SubScale::Min { d, m } => {
                                 acc[r] = (d * act.d).mul_add(dot(0..QK, 0) as f32, acc[r]);
-                                acc[r] = m.mul_add(act.d * act.corr as f32, acc[r]);
+                                acc[r] = m.mul_add(act.dsum, acc[r]);
                             }
                             SubScale::Halves { d, s: [s0, s1] } => {
                                 let isum = s0 * dot(0..16, 32) + s1 * dot(16..QK, 32);

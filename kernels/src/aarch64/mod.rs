@@ -169,12 +169,8 @@ fn quantize_block(v: &[f32; QK], offset: i32) -> ActBlock {
         m = vmaxq_u32(m, vandq_u32(vreinterpretq_u32_f32(*xj), abs_mask));
     }
     let (d, id) = block_scales(vmaxvq_u32(m));
-    let mut blk = ActBlock {
-        qs: [0; QK],
-        d,
-        corr: 0,
-        half_sums: [0, 0],
-    };
+    let mut blk = <ActBlock as bytemuck::Zeroable>::zeroed();
+    blk.set_scales(d, offset, [0, 0]);
     if id != 0.0 {
         // One f32 multiply, then round to nearest, ties to even (`fcvtns`).
         // |x * id| <= 127 (plus rounding), so the narrowing moves are exact.
@@ -188,8 +184,8 @@ fn quantize_block(v: &[f32; QK], offset: i32) -> ActBlock {
             vst1q_s8(blk.qs.as_mut_ptr(), b0);
             vst1q_s8(blk.qs.as_mut_ptr().add(16), b1);
         }
-        blk.half_sums = [vaddlvq_s8(b0) as i32, vaddlvq_s8(b1) as i32];
-        blk.corr = -offset * (blk.half_sums[0] + blk.half_sums[1]);
+        let half_sums = [vaddlvq_s8(b0) as i32, vaddlvq_s8(b1) as i32];
+        blk.set_scales(d, offset, half_sums);
     }
     blk
 }
@@ -615,7 +611,7 @@ unsafe fn q_panel<B: PackedBlock, D: BlockDot, const MR: usize, const G: usize>(
                         hs[g] = [s0[g], s1[g]];
                     }
                     for i in 0..MR {
-                        start[i] = blk[i].half_sums.map(|s| vdupq_n_s32(-32 * s));
+                        start[i] = blk[i].half_sums.map(|s| vdupq_n_s32(-32 * s as i32));
                     }
                 } else if subs > 1 {
                     // `d * sc` and `-(dmin * mn)`: one exact f32 multiply each.
@@ -703,7 +699,7 @@ unsafe fn q_group<B: PackedBlock, D: BlockDot, const MR: usize, const G: usize, 
             let d = vmulq_n_f32(s.dw[GG], blk.d);
             acc[i][GG] = vfmaq_f32(acc[i][GG], d, vcvtq_f32_s32(isum));
             if B::SCALES == 2 {
-                let sa = blk.d * blk.corr as f32;
+                let sa = blk.dsum;
                 acc[i][GG] = vfmaq_n_f32(acc[i][GG], s.mw[GG], sa);
             }
         }

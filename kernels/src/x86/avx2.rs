@@ -424,11 +424,9 @@ unsafe fn quantize_row(x: &[f32], offset: i32, out: &mut [ActBlock]) {
             let m = _mm_max_epu32(m, _mm_shuffle_epi32(m, 0b01_00_11_10));
             let m = _mm_max_epu32(m, _mm_shuffle_epi32(m, 0b10_11_00_01));
             let (d, id) = block_scales(_mm_cvtsi128_si32(m) as u32);
-            blk.d = d;
             if id == 0.0 {
                 blk.qs = [0; QK];
-                blk.corr = 0;
-                blk.half_sums = [0, 0];
+                blk.set_scales(d, offset, [0, 0]);
                 continue;
             }
             let idv = _mm256_set1_ps(id);
@@ -446,8 +444,7 @@ unsafe fn quantize_row(x: &[f32], offset: i32, out: &mut [ActBlock]) {
                 _mm256_cvtsi256_si32(s),
                 _mm_cvtsi128_si32(_mm256_extracti128_si256(s, 1)),
             );
-            blk.half_sums = [lo, hi];
-            blk.corr = -offset * (lo + hi);
+            blk.set_scales(d, offset, [lo, hi]);
             let p16 = _mm256_packs_epi16(
                 _mm256_packs_epi32(q[0], q[1]),
                 _mm256_packs_epi32(q[2], q[3]),

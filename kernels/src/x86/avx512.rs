@@ -439,19 +439,16 @@ unsafe fn quantize_row(x: &[f32], offset: i32, out: &mut [ActBlock]) {
             let a1 = _mm512_and_si512(_mm512_castps_si512(v1), abs_mask);
             let amax = _mm512_reduce_max_epu32(_mm512_max_epu32(a0, a1));
             let (d, id) = block_scales(amax);
-            blk.d = d;
             if id == 0.0 {
                 blk.qs = [0; QK];
-                blk.corr = 0;
-                blk.half_sums = [0, 0];
+                blk.set_scales(d, offset, [0, 0]);
                 continue;
             }
             let idv = _mm512_set1_ps(id);
             let q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, idv));
             let q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, idv));
             let (lo, hi) = (_mm512_reduce_add_epi32(q0), _mm512_reduce_add_epi32(q1));
-            blk.half_sums = [lo, hi];
-            blk.corr = -offset * (lo + hi);
+            blk.set_scales(d, offset, [lo, hi]);
             let dst = blk.qs.as_mut_ptr();
             _mm_storeu_si128(dst as *mut __m128i, _mm512_cvtepi32_epi8(q0));
             _mm_storeu_si128(dst.add(16) as *mut __m128i, _mm512_cvtepi32_epi8(q1));

@@ -366,9 +366,12 @@ pub(crate) unsafe fn q4_block_in_place<W: Width, V: Vnni<W>>(
     }
 }
 
-/// `da`, and for formats with a minimum `da * (corr as f32)` (`corr = Σa`;
-/// one f32 multiply).
+/// `da`, and for formats with a minimum the block's `dsum = da * (Σa as
+/// f32)`, made by the activation quantizer: read from memory, it is a
+/// broadcast operand rather than a convert, a multiply and a broadcast per
+/// row and block of every tile (avx512vnni M=128 4096x4096: Q4_K 47.0 ->
+/// 51.0% of the `vpdpbusd` peak, Q5_1 46.8 -> 49.7).
 #[inline(always)]
 pub(crate) fn act_scales<K: Kind>(act: &ActBlock) -> [f32; 2] {
-    [act.d, if K::MIN { act.d * act.corr as f32 } else { 0.0 }]
+    [act.d, if K::MIN { act.dsum } else { 0.0 }]
 }
