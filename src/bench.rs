@@ -30,6 +30,29 @@ pub fn run_times(min_time: f64, mut f: impl FnMut()) -> Vec<f64> {
     t
 }
 
+/// `time(a) / time(b)` of calls made in alternation (one warm-up each, then
+/// pairs, at least 5 and more, up to 200, until `min_time` seconds have
+/// passed), sorted. Two cases timed seconds apart see a shared machine in
+/// different states (its clock, its neighbours); a pair sees the same one, so
+/// the median ratio of pairs compares the two cases more steadily than the
+/// ratio of their separate medians.
+pub fn alternated_ratios(min_time: f64, mut a: impl FnMut(), mut b: impl FnMut()) -> Vec<f64> {
+    a();
+    b();
+    let start = Instant::now();
+    let mut r = Vec::new();
+    while r.len() < 5 || (r.len() < 200 && start.elapsed().as_secs_f64() < min_time) {
+        let s = Instant::now();
+        a();
+        let ta = s.elapsed().as_secs_f64();
+        let s = Instant::now();
+        b();
+        r.push(ta / s.elapsed().as_secs_f64());
+    }
+    r.sort_by(f64::total_cmp);
+    r
+}
+
 /// Read bandwidth in GB/s of `buf` on the threads of `pool` (contiguous
 /// parts), best run: the limit is what the machine can do, not its typical run.
 pub fn read_gbs(pool: &ThreadPool, buf: &[u8], min_time: f64) -> f64 {
