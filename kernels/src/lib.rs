@@ -47,8 +47,9 @@
 //!    (Q4_1, Q5_1) and the k-quants, as [`formats::FormatInfo::act_offset`]
 //!    says; the halves' sums `Σ_{j<16} q_j`, `Σ_{j>=16} q_j`; and `dsum = d *
 //!    (Σ q_j as f32)` (one f32 multiply, exact operand), the `m` term's
-//!    factor, made once per block rather than per weight row. One quantization per input row serves every format: a k-quant
-//!    super-block meets its 8 activation blocks one 32-value sub-block each.
+//!    factor, made once per block rather than per weight row. One
+//!    quantization per input row serves every format: a k-quant super-block
+//!    meets its 8 activation blocks one 32-value sub-block each.
 //!
 //! **Block dot products.** For weight row `n` and block `b`, with the
 //! unsigned stored codes `u_j` (Q8_0 `q + 128`, Q4_0 / Q4_1 the nibble, Q5_0 /

@@ -44,9 +44,9 @@ unsafe fn quantize_row(x: &[f32], offset: i32, out: &mut [ActBlock]) {
 /// output and 32-value (sub-)block, by its [`SubScale`]: `Offset`: `isum =
 /// Σ ucode * a + corr` (`corr` undoes the offset), `acc = fma(d * da, isum,
 /// acc)`; `Min`: `acc = fma(d * da, Σ ucode * a, acc)`, then `acc = fma(m,
-/// dsum, acc)` (`dsum = da * Σa`, from the activation block); `Halves`: `isum = s0 * Σ_lo (ucode - 32) *
-/// a + s1 * Σ_hi (ucode - 32) * a` over the two 16-value halves, `acc =
-/// fma(d * da, isum, acc)`. Sub-blocks past `ceil(k / 32)` (row padding of
+/// dsum, acc)` (`dsum = da * Σa`, from the activation block); `Halves`:
+/// `isum = s0 * Σ_lo (ucode - 32) * a + s1 * Σ_hi (ucode - 32) * a` over
+/// the two 16-value halves, `acc = fma(d * da, isum, acc)`. Sub-blocks past `ceil(k / 32)` (row padding of
 /// the last super-block) are not visited.
 ///
 /// # Safety

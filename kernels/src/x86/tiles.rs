@@ -1099,9 +1099,8 @@ pub(crate) unsafe fn q_gemm_chunks<
             // `act` at each use instead: a load per unit, and fewer live
             // registers in the ymm tile (reading them early for formats with
             // a minimum measured 7-14% slower at M=128, avxvnni and avx2).
-            let early = ACC;
             let mut sa = [[0.0f32; 2]; R];
-            if early {
+            if ACC {
                 for (sa, act) in sa.iter_mut().zip(&act) {
                     *sa = act_scales::<K>(act);
                 }
@@ -1139,11 +1138,7 @@ pub(crate) unsafe fn q_gemm_chunks<
                             acc[r][i][u] = accumulate::<W, K>(acc[r][i][u], d, m, sa[r], s);
                         } else {
                             let o = out.add(r * ldo + col(i, u));
-                            let sa = if early {
-                                sa[r]
-                            } else {
-                                act_scales::<K>(act[r])
-                            };
+                            let sa = act_scales::<K>(act[r]);
                             W::storeu_f(o, accumulate::<W, K>(W::loadu_f(o), d, m, sa, s));
                         }
                     }
