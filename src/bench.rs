@@ -13,21 +13,14 @@ use crate::{Isa, QuantType};
 use rayon::prelude::*;
 use rayon::ThreadPool;
 use std::hint::black_box;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 /// Run times of `f` in seconds, sorted: one warm-up call, then at least 3
 /// timed calls and more (up to 50) until `min_time` seconds have passed.
 pub fn run_times(min_time: f64, mut f: impl FnMut()) -> Vec<f64> {
     f();
-    let start = Instant::now();
-    let mut t = Vec::new();
-    while t.len() < 3 || (t.len() < 50 && start.elapsed().as_secs_f64() < min_time) {
-        let s = Instant::now();
-        f();
-        t.push(s.elapsed().as_secs_f64());
-    }
-    t.sort_by(f64::total_cmp);
-    t
+    repeat_sorted(min_time, 3..50, || seconds(&mut f))
 }
 
 /// `time(a) / time(b)` of calls made in alternation (one warm-up each, then
@@ -39,18 +32,27 @@ pub fn run_times(min_time: f64, mut f: impl FnMut()) -> Vec<f64> {
 pub fn alternated_ratios(min_time: f64, mut a: impl FnMut(), mut b: impl FnMut()) -> Vec<f64> {
     a();
     b();
+    repeat_sorted(min_time, 5..200, || seconds(&mut a) / seconds(&mut b))
+}
+
+/// Wall time of one call of `f`, in seconds.
+fn seconds(f: &mut impl FnMut()) -> f64 {
+    let s = Instant::now();
+    f();
+    s.elapsed().as_secs_f64()
+}
+
+/// `sample()` at least `count.start` times and more, below `count.end`,
+/// until `min_time` seconds have passed; the samples sorted.
+fn repeat_sorted(min_time: f64, count: Range<usize>, mut sample: impl FnMut() -> f64) -> Vec<f64> {
     let start = Instant::now();
-    let mut r = Vec::new();
-    while r.len() < 5 || (r.len() < 200 && start.elapsed().as_secs_f64() < min_time) {
-        let s = Instant::now();
-        a();
-        let ta = s.elapsed().as_secs_f64();
-        let s = Instant::now();
-        b();
-        r.push(ta / s.elapsed().as_secs_f64());
+    let mut t = Vec::new();
+    while t.len() < count.start || (t.len() < count.end && start.elapsed().as_secs_f64() < min_time)
+    {
+        t.push(sample());
     }
-    r.sort_by(f64::total_cmp);
-    r
+    t.sort_by(f64::total_cmp);
+    t
 }
 
 /// Read bandwidth in GB/s of `buf` on the threads of `pool` (contiguous
