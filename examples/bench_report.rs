@@ -474,24 +474,34 @@ fn summary(
     }
     // Batched: new formats against their same-run sibling, judged by calls
     // of the two layers in alternation (the cases above ran seconds apart).
+    // The layers are made once per format, and only if a target needs them.
     let (n, k) = small;
-    let w = values(n as u64 * 31 + k as u64, n * k, 0.05);
-    let bias = values(7, n, 0.5);
-    let x = values(128, 128 * k, 1.0);
-    let mut y = vec![0.0f32; 128 * n];
-    let alternated = |isa: Isa, qt: QuantType, base: QuantType, y: &mut [f32]| {
-        let layer = |q| {
-            QuantizedLinear::from_linear_params(&w, Some(&bias), k, n, q)
-                .with_isa(isa)
-                .expect("ISA was checked")
-        };
-        let (l, b) = (layer(qt), layer(base));
-        let mut yb = vec![0.0f32; y.len()];
+    let inputs = std::cell::OnceCell::new();
+    let layers = std::cell::RefCell::new(HashMap::<QuantType, QuantizedLinear>::new());
+    let mut ys = [vec![0.0f32; 128 * n], vec![0.0f32; 128 * n]];
+    let mut alternated = |isa: Isa, qt: QuantType, base: QuantType| {
+        let (w, bias, x) = inputs.get_or_init(|| {
+            (
+                values(n as u64 * 31 + k as u64, n * k, 0.05),
+                values(7, n, 0.5),
+                values(128, 128 * k, 1.0),
+            )
+        });
+        let mut layers = layers.borrow_mut();
+        for q in [qt, base] {
+            layers
+                .entry(q)
+                .or_insert_with(|| QuantizedLinear::from_linear_params(w, Some(bias), k, n, q))
+                .set_isa(isa)
+                .expect("ISA was checked");
+        }
+        let (l, b) = (&layers[&qt], &layers[&base]);
+        let [yl, yb] = &mut ys;
         p1.install(|| {
             alternated_ratios(
                 o.min_time,
-                || b.forward_into(&x, 128, &mut yb).expect("shapes match"),
-                || l.forward_into(&x, 128, y).expect("shapes match"),
+                || b.forward_into(x, 128, yb).expect("shapes match"),
+                || l.forward_into(x, 128, yl).expect("shapes match"),
             )
         })
     };
@@ -509,7 +519,7 @@ fn summary(
                 let c = find(isa, qt, small, 128, 1)?;
                 let b = find(isa, base, small, 128, 1)?;
                 let pct = 100.0 * c.gops() / b.gops();
-                let r = alternated(isa, qt, base, &mut y);
+                let r = alternated(isa, qt, base);
                 let alt = 100.0 * r[r.len() / 2];
                 Some((
                     format!(

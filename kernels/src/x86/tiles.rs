@@ -480,6 +480,11 @@ unsafe fn q_rows<
     let late = D::LATE_PREFETCH && K::SUBS == 1 && matches!(K::CODES, Codes::Q4 | Codes::Q8);
     let l1 = if late { L1_PREFETCH } else { K::L1_AHEAD };
     let streams = Streams::new::<K>(w, p0, NP, l1);
+    // Only the first row group reads the panels from memory; the others find
+    // them in L2, so their prefetches would be wasted instructions
+    // (`vpmaddubsw` batches, M=128 4096x4096, % of peak: avx512 Q8_0 42.7 ->
+    // 45.4, avx2 Q4_K 71.7 -> 77.0).
+    let fetch = SRC != FROM_KEPT && i0 == 0;
     // SAFETY: features enabled by the caller; every pointer stays inside its
     // panel (b < nb), acts holds rows i0..i0 + R of nb blocks (driver
     // contract), u0 + nu <= W::UNITS, out holds rows i0..i0 + R of NP * 16
@@ -512,11 +517,7 @@ unsafe fn q_rows<
             let k = kept.wrapping_add((b - blocks.start) * 8 * W::UNIT_BYTES);
             for i in 0..NP {
                 let sp = panels[i].add(so + (b / K::SUBS) * sb);
-                // Only the first row group reads the panels from memory; the
-                // others find them in L2, so their prefetches would be
-                // wasted instructions (`vpmaddubsw` batches, M=128 4096x4096,
-                // % of peak: avx512 Q8_0 42.7 -> 45.4, avx2 Q4_K 71.7 -> 77.0).
-                if SRC != FROM_KEPT && !late && i0 == 0 {
+                if fetch && !late {
                     streams.fetch::<W, K>(panels[i], b);
                 }
                 for j in 0..nu {
@@ -552,7 +553,7 @@ unsafe fn q_rows<
                         acc[i][j] = accumulate::<W, K>(acc[i][j], dw, mw, sa, isum);
                     }
                 }
-                if SRC != FROM_KEPT && late && i0 == 0 {
+                if fetch && late {
                     streams.fetch::<W, K>(panels[i], b);
                 }
             }
