@@ -308,7 +308,7 @@ impl Dot<Zmm> for Maddubs {
                 let aw = _mm512_abs_epi8(w);
                 for (acc, &a) in acc.iter_mut().zip(&a) {
                     let b = Zmm::bcast4(a, c);
-                    let sa = _mm512_mask_sub_epi8(b, neg, _mm512_setzero_si512(), b);
+                    let sa = neg_where(b, neg);
                     let p = _mm512_maddubs_epi16(aw, sa);
                     *acc = _mm512_add_epi32(*acc, _mm512_madd_epi16(p, ones));
                 }
@@ -322,6 +322,28 @@ impl Dot<Zmm> for Maddubs {
         // SAFETY: forwarded contract; features enabled by the calling kernel.
         unsafe { q_gemm_madd::<Zmm, Self, K, 8, 8, false>(a, out, ldo) }
     }
+}
+
+/// `b` with the bytes selected by `k` negated: one merge-masked `vpsubb`
+/// into `b` itself. Written with `_mm512_mask_sub_epi8`, the compiler split
+/// it into an unmasked `vpsubb` and a masked `vmovdqu8` in the Q8_0 tile's
+/// unrolled loop: five vector uops per row and chunk instead of four
+/// (M=128 4096x4096, 1 thread: 44.8% -> 53.7% of the `vpmaddubsw` peak).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn neg_where(b: __m512i, k: __mmask64) -> __m512i {
+    let mut b = b;
+    // SAFETY: register-only instruction of the enabled features.
+    unsafe {
+        asm!(
+            "vpsubb {b}{{{k}}}, {z}, {b}",
+            b = inout(zmm_reg) b,
+            k = in(kreg) k,
+            z = in(zmm_reg) _mm512_setzero_si512(),
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    b
 }
 
 /// AVX512-VNNI: `vpdpbusd` sums four u8*i8 products into i32 without saturation.

@@ -160,12 +160,16 @@ pub(crate) use crate::F16_KC;
 /// +1% (AVX-VNNI); at 8-16 rows the stores cost about what they save.
 pub(crate) const KEEP_ROWS: usize = 16;
 
-/// Where a batched VNNI row group reads a block's codes and scales: from
-/// the panel; from the panel, also storing what it derives to the pass's
-/// buffer; from that buffer (Q8_0 codes: still from the panel).
+/// Where a batched row group reads a block's codes and scales: from the
+/// panel; from the panel, also storing what it derives to the pass's
+/// buffer; from that buffer (Q8_0 codes: still from the panel); from the
+/// panel that the tile's first row group has just read, so without
+/// prefetches (the `vpmaddubsw` tiles; a compile-time choice, so that the
+/// loop keeps no prefetch pointers in registers).
 pub(crate) const FROM_PANEL: u8 = 0;
 pub(crate) const PANEL_TO_KEPT: u8 = 1;
 pub(crate) const FROM_KEPT: u8 = 2;
+pub(crate) const FROM_PANEL_WARM: u8 = 3;
 
 /// Bytes ahead of the current position that batch-1 kernels prefetch in each
 /// panel stream (the hardware prefetchers alone leave DRAM bandwidth unused).

@@ -26,8 +26,8 @@
 
 use super::simd::{act_scales, Codes, Dot, Float, FloatKind, Kind, Vnni, Width};
 use super::{
-    prefetch, prefetch_l1, scratch, F16_KC, FROM_KEPT, FROM_PANEL, GEMV_PREFETCH, KEEP_ROWS,
-    L1_PREFETCH, PANEL_TO_KEPT,
+    prefetch, prefetch_l1, scratch, F16_KC, FROM_KEPT, FROM_PANEL, FROM_PANEL_WARM, GEMV_PREFETCH,
+    KEEP_ROWS, L1_PREFETCH, PANEL_TO_KEPT,
 };
 use crate::act::ActBlock;
 use crate::pack::NR;
@@ -480,16 +480,19 @@ unsafe fn q_rows<
     let late = D::LATE_PREFETCH && K::SUBS == 1 && matches!(K::CODES, Codes::Q4 | Codes::Q8);
     let l1 = if late { L1_PREFETCH } else { K::L1_AHEAD };
     let streams = Streams::new::<K>(w, p0, NP, l1);
-    // Only the first row group reads the panels from memory; the others find
-    // them in L2, so their prefetches would be wasted instructions
-    // (`vpmaddubsw` batches, M=128 4096x4096, % of peak: avx512 Q8_0 42.7 ->
-    // 45.4, avx2 Q4_K 71.7 -> 77.0).
-    let fetch = SRC != FROM_KEPT && i0 == 0;
+    // Only the first row group reads the panels from memory; the others
+    // (`FROM_PANEL_WARM`, `FROM_KEPT`) find them in L2, so their prefetches
+    // would be wasted instructions (`vpmaddubsw` batches, M=128 4096x4096,
+    // % of peak: avx512 Q8_0 42.7 -> 45.4, avx2 Q4_K 71.7 -> 77.0). A
+    // compile-time choice: decided at run time, the loop kept the prefetch
+    // pointers in registers and spilled accumulators (avx2 Q4_0 M=128 +2-3%).
+    let fetch = SRC == FROM_PANEL || SRC == PANEL_TO_KEPT;
+    debug_assert!(!fetch || i0 == 0);
     // SAFETY: features enabled by the caller; every pointer stays inside its
     // panel (b < nb), acts holds rows i0..i0 + R of nb blocks (driver
     // contract), u0 + nu <= W::UNITS, out holds rows i0..i0 + R of NP * 16
-    // values at stride ldo; with SRC != FROM_PANEL, kept is a KeptRows
-    // buffer, blocks holds at most GEMM_KB blocks, nu == 1, and a
+    // values at stride ldo; with SRC PANEL_TO_KEPT or FROM_KEPT, kept is a
+    // KeptRows buffer, blocks holds at most GEMM_KB blocks, nu == 1, and a
     // PANEL_TO_KEPT call of the same pass and unit wrote what a FROM_KEPT
     // call reads.
     unsafe {
@@ -669,7 +672,8 @@ pub(crate) unsafe fn q_gemm_madd<
                         };
                         // The first group has `rows` rows when keeping (mr > rows).
                         match (keep, i0) {
-                            (false, _) => q_unit_group::<W, D, K, FROM_PANEL, ROWS>(a, &g, r),
+                            (false, 0) => q_unit_group::<W, D, K, FROM_PANEL, ROWS>(a, &g, r),
+                            (false, _) => q_unit_group::<W, D, K, FROM_PANEL_WARM, ROWS>(a, &g, r),
                             (true, 0) => q_unit_group::<W, D, K, PANEL_TO_KEPT, ROWS>(a, &g, r),
                             (true, _) => q_unit_group::<W, D, K, FROM_KEPT, ROWS>(a, &g, r),
                         }
