@@ -511,6 +511,9 @@ impl<B: PackedBlock> Task for DequantizePanel<'_, B> {
 struct Transpose<'a, const S: usize> {
     rows: &'a [[u8; S]],
     k: usize,
+    /// The first k-step to pack (a multiple of `NR`; the earlier ones are
+    /// written already).
+    from: usize,
     out: &'a mut [[u8; S]],
 }
 
@@ -523,8 +526,8 @@ impl<const S: usize> Task for Transpose<'_, S> {
         // sides are contiguous vector loads and stores (the compiler turns
         // the fixed-size transposition into shuffles).
         let k = self.k;
-        for (c, tile) in self.out.chunks_mut(NR * NR).enumerate() {
-            let kk = c * NR;
+        for (c, tile) in self.out[self.from * NR..].chunks_mut(NR * NR).enumerate() {
+            let kk = self.from + c * NR;
             if let Ok(tile) = <&mut [[u8; S]; NR * NR]>::try_from(&mut *tile) {
                 let mut buf = [[[0u8; S]; NR]; NR];
                 for (l, b) in buf.iter_mut().enumerate() {
@@ -550,9 +553,37 @@ impl<const S: usize> Task for Transpose<'_, S> {
 /// Packs one whole panel of a float format: `rows` holds its `NR` rows of
 /// `k` values, `out` (`NR * k` values) receives k-step `kk`'s values at
 /// `kk * NR..`.
-pub(crate) fn transpose_panel<const S: usize>(rows: &[[u8; S]], k: usize, out: &mut [[u8; S]]) {
+/// 16-bit values go through the AVX-512 register transpose where the CPU
+/// has it (`x86/panel_rows.rs`): the clones' loop spends its time on the
+/// compiler's permutes of the tiles (`from_gguf_bytes` F16, 4096x4096, 1
+/// thread: see the commit).
+pub(crate) fn transpose_panel<const S: usize>(rows: &[[u8; S]], k: usize, out: &mut [[u8; S]])
+where
+    [u8; S]: bytemuck::Pod,
+{
     assert!(rows.len() == NR * k && out.len() == NR * k);
-    dispatch(Transpose { rows, k, out })
+    let from = pack_panel16_avx512(rows, k, out);
+    if from < k {
+        dispatch(Transpose { rows, k, from, out })
+    }
+}
+
+/// The whole tiles of a 16-bit panel by [`crate::x86::panel_rows`]'s
+/// transpose when the CPU has AVX-512 (F, BW); returns the k-steps written
+/// (0 without it and for other sizes).
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+fn pack_panel16_avx512<const S: usize>(rows: &[[u8; S]], k: usize, out: &mut [[u8; S]]) -> usize
+where
+    [u8; S]: bytemuck::Pod,
+{
+    #[cfg(target_arch = "x86_64")]
+    if S == 2 && Level::Avx512.available() {
+        if let Some(t) = Avx512::detect() {
+            let (rows, out) = (bytemuck::cast_slice(rows), bytemuck::cast_slice_mut(out));
+            return crate::x86::panel_rows::pack_panel16(t, rows, k, out);
+        }
+    }
+    0
 }
 
 struct WidenPanel<'a, E> {
