@@ -289,23 +289,29 @@ impl QuantizedLinear {
         out_features: usize,
         pack: impl FnOnce() -> PackedMatrix,
     ) -> Result<Self, Error> {
-        if let Some((index, value)) = bad {
-            return Err(if format == QuantType::F32 {
-                Error::NonFinite {
-                    what: "weight",
-                    index,
-                    value,
-                }
-            } else {
-                Error::NonFiniteScale {
-                    quant_type: format,
-                    row: index / in_features,
-                    block: index % in_features,
-                }
-            });
+        if let Some(bad) = bad {
+            return Err(Self::non_finite(format, bad, in_features));
         }
         let bias = check_bias(bias, out_features)?;
         Self::assemble(pack(), bias, format)
+    }
+
+    /// The error for the non-finite weight `value` at `index` of a float
+    /// format's row-major weights.
+    fn non_finite(format: QuantType, (index, value): (usize, f32), in_features: usize) -> Error {
+        if format == QuantType::F32 {
+            Error::NonFinite {
+                what: "weight",
+                index,
+                value,
+            }
+        } else {
+            Error::NonFiniteScale {
+                quant_type: format,
+                row: index / in_features,
+                block: index % in_features,
+            }
+        }
     }
 
     /// A layer from the raw bytes of a GGUF tensor of `quant_type` holding
@@ -336,10 +342,12 @@ impl QuantizedLinear {
                 const S: usize = core::mem::size_of::<E>();
                 let w = bytemuck::cast_slice::<u8, [u8; S]>(bytes);
                 let value = |b: [u8; S]| bytemuck::cast::<[u8; S], E>(b).le_to_f32();
-                let bad = load::first_non_finite_le(quant_type, bytes).map(|i| (i, value(w[i])));
-                Self::float_layer(quant_type, bad, bias, k, n, || {
-                    PackedMatrix::from_float_le_bytes(quant_type, bytes, n, k)
-                })
+                // Checked while packing (the bytes are read once), so a
+                // bad value is found after the work rather than before it.
+                match PackedMatrix::from_float_le_bytes_checked(quant_type, bytes, n, k) {
+                    Ok(m) => Self::float_layer(quant_type, None, bias, k, n, || m),
+                    Err(i) => Err(Self::non_finite(quant_type, (i, value(w[i])), k)),
+                }
             },
         )
     }

@@ -423,3 +423,57 @@ fn extreme_gguf_codes_are_exact() {
     let w = l.dequantize_weights();
     assert_eq!(w[0], -64.0);
 }
+
+/// A float tensor's NaN or infinity is an error naming the first one,
+/// wherever it lies: in a whole panel's AVX-512 tiles (checked while they
+/// are packed), in a row's tail past them, or in the last, partial panel;
+/// a finite tensor packs the values it was given.
+#[test]
+fn float_gguf_bytes_report_their_first_non_finite_value() {
+    let (n, k) = (40, 70);
+    let w: Vec<f32> = (0..n * k)
+        .map(|i| ((i * 37) % 101) as f32 / 8.0 - 6.0)
+        .collect();
+    for q in [QuantType::F16, QuantType::BF16, QuantType::F32] {
+        let enc = |x: f32| -> Vec<u8> {
+            match q {
+                QuantType::F16 => f16::from_f32(x).to_le_bytes().to_vec(),
+                QuantType::BF16 => half::bf16::from_f32(x).to_le_bytes().to_vec(),
+                _ => x.to_le_bytes().to_vec(),
+            }
+        };
+        let size = enc(0.0).len();
+        let bytes: Vec<u8> = w.iter().flat_map(|&x| enc(x)).collect();
+        let layer = QuantizedLinear::from_gguf_bytes(&bytes, None, k, n, q).unwrap();
+        assert_eq!(
+            layer.dequantize_weights(),
+            w,
+            "{q}: finite values round-trip"
+        );
+        // Row 3 k-step 5 (a tile), row 17 k-step 66 (a tail), row 35 (the
+        // partial panel); then two at once, the earlier reported.
+        for bad in [
+            vec![3 * k + 5],
+            vec![17 * k + 66],
+            vec![35 * k + 1],
+            vec![20 * k + 9, 2 * k + 68],
+        ] {
+            for special in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                let mut b = bytes.clone();
+                for &i in &bad {
+                    b[i * size..(i + 1) * size].copy_from_slice(&enc(special));
+                }
+                let first = *bad.iter().min().unwrap();
+                let e = QuantizedLinear::from_gguf_bytes(&b, None, k, n, q).unwrap_err();
+                let ok = match e {
+                    Error::NonFinite { index, .. } => q == QuantType::F32 && index == first,
+                    Error::NonFiniteScale { row, block, .. } => {
+                        q != QuantType::F32 && (row, block) == (first / k, first % k)
+                    }
+                    _ => false,
+                };
+                assert!(ok, "{q} {special} at {bad:?}: {e}");
+            }
+        }
+    }
+}

@@ -15,7 +15,10 @@
 //! turned back into rows on the AVX-512 level by `x86/panel_rows.rs` (each
 //! column for 16 rows at once, then a register transpose): the compiler's
 //! permutes of a fixed-size tile, or the gathering of each row's lanes,
-//! took most of the time there. Likewise the k-quant, Q4_0 and Q5_0
+//! took most of the time there; the other way, F16 / BF16 rows are packed
+//! into panels by the same register transpose, which also checks the
+//! values' exponents as they pass (so `from_gguf_bytes` reads its input
+//! once). Likewise the k-quant, Q4_0 and Q5_0
 //! quantizers run explicit SIMD on the AVX2 and AVX-512 levels
 //! (`x86::quantize_blocks`: per-lane selects and sequential searches the
 //! compiler handles badly), with the reference's operations in its order.
@@ -557,22 +560,53 @@ impl<const S: usize> Task for Transpose<'_, S> {
 /// has it (`x86/panel_rows.rs`): the clones' loop spends its time on the
 /// compiler's permutes of the tiles (`from_gguf_bytes` F16, 4096x4096, 1
 /// thread: see the commit).
-pub(crate) fn transpose_panel<const S: usize>(rows: &[[u8; S]], k: usize, out: &mut [[u8; S]])
+///
+/// With `check` (a float format), also returns whether some value may be
+/// non-finite: the AVX-512 path tests the values as they pass through its
+/// registers (the input is then read once), the rest is scanned. `false`
+/// without `check`.
+pub(crate) fn transpose_panel<const S: usize>(
+    rows: &[[u8; S]],
+    k: usize,
+    out: &mut [[u8; S]],
+    check: Option<WeightFormat>,
+) -> bool
 where
     [u8; S]: bytemuck::Pod,
 {
     assert!(rows.len() == NR * k && out.len() == NR * k);
-    let from = pack_panel16_avx512(rows, k, out);
+    let exp = match check {
+        Some(WeightFormat::F16) if S == 2 => 0x7C00,
+        Some(WeightFormat::BF16) if S == 2 => 0x7F80,
+        _ => 0,
+    };
+    let (from, flagged) = pack_panel16_avx512(rows, k, out, exp);
     if from < k {
-        dispatch(Transpose { rows, k, from, out })
+        dispatch(Transpose { rows, k, from, out });
     }
+    let Some(format) = check else { return false };
+    if from == 0 {
+        return first_non_finite_le(format, bytemuck::cast_slice(rows)).is_some();
+    }
+    // The AVX-512 path packed k-steps `..from` of every row; the rest of
+    // each row is scanned.
+    flagged
+        || rows
+            .chunks_exact(k)
+            .any(|row| first_non_finite_le(format, bytemuck::cast_slice(&row[from..])).is_some())
 }
 
 /// The whole tiles of a 16-bit panel by [`crate::x86::panel_rows`]'s
 /// transpose when the CPU has AVX-512 (F, BW); returns the k-steps written
-/// (0 without it and for other sizes).
+/// (0 without it and for other sizes) and whether one of their values has
+/// every bit of `exp` set (see `pack_panel16`).
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
-fn pack_panel16_avx512<const S: usize>(rows: &[[u8; S]], k: usize, out: &mut [[u8; S]]) -> usize
+fn pack_panel16_avx512<const S: usize>(
+    rows: &[[u8; S]],
+    k: usize,
+    out: &mut [[u8; S]],
+    exp: u16,
+) -> (usize, bool)
 where
     [u8; S]: bytemuck::Pod,
 {
@@ -580,10 +614,10 @@ where
     if S == 2 && Level::Avx512.available() {
         if let Some(t) = Avx512::detect() {
             let (rows, out) = (bytemuck::cast_slice(rows), bytemuck::cast_slice_mut(out));
-            return crate::x86::panel_rows::pack_panel16(t, rows, k, out);
+            return crate::x86::panel_rows::pack_panel16(t, rows, k, out, exp);
         }
     }
-    0
+    (0, false)
 }
 
 struct WidenPanel<'a, E> {

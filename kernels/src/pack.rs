@@ -310,7 +310,7 @@ impl PackedMatrix {
     pub fn from_floats<E: FloatElem>(w: &[E], n: usize, k: usize) -> Self {
         assert_eq!(w.len(), n * k, "PackedMatrix: {} length", E::INFO.name);
         let mut m = Self::alloc(E::FORMAT, n, k);
-        m.pack_floats(bytemuck::cast_slice::<E, u8>(w), true);
+        m.pack_floats(bytemuck::cast_slice::<E, u8>(w), true, false);
         m
     }
 
@@ -343,8 +343,36 @@ impl PackedMatrix {
             "PackedMatrix: {format} bytes length"
         );
         let mut m = Self::alloc(format, n, k);
-        m.pack_floats(bytes, false);
+        m.pack_floats(bytes, false, false);
         m
+    }
+
+    /// [`Self::from_float_le_bytes`], or the index of the first NaN or
+    /// infinity of `bytes` if there is one. The values are checked as they
+    /// are packed (on AVX-512 CPUs in the packing's registers, so the input
+    /// is read once) and located by a scan only when one is found.
+    pub fn from_float_le_bytes_checked(
+        format: WeightFormat,
+        bytes: &[u8],
+        n: usize,
+        k: usize,
+    ) -> Result<Self, usize> {
+        assert!(
+            !format.is_block_quantized(),
+            "PackedMatrix::from_float_le_bytes_checked: {format} is a block format"
+        );
+        assert_eq!(
+            bytes.len(),
+            n * k * format.bytes_per_block(),
+            "PackedMatrix: {format} bytes length"
+        );
+        let mut m = Self::alloc(format, n, k);
+        if m.pack_floats(bytes, false, true) {
+            if let Some(i) = crate::load::first_non_finite_le(format, bytes) {
+                return Err(i);
+            }
+        }
+        Ok(m)
     }
 
     /// Packs the little-endian bytes of f16 weights (`n * k * 2` bytes).
@@ -361,16 +389,23 @@ impl PackedMatrix {
     /// format's size) into the panels (k-step `kk` of a panel holds its 16
     /// rows' values), little-endian: `native` says the source values are in
     /// native byte order (swapped on big-endian targets) rather than
-    /// little-endian already.
-    fn pack_floats(&mut self, bytes: &[u8], native: bool) {
+    /// little-endian already. With `check`, returns whether some value may
+    /// be non-finite (else `false`).
+    fn pack_floats(&mut self, bytes: &[u8], native: bool, check: bool) -> bool {
         let swap = native && cfg!(target_endian = "big");
+        let check = check.then_some(self.format);
         match self.format.bytes_per_block() {
-            2 => self.pack_units::<2>(bytes, swap),
-            _ => self.pack_units::<4>(bytes, swap),
+            2 => self.pack_units::<2>(bytes, swap, check),
+            _ => self.pack_units::<4>(bytes, swap, check),
         }
     }
 
-    fn pack_units<const S: usize>(&mut self, bytes: &[u8], swap: bool)
+    fn pack_units<const S: usize>(
+        &mut self,
+        bytes: &[u8],
+        swap: bool,
+        check: Option<WeightFormat>,
+    ) -> bool
     where
         [u8; S]: bytemuck::Pod,
     {
@@ -387,8 +422,9 @@ impl PackedMatrix {
         let pack_panel = |(p, panel): (usize, &mut [[u8; S]])| {
             let rows = &w[p * NR * k..((p + 1) * NR).min(n) * k];
             if rows.len() == NR * k && !swap {
-                crate::load::transpose_panel(rows, k, &mut panel[..k * NR]);
-            } else if rows.len() == NR * k {
+                return crate::load::transpose_panel(rows, k, &mut panel[..k * NR], check);
+            }
+            if rows.len() == NR * k {
                 // A whole panel: each k-step's 16 values are written together.
                 let src: [&[[u8; S]]; NR] = core::array::from_fn(|l| &rows[l * k..(l + 1) * k]);
                 for (kk, step) in panel[..k * NR].chunks_exact_mut(NR).enumerate() {
@@ -403,15 +439,24 @@ impl PackedMatrix {
                     }
                 }
             }
+            // (Checked packing reads little-endian bytes: never swapped.)
+            check.is_some_and(|f| {
+                crate::load::first_non_finite_le(f, bytemuck::cast_slice(rows)).is_some()
+            })
         };
         let values = bytemuck::cast_slice_mut::<u8, [u8; S]>(self.bytes_mut());
         if parallel {
             values
                 .par_chunks_mut(stride)
                 .enumerate()
-                .for_each(pack_panel);
+                .map(pack_panel)
+                .reduce(|| false, |a, b| a | b)
         } else {
-            values.chunks_mut(stride).enumerate().for_each(pack_panel);
+            values
+                .chunks_mut(stride)
+                .enumerate()
+                .map(pack_panel)
+                .fold(false, |a, b| a | b)
         }
     }
 

@@ -231,20 +231,31 @@ unsafe fn blocks<B: PackedBlock>(panel: &[u8], so: usize, k: usize, out: &mut [f
 /// little-endian byte pairs, any alignment): `rows` holds the panel's [`NR`]
 /// rows of `k` values, `out` (`k * NR` values) receives
 /// k-step `kk`'s values at `kk * NR..`. Writes k-steps `0..k / 32 * 32`
-/// and returns that count; the caller packs the rest. Panics unless both
-/// hold `k * NR` values.
-pub(crate) fn pack_panel16(_: Avx512, rows: &[[u8; 2]], k: usize, out: &mut [[u8; 2]]) -> usize {
+/// and returns that count, and whether any value written has all the bits
+/// of `exp` set (its exponent, for a non-finite check while the values pass
+/// through registers; `exp = 0` checks nothing); the caller packs the rest.
+/// Panics unless both hold `k * NR` values.
+pub(crate) fn pack_panel16(
+    _: Avx512,
+    rows: &[[u8; 2]],
+    k: usize,
+    out: &mut [[u8; 2]],
+    exp: u16,
+) -> (usize, bool) {
     assert!(
         rows.len() == k * NR && out.len() == k * NR,
         "pack_panel16: length mismatch"
     );
     // SAFETY: the token proves the features; the lengths are checked above.
-    unsafe { pack_tiles16(rows, k, out) };
-    k / 32 * 32
+    let top = unsafe { pack_tiles16(rows, k, out, exp) };
+    (k / 32 * 32, exp != 0 && top == exp)
 }
 
+/// Returns the largest `value & exp` of the tiles (unsigned).
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn pack_tiles16(rows: &[[u8; 2]], k: usize, out: &mut [[u8; 2]]) {
+unsafe fn pack_tiles16(rows: &[[u8; 2]], k: usize, out: &mut [[u8; 2]], exp: u16) -> u16 {
+    let mask = _mm512_set1_epi16(exp as i16);
+    let mut top = _mm512_setzero_si512();
     // After the transpose, dword `l` of result `p` is row `l`'s values of
     // k-steps `2p` and `2p + 1`; this index puts the 16 rows' first values,
     // then their second ones, in order (k-steps `2p`, `2p + 1` of the panel).
@@ -257,6 +268,8 @@ unsafe fn pack_tiles16(rows: &[[u8; 2]], k: usize, out: &mut [[u8; 2]]) {
             // SAFETY: row `l` < NR, k-steps `32 t..32 t + 32` <= k: inside
             // `rows` (`NR * k` values); `loadu` takes any alignment.
             *r = unsafe { _mm512_loadu_ps(rows.as_ptr().add(l * k + 32 * t).cast()) };
+            let e = _mm512_and_si512(_mm512_castps_si512(*r), mask);
+            top = _mm512_max_epu16(top, e);
         }
         for (p, v) in transpose(r).into_iter().enumerate() {
             let v = _mm512_permutexvar_epi16(idx, _mm512_castps_si512(v));
@@ -267,6 +280,12 @@ unsafe fn pack_tiles16(rows: &[[u8; 2]], k: usize, out: &mut [[u8; 2]]) {
             unsafe { _mm512_storeu_si512(out.as_mut_ptr().add((32 * t + 2 * p) * NR).cast(), v) };
         }
     }
+    // The largest of the 32 word lanes (`top` is below `exp` unless a value
+    // has all its bits).
+    let mut lanes = [0u16; 32];
+    // SAFETY: 64 bytes written to a local array (any alignment).
+    unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), top) };
+    lanes.into_iter().max().unwrap_or(0)
 }
 
 /// The 16 x 16 transpose: lane `l` of result `s` is lane `s` of input `l`.
@@ -383,7 +402,7 @@ mod tests {
                 .map(|i| ((i as u32 * 40503 % 65536) as u16).to_le_bytes())
                 .collect();
             let mut out = vec![[0xCD, 0xAB]; k * NR];
-            let done = pack_panel16(t, &rows, k, &mut out);
+            let (done, _) = pack_panel16(t, &rows, k, &mut out, 0);
             assert_eq!(done, k / 32 * 32);
             for kk in 0..k {
                 for l in 0..NR {
@@ -394,6 +413,35 @@ mod tests {
                     };
                     assert_eq!(out[kk * NR + l], want, "k {k} k-step {kk} row {l}");
                 }
+            }
+        }
+    }
+
+    /// The exponent check flags a tile holding one value with every bit of
+    /// the mask set, wherever it is, and no tile without one.
+    #[test]
+    fn flags_values_with_all_exponent_bits() {
+        let Some(t) = Avx512::detect() else {
+            println!("pack_panel16: SKIPPED (this CPU lacks AVX-512F/BW, AVX2 or F16C)");
+            return;
+        };
+        let k = 96 + 7;
+        for exp in [0x7C00u16, 0x7F80] {
+            let finite = (exp - 1).to_le_bytes();
+            let mut rows = vec![finite; k * NR];
+            let mut out = vec![[0, 0]; k * NR];
+            assert_eq!(pack_panel16(t, &rows, k, &mut out, exp), (96, false));
+            assert_eq!(pack_panel16(t, &rows, k, &mut out, 0), (96, false));
+            for at in [0, 5 * k + 31, 15 * k + 95, 15 * k + 96] {
+                rows[at] = (exp | 0x8001).to_le_bytes();
+                // Past the whole tiles (k-step 96) is the caller's to check.
+                let want = at % k < 96;
+                assert_eq!(
+                    pack_panel16(t, &rows, k, &mut out, exp),
+                    (96, want),
+                    "{exp:#x} at {at}"
+                );
+                rows[at] = finite;
             }
         }
     }
