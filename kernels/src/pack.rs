@@ -333,18 +333,7 @@ impl PackedMatrix {
     /// F16 / BF16 / F32 tensor, `n * k` values, any alignment) without
     /// decoding them. Panics for a block format or a length mismatch.
     pub fn from_float_le_bytes(format: WeightFormat, bytes: &[u8], n: usize, k: usize) -> Self {
-        assert!(
-            !format.is_block_quantized(),
-            "PackedMatrix::from_float_le_bytes: {format} is a block format"
-        );
-        assert_eq!(
-            bytes.len(),
-            n * k * format.bytes_per_block(),
-            "PackedMatrix: {format} bytes length"
-        );
-        let mut m = Self::alloc(format, n, k);
-        m.pack_floats(bytes, false, false);
-        m
+        Self::float_le_bytes(format, bytes, n, k, false).0
     }
 
     /// [`Self::from_float_le_bytes`], or the index of the first NaN or
@@ -357,9 +346,27 @@ impl PackedMatrix {
         n: usize,
         k: usize,
     ) -> Result<Self, usize> {
+        let (m, flagged) = Self::float_le_bytes(format, bytes, n, k, true);
+        if flagged {
+            if let Some(i) = crate::load::first_non_finite_le(format, bytes) {
+                return Err(i);
+            }
+        }
+        Ok(m)
+    }
+
+    /// The packed matrix and, with `check`, whether a value may be
+    /// non-finite.
+    fn float_le_bytes(
+        format: WeightFormat,
+        bytes: &[u8],
+        n: usize,
+        k: usize,
+        check: bool,
+    ) -> (Self, bool) {
         assert!(
             !format.is_block_quantized(),
-            "PackedMatrix::from_float_le_bytes_checked: {format} is a block format"
+            "PackedMatrix::from_float_le_bytes: {format} is a block format"
         );
         assert_eq!(
             bytes.len(),
@@ -367,12 +374,8 @@ impl PackedMatrix {
             "PackedMatrix: {format} bytes length"
         );
         let mut m = Self::alloc(format, n, k);
-        if m.pack_floats(bytes, false, true) {
-            if let Some(i) = crate::load::first_non_finite_le(format, bytes) {
-                return Err(i);
-            }
-        }
-        Ok(m)
+        let flagged = m.pack_floats(bytes, false, check);
+        (m, flagged)
     }
 
     /// Packs the little-endian bytes of f16 weights (`n * k * 2` bytes).
