@@ -556,10 +556,11 @@ impl<const S: usize> Task for Transpose<'_, S> {
 /// Packs one whole panel of a float format: `rows` holds its `NR` rows of
 /// `k` values, `out` (`NR * k` values) receives k-step `kk`'s values at
 /// `kk * NR..`.
+///
 /// 16-bit values go through the AVX-512 register transpose where the CPU
 /// has it (`x86/panel_rows.rs`): the clones' loop spends its time on the
 /// compiler's permutes of the tiles (`from_gguf_bytes` F16, 4096x4096, 1
-/// thread: see the commit).
+/// thread: 2.3 -> 4.0 GB/s).
 ///
 /// With `check` (a float format), also returns whether some value may be
 /// non-finite: the AVX-512 path tests the values as they pass through its
