@@ -340,7 +340,7 @@ mod tests {
         use crate::formats::*;
         use crate::pack::dequantize_panel_block;
         let Some(t) = Avx512::detect() else {
-            println!("block_panel: SKIPPED (this CPU lacks AVX-512F, AVX2 or F16C)");
+            println!("block_panel: SKIPPED (this CPU lacks AVX-512F/BW, AVX2 or F16C)");
             return;
         };
         fn check<B: PackedBlock>(t: Avx512) {
@@ -453,7 +453,7 @@ mod tests {
     #[test]
     fn widens_and_transposes_every_value() {
         let Some(t) = Avx512::detect() else {
-            println!("widen_panel: SKIPPED (this CPU lacks AVX-512F, AVX2 or F16C)");
+            println!("widen_panel: SKIPPED (this CPU lacks AVX-512F/BW, AVX2 or F16C)");
             return;
         };
         let k = 65536 / NR + 5;
