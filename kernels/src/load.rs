@@ -553,56 +553,79 @@ impl<const S: usize> Task for Transpose<'_, S> {
     }
 }
 
-/// Packs one whole panel of a float format: `rows` holds its `NR` rows of
-/// `k` values, `out` (`NR * k` values) receives k-step `kk`'s values at
-/// `kk * NR..`.
-///
-/// 16-bit values go through the AVX-512 register transpose where the CPU
-/// has it (`x86/panel_rows.rs`): the clones' loop spends its time on the
-/// compiler's permutes of the tiles (`from_gguf_bytes` F16, 4096x4096, 1
-/// thread: 2.3 -> 4.0 GB/s).
-///
-/// With `check` (a float format), also returns whether some value may be
-/// non-finite: the AVX-512 path tests the values as they pass through its
-/// registers (the input is then read once), the rest is scanned. `false`
-/// without `check`.
-pub(crate) fn transpose_panel<const S: usize>(
-    rows: &[[u8; S]],
-    k: usize,
-    out: &mut [[u8; S]],
-    check: Option<WeightFormat>,
-) -> bool
-where
-    [u8; S]: bytemuck::Pod,
-{
-    assert!(rows.len() == NR * k && out.len() == NR * k);
-    let exp = match check {
-        Some(WeightFormat::F16) if S == 2 => 0x7C00,
-        Some(WeightFormat::BF16) if S == 2 => 0x7F80,
-        _ => 0,
-    };
-    let (from, flagged) = pack_panel16_avx512(rows, k, out, exp);
-    if from < k {
-        dispatch(Transpose { rows, k, from, out });
+/// Packs whole panels of a float format ([`PanelPacker::panel`]), with the
+/// AVX-512 transpose's features detected once per matrix, not per panel.
+#[derive(Clone, Copy)]
+pub(crate) struct PanelPacker(Option<Avx512>);
+
+impl PanelPacker {
+    /// The packer of the dispatched load level (the AVX-512 transpose on
+    /// that level, as the dequantization's panel loops).
+    pub(crate) fn new() -> PanelPacker {
+        PanelPacker(avx512_panels(Level::selected()))
     }
-    let Some(format) = check else { return false };
-    if from == 0 {
-        return first_non_finite_le(format, bytemuck::cast_slice(rows)).is_some();
+
+    /// Packs one whole panel: `rows` holds its `NR` rows of `k` values,
+    /// `out` (`NR * k` values) receives k-step `kk`'s values at `kk * NR..`.
+    ///
+    /// 16-bit values go through the AVX-512 register transpose where the
+    /// CPU has it (`x86/panel_rows.rs`): the clones' loop spends its time on
+    /// the compiler's permutes of the tiles (`from_gguf_bytes` F16,
+    /// 4096x4096, 1 thread: 2.3 -> 4.0 GB/s).
+    ///
+    /// With `check` (a float format), also returns whether some value may
+    /// be non-finite: the AVX-512 path tests the values as they pass
+    /// through its registers (the input is then read once), the rest is
+    /// scanned. `false` without `check`.
+    pub(crate) fn panel<const S: usize>(
+        self,
+        rows: &[[u8; S]],
+        k: usize,
+        out: &mut [[u8; S]],
+        check: Option<WeightFormat>,
+    ) -> bool
+    where
+        [u8; S]: bytemuck::Pod,
+    {
+        assert!(rows.len() == NR * k && out.len() == NR * k);
+        let exp = match check {
+            Some(f) if S == 2 => exponent_bits(f) as u16,
+            _ => 0,
+        };
+        let (from, flagged) = pack_panel16_avx512(self.0, rows, k, out, exp);
+        if from < k {
+            dispatch(Transpose { rows, k, from, out });
+        }
+        let Some(format) = check else { return false };
+        if from == 0 {
+            return first_non_finite_le(format, bytemuck::cast_slice(rows)).is_some();
+        }
+        // The AVX-512 path packed k-steps `..from` of every row; the rest of
+        // each row is scanned.
+        flagged
+            || rows.chunks_exact(k).any(|row| {
+                first_non_finite_le(format, bytemuck::cast_slice(&row[from..])).is_some()
+            })
     }
-    // The AVX-512 path packed k-steps `..from` of every row; the rest of
-    // each row is scanned.
-    flagged
-        || rows
-            .chunks_exact(k)
-            .any(|row| first_non_finite_le(format, bytemuck::cast_slice(&row[from..])).is_some())
+}
+
+/// The exponent field of a float format's values (little-endian bits): a
+/// value is NaN or infinite when all of them are set.
+fn exponent_bits(format: WeightFormat) -> u32 {
+    match format {
+        WeightFormat::F16 => 0x7C00,
+        WeightFormat::BF16 => 0x7F80,
+        _ => 0x7F80_0000,
+    }
 }
 
 /// The whole tiles of a 16-bit panel by [`crate::x86::panel_rows`]'s
-/// transpose when the CPU has AVX-512 (F, BW); returns the k-steps written
-/// (0 without it and for other sizes) and whether one of their values has
-/// every bit of `exp` set (see `pack_panel16`).
+/// transpose given its features; returns the k-steps written (0 without
+/// them and for other sizes) and whether one of their values has every bit
+/// of `exp` set (see `pack_panel16`).
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 fn pack_panel16_avx512<const S: usize>(
+    avx512: Option<Avx512>,
     rows: &[[u8; S]],
     k: usize,
     out: &mut [[u8; S]],
@@ -611,14 +634,14 @@ fn pack_panel16_avx512<const S: usize>(
 where
     [u8; S]: bytemuck::Pod,
 {
-    #[cfg(target_arch = "x86_64")]
-    if S == 2 && Level::Avx512.available() {
-        if let Some(t) = Avx512::detect() {
+    match avx512 {
+        #[cfg(target_arch = "x86_64")]
+        Some(t) if S == 2 => {
             let (rows, out) = (bytemuck::cast_slice(rows), bytemuck::cast_slice_mut(out));
-            return crate::x86::panel_rows::pack_panel16(t, rows, k, out, exp);
+            crate::x86::panel_rows::pack_panel16(t, rows, k, out, exp)
         }
+        _ => (0, false),
     }
-    (0, false)
 }
 
 struct WidenPanel<'a, E> {
@@ -847,12 +870,7 @@ fn first_non_finite_at(on: On, format: WeightFormat, bytes: &[u8]) -> Option<usi
         B => panic!("first_non_finite_le: {} is a block format", B::INFO.name),
         E => {
             const S: usize = core::mem::size_of::<E>();
-            // The exponent bits of the format.
-            let mask = match S {
-                2 if E::FORMAT == WeightFormat::F16 => 0x7C00,
-                2 => 0x7F80,
-                _ => 0x7F80_0000,
-            };
+            let mask = exponent_bits(E::FORMAT);
             let v = bytemuck::cast_slice::<u8, [u8; S]>(bytes);
             let scan = |v| on.run(FirstNonFinite::<S> { v, mask });
             if v.len() < PARALLEL_VALUES {

@@ -422,10 +422,11 @@ impl PackedMatrix {
         let w = bytemuck::cast_slice::<u8, [u8; S]>(bytes);
         let stride = self.panel_stride / S;
         let parallel = self.storage_bytes() >= PARALLEL_BYTES;
+        let packer = crate::load::PanelPacker::new();
         let pack_panel = |(p, panel): (usize, &mut [[u8; S]])| {
             let rows = &w[p * NR * k..((p + 1) * NR).min(n) * k];
             if rows.len() == NR * k && !swap {
-                return crate::load::transpose_panel(rows, k, &mut panel[..k * NR], check);
+                return packer.panel(rows, k, &mut panel[..k * NR], check);
             }
             if rows.len() == NR * k {
                 // A whole panel: each k-step's 16 values are written together.

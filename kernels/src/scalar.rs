@@ -46,8 +46,8 @@ unsafe fn quantize_row(x: &[f32], offset: i32, out: &mut [ActBlock]) {
 /// acc)`; `Min`: `acc = fma(d * da, Σ ucode * a, acc)`, then `acc = fma(m,
 /// dsum, acc)` (`dsum = da * Σa`, from the activation block); `Halves`:
 /// `isum = s0 * Σ_lo (ucode - 32) * a + s1 * Σ_hi (ucode - 32) * a` over
-/// the two 16-value halves, `acc = fma(d * da, isum, acc)`. Sub-blocks past `ceil(k / 32)` (row padding of
-/// the last super-block) are not visited.
+/// the two 16-value halves, `acc = fma(d * da, isum, acc)`. Sub-blocks past
+/// `ceil(k / 32)` (row padding of the last super-block) are not visited.
 ///
 /// # Safety
 /// The driver's [`TileArgs`] contract (checked lengths); no target features.
