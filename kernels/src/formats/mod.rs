@@ -25,7 +25,7 @@ use core::fmt;
 use core::str::FromStr;
 use half::f16;
 
-mod bf16;
+pub(crate) mod bf16;
 mod f16_fmt;
 mod f32_fmt;
 mod kquant;

@@ -143,6 +143,7 @@ macro_rules! row_groups {
 pub(crate) mod avx2;
 pub(crate) mod avx512;
 pub(crate) mod kquant_search;
+pub(crate) mod narrow;
 pub(crate) mod offset_quant;
 pub(crate) mod panel_rows;
 pub(crate) mod simd;
