@@ -1,5 +1,5 @@
 //! Read-only memory maps of weight files, behind a safe function, and large
-//! zeroed buffers backed by huge pages ([`zeroed_vec_huge`]).
+//! zeroed buffers backed by huge pages ([`zeroed_vec_huge`], [`PageBuf`]).
 //!
 //! Mapping a file is `unsafe` in `memmap2` because the mapped bytes may change
 //! (or vanish) under the program if the file is modified or truncated while it
@@ -30,6 +30,11 @@ pub fn map_file(file: &std::fs::File) -> std::io::Result<Mmap> {
 /// are zeroed as [`zeroed_vec_huge`] describes (small under Miri, so that
 /// its tests run those paths).
 const LARGE: usize = if cfg!(miri) { 4096 } else { 8 << 20 };
+
+/// Buffers of this many bytes or more that [`PageBuf`] takes from `calloc`
+/// (glibc maps them afresh: its largest threshold for reusing freed memory
+/// is 32 MiB on 64-bit targets); small under Miri, as [`LARGE`].
+const FRESH: usize = if cfg!(miri) { 8192 } else { 32 << 20 };
 
 /// `len` zeroed values. Large buffers (8 MiB or more) are made so that their
 /// pages are first touched by the threads that fill them, not by this
@@ -80,6 +85,132 @@ pub fn zeroed_vec_huge<T: bytemuck::Zeroable + Copy + Send>(len: usize) -> Vec<T
     v
 }
 
+/// `len` zeroed values of a plain-data type of any alignment. Buffers of
+/// 32 MiB or more, which glibc's allocator always maps afresh, come with
+/// no pass that writes zeros over them: the allocator's zeroed allocation
+/// (`calloc`, which writes nothing to a fresh mapping) at 16-byte
+/// alignment, the values starting at the first multiple of their
+/// alignment. A `Vec` of a type aligned to more than 16 bytes (the 64-byte
+/// lines of packed panels) is zeroed with a `memset` instead: packing a
+/// 4096 x 4096 F16 matrix spent 7% of its time there. Smaller buffers are
+/// a [`zeroed_vec_huge`]: the allocator may hand back memory it reuses,
+/// which must be zeroed, and that vector zeroes it on every thread.
+///
+/// Large buffers are advised to use huge pages and first touched on
+/// rayon's current pool, a 2 MiB piece per task and one write per 4 KiB
+/// page: left to the loops that fill them, two threads' adjacent panels
+/// fault the same huge page and one waits while the other's fault clears
+/// it.
+pub struct PageBuf<T: bytemuck::Pod + Send> {
+    /// The values (`len` of them), inside `base`'s allocation.
+    values: core::ptr::NonNull<T>,
+    len: usize,
+    base: core::ptr::NonNull<u8>,
+    layout: core::alloc::Layout,
+}
+
+// SAFETY: a PageBuf owns its values as a Vec does (no shared state); Pod
+// values may be sent and shared between threads.
+unsafe impl<T: bytemuck::Pod + Send> Send for PageBuf<T> {}
+// SAFETY: as above; `&PageBuf` only gives `&[T]`.
+unsafe impl<T: bytemuck::Pod + Send> Sync for PageBuf<T> {}
+
+impl<T: bytemuck::Pod + Send> PageBuf<T> {
+    /// `len` zeroed values. Panics if their size overflows `isize`.
+    pub fn zeroed(len: usize) -> Self {
+        let (size, align) = (core::mem::size_of::<T>(), core::mem::align_of::<T>());
+        if (1..FRESH).contains(&len.saturating_mul(size)) {
+            // A [`zeroed_vec_huge`], whose allocation this frees (with the
+            // Vec's own layout) when dropped.
+            let mut v = core::mem::ManuallyDrop::new(zeroed_vec_huge::<T>(len));
+            let layout = core::alloc::Layout::array::<T>(v.capacity())
+                .unwrap_or_else(|_| panic!("PageBuf: {len} values overflow"));
+            let values = core::ptr::NonNull::new(v.as_mut_ptr()).expect("Vec pointer");
+            return PageBuf {
+                values,
+                len,
+                base: values.cast(),
+                layout,
+            };
+        }
+        let extra = align.saturating_sub(16);
+        let layout = len
+            .checked_mul(size)
+            .and_then(|b| b.checked_add(extra))
+            .and_then(|b| core::alloc::Layout::from_size_align(b.max(1), align.min(16)).ok())
+            .unwrap_or_else(|| panic!("PageBuf: {len} values overflow"));
+        // SAFETY: the layout's size is at least 1.
+        let base = unsafe { std::alloc::alloc_zeroed(layout) };
+        let Some(base) = core::ptr::NonNull::new(base) else {
+            std::alloc::handle_alloc_error(layout);
+        };
+        // The first multiple of `align` at or after `base` (a multiple of
+        // 16, so at most `align - 16` bytes on).
+        let addr = base.as_ptr().addr();
+        let offset = addr.next_multiple_of(align) - addr;
+        assert!(offset <= extra, "PageBuf: allocator alignment");
+        // SAFETY: `offset + len * size <= layout.size()`: inside the
+        // allocation.
+        let values = unsafe { base.add(offset) }.cast::<T>();
+        let mut buf = PageBuf {
+            values,
+            len,
+            base,
+            layout,
+        };
+        if len * size >= LARGE && !cfg!(miri) {
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut buf[..]);
+            #[cfg(all(target_os = "linux", not(miri)))]
+            advise_huge_pages(bytes);
+            // Pieces along huge-page boundaries (one task per huge page).
+            const HUGE: usize = 2 << 20;
+            let head = (bytes.as_ptr() as usize).next_multiple_of(HUGE) - bytes.as_ptr() as usize;
+            let (head, rest) = bytes.split_at_mut(head.min(bytes.len()));
+            let touch = |piece: &mut [u8]| {
+                for b in piece.iter_mut().step_by(4096) {
+                    // Zero as it is: the write only faults the page in.
+                    *b = 0;
+                }
+            };
+            use rayon::prelude::*;
+            rayon::join(|| touch(head), || rest.par_chunks_mut(HUGE).for_each(touch));
+        }
+        buf
+    }
+}
+
+impl<T: bytemuck::Pod + Send> Drop for PageBuf<T> {
+    fn drop(&mut self) {
+        // SAFETY: `base` came from `alloc_zeroed(layout)` and is freed once.
+        unsafe { std::alloc::dealloc(self.base.as_ptr(), self.layout) }
+    }
+}
+
+impl<T: bytemuck::Pod + Send> core::ops::Deref for PageBuf<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: `values` points at `len` initialized (zeroed or since
+        // written) values of `T` inside the allocation, aligned for `T`;
+        // all-zero bytes are a valid Pod value.
+        unsafe { core::slice::from_raw_parts(self.values.as_ptr(), self.len) }
+    }
+}
+
+impl<T: bytemuck::Pod + Send> core::ops::DerefMut for PageBuf<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`; `&mut self` makes the borrow unique.
+        unsafe { core::slice::from_raw_parts_mut(self.values.as_ptr(), self.len) }
+    }
+}
+
+impl<T: bytemuck::Pod + Send> Clone for PageBuf<T> {
+    fn clone(&self) -> Self {
+        let mut copy = PageBuf::zeroed(self.len);
+        copy.copy_from_slice(self);
+        copy
+    }
+}
+
 #[cfg(all(target_os = "linux", not(miri)))]
 fn advise_huge_pages<T>(v: &mut [T]) {
     const HUGE: usize = 2 << 20;
@@ -116,6 +247,31 @@ mod tests {
         let map = map_file(&std::fs::File::open(&path).unwrap());
         std::fs::remove_file(&path).unwrap();
         assert_eq!(&map.unwrap()[..], &bytes[..]);
+    }
+
+    #[test]
+    fn page_buffers_are_zero_aligned_and_writable() {
+        #[repr(C, align(64))]
+        #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+        struct Line([u8; 64]);
+        // Below and above the size that takes a map.
+        for len in [3, (LARGE / 64) + 5, (FRESH / 64) + 5] {
+            let mut b: PageBuf<Line> = PageBuf::zeroed(len);
+            assert_eq!(b.len(), len);
+            assert_eq!(b.as_ptr() as usize % 64, 0);
+            assert!(b.iter().all(|l| l.0 == [0; 64]));
+            for (i, l) in b.iter_mut().enumerate().step_by(97) {
+                l.0[i % 64] = i as u8 | 1;
+            }
+            let c = b.clone();
+            assert!(c.iter().zip(b.iter()).all(|(x, y)| x.0 == y.0));
+            assert!(c.iter().enumerate().all(|(i, l)| {
+                let set = i % 97 == 0;
+                l.0.iter()
+                    .enumerate()
+                    .all(|(j, &v)| v == if set && j == i % 64 { i as u8 | 1 } else { 0 })
+            }));
+        }
     }
 
     #[test]

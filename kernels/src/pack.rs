@@ -194,7 +194,7 @@ pub struct PackedMatrix {
     k: usize,
     panel_stride: usize,
     scales_offset: usize,
-    data: Vec<Line>,
+    data: crate::mmap::PageBuf<Line>,
 }
 
 impl core::fmt::Debug for PackedMatrix {
@@ -235,9 +235,10 @@ impl PackedMatrix {
             k,
             panel_stride,
             scales_offset: codes,
-            // Zeroed on rayon's current pool (huge pages for large
-            // matrices), so that fresh pages are faulted in on every thread.
-            data: crate::mmap::zeroed_vec_huge(lines),
+            // Large matrices in untouched pages (huge pages where the
+            // kernel gives them): the threads that pack a part fault its
+            // pages in, and nothing writes zeros first.
+            data: crate::mmap::PageBuf::zeroed(lines),
         }
     }
 
@@ -465,13 +466,13 @@ impl PackedMatrix {
     }
 
     fn bytes_mut(&mut self) -> &mut [u8] {
-        bytemuck::cast_slice_mut(&mut self.data)
+        bytemuck::cast_slice_mut(&mut self.data[..])
     }
 
     /// All packed bytes (64-byte aligned).
     #[inline]
     pub fn bytes(&self) -> &[u8] {
-        bytemuck::cast_slice(&self.data)
+        bytemuck::cast_slice(&self.data[..])
     }
 
     /// The bytes of panel `p` (codes then scales), `panel_stride()` long.
