@@ -294,6 +294,12 @@ fn run(a: &Args) -> Result<(), String> {
     let bytes = model.weight_bytes() as f64;
     let bw = read_bandwidth(model.weight_bytes());
     let bound = bw * 1e9 / bytes;
+    // A step at position p also reads the f32 keys and values of positions
+    // 0..=p in every block: on average over the steps, this many bytes.
+    let kv_position = (2 * c.n_layer * c.n_head_kv * c.head_dim * 4) as f64;
+    let first = prompt.len() as f64;
+    let kv = kv_position * (first + 1.0 + (steps as f64 - 1.0) / 2.0);
+    let kv_bound = bw * 1e9 / (bytes + kv);
     eprintln!(
         "decode bound: read bandwidth {bw:.1} GB/s (best run, {} thread(s), same run) / \
          {:.1} MB of weights = {bound:.1} tokens/s; decode at {:.0}% of it (median step {:.0}%); \
@@ -304,6 +310,12 @@ fn run(a: &Args) -> Result<(), String> {
         100.0 * median / bound,
         bytes * steps as f64 / dec.linear.as_secs_f64() / 1e9,
         100.0 * bytes * steps as f64 / dec.linear.as_secs_f64() / 1e9 / bw,
+    );
+    eprintln!(
+        "with the KV cache it reads ({:.1} MB per token on average): bound {kv_bound:.1} \
+         tokens/s; decode at {:.0}% of it",
+        kv / 1e6,
+        100.0 * tps / kv_bound,
     );
     Ok(())
 }

@@ -210,6 +210,9 @@ pub struct Stats {
     pub attention: Duration,
 }
 
+/// Positions the KV cache grows by.
+const KV_CHUNK: usize = 512;
+
 /// Keys and values of every block for positions `0..len` (`n_head_kv *
 /// head_dim` values per position), grown as tokens arrive.
 #[derive(Clone, Default)]
@@ -454,6 +457,13 @@ impl Model {
             .map(|p| rope_angles(p, c.rope_dim, c.rope_base))
             .collect();
         let scale = 1.0 / (hd as f32).sqrt();
+        // The cache grows by whole chunks of positions: no copy of the
+        // whole cache every time a vector doubles (a decode step appends
+        // one position).
+        let want = (p0 + m).next_multiple_of(KV_CHUNK).min(c.context) * kvd;
+        for kv in cache.k.iter_mut().chain(cache.v.iter_mut()) {
+            kv.reserve_exact(want.saturating_sub(kv.len()));
+        }
         for (li, b) in self.blocks.iter().enumerate() {
             rms_norm(&x, &b.attn_norm, c.eps, &mut h);
             b.qkv
