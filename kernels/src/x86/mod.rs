@@ -265,7 +265,7 @@ impl QuantSimd {
 
 /// Quantizes `x` into `out` (llama.cpp's reference bytes) with an
 /// explicit-SIMD quantizer of `t`'s level when there is one for `B`
-/// (k-quants, Q4_0, Q5_0) and returns true; returns false,
+/// (k-quants, Q8_0 on AVX-512, Q4_0, Q5_0) and returns true; returns false,
 /// writing nothing, otherwise. Panics unless `x.len() == out.len() *
 /// B::VALUES`.
 #[inline(always)]
@@ -276,6 +276,9 @@ pub(crate) fn quantize_blocks<B: PackedBlock>(t: QuantSimd, x: &[f32], out: &mut
     match B::FORMAT {
         WeightFormat::Q4_0 => offset_quant::quantize_q4_0(t, x, bytemuck::cast_slice_mut(out)),
         WeightFormat::Q5_0 => offset_quant::quantize_q5_0(t, x, bytemuck::cast_slice_mut(out)),
+        WeightFormat::Q8_0 => {
+            return offset_quant::quantize_q8_0(t, x, bytemuck::cast_slice_mut(out))
+        }
         _ => return false,
     }
     true
