@@ -254,7 +254,8 @@ mod tests {
         #[repr(C, align(64))]
         #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
         struct Line([u8; 64]);
-        // Below and above the size that takes a map.
+        // Both paths: a zeroed_vec_huge below FRESH, calloc at an offset
+        // (touched on the pool) above it.
         for len in [3, (LARGE / 64) + 5, (FRESH / 64) + 5] {
             let mut b: PageBuf<Line> = PageBuf::zeroed(len);
             assert_eq!(b.len(), len);

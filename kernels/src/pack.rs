@@ -235,9 +235,9 @@ impl PackedMatrix {
             k,
             panel_stride,
             scales_offset: codes,
-            // Large matrices in untouched pages (huge pages where the
-            // kernel gives them): the threads that pack a part fault its
-            // pages in, and nothing writes zeros first.
+            // Zeroed with no pass over fresh memory where the allocator
+            // maps it afresh, large ones faulted in on every thread of
+            // rayon's current pool (huge pages where the kernel gives them).
             data: crate::mmap::PageBuf::zeroed(lines),
         }
     }

@@ -28,24 +28,10 @@ use half::f16;
 #[inline(always)]
 pub(crate) fn quantize_q4_0(t: QuantSimd, x: &[f32], out: &mut [BlockQ4_0]) {
     assert_eq!(x.len(), out.len() * QK, "quantize_q4_0: length mismatch");
-    let done = match t {
-        QuantSimd::Avx512(_) => {
-            let mut done = 0;
-            for (x, out) in x.chunks_exact(BATCH * QK).zip(out.chunks_exact_mut(BATCH)) {
-                // SAFETY: the token proves AVX-512F and F16C.
-                let b = unsafe { batch_avx512::<15, false>(x.try_into().unwrap(), -8.0, 8.5) };
-                for (i, o) in out.iter_mut().enumerate() {
-                    *o = BlockQ4_0 {
-                        d: f16::from_bits(b.d[i]),
-                        qs: b.qs[i],
-                    };
-                }
-                done += BATCH;
-            }
-            done
-        }
-        QuantSimd::Avx2(_) => 0,
-    };
+    let done = in_batches::<_, 15, false>(t, x, out, (-8.0, 8.5), |b, i| BlockQ4_0 {
+        d: f16::from_bits(b.d[i]),
+        qs: b.qs[i],
+    });
     let (x, out) = (&x[done * QK..], &mut out[done..]);
     for (x, o) in x.chunks_exact(QK).zip(out) {
         let x: &[f32; QK] = x.try_into().unwrap();
@@ -67,25 +53,11 @@ pub(crate) fn quantize_q4_0(t: QuantSimd, x: &[f32], out: &mut [BlockQ4_0]) {
 #[inline(always)]
 pub(crate) fn quantize_q5_0(t: QuantSimd, x: &[f32], out: &mut [BlockQ5_0]) {
     assert_eq!(x.len(), out.len() * QK, "quantize_q5_0: length mismatch");
-    let done = match t {
-        QuantSimd::Avx512(_) => {
-            let mut done = 0;
-            for (x, out) in x.chunks_exact(BATCH * QK).zip(out.chunks_exact_mut(BATCH)) {
-                // SAFETY: the token proves AVX-512F and F16C.
-                let b = unsafe { batch_avx512::<31, true>(x.try_into().unwrap(), -16.0, 16.5) };
-                for (i, o) in out.iter_mut().enumerate() {
-                    *o = BlockQ5_0 {
-                        d: f16::from_bits(b.d[i]),
-                        qh: b.qh[i].to_le_bytes(),
-                        qs: b.qs[i],
-                    };
-                }
-                done += BATCH;
-            }
-            done
-        }
-        QuantSimd::Avx2(_) => 0,
-    };
+    let done = in_batches::<_, 31, true>(t, x, out, (-16.0, 16.5), |b, i| BlockQ5_0 {
+        d: f16::from_bits(b.d[i]),
+        qh: b.qh[i].to_le_bytes(),
+        qs: b.qs[i],
+    });
     let (x, out) = (&x[done * QK..], &mut out[done..]);
     for (x, o) in x.chunks_exact(QK).zip(out) {
         let x: &[f32; QK] = x.try_into().unwrap();
@@ -106,6 +78,32 @@ pub(crate) fn quantize_q5_0(t: QuantSimd, x: &[f32], out: &mut [BlockQ5_0]) {
 /// Blocks per [`batch_avx512`] call.
 const BATCH: usize = 16;
 
+/// The whole batches of `x` quantized by [`batch_avx512`] on AVX-512,
+/// block `i` of a batch written as `block(batch, i)`; returns how many
+/// blocks it wrote (none on AVX2).
+#[inline(always)]
+fn in_batches<O, const MAX_CODE: i32, const FIVE: bool>(
+    t: QuantSimd,
+    x: &[f32],
+    out: &mut [O],
+    (div, offset): (f32, f32),
+    block: impl Fn(&Batch, usize) -> O,
+) -> usize {
+    if !matches!(t, QuantSimd::Avx512(_)) {
+        return 0;
+    }
+    let mut done = 0;
+    for (x, out) in x.chunks_exact(BATCH * QK).zip(out.chunks_exact_mut(BATCH)) {
+        // SAFETY: the token proves AVX-512F and F16C.
+        let b = unsafe { batch_avx512::<MAX_CODE, FIVE>(x.try_into().unwrap(), div, offset) };
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = block(&b, i);
+        }
+        done += BATCH;
+    }
+    done
+}
+
 /// What [`batch_avx512`] makes of its blocks: `d` as f16 bits, the nibble
 /// bytes and the fifth bits (0 unless `FIVE`).
 struct Batch {
@@ -114,8 +112,8 @@ struct Batch {
     qh: [u32; BATCH],
 }
 
-/// Word `j` of the pair `(a, b)` for `permutex2var`: lanes `16..32` are
-/// `b`'s.
+/// The lane indices for `permutex2var` (0..16 from `a`, 16..32 from `b`)
+/// of one step of the transposing reduction.
 const fn halving(w: usize, upper: bool) -> [i32; 16] {
     // One step of the transposing reduction: `a` and `b` hold `16 / w`
     // blocks of `w` partial maxima each (block `i` in lanes `i * w..`);
