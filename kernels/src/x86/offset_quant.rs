@@ -137,9 +137,19 @@ const fn halving(w: usize, upper: bool) -> [i32; 16] {
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn lane_maxima(mut m: [__m512i; BATCH]) -> [u32; BATCH] {
+    // The rounds' index pairs, made at compile time.
+    const ROUNDS: [[[i32; 16]; 2]; 4] = {
+        let mut r = [[[0; 16]; 2]; 4];
+        let mut i = 0;
+        while i < 4 {
+            let w = 16 >> i;
+            r[i] = [halving(w, false), halving(w, true)];
+            i += 1;
+        }
+        r
+    };
     let mut n = BATCH;
-    for w in [16, 8, 4, 2] {
-        let (lo, hi) = (halving(w, false), halving(w, true));
+    for [lo, hi] in &ROUNDS {
         // SAFETY: the index arrays hold 16 i32.
         let (lo, hi) = unsafe {
             (
@@ -234,11 +244,8 @@ fn batch_q8_0(x: &[f32; BATCH * QK], out: &mut [BlockQ8_0; BATCH]) -> bool {
             let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(
                 _mm512_add_ps(t, _mm512_castsi512_ps(half)),
             );
-            // cvttss2si's range: |r| < 2^31 (NaN fails the comparison);
-            // then the low byte.
-            let in_range =
-                _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(r), _mm512_set1_ps(2147483648.0));
-            let q = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(_mm512_maskz_mov_ps(in_range, r)));
+            // The low byte of the C conversion.
+            let q = _mm512_cvtepi32_epi8(truncate_c(r));
             // SAFETY: `qs` holds 32 bytes, this writes 16 at `16 * i`.
             unsafe { _mm_storeu_si128(qs.as_mut_ptr().add(16 * i).cast(), q) };
         }
@@ -270,12 +277,7 @@ fn batch_avx512<const MAX_CODE: i32, const FIVE: bool>(
     let abs = |b: usize, i: usize| {
         // SAFETY: `16 * (2 * b + i) + 16 <= BATCH * QK` for `b < BATCH`,
         // `i < 2`; `loadu` takes any alignment.
-        let v = unsafe { _mm512_loadu_ps(x.as_ptr().add(QK * b + 16 * i)) };
-        let a = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7FFF_FFFF));
-        _mm512_maskz_mov_epi32(
-            _mm512_cmple_epu32_mask(a, _mm512_set1_epi32(0x7F80_0000)),
-            a,
-        )
+        magnitude(unsafe { _mm512_loadu_ps(x.as_ptr().add(QK * b + 16 * i)) })
     };
     let top = lane_maxima(core::array::from_fn(|b| {
         _mm512_max_epu32(abs(b, 0), abs(b, 1))
@@ -284,13 +286,8 @@ fn batch_avx512<const MAX_CODE: i32, const FIVE: bool>(
     // (`max` keeps its initial +0.0 where that is 0).
     let mut signed = [0u32; BATCH];
     for (b, (s, &t)) in signed.iter_mut().zip(&top).enumerate() {
-        if t != 0 {
-            let at = _mm512_set1_epi32(t as i32);
-            let hits = _mm512_cmpeq_epi32_mask(abs(b, 0), at) as u32
-                | (_mm512_cmpeq_epi32_mask(abs(b, 1), at) as u32) << 16;
-            let first = hits.trailing_zeros() as usize;
-            *s = t | (x[QK * b + first].to_bits() & 0x8000_0000);
-        }
+        let xb: &[f32; QK] = x[QK * b..QK * (b + 1)].try_into().unwrap();
+        *s = signed_max(xb, [abs(b, 0), abs(b, 1)], t);
     }
     // SAFETY: `signed` holds 16 u32.
     let max = _mm512_castsi512_ps(unsafe { _mm512_loadu_si512(signed.as_ptr().cast()) });
@@ -348,26 +345,9 @@ fn codes<const MAX_CODE: i32>(x: &[f32; QK], div: f32, offset: f32) -> (f32, [__
             _mm512_loadu_ps(x.as_ptr().add(16)),
         ]
     };
-    // |v| as integers, NaN as 0.
-    let abs = v.map(|v| {
-        let a = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7FFF_FFFF));
-        _mm512_maskz_mov_epi32(
-            _mm512_cmple_epu32_mask(a, _mm512_set1_epi32(0x7F80_0000)),
-            a,
-        )
-    });
+    let abs = v.map(|v| magnitude(v));
     let m = _mm512_reduce_max_epu32(_mm512_max_epu32(abs[0], abs[1]));
-    let max = if m == 0 {
-        // `max` keeps its initial +0.0.
-        0.0
-    } else {
-        let at = _mm512_set1_epi32(m as i32);
-        let hits = _mm512_cmpeq_epi32_mask(abs[0], at) as u32
-            | (_mm512_cmpeq_epi32_mask(abs[1], at) as u32) << 16;
-        let first = hits.trailing_zeros() as usize;
-        f32::from_bits(m | (x[first].to_bits() & 0x8000_0000))
-    };
-    let d = max / div;
+    let d = f32::from_bits(signed_max(x, abs, m)) / div;
     (
         d,
         codes_with::<MAX_CODE>(x, _mm512_set1_ps(inverse(d)), offset),
@@ -388,14 +368,47 @@ fn codes_with<const MAX_CODE: i32>(x: &[f32; QK], id: __m512, offset: f32) -> [_
     };
     v.map(|v| {
         let t = _mm512_add_ps(_mm512_mul_ps(v, id), _mm512_set1_ps(offset));
-        // cvttss2si's range: |t| < 2^31 (NaN fails the comparison).
-        let in_range =
-            _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(t), _mm512_set1_ps(2147483648.0));
-        let i = _mm512_cvttps_epi32(_mm512_maskz_mov_ps(in_range, t));
+        let i = truncate_c(t);
         // (int8_t): the low byte, sign-extended.
         let i = _mm512_srai_epi32::<24>(_mm512_slli_epi32::<24>(i));
         _mm512_min_epi32(i, _mm512_set1_epi32(MAX_CODE))
     })
+}
+
+/// `|v|` as integers, NaN as 0 (it never wins the C's `amax <
+/// fabsf(v)`).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn magnitude(v: __m512) -> __m512i {
+    let a = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7FFF_FFFF));
+    _mm512_maskz_mov_epi32(
+        _mm512_cmple_epu32_mask(a, _mm512_set1_epi32(0x7F80_0000)),
+        a,
+    )
+}
+
+/// The bits of the block's signed maximum: `m` (the largest of `abs`, its
+/// [`magnitude`]s) with the sign of the first element that has it, or
+/// +0.0 (`max`'s initial value) when `m` is 0.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn signed_max(x: &[f32; QK], abs: [__m512i; 2], m: u32) -> u32 {
+    if m == 0 {
+        return 0;
+    }
+    let at = _mm512_set1_epi32(m as i32);
+    let hits = _mm512_cmpeq_epi32_mask(abs[0], at) as u32
+        | (_mm512_cmpeq_epi32_mask(abs[1], at) as u32) << 16;
+    m | (x[hits.trailing_zeros() as usize].to_bits() & 0x8000_0000)
+}
+
+/// `t` truncated to i32 as `cvttss2si` converts: 0 outside `|t| < 2^31`
+/// and for NaN (which fails the comparison).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn truncate_c(t: __m512) -> __m512i {
+    let in_range = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(t), _mm512_set1_ps(2147483648.0));
+    _mm512_cvttps_epi32(_mm512_maskz_mov_ps(in_range, t))
 }
 
 /// The 16 bytes `(c[j] & mask) | (c[j + 16] & mask) << 4`.
