@@ -155,20 +155,15 @@ impl QuantizedLinear {
         let weights = match_format!(
             quant_type,
             B => {
-                // Each row is checked for NaN / Inf just before it is
-                // quantized (while it is in cache, not in a separate pass
-                // over the weights).
+                // Each row is checked for NaN / Inf as it is quantized (one
+                // read of the weights, not a separate pass).
                 let packed = PackedMatrix::pack_blocks(n, k, |r, out: &mut [B]| {
                     let row = &weight[r * k..(r + 1) * k];
-                    check_finite("weight", row).map_err(|e| match e {
-                        Error::NonFinite { what, index, value } => Error::NonFinite {
-                            what,
-                            index: r * k + index,
-                            value,
-                        },
-                        e => e,
+                    quantize_padded(row, out).map_err(|i| Error::NonFinite {
+                        what: "weight",
+                        index: r * k + i,
+                        value: row[i],
                     })?;
-                    quantize_padded(row, out);
                     finite_scales(quant_type, r, out, false)
                 });
                 match packed {
@@ -564,13 +559,17 @@ fn finite_scales<B: PackedBlock>(
 /// quantizer; a last, partial block is zero-padded (every block is quantized
 /// on its own, so the bytes are those of quantizing the whole zero-padded
 /// row).
-fn quantize_padded<B: PackedBlock>(row: &[f32], out: &mut [B]) {
+fn quantize_padded<B: PackedBlock>(row: &[f32], out: &mut [B]) -> Result<(), usize> {
     let bs = B::VALUES;
     let whole = row.len() / bs;
-    load::quantize_blocks(&row[..whole * bs], &mut out[..whole]);
+    load::quantize_blocks_finite(&row[..whole * bs], &mut out[..whole])?;
+    if let Some(i) = load::first_non_finite(&row[whole * bs..]) {
+        return Err(whole * bs + i);
+    }
     if let Some(last) = out.get_mut(whole) {
         let mut v = [0.0f32; QK_K];
         v[..row.len() - whole * bs].copy_from_slice(&row[whole * bs..]);
         *last = B::quantize(&v[..bs]);
     }
+    Ok(())
 }

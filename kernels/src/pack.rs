@@ -34,6 +34,7 @@
 
 use crate::formats::{BlockQ4_0, BlockQ8_0, FloatElem, QK};
 pub use crate::formats::{PackedBlock, WeightFormat};
+use crate::load::PanelPacker;
 use crate::match_format;
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -117,9 +118,12 @@ pub(crate) const fn scale_bytes<B: PackedBlock>() -> usize {
 }
 
 /// Panel `p` of [`PackedMatrix::pack_blocks`]: each of its rows' blocks from
-/// `fill` (padding past row `n`), copied into the lane groups and scales;
-/// `run` gives the first failing row and its error, if any. A load-loop
-/// task, so that the copies are compiled for the dispatched clone's ISA.
+/// `fill` (padding past row `n`), their lane groups in row order, then
+/// transposed into the panel's lines by [`PanelPacker`] (the AVX-512
+/// register transpose where the CPU has it); the scales are copied as they
+/// pass. `run` gives the first failing row and its error, if any. A
+/// load-loop task, so that the copies are compiled for the dispatched
+/// clone's ISA.
 struct PackPanel<'a, B, F> {
     p: usize,
     panel: &'a mut [u8],
@@ -145,10 +149,16 @@ impl<B: PackedBlock, E, F: Fn(usize, &mut [B]) -> Result<(), E>> crate::load::Ta
             fill,
             ..
         } = self;
-        let code_bytes = B::GROUPS * 64;
         let scale_bytes = scale_bytes::<B>();
+        // Each row's lane groups in order (padding rows past `n`), then the
+        // 16 rows transposed into the panel's lines ([`PanelPacker`]):
+        // writing each row's 4-byte groups straight into the panel
+        // scattered them over lines 64 bytes apart.
+        let per_row = nb * B::GROUPS;
+        let mut groups = vec![[0u8; 4]; NR * per_row];
         let mut blocks = vec![B::padding(); nb];
-        for lane in 0..NR {
+        let (codes, scales) = panel.split_at_mut(so);
+        for (lane, row) in groups.chunks_exact_mut(per_row).enumerate() {
             let r = p * NR + lane;
             if r < n {
                 if let Err(e) = fill(r, &mut blocks) {
@@ -157,15 +167,11 @@ impl<B: PackedBlock, E, F: Fn(usize, &mut [B]) -> Result<(), E>> crate::load::Ta
             } else if r == n {
                 blocks.fill(B::padding());
             }
-            let (codes, scales) = panel.split_at_mut(so);
-            for (blk, (cb, sb)) in blocks.iter().zip(
-                codes
-                    .chunks_exact_mut(code_bytes)
+            for (blk, (g, sb)) in blocks.iter().zip(
+                row.chunks_exact_mut(B::GROUPS)
                     .zip(scales.chunks_exact_mut(scale_bytes)),
             ) {
-                blk.packed_groups(|c, g| {
-                    cb[64 * c + 4 * lane..64 * c + 4 * lane + 4].copy_from_slice(&g);
-                });
+                blk.packed_groups(|c, v| g[c] = v);
                 for (s, d) in blk.scales().iter().take(B::SCALES).enumerate() {
                     let o = (s * NR + lane) * 2;
                     sb[o..o + 2].copy_from_slice(&d.to_le_bytes());
@@ -178,6 +184,7 @@ impl<B: PackedBlock, E, F: Fn(usize, &mut [B]) -> Result<(), E>> crate::load::Ta
                 }
             }
         }
+        PanelPacker::new().panel(&groups, per_row, bytemuck::cast_slice_mut(codes), None);
         None
     }
 }
@@ -423,7 +430,7 @@ impl PackedMatrix {
         let w = bytemuck::cast_slice::<u8, [u8; S]>(bytes);
         let stride = self.panel_stride / S;
         let parallel = self.storage_bytes() >= PARALLEL_BYTES;
-        let packer = crate::load::PanelPacker::new();
+        let packer = PanelPacker::new();
         let pack_panel = |(p, panel): (usize, &mut [[u8; S]])| {
             let rows = &w[p * NR * k..((p + 1) * NR).min(n) * k];
             if rows.len() == NR * k && !swap {

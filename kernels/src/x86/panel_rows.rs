@@ -288,6 +288,47 @@ unsafe fn pack_tiles16(rows: &[[u8; 2]], k: usize, out: &mut [[u8; 2]], exp: u16
     lanes.into_iter().max().unwrap_or(0)
 }
 
+/// [`pack_panel16`] for 32-bit values (f32 bits, or a block format's 4-byte
+/// lane groups): whole tiles of 16 k-steps, `k / 16 * 16` written.
+pub(crate) fn pack_panel32(
+    _: Avx512,
+    rows: &[[u8; 4]],
+    k: usize,
+    out: &mut [[u8; 4]],
+    exp: u32,
+) -> (usize, bool) {
+    assert!(
+        rows.len() == k * NR && out.len() == k * NR,
+        "pack_panel32: length mismatch"
+    );
+    // SAFETY: the token proves the features; the lengths are checked above.
+    let top = unsafe { pack_tiles32(rows, k, out, exp) };
+    (k / 16 * 16, exp != 0 && top == exp)
+}
+
+/// Returns the largest `value & exp` of the tiles (unsigned).
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_tiles32(rows: &[[u8; 4]], k: usize, out: &mut [[u8; 4]], exp: u32) -> u32 {
+    let mask = _mm512_set1_epi32(exp as i32);
+    let mut top = _mm512_setzero_si512();
+    for t in 0..k / 16 {
+        let mut r = [_mm512_setzero_ps(); NR];
+        for (l, r) in r.iter_mut().enumerate() {
+            // SAFETY: row `l` < NR, k-steps `16 t..16 t + 16` <= k: inside
+            // `rows` (`NR * k` values); `loadu` takes any alignment.
+            *r = unsafe { _mm512_loadu_ps(rows.as_ptr().add(l * k + 16 * t).cast()) };
+            let e = _mm512_and_si512(_mm512_castps_si512(*r), mask);
+            top = _mm512_max_epu32(top, e);
+        }
+        for (p, v) in transpose(r).into_iter().enumerate() {
+            // SAFETY: k-step `16 t + p` < k fills `out[(16 t + p) * NR..]
+            // [..NR]`, inside `out` (`k * NR` values).
+            unsafe { _mm512_storeu_ps(out.as_mut_ptr().add((16 * t + p) * NR).cast(), v) };
+        }
+    }
+    _mm512_reduce_max_epu32(top)
+}
+
 /// The 16 x 16 transpose: lane `l` of result `s` is lane `s` of input `l`.
 #[inline]
 #[target_feature(enable = "avx512f")]
