@@ -386,6 +386,19 @@ impl Model {
         Ok(())
     }
 
+    /// The packed bytes of every matrix a decode step reads, in the order
+    /// it reads them (each block's Q/K/V, output, gate/up and down
+    /// projections, then the output matrix).
+    pub fn weight_slices(&self) -> Vec<&[u8]> {
+        let mut v = Vec::new();
+        for b in &self.blocks {
+            let layers = (b.qkv.layers.iter()).chain([&b.wo]);
+            v.extend(layers.chain(&b.gate_up.layers).chain([&b.down]));
+        }
+        v.push(self.output.as_ref().unwrap_or(&self.embd));
+        v.into_iter().map(|l| l.packed().bytes()).collect()
+    }
+
     /// Bytes of weights one decode step reads: every matrix once, the
     /// embedding (a single row read) only as the tied output matrix.
     pub fn weight_bytes(&self) -> usize {
