@@ -20,6 +20,7 @@ mod common;
 use blockq::bench::{alternated_ratios, read_gbs, run_times, Bound, Peaks};
 use blockq::{dispatch, Isa, QuantType, QuantizedLinear};
 use common::values;
+use rayon::prelude::*;
 use rayon::ThreadPool;
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -724,45 +725,42 @@ fn load_section(o: &Opts, p1: &ThreadPool, pt: &ThreadPool) {
         },
     );
     // The bound of every path that returns a fresh buffer: first touch of
-    // new pages (one write per 4 KiB page of a 64 MiB allocation).
-    let t = p1.install(|| {
-        run_times(o.min_time, || {
-            let mut v = vec![0u8; n * k * 4];
-            for p in v.iter_mut().step_by(4096) {
-                *p = 1;
-            }
+    // new pages (one write per 4 KiB page of a 64 MiB allocation, 2 MiB
+    // pieces over the pool), on one thread and on the scaling table's
+    // threads: the kernel clears the pages, and how that scales bounds the
+    // scaling of those paths.
+    for (label, huge) in [
+        ("first touch of a fresh buffer", false),
+        ("  the same, huge pages advised", true),
+    ] {
+        let touch = || {
+            let mut v: Vec<u8> = if huge {
+                blockq::kernels::mmap::zeroed_vec_huge(n * k * 4)
+            } else {
+                vec![0u8; n * k * 4]
+            };
+            v.par_chunks_mut(2 << 20).for_each(|c| {
+                for p in c.iter_mut().step_by(4096) {
+                    *p = 1;
+                }
+            });
             black_box(&v);
-        })
-    });
-    println!(
-        "{:<34} {:<5} {:>16}",
-        "first touch of a fresh buffer",
-        "-",
-        format!(
-            "{:.2} ({:.2})",
-            f32_bytes / t[t.len() / 2] / 1e9,
-            f32_bytes / t[0] / 1e9
-        )
-    );
-    let t = p1.install(|| {
-        run_times(o.min_time, || {
-            let mut v: Vec<u8> = blockq::kernels::mmap::zeroed_vec_huge(n * k * 4);
-            for p in v.iter_mut().step_by(4096) {
-                *p = 1;
-            }
-            black_box(&v);
-        })
-    });
-    println!(
-        "{:<34} {:<5} {:>16}",
-        "  the same, huge pages advised",
-        "-",
-        format!(
-            "{:.2} ({:.2})",
-            f32_bytes / t[t.len() / 2] / 1e9,
-            f32_bytes / t[0] / 1e9
-        )
-    );
+        };
+        let t1 = p1.install(|| run_times(o.min_time, touch));
+        let gbs = |t: &[f64]| (f32_bytes / t[t.len() / 2] / 1e9, f32_bytes / t[0] / 1e9);
+        let (m1, b1) = gbs(&t1);
+        let (tn, scale) = if tt > 1 {
+            let (m, b) = gbs(&pt.install(|| run_times(o.min_time, touch)));
+            (format!("{m:.2} ({b:.2})"), format!("{:>6.2}x", m / m1))
+        } else {
+            ("- (-)".into(), String::new())
+        };
+        println!(
+            "{label:<34} {:<5} {:>16} {tn:>16} {scale}",
+            "-",
+            format!("{m1:.2} ({b1:.2})")
+        );
+    }
     // The row quantizers alone (no scan, no packing), dispatched.
     for qt in o.formats.iter().copied().filter(|q| q.is_block_quantized()) {
         let mut q = vec![0u8; qt.row_bytes(n * k)];
