@@ -179,17 +179,15 @@ impl QuantizedLinear {
             },
             E => {
                 check_finite("weight", weight)?;
-                // Float formats: the f32 values rounded as ggml converts them.
-                let mut v: Vec<E> = zeroed_vec_huge(weight.len());
-                load::floats_from_f32(weight, &mut v);
-                if let Some(i) = load::first_non_finite(&v) {
-                    return Err(Error::OutOfRange {
+                // Float formats: the f32 values rounded as ggml converts
+                // them, a panel's rows at a time.
+                PackedMatrix::from_f32_narrowed::<E>(weight, n, k).map_err(|i| {
+                    Error::OutOfRange {
                         quant_type,
                         row: i / k,
                         block: i % k,
-                    });
-                }
-                PackedMatrix::from_floats(&v, n, k)
+                    }
+                })?
             },
         );
         Self::assemble(weights, bias, quant_type)

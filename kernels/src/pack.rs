@@ -322,6 +322,71 @@ impl PackedMatrix {
         m
     }
 
+    /// Packs f32 weights (`w.len() == n * k`, row-major) narrowed to the
+    /// float format `E` as ggml converts them ([`FloatElem::from_f32_le`]),
+    /// sixteen rows at a time through a buffer the size of one panel: no
+    /// narrowed copy of the whole matrix is made (nor its pages touched).
+    /// Errors with the index of the first value whose narrowed value is
+    /// NaN or infinite (a finite f32 beyond the format's range, or a
+    /// non-finite one), whatever the thread count.
+    pub fn from_f32_narrowed<E: FloatElem>(w: &[f32], n: usize, k: usize) -> Result<Self, usize> {
+        assert_eq!(w.len(), n * k, "PackedMatrix: f32 weights length");
+        let mut m = Self::alloc(E::FORMAT, n, k);
+        let parallel = m.storage_bytes() >= PARALLEL_BYTES;
+        let stride = m.panel_stride;
+        let packer = PanelPacker::new();
+        let zero = E::from_f32_le(0.0);
+        let pack_panel = |buf: &mut Vec<E>, (p, panel): (usize, &mut [u8])| -> Option<usize> {
+            buf.resize(NR * k, zero);
+            let rows = (n - p * NR).min(NR);
+            for (lane, out) in buf.chunks_exact_mut(k).enumerate() {
+                match w.get((p * NR + lane) * k..(p * NR + lane + 1) * k) {
+                    Some(row) if lane < rows => crate::load::floats_from_f32(row, out),
+                    _ => out.fill(zero),
+                }
+            }
+            let out = &mut panel[..NR * k * core::mem::size_of::<E>()];
+            let flagged = match core::mem::size_of::<E>() {
+                2 => packer.panel::<2>(
+                    bytemuck::cast_slice(buf),
+                    k,
+                    bytemuck::cast_slice_mut(out),
+                    Some(E::FORMAT),
+                ),
+                _ => packer.panel::<4>(
+                    bytemuck::cast_slice(buf),
+                    k,
+                    bytemuck::cast_slice_mut(out),
+                    Some(E::FORMAT),
+                ),
+            };
+            if !flagged {
+                return None;
+            }
+            (buf.chunks_exact(k).take(rows).enumerate()).find_map(|(lane, row)| {
+                crate::load::first_non_finite(row).map(|c| (p * NR + lane) * k + c)
+            })
+        };
+        let failed = if parallel {
+            m.bytes_mut()
+                .par_chunks_mut(stride)
+                .enumerate()
+                .map_init(Vec::new, pack_panel)
+                .flatten()
+                .min()
+        } else {
+            let mut buf = Vec::new();
+            m.bytes_mut()
+                .chunks_mut(stride)
+                .enumerate()
+                .find_map(|x| pack_panel(&mut buf, x))
+        };
+        match failed {
+            Some(i) => Err(i),
+            None => Ok(m),
+        }
+    }
+
     /// Packs f16 weights, `w.len() == n * k`, row-major.
     pub fn from_f16(w: &[f16], n: usize, k: usize) -> Self {
         Self::from_floats(w, n, k)
@@ -741,6 +806,55 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Packing narrowed f32 rows gives the bytes of packing the narrowed
+    /// values (whole and partial panels, tails past the AVX-512 tiles, the
+    /// parallel path), and the first value that narrows to NaN / Inf is the
+    /// error, on 1 and 4 threads.
+    #[test]
+    fn narrowed_packing_matches_and_reports_the_first_overflow() {
+        fn case<E: FloatElem>(n: usize, k: usize, big: f32) {
+            let w = wave(n, k);
+            let narrowed: Vec<E> = w.iter().map(|&v| E::from_f32_le(v)).collect();
+            let want = PackedMatrix::from_floats(&narrowed, n, k);
+            let got = PackedMatrix::from_f32_narrowed::<E>(&w, n, k).unwrap();
+            assert_eq!(got.bytes(), want.bytes(), "{} {n}x{k}", E::INFO.name);
+            let pools = [1, 4].map(|t| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(t)
+                    .build()
+                    .unwrap()
+            });
+            let last = n * k - 1;
+            for bad in [
+                vec![0],
+                vec![last],
+                vec![last, k + 3],
+                vec![(n / 2) * k + k / 2, n * k / 3],
+            ] {
+                let bad: Vec<usize> = bad.iter().map(|&i| i % (n * k)).collect();
+                let mut x = w.clone();
+                for &i in &bad {
+                    x[i] = big;
+                }
+                for pool in &pools {
+                    let r = pool.install(|| PackedMatrix::from_f32_narrowed::<E>(&x, n, k));
+                    assert_eq!(
+                        r.unwrap_err(),
+                        *bad.iter().min().unwrap(),
+                        "{} {bad:?}",
+                        E::INFO.name
+                    );
+                }
+            }
+        }
+        for (n, k) in [(1, 1), (16, 32), (37, 130), (250, 1100)] {
+            case::<f16>(n, k, 7e4);
+            case::<half::bf16>(n, k, f32::MAX);
+            case::<f32>(n, k, f32::NAN);
+        }
+        const { assert!(250 * 1100 * 2 >= PARALLEL_BYTES) };
     }
 
     #[test]
