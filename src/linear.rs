@@ -178,16 +178,22 @@ impl QuantizedLinear {
                 }
             },
             E => {
-                check_finite("weight", weight)?;
                 // Float formats: the f32 values rounded as ggml converts
-                // them, a panel's rows at a time.
-                PackedMatrix::from_f32_narrowed::<E>(weight, n, k).map_err(|i| {
-                    Error::OutOfRange {
-                        quant_type,
-                        row: i / k,
-                        block: i % k,
+                // them, a panel's rows at a time. A NaN / Inf weight
+                // narrows to one, so the packing's check finds those too;
+                // the weights are scanned only then, NaN / Inf being
+                // reported before a value out of the format's range.
+                match PackedMatrix::from_f32_narrowed::<E>(weight, n, k) {
+                    Ok(m) => m,
+                    Err(i) => {
+                        check_finite("weight", weight)?;
+                        return Err(Error::OutOfRange {
+                            quant_type,
+                            row: i / k,
+                            block: i % k,
+                        });
                     }
-                })?
+                }
             },
         );
         Self::assemble(weights, bias, quant_type)
