@@ -15,10 +15,12 @@
 //! turned back into rows on the AVX-512 level by `x86/panel_rows.rs` (each
 //! column for 16 rows at once, then a register transpose): the compiler's
 //! permutes of a fixed-size tile, or the gathering of each row's lanes,
-//! took most of the time there; the other way, F16 / BF16 rows are packed
-//! into panels by the same register transpose, which also checks the
-//! values' exponents as they pass (so `from_gguf_bytes` reads its input
-//! once). Likewise the k-quant, Q4_0 and Q5_0
+//! took most of the time there; the other way, F16 / BF16 / F32 rows are
+//! packed into panels by the same register transpose, which also checks
+//! the values' exponents as they pass (so `from_gguf_bytes` reads its
+//! input once), and so are the block formats' rows of 4-byte lane groups.
+//! The quantizers check their input for NaN / Inf piece by piece as they
+//! go ([`quantize_blocks_finite`]). Likewise the k-quant, Q4_0 and Q5_0
 //! quantizers run explicit SIMD on the AVX2 and AVX-512 levels
 //! (`x86::quantize_blocks`: per-lane selects and sequential searches the
 //! compiler handles badly), with the reference's operations in its order.

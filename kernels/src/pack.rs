@@ -131,6 +131,7 @@ struct PackPanel<'a, B, F> {
     nb: usize,
     so: usize,
     fill: &'a F,
+    packer: PanelPacker,
     _b: core::marker::PhantomData<B>,
 }
 
@@ -147,6 +148,7 @@ impl<B: PackedBlock, E, F: Fn(usize, &mut [B]) -> Result<(), E>> crate::load::Ta
             nb,
             so,
             fill,
+            packer,
             ..
         } = self;
         let scale_bytes = scale_bytes::<B>();
@@ -184,7 +186,7 @@ impl<B: PackedBlock, E, F: Fn(usize, &mut [B]) -> Result<(), E>> crate::load::Ta
                 }
             }
         }
-        PanelPacker::new().panel(&groups, per_row, bytemuck::cast_slice_mut(codes), None);
+        packer.panel(&groups, per_row, bytemuck::cast_slice_mut(codes), None);
         None
     }
 }
@@ -264,6 +266,7 @@ impl PackedMatrix {
         let mut m = Self::alloc(B::FORMAT, n, k);
         let (nb, so, stride) = (m.format_blocks_per_row(), m.scales_offset, m.panel_stride);
         let parallel = m.storage_bytes() >= PARALLEL_BYTES;
+        let packer = PanelPacker::new();
         // The per-block copies compiled into the dispatched clone.
         let pack_panel = |(p, panel): (usize, &mut [u8])| {
             crate::load::run_dispatched(PackPanel {
@@ -273,6 +276,7 @@ impl PackedMatrix {
                 nb,
                 so,
                 fill: &fill,
+                packer,
                 _b: core::marker::PhantomData,
             })
         };
@@ -341,8 +345,8 @@ impl PackedMatrix {
             let rows = (n - p * NR).min(NR);
             for (lane, out) in buf.chunks_exact_mut(k).enumerate() {
                 match w.get((p * NR + lane) * k..(p * NR + lane + 1) * k) {
-                    Some(row) if lane < rows => crate::load::floats_from_f32(row, out),
-                    _ => out.fill(zero),
+                    Some(row) => crate::load::floats_from_f32(row, out),
+                    None => out.fill(zero),
                 }
             }
             let out = &mut panel[..NR * k * core::mem::size_of::<E>()];
