@@ -653,7 +653,7 @@ fn exponent_bits(format: WeightFormat) -> u32 {
 /// The whole tiles of a 16- or 32-bit panel by [`crate::x86::panel_rows`]'s
 /// transpose given its features; returns the k-steps written (0 without
 /// them and for other sizes) and whether one of their values has every bit
-/// of `exp` set (see `pack_panel16`).
+/// of `exp` set (see `pack_panel`).
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 fn pack_panel_avx512<const S: usize>(
     avx512: Option<Avx512>,
@@ -667,15 +667,7 @@ where
 {
     match avx512 {
         #[cfg(target_arch = "x86_64")]
-        Some(t) if S == 2 => {
-            let (rows, out) = (bytemuck::cast_slice(rows), bytemuck::cast_slice_mut(out));
-            crate::x86::panel_rows::pack_panel16(t, rows, k, out, exp as u16)
-        }
-        #[cfg(target_arch = "x86_64")]
-        Some(t) if S == 4 => {
-            let (rows, out) = (bytemuck::cast_slice(rows), bytemuck::cast_slice_mut(out));
-            crate::x86::panel_rows::pack_panel32(t, rows, k, out, exp)
-        }
+        Some(t) if S == 2 || S == 4 => crate::x86::panel_rows::pack_panel(t, rows, k, out, exp),
         _ => (0, false),
     }
 }

@@ -15,11 +15,11 @@
 //!   the scalar ones do. The other 32-value formats measured no faster this
 //!   way (their plain-Rust loop vectorizes well) and keep it.
 //!
-//! The other direction, rows into a panel, for 16-bit floats (packing F16 /
-//! BF16 weights, [`pack_panel16`]): 32 k-steps of the 16 rows at a time,
-//! each row's 32 values one zmm of 16 value pairs, the same register
-//! transpose of pairs, then each pair of k-steps separated with one word
-//! permute.
+//! The other direction, rows into a panel ([`pack_panel`]): 64 bytes of
+//! each of the 16 rows at a time, one zmm each, the same register transpose
+//! of dwords. 32-bit values (F32 weights, the block formats' lane groups)
+//! are then in place; 16-bit ones (F16 / BF16) come out in pairs of k-steps,
+//! separated with one word permute.
 
 use crate::formats::{PackedBlock, WeightFormat};
 use crate::pack::{scale_bytes, NR};
@@ -227,106 +227,85 @@ unsafe fn blocks<B: PackedBlock>(panel: &[u8], so: usize, k: usize, out: &mut [f
     }
 }
 
-/// Whole tiles of a 16-bit float panel from its rows (values as
-/// little-endian byte pairs, any alignment): `rows` holds the panel's [`NR`]
-/// rows of `k` values, `out` (`k * NR` values) receives
-/// k-step `kk`'s values at `kk * NR..`. Writes k-steps `0..k / 32 * 32`
-/// and returns that count, and whether any value written has all the bits
+/// Whole tiles of a panel from its rows: `S`-byte values (2: F16 / BF16
+/// bits; 4: f32 bits, or a block format's 4-byte lane groups), little-endian,
+/// any alignment. `rows` holds the panel's [`NR`] rows of `k` values, `out`
+/// (`k * NR` values) receives k-step `kk`'s values at `kk * NR..`. A tile is
+/// 64 bytes of each row (`64 / S` k-steps); writes the whole tiles' k-steps
+/// and returns their count, and whether any value written has all the bits
 /// of `exp` set (its exponent, for a non-finite check while the values pass
 /// through registers; `exp = 0` checks nothing); the caller packs the rest.
-/// Panics unless both hold `k * NR` values.
-pub(crate) fn pack_panel16(
+/// Panics unless `S` is 2 or 4 and both hold `k * NR` values.
+pub(crate) fn pack_panel<const S: usize>(
     _: Avx512,
-    rows: &[[u8; 2]],
+    rows: &[[u8; S]],
     k: usize,
-    out: &mut [[u8; 2]],
-    exp: u16,
-) -> (usize, bool) {
-    assert!(
-        rows.len() == k * NR && out.len() == k * NR,
-        "pack_panel16: length mismatch"
-    );
-    // SAFETY: the token proves the features; the lengths are checked above.
-    let top = unsafe { pack_tiles16(rows, k, out, exp) };
-    (k / 32 * 32, exp != 0 && top == exp)
-}
-
-/// Returns the largest `value & exp` of the tiles (unsigned).
-#[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn pack_tiles16(rows: &[[u8; 2]], k: usize, out: &mut [[u8; 2]], exp: u16) -> u16 {
-    let mask = _mm512_set1_epi16(exp as i16);
-    let mut top = _mm512_setzero_si512();
-    // After the transpose, dword `l` of result `p` is row `l`'s values of
-    // k-steps `2p` and `2p + 1`; this index puts the 16 rows' first values,
-    // then their second ones, in order (k-steps `2p`, `2p + 1` of the panel).
-    let idx: [u16; 32] = core::array::from_fn(|i| (2 * (i % 16) + i / 16) as u16);
-    // SAFETY: 64 bytes read from a local array (any alignment).
-    let idx = unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) };
-    for t in 0..k / 32 {
-        let mut r = [_mm512_setzero_ps(); NR];
-        for (l, r) in r.iter_mut().enumerate() {
-            // SAFETY: row `l` < NR, k-steps `32 t..32 t + 32` <= k: inside
-            // `rows` (`NR * k` values); `loadu` takes any alignment.
-            *r = unsafe { _mm512_loadu_ps(rows.as_ptr().add(l * k + 32 * t).cast()) };
-            let e = _mm512_and_si512(_mm512_castps_si512(*r), mask);
-            top = _mm512_max_epu16(top, e);
-        }
-        for (p, v) in transpose(r).into_iter().enumerate() {
-            let v = _mm512_permutexvar_epi16(idx, _mm512_castps_si512(v));
-            // SAFETY: k-steps `32 t + 2p`, `+ 1` < k fill `out[(32 t + 2p)
-            // * NR..][..2 * NR]`, inside `out` (`k * NR` values). (Plain
-            // stores: non-temporal ones measured 5-10% slower, the
-            // buffer's lines having just been zeroed.)
-            unsafe { _mm512_storeu_si512(out.as_mut_ptr().add((32 * t + 2 * p) * NR).cast(), v) };
-        }
-    }
-    // The largest of the 32 word lanes (`top` is below `exp` unless a value
-    // has all its bits).
-    let mut lanes = [0u16; 32];
-    // SAFETY: 64 bytes written to a local array (any alignment).
-    unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), top) };
-    lanes.into_iter().max().unwrap_or(0)
-}
-
-/// [`pack_panel16`] for 32-bit values (f32 bits, or a block format's 4-byte
-/// lane groups): whole tiles of 16 k-steps, `k / 16 * 16` written.
-pub(crate) fn pack_panel32(
-    _: Avx512,
-    rows: &[[u8; 4]],
-    k: usize,
-    out: &mut [[u8; 4]],
+    out: &mut [[u8; S]],
     exp: u32,
 ) -> (usize, bool) {
     assert!(
-        rows.len() == k * NR && out.len() == k * NR,
-        "pack_panel32: length mismatch"
+        (S == 2 || S == 4) && rows.len() == k * NR && out.len() == k * NR,
+        "pack_panel: value size or length mismatch"
     );
-    // SAFETY: the token proves the features; the lengths are checked above.
-    let top = unsafe { pack_tiles32(rows, k, out, exp) };
-    (k / 16 * 16, exp != 0 && top == exp)
+    // SAFETY: the token proves the features; the sizes are checked above.
+    let flagged = unsafe { pack_tiles(rows, k, out, exp) };
+    let steps = 64 / S;
+    (k / steps * steps, flagged)
 }
 
-/// Returns the largest `value & exp` of the tiles (unsigned).
-#[target_feature(enable = "avx512f")]
-unsafe fn pack_tiles32(rows: &[[u8; 4]], k: usize, out: &mut [[u8; 4]], exp: u32) -> u32 {
-    let mask = _mm512_set1_epi32(exp as i32);
-    let mut top = _mm512_setzero_si512();
-    for t in 0..k / 16 {
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn pack_tiles<const S: usize>(
+    rows: &[[u8; S]],
+    k: usize,
+    out: &mut [[u8; S]],
+    exp: u32,
+) -> bool {
+    let steps = 64 / S;
+    let mask = match S {
+        2 => _mm512_set1_epi16(exp as i16),
+        _ => _mm512_set1_epi32(exp as i32),
+    };
+    let mut flagged = 0u64;
+    // 16-bit values: after the transpose, dword `l` of result `p` is row
+    // `l`'s values of k-steps `2p` and `2p + 1`; this index puts the 16
+    // rows' first values, then their second ones, in order (k-steps `2p`,
+    // `2p + 1` of the panel).
+    let idx: [u16; 32] = core::array::from_fn(|i| (2 * (i % 16) + i / 16) as u16);
+    // SAFETY: 64 bytes read from a local array (any alignment).
+    let idx = unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) };
+    for t in 0..k / steps {
         let mut r = [_mm512_setzero_ps(); NR];
         for (l, r) in r.iter_mut().enumerate() {
-            // SAFETY: row `l` < NR, k-steps `16 t..16 t + 16` <= k: inside
-            // `rows` (`NR * k` values); `loadu` takes any alignment.
-            *r = unsafe { _mm512_loadu_ps(rows.as_ptr().add(l * k + 16 * t).cast()) };
-            let e = _mm512_and_si512(_mm512_castps_si512(*r), mask);
-            top = _mm512_max_epu32(top, e);
+            // SAFETY: row `l` < NR, k-steps `steps * t..steps * (t + 1)` <=
+            // k: inside `rows` (`NR * k` values); `loadu` takes any
+            // alignment.
+            *r = unsafe { _mm512_loadu_ps(rows.as_ptr().add(l * k + steps * t).cast()) };
+            if exp != 0 {
+                let e = _mm512_and_si512(_mm512_castps_si512(*r), mask);
+                flagged |= match S {
+                    2 => _mm512_cmpeq_epi16_mask(e, mask) as u64,
+                    _ => _mm512_cmpeq_epi32_mask(e, mask) as u64,
+                };
+            }
         }
         for (p, v) in transpose(r).into_iter().enumerate() {
-            // SAFETY: k-step `16 t + p` < k fills `out[(16 t + p) * NR..]
-            // [..NR]`, inside `out` (`k * NR` values).
-            unsafe { _mm512_storeu_ps(out.as_mut_ptr().add((16 * t + p) * NR).cast(), v) };
+            let v = match S {
+                2 => _mm512_permutexvar_epi16(idx, _mm512_castps_si512(v)),
+                _ => _mm512_castps_si512(v),
+            };
+            // SAFETY: result `p` holds k-steps `steps * t + p * steps / 16`
+            // onwards (`steps / 16` of them, all < k), which fill
+            // `out[(steps * t + p * steps / 16) * NR..][..64 / S]`, inside
+            // `out` (`k * NR` values). (Plain stores: non-temporal ones
+            // measured 5-10% slower, the buffer's lines having just been
+            // zeroed.)
+            unsafe {
+                let at = out.as_mut_ptr().add((steps * t + p * steps / 16) * NR);
+                _mm512_storeu_si512(at.cast(), v)
+            };
         }
     }
-    _mm512_reduce_max_epu32(top)
+    flagged != 0
 }
 
 /// The 16 x 16 transpose: lane `l` of result `s` is lane `s` of input `l`.
@@ -429,62 +408,87 @@ mod tests {
         check::<BlockQ6_K>(t);
     }
 
-    /// Rows of every 16-bit pattern, with k leaving a partial tile: each
-    /// whole tile's value lands at its k-step and lane, the rest of `out`
-    /// is left as it was.
+    /// Rows of 16- and 32-bit values (every 16-bit pattern), with k leaving
+    /// a partial tile: each whole tile's value lands at its k-step and
+    /// lane, the rest of `out` is left as it was.
     #[test]
     fn packs_rows_into_panel_order() {
         let Some(t) = Avx512::detect() else {
-            println!("pack_panel16: SKIPPED (this CPU lacks AVX-512F/BW, AVX2 or F16C)");
+            println!("pack_panel: SKIPPED (this CPU lacks AVX-512F/BW, AVX2 or F16C)");
             return;
         };
-        for k in [32, 64 * 70 + 17, 31] {
-            let rows: Vec<[u8; 2]> = (0..k * NR)
-                .map(|i| ((i as u32 * 40503 % 65536) as u16).to_le_bytes())
+        fn case<const S: usize>(t: Avx512, k: usize) {
+            let rows: Vec<[u8; S]> = (0..k * NR)
+                .map(|i| core::array::from_fn(|b| ((i * 40503 + b * 7919) % 251) as u8))
                 .collect();
-            let mut out = vec![[0xCD, 0xAB]; k * NR];
-            let (done, _) = pack_panel16(t, &rows, k, &mut out, 0);
-            assert_eq!(done, k / 32 * 32);
+            let mut out = vec![[0xCD; S]; k * NR];
+            let (done, _) = pack_panel(t, &rows, k, &mut out, 0);
+            assert_eq!(done, k / (64 / S) * (64 / S));
             for kk in 0..k {
                 for l in 0..NR {
                     let want = if kk < done {
                         rows[l * k + kk]
                     } else {
-                        [0xCD, 0xAB]
+                        [0xCD; S]
                     };
-                    assert_eq!(out[kk * NR + l], want, "k {k} k-step {kk} row {l}");
+                    assert_eq!(
+                        out[kk * NR + l],
+                        want,
+                        "{S} bytes, k {k} k-step {kk} row {l}"
+                    );
                 }
+            }
+        }
+        for k in [32, 64 * 70 + 17, 31, 15] {
+            case::<2>(t, k);
+            case::<4>(t, k);
+        }
+        // Every 16-bit pattern once.
+        let rows: Vec<[u8; 2]> = (0..65536u32).map(|v| (v as u16).to_le_bytes()).collect();
+        let k = 65536 / NR;
+        let mut out = vec![[0, 0]; k * NR];
+        assert_eq!(pack_panel(t, &rows, k, &mut out, 0).0, k);
+        for kk in 0..k {
+            for l in 0..NR {
+                assert_eq!(out[kk * NR + l], rows[l * k + kk]);
             }
         }
     }
 
     /// The exponent check flags a tile holding one value with every bit of
-    /// the mask set, wherever it is, and no tile without one.
+    /// the mask set, wherever it is, and no tile without one (F16, BF16,
+    /// F32 exponents).
     #[test]
     fn flags_values_with_all_exponent_bits() {
         let Some(t) = Avx512::detect() else {
-            println!("pack_panel16: SKIPPED (this CPU lacks AVX-512F/BW, AVX2 or F16C)");
+            println!("pack_panel: SKIPPED (this CPU lacks AVX-512F/BW, AVX2 or F16C)");
             return;
         };
-        let k = 96 + 7;
-        for exp in [0x7C00u16, 0x7F80] {
-            let finite = (exp - 1).to_le_bytes();
+        fn case<const S: usize>(t: Avx512, exp: u32) {
+            let tile = 64 / S;
+            let k = 6 * tile + 7;
+            let whole = 6 * tile;
+            let bytes = |v: u32| -> [u8; S] { core::array::from_fn(|b| (v >> (8 * b)) as u8) };
+            let finite = bytes(exp - 1);
             let mut rows = vec![finite; k * NR];
-            let mut out = vec![[0, 0]; k * NR];
-            assert_eq!(pack_panel16(t, &rows, k, &mut out, exp), (96, false));
-            assert_eq!(pack_panel16(t, &rows, k, &mut out, 0), (96, false));
-            for at in [0, 5 * k + 31, 15 * k + 95, 15 * k + 96] {
-                rows[at] = (exp | 0x8001).to_le_bytes();
-                // Past the whole tiles (k-step 96) is the caller's to check.
-                let want = at % k < 96;
+            let mut out = vec![[0; S]; k * NR];
+            assert_eq!(pack_panel(t, &rows, k, &mut out, exp), (whole, false));
+            assert_eq!(pack_panel(t, &rows, k, &mut out, 0), (whole, false));
+            for at in [0, 5 * k + tile - 1, 15 * k + whole - 1, 15 * k + whole] {
+                rows[at] = bytes(exp | 1 << (8 * S - 1) | 1);
+                // Past the whole tiles is the caller's to check.
+                let want = at % k < whole;
                 assert_eq!(
-                    pack_panel16(t, &rows, k, &mut out, exp),
-                    (96, want),
+                    pack_panel(t, &rows, k, &mut out, exp),
+                    (whole, want),
                     "{exp:#x} at {at}"
                 );
                 rows[at] = finite;
             }
         }
+        case::<2>(t, 0x7C00);
+        case::<2>(t, 0x7F80);
+        case::<4>(t, 0x7F80_0000);
     }
 
     /// Every 16-bit pattern (NaN payloads, subnormals, both zeros) as F16
