@@ -11,7 +11,7 @@
 //! the caches: made in an L1 buffer, copied out with non-temporal stores
 //! (`x86/stream.rs`), up to twice as fast here; the quantizers, the
 //! narrowing and the dequantizers keep plain stores (compute-bound, or
-//! measured no faster streamed). F16, BF16, Q8_0 and k-quant panels are
+//! measured no faster streamed). F16, BF16, F32, Q8_0 and k-quant panels are
 //! turned back into rows on the AVX-512 level by `x86/panel_rows.rs` (each
 //! column for 16 rows at once, then a register transpose): the compiler's
 //! permutes of a fixed-size tile, or the gathering of each row's lanes,
@@ -1064,10 +1064,10 @@ fn block_panel_avx512<B: PackedBlock>(
     }
 }
 
-/// The whole tiles of an F16 / BF16 panel by the AVX-512 transpose
+/// The whole tiles of a float panel by the AVX-512 transpose
 /// (`x86/panel_rows.rs`, same values) given its features: the loop of the
 /// clones spends most of its time on the compiler's permutes there. Returns
-/// the k-steps written (0 without them and for F32).
+/// the k-steps written (0 without them).
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 fn widen_panel_avx512<E: FloatElem>(
     avx512: Option<Avx512>,
@@ -1077,14 +1077,7 @@ fn widen_panel_avx512<E: FloatElem>(
 ) -> usize {
     match avx512 {
         #[cfg(target_arch = "x86_64")]
-        Some(t) if core::mem::size_of::<E>() == 2 => {
-            use crate::x86::panel_rows::widen_panel;
-            let panel = bytemuck::cast_slice(&panel[..k * NR]);
-            match E::FORMAT {
-                WeightFormat::BF16 => widen_panel::<true>(t, panel, k, out),
-                _ => widen_panel::<false>(t, panel, k, out),
-            }
-        }
+        Some(t) => crate::x86::panel_rows::widen_panel(t, &panel[..k * NR], k, out),
         _ => 0,
     }
 }

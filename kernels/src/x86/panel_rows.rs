@@ -21,7 +21,7 @@
 //! are then in place; 16-bit ones (F16 / BF16) come out in pairs of k-steps,
 //! separated with one word permute.
 
-use crate::formats::{PackedBlock, WeightFormat};
+use crate::formats::{FloatElem, PackedBlock, WeightFormat};
 use crate::pack::{scale_bytes, NR};
 use core::arch::x86_64::*;
 
@@ -43,15 +43,15 @@ fn rows_of(out: &[f32], k: usize) -> bool {
 }
 
 /// The whole tiles of a float panel as rows: `panel` holds `k` k-steps of
-/// [`NR`] 16-bit values (F16 bits, or BF16 bits when `BF16`), `out` the
-/// panel's first `rows` rows of `k` f32 (the last panel of a matrix may
-/// have fewer than `NR`). Writes columns `0..k / NR * NR` of every row and
-/// returns that count; the caller widens the rest. Panics unless
-/// `panel.len() == k * NR` and `out` is a whole number of at most `NR`
-/// rows.
-pub(crate) fn widen_panel<const BF16: bool>(
+/// [`NR`] values of the float format `E` (F16 / BF16 bits, widened; f32,
+/// as they are), `out` the panel's first `rows` rows of `k` f32 (the last
+/// panel of a matrix may have fewer than `NR`). Writes columns
+/// `0..k / NR * NR` of every row and returns that count; the caller widens
+/// the rest. Panics unless `panel.len() == k * NR` and `out` is a whole
+/// number of at most `NR` rows.
+pub(crate) fn widen_panel<E: FloatElem>(
     _: Avx512,
-    panel: &[u16],
+    panel: &[E],
     k: usize,
     out: &mut [f32],
 ) -> usize {
@@ -60,23 +60,31 @@ pub(crate) fn widen_panel<const BF16: bool>(
         "widen_panel: length mismatch"
     );
     // SAFETY: the token proves the features; the lengths are checked above.
-    unsafe { widen_tiles::<BF16>(panel, k, out) };
+    unsafe { widen_tiles::<E>(panel, k, out) };
     k / NR * NR
 }
 
 #[target_feature(enable = "avx512f,avx2,f16c")]
-unsafe fn widen_tiles<const BF16: bool>(panel: &[u16], k: usize, out: &mut [f32]) {
+unsafe fn widen_tiles<E: FloatElem>(panel: &[E], k: usize, out: &mut [f32]) {
     let rows = out.len() / k;
     for t in 0..k / NR {
         let mut r = [_mm512_setzero_ps(); NR];
         for (s, r) in r.iter_mut().enumerate() {
             // SAFETY: k-step `t * NR + s` < k, so its NR values lie inside
             // `panel` (`k * NR` values); `loadu` takes any alignment.
-            let h = unsafe { _mm256_loadu_si256(panel.as_ptr().add((t * NR + s) * NR).cast()) };
-            *r = if BF16 {
-                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
-            } else {
-                _mm512_cvtph_ps(h)
+            let p = unsafe { panel.as_ptr().add((t * NR + s) * NR) };
+            *r = match E::FORMAT {
+                // SAFETY: as above (16 f32).
+                WeightFormat::F32 => unsafe { _mm512_loadu_ps(p.cast()) },
+                format => {
+                    // SAFETY: as above (16 16-bit values).
+                    let h = unsafe { _mm256_loadu_si256(p.cast()) };
+                    if format == WeightFormat::BF16 {
+                        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+                    } else {
+                        _mm512_cvtph_ps(h)
+                    }
+                }
             };
         }
         for (l, row) in transpose(r).into_iter().take(rows).enumerate() {
@@ -509,9 +517,19 @@ mod tests {
             for rows in [NR, 5] {
                 let mut out = vec![f32::from_bits(0x7FC0_1234); rows * k];
                 let widened = if bf16 {
-                    widen_panel::<true>(t, &panel, k, &mut out)
+                    widen_panel(
+                        t,
+                        bytemuck::cast_slice::<u16, half::bf16>(&panel),
+                        k,
+                        &mut out,
+                    )
                 } else {
-                    widen_panel::<false>(t, &panel, k, &mut out)
+                    widen_panel(
+                        t,
+                        bytemuck::cast_slice::<u16, half::f16>(&panel),
+                        k,
+                        &mut out,
+                    )
                 };
                 assert_eq!(widened, k / NR * NR);
                 for l in 0..rows {
@@ -529,6 +547,39 @@ mod tests {
                             "bf16 {bf16} rows {rows} row {l} k-step {kk}: {h:#06x}"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    /// An F32 panel of any bit patterns (NaN payloads, subnormals, both
+    /// zeros), whole and with fewer rows, with a partial tile: each whole
+    /// tile's value lands at its row and column with its bits.
+    #[test]
+    fn transposes_f32_panels_bit_for_bit() {
+        let Some(t) = Avx512::detect() else {
+            println!("widen_panel: SKIPPED (this CPU lacks AVX-512F/BW, AVX2 or F16C)");
+            return;
+        };
+        let k = 16 * 9 + 7;
+        let panel: Vec<f32> = (0..k * NR)
+            .map(|i| f32::from_bits((i as u32).wrapping_mul(2654435761)))
+            .collect();
+        for rows in [NR, 5] {
+            let mut out = vec![f32::from_bits(0x7FC0_1234); rows * k];
+            assert_eq!(widen_panel(t, &panel, k, &mut out), k / NR * NR);
+            for l in 0..rows {
+                for kk in 0..k {
+                    let want = if kk < k / NR * NR {
+                        panel[kk * NR + l].to_bits()
+                    } else {
+                        0x7FC0_1234
+                    };
+                    assert_eq!(
+                        out[l * k + kk].to_bits(),
+                        want,
+                        "rows {rows} row {l} k-step {kk}"
+                    );
                 }
             }
         }
