@@ -562,7 +562,7 @@ fn finite_scales<B: PackedBlock>(
 /// Quantizes one weight row into its blocks with llama.cpp's reference
 /// quantizer; a last, partial block is zero-padded (every block is quantized
 /// on its own, so the bytes are those of quantizing the whole zero-padded
-/// row).
+/// row). A NaN / Inf value stops it: its index in the row is the error.
 fn quantize_padded<B: PackedBlock>(row: &[f32], out: &mut [B]) -> Result<(), usize> {
     let bs = B::VALUES;
     let whole = row.len() / bs;
