@@ -132,7 +132,9 @@ struct PackPanel<'a, B, F> {
     so: usize,
     fill: &'a F,
     packer: PanelPacker,
-    _b: core::marker::PhantomData<B>,
+    /// Scratch reused from panel to panel: one row's blocks and the
+    /// panel's lane groups in row order.
+    scratch: &'a mut (Vec<B>, Vec<[u8; 4]>),
 }
 
 impl<B: PackedBlock, E, F: Fn(usize, &mut [B]) -> Result<(), E>> crate::load::Task
@@ -149,7 +151,7 @@ impl<B: PackedBlock, E, F: Fn(usize, &mut [B]) -> Result<(), E>> crate::load::Ta
             so,
             fill,
             packer,
-            ..
+            scratch: (blocks, groups),
         } = self;
         let scale_bytes = scale_bytes::<B>();
         // Each row's lane groups in order (padding rows past `n`), then the
@@ -157,13 +159,15 @@ impl<B: PackedBlock, E, F: Fn(usize, &mut [B]) -> Result<(), E>> crate::load::Ta
         // writing each row's 4-byte groups straight into the panel
         // scattered them over lines 64 bytes apart.
         let per_row = nb * B::GROUPS;
-        let mut groups = vec![[0u8; 4]; NR * per_row];
-        let mut blocks = vec![B::padding(); nb];
+        // Every group is written below; each panel's blocks start as padding.
+        groups.resize(NR * per_row, [0; 4]);
+        blocks.clear();
+        blocks.resize(nb, B::padding());
         let (codes, scales) = panel.split_at_mut(so);
         for (lane, row) in groups.chunks_exact_mut(per_row).enumerate() {
             let r = p * NR + lane;
             if r < n {
-                if let Err(e) = fill(r, &mut blocks) {
+                if let Err(e) = fill(r, blocks) {
                     return Some((r, e));
                 }
             } else if r == n {
@@ -186,7 +190,7 @@ impl<B: PackedBlock, E, F: Fn(usize, &mut [B]) -> Result<(), E>> crate::load::Ta
                 }
             }
         }
-        packer.panel(&groups, per_row, bytemuck::cast_slice_mut(codes), None);
+        packer.panel(groups, per_row, bytemuck::cast_slice_mut(codes), None);
         None
     }
 }
@@ -268,7 +272,7 @@ impl PackedMatrix {
         let parallel = m.storage_bytes() >= PARALLEL_BYTES;
         let packer = PanelPacker::new();
         // The per-block copies compiled into the dispatched clone.
-        let pack_panel = |(p, panel): (usize, &mut [u8])| {
+        let pack_panel = |scratch: &mut _, (p, panel): (usize, &mut [u8])| {
             crate::load::run_dispatched(PackPanel {
                 p,
                 panel,
@@ -277,20 +281,22 @@ impl PackedMatrix {
                 so,
                 fill: &fill,
                 packer,
-                _b: core::marker::PhantomData,
+                scratch,
             })
         };
         let failed = if parallel {
             m.bytes_mut()
                 .par_chunks_mut(stride)
                 .enumerate()
-                .filter_map(pack_panel)
+                .map_init(Default::default, pack_panel)
+                .flatten()
                 .min_by_key(|&(r, _)| r)
         } else {
+            let mut scratch = Default::default();
             m.bytes_mut()
                 .chunks_mut(stride)
                 .enumerate()
-                .find_map(pack_panel)
+                .find_map(|x| pack_panel(&mut scratch, x))
         };
         match failed {
             Some((_, e)) => Err(e),
