@@ -12,7 +12,7 @@
 
 use super::tokenizer::{meta_str, meta_u64};
 use blockq::gguf::{GgufFile, MetadataValue};
-use blockq::ops::{attend_group, rms_norm, silu_mul};
+use blockq::ops::{attend_heads, rms_norm, silu_mul};
 use blockq::{Isa, QuantizedLinear};
 use rayon::prelude::*;
 use std::time::{Duration, Instant};
@@ -464,7 +464,6 @@ impl Model {
             vec![],
         );
         let (mut g, mut u, mut fused) = (vec![], vec![], vec![]);
-        let group = c.n_head / c.n_head_kv;
         let mut attention = Duration::ZERO;
         let angles: Vec<Vec<(f32, f32)>> = (p0..p0 + m)
             .map(|p| rope_angles(p, c.rope_dim, c.rope_base))
@@ -492,24 +491,24 @@ impl Model {
             cache.k[li].extend_from_slice(&k);
             cache.v[li].extend_from_slice(&v);
             let (kc, vc) = (&cache.k[li], &cache.v[li]);
-            // The query heads of one KV head in one row (position `pos`),
-            // reading the cache positions 0..=pos in order: the same work
-            // item whatever the batch, so rayon may run the items on any
-            // threads. `w`: the job's buffer for the softmax weights (one
-            // per rayon job, not one allocation per item).
+            // Every query head of one row (position `pos`), reading the
+            // cache positions 0..=pos in order (whole rows of the cache,
+            // every KV head at once): the same work item whatever the
+            // batch, so rayon may run the items on any threads. `w`: the
+            // job's buffer for the softmax weights (one per rayon job, not
+            // one allocation per item).
             let item = |w: &mut Vec<f32>, (idx, (oh, qh)): (usize, (&mut [f32], &[f32]))| {
-                let (pos, kvh) = (p0 + idx / c.n_head_kv, idx % c.n_head_kv);
-                let kvo = kvh * hd;
-                w.resize(group * (pos + 1), 0.0);
-                attend_group(qh, hd, &kc[kvo..], &vc[kvo..], kvd, scale, w, oh);
+                let pos = p0 + idx;
+                w.resize(c.n_head * (pos + 1), 0.0);
+                attend_heads(qh, hd, c.n_head_kv, kc, vc, kvd, scale, w, oh);
             };
             let t = Instant::now();
             // Jobs of at least ~2048 cached positions x heads: a rayon job
             // costs microseconds, a position of a head ~10 ns (a decode
-            // step's KV heads at a short context run as one job).
-            let min_len = 2048usize.div_ceil(group * (p0 + m));
-            att.par_chunks_mut(group * hd)
-                .zip(q.par_chunks(group * hd))
+            // step is one job).
+            let min_len = 2048usize.div_ceil(c.n_head * (p0 + m));
+            att.par_chunks_mut(qd)
+                .zip(q.par_chunks(qd))
                 .enumerate()
                 .with_min_len(min_len)
                 .for_each_init(Vec::new, item);

@@ -33,15 +33,19 @@
 //!   (`j mod 16`) and the tree of `dot`; `p_j = p_j / sum`; each output `o_c
 //!   = fma(p_j, v_{j,c}, o_c)` over `j` in increasing order from +0.0. Keys
 //!   and values held as f16 ([`CacheValue`]) are first widened to f32
-//!   (exact). [`attend_group`] is [`attend`] for each head of a group.
+//!   (exact). [`attend_group`] is [`attend`] for each head of a group,
+//!   [`attend_heads`] [`attend_group`] for each KV head of a row.
 //!
 //! # Attention's memory order
-//! A decode step reads every cached key and value once per query head; a
-//! group of heads sharing a KV head (grouped-query attention) runs over
-//! blocks of 32 positions with every head of the group inside the
-//! block, so the cache comes from memory once per group and from L1 for the
-//! other heads. Each head's arithmetic is unchanged (only independent
-//! computations are reordered), so a group gives each head's bits alone.
+//! A decode step reads every cached key and value once per query head.
+//! [`attend_heads`] runs every query head of a position (all KV heads) over
+//! blocks of 32 positions with every head inside the block, so the cache
+//! comes from memory once, as whole rows in order (one stream, not one
+//! strided stream per KV head), and from L1 for the other heads. The next
+//! block is asked for while a block is computed, each head asking for its
+//! share of the rows so that the requests spread over the block's
+//! arithmetic. Each head's arithmetic is unchanged (only independent
+//! computations are reordered), so every head gets its bits alone.
 
 use crate::formats::FloatElem;
 use crate::load::{Level, On, Task};
@@ -92,8 +96,8 @@ fn dot16(a: &[f32], b: &[f32]) -> f32 {
 /// known at compile time, is the form LLVM keeps in registers (three times
 /// faster than one position at a time, whose chains do not overlap; other
 /// spellings get tangled by its SLP vectorizer, as did a form with several
-/// heads per pass, 4x slower). `ahead`: also ask for the keys one block
-/// ahead.
+/// heads per pass, 4x slower). `ahead`: the rows one block ahead to ask
+/// for on the way.
 #[inline(always)]
 fn scores_by_4<const C: usize>(
     q: &[f32],
@@ -101,13 +105,13 @@ fn scores_by_4<const C: usize>(
     stride: usize,
     scale: f32,
     scores: &mut [f32],
-    ahead: bool,
+    ahead: Ahead<'_>,
 ) -> usize {
     let q = &q[..16 * C];
     let mut j = 0;
     while j + 4 <= scores.len() {
-        if ahead {
-            prefetch_rows(keys, stride, j + BLOCK..j + BLOCK + 4, 16 * C);
+        for r in j..j + 4 {
+            ahead.row(r);
         }
         let k0 = &keys[j * stride..][..16 * C];
         let k1 = &keys[(j + 1) * stride..][..16 * C];
@@ -293,16 +297,20 @@ fn silu_mul_at(on: On, gate: &mut [f32], up: &[f32]) {
 }
 
 struct Attend<'a, T> {
-    /// `g` query heads of `head_dim` values each.
+    /// `kv_heads * g` query heads of `head_dim` values each, the `g` heads
+    /// of each KV head together.
     q: &'a [f32],
     head_dim: usize,
+    /// KV head `i`'s key in a row starts at `i * head_dim`, its value at
+    /// `i * vd`.
+    kv_heads: usize,
     keys: &'a [T],
     values: &'a [T],
     stride: usize,
     scale: f32,
-    /// `g` rows of `n` weights, head by head.
+    /// A row of `n` weights per query head.
     scores: &'a mut [f32],
-    /// `g` rows of `vd` outputs, head by head.
+    /// A row of `vd` outputs per query head.
     out: &'a mut [f32],
 }
 
@@ -315,7 +323,14 @@ const BLOCK: usize = 32;
 /// `s_j = dot16(q, k_j) * scale` for the positions of `scores`, key `j` at
 /// `keys[j * stride..]` (`ahead`: as in [`scores_by_4`]).
 #[inline(always)]
-fn scores_of(q: &[f32], keys: &[f32], stride: usize, scale: f32, scores: &mut [f32], ahead: bool) {
+fn scores_of(
+    q: &[f32],
+    keys: &[f32],
+    stride: usize,
+    scale: f32,
+    scores: &mut [f32],
+    ahead: Ahead<'_>,
+) {
     let hd = q.len();
     // Head dimensions of common models run four positions at a time.
     let done = match hd {
@@ -328,6 +343,7 @@ fn scores_of(q: &[f32], keys: &[f32], stride: usize, scale: f32, scores: &mut [f
         _ => 0,
     };
     for (j, s) in scores.iter_mut().enumerate().skip(done) {
+        ahead.row(j);
         *s = dot16(q, &keys[j * stride..][..hd]) * scale;
     }
 }
@@ -354,9 +370,9 @@ fn softmax(scores: &mut [f32]) {
 
 /// `o_c = fma(p_j, v_{j,c}, o_c)` over the positions of `p` in order,
 /// value `j` at `values[j * stride..]`, continuing from `out`'s values
-/// (`ahead`: also ask for the values one block ahead).
+/// (`ahead`: as in [`scores_by_4`], for the values).
 #[inline(always)]
-fn add_weighted(p: &[f32], values: &[f32], stride: usize, out: &mut [f32], ahead: bool) {
+fn add_weighted(p: &[f32], values: &[f32], stride: usize, out: &mut [f32], ahead: Ahead<'_>) {
     // 64 outputs at a time, so that independent vector chains hide the
     // FMA latency.
     const CH: usize = 64;
@@ -368,8 +384,8 @@ fn add_weighted(p: &[f32], values: &[f32], stride: usize, out: &mut [f32], ahead
         acc[..w].copy_from_slice(&out[c..c + w]);
         if w == CH {
             for (j, &p) in p.iter().enumerate() {
-                if ahead && c == 0 {
-                    prefetch_rows(values, stride, j + BLOCK..j + BLOCK + 1, vd);
+                if c == 0 {
+                    ahead.row(j);
                 }
                 let v: &[f32; CH] = values[j * stride + c..][..CH].try_into().unwrap();
                 for l in 0..CH {
@@ -386,6 +402,47 @@ fn add_weighted(p: &[f32], values: &[f32], stride: usize, out: &mut [f32], ahead
         }
         out[c..c + w].copy_from_slice(&acc[..w]);
         c += w;
+    }
+}
+
+/// The rows of the next block that one head's pass asks for: `width`
+/// values (none when 0) of row `r + BLOCK` of `rows` (rows of `stride`
+/// values from the current block's start, every KV head's span) for the
+/// rows `r` of its share. The heads of a call take every `heads`-th row in
+/// turn, so the requests spread over the whole block's arithmetic: a burst
+/// of them (one head asking for every row) stalls on the CPU's few line
+/// fill buffers, and the arithmetic waits with it.
+#[derive(Clone, Copy)]
+struct Ahead<'a> {
+    rows: &'a [f32],
+    stride: usize,
+    width: usize,
+    /// Bit `r`: row `r` is this head's share.
+    share: u32,
+}
+
+impl<'a> Ahead<'a> {
+    /// Head `h`'s share of the rows among `heads` heads.
+    #[inline(always)]
+    fn new(rows: &'a [f32], stride: usize, width: usize, h: usize, heads: usize) -> Self {
+        let mut share = 0u32;
+        for r in (h..BLOCK).step_by(heads) {
+            share |= 1 << r;
+        }
+        Ahead {
+            rows,
+            stride,
+            width,
+            share,
+        }
+    }
+
+    /// Asks for row `r + BLOCK` if `r` is this head's share.
+    #[inline(always)]
+    fn row(self, r: usize) {
+        if self.width > 0 && r < BLOCK && self.share >> r & 1 == 1 {
+            prefetch_rows(self.rows, self.stride, r + BLOCK..r + BLOCK + 1, self.width);
+        }
     }
 }
 
@@ -528,41 +585,46 @@ impl<T: CacheValue> Task for Attend<'_, T> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
-        let (hd, stride) = (self.head_dim, self.stride);
-        let g = self.q.len() / hd;
-        let (n, vd) = (self.scores.len() / g, self.out.len() / g);
+        let (hd, stride, kvh) = (self.head_dim, self.stride, self.kv_heads);
+        let heads = self.q.len() / hd;
+        let g = heads / kvh;
+        let (n, vd) = (self.scores.len() / heads, self.out.len() / heads);
+        // Each position's keys (values) of all KV heads: one span of the row.
+        let (kw, vw) = (kvh * hd, kvh * vd);
         let (keys, values) = (self.keys, self.values);
         let widens = matches!(T::view(keys), View::F16(_));
         let f16c = widens && has_f16c();
-        let mut buf = vec![0.0f32; if widens { BLOCK * hd.max(vd) } else { 0 }];
-        // Blocks of positions, the group's heads within a block (each
+        let mut buf = vec![0.0f32; if widens { BLOCK * kw.max(vw) } else { 0 }];
+        // Blocks of positions, every query head within a block (each
         // head's values are computed exactly as alone: only the order of
-        // independent computations changes). The first head of a block
-        // asks for the next block's rows (f32; f16 rows are asked for as
+        // independent computations changes). The heads share asking for
+        // the next block's rows ([`Ahead`]; f32: f16 rows are asked for as
         // they are widened).
-        prefetch_rows(keys, stride, 0..BLOCK.min(n), hd);
+        prefetch_rows(keys, stride, 0..BLOCK.min(n), kw);
         for b0 in (0..n).step_by(BLOCK) {
             let nb = BLOCK.min(n - b0);
-            let (kb, ks) = block_rows(T::view(keys), (b0, nb, stride, hd), &mut buf, f16c);
+            let (kb, ks) = block_rows(T::view(keys), (b0, nb, stride, kw), &mut buf, f16c);
             for (h, q) in self.q.chunks_exact(hd).enumerate() {
                 let s = &mut self.scores[h * n + b0..][..nb];
-                scores_of(q, kb, ks, self.scale, s, h == 0 && !widens);
+                let ahead = Ahead::new(kb, ks, if widens { 0 } else { kw }, h, heads);
+                scores_of(q, &kb[h / g * hd..], ks, self.scale, s, ahead);
             }
         }
-        prefetch_rows(values, stride, 0..BLOCK.min(n), vd);
+        prefetch_rows(values, stride, 0..BLOCK.min(n), vw);
         for s in self.scores.chunks_exact_mut(n) {
             softmax(s);
         }
         self.out.fill(0.0);
         for b0 in (0..n).step_by(BLOCK) {
             let nb = BLOCK.min(n - b0);
-            let (vb, vs) = block_rows(T::view(values), (b0, nb, stride, vd), &mut buf, f16c);
-            let heads = self
+            let (vb, vs) = block_rows(T::view(values), (b0, nb, stride, vw), &mut buf, f16c);
+            let rows = self
                 .scores
                 .chunks_exact(n)
                 .zip(self.out.chunks_exact_mut(vd));
-            for (h, (p, o)) in heads.enumerate() {
-                add_weighted(&p[b0..b0 + nb], vb, vs, o, h == 0 && !widens);
+            for (h, (p, o)) in rows.enumerate() {
+                let ahead = Ahead::new(vb, vs, if widens { 0 } else { vw }, h, heads);
+                add_weighted(&p[b0..b0 + nb], &vb[h / g * vd..], vs, o, ahead);
             }
         }
     }
@@ -605,9 +667,36 @@ pub fn attend_group<T: CacheValue>(
     scores: &mut [f32],
     out: &mut [f32],
 ) {
+    attend_heads(q, head_dim, 1, keys, values, stride, scale, scores, out)
+}
+
+/// [`attend_group`] for every KV head of one position at once: the bits
+/// of a call per KV head, with the cache read as whole rows in order (one
+/// stream, where a call per KV head reads a strided part of each row).
+/// With `vd = out.len() / heads` and `heads = q.len() / head_dim`, KV
+/// head `i`'s key in row `j` is `keys[j * stride + i * head_dim..]` and its
+/// value `values[j * stride + i * vd..]`. Query head `h` (the `g = heads /
+/// kv_heads` heads of KV head 0 first) uses KV head `h / g`; its weights are
+/// `scores[h * n..][..n]` and its output `out[h * vd..][..vd]`. Panics
+/// unless `kv_heads >= 1`, the query heads split into `kv_heads` equal
+/// groups, `scores` and `out` into whole heads, `n >= 1`, and the rows hold
+/// every KV head's last key and value.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_heads<T: CacheValue>(
+    q: &[f32],
+    head_dim: usize,
+    kv_heads: usize,
+    keys: &[T],
+    values: &[T],
+    stride: usize,
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
     let task = Attend {
         q,
         head_dim,
+        kv_heads,
         keys,
         values,
         stride,
@@ -620,21 +709,29 @@ pub fn attend_group<T: CacheValue>(
 
 /// Checks the lengths, then runs `a` on `on`.
 fn attend_at<T: CacheValue>(on: On, a: Attend<'_, T>) {
-    let (hd, g) = (a.head_dim, a.q.len().checked_div(a.head_dim).unwrap_or(0));
+    let (hd, kvh) = (a.head_dim, a.kv_heads);
+    let heads = a.q.len().checked_div(hd).unwrap_or(0);
     assert!(
-        g >= 1
-            && a.q.len() == g * hd
-            && a.scores.len().is_multiple_of(g)
-            && a.out.len().is_multiple_of(g),
-        "attend: {} query values, head size {}, {} weights and {} outputs do not make whole heads",
+        heads >= 1
+            && kvh >= 1
+            && a.q.len() == heads * hd
+            && heads.is_multiple_of(kvh)
+            && a.scores.len().is_multiple_of(heads)
+            && a.out.len().is_multiple_of(heads),
+        "attend: {} query values, head size {}, {} KV heads, {} weights and {} outputs do not make whole heads",
         a.q.len(),
         hd,
+        kvh,
         a.scores.len(),
         a.out.len()
     );
-    let (n, vd) = (a.scores.len() / g, a.out.len() / g);
+    let (n, vd) = (a.scores.len() / heads, a.out.len() / heads);
     let last = n.checked_sub(1).expect("attend: no positions");
-    let need = |width: usize| last.checked_mul(a.stride)?.checked_add(width);
+    // The last row's span of every KV head's key (value).
+    let need = |width: usize| {
+        let span = kvh.checked_mul(width)?;
+        last.checked_mul(a.stride)?.checked_add(span)
+    };
     assert!(
         need(hd).is_some_and(|x| x <= a.keys.len())
             && need(vd).is_some_and(|x| x <= a.values.len()),
@@ -749,11 +846,12 @@ mod tests {
                 silu_mul_at(on, &mut gate, &values(3 * n, 9, specials));
                 got.extend(bits(&gate));
             }
-            for (g, hd, stride, positions) in [
-                (1, 64, 192, 1),
-                (3, 64, 192, 100),
-                (1, 40, 45, 7),
-                (2, 80, 80, 33),
+            for (g, hd, stride, positions, kv_heads) in [
+                (1, 64, 192, 1, 1),
+                (3, 64, 192, 100, 1),
+                (9, 64, 192, 70, 3),
+                (1, 40, 45, 7, 1),
+                (2, 80, 80, 33, 1),
             ] {
                 let q = values(g * hd, 3, false);
                 let keys = values(stride * positions, 4, false);
@@ -762,6 +860,7 @@ mod tests {
                 let task = Attend {
                     q: &q,
                     head_dim: hd,
+                    kv_heads,
                     keys: &keys,
                     values: &vals,
                     stride,
@@ -869,6 +968,59 @@ mod tests {
         }
     }
 
+    /// Every KV head of a row at once gives the bits of a group call per
+    /// KV head, for f32 and f16 caches, around the block and the
+    /// four-position steps, with rows wider than the heads' span.
+    #[test]
+    fn a_row_of_kv_heads_gives_each_groups_bits() {
+        fn check<T: CacheValue>(
+            keys: &[T],
+            vals: &[T],
+            case: (usize, usize, usize, usize, usize, usize),
+        ) {
+            let (kvh, g, hd, vd, stride, n) = case;
+            let heads = kvh * g;
+            let q = values(heads * hd, n as u64 + 1, true);
+            let (mut p, mut o) = (vec![0.0; heads * n], vec![0.0; heads * vd]);
+            attend_heads(&q, hd, kvh, keys, vals, stride, 0.3, &mut p, &mut o);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            for i in 0..kvh {
+                let (mut p1, mut o1) = (vec![0.0; g * n], vec![0.0; g * vd]);
+                let qi = &q[i * g * hd..][..g * hd];
+                let (ki, vi) = (&keys[i * hd..], &vals[i * vd..]);
+                attend_group(qi, hd, ki, vi, stride, 0.3, &mut p1, &mut o1);
+                assert_eq!(
+                    bits(&p[i * g * n..][..g * n]),
+                    bits(&p1),
+                    "{case:?} KV head {i}"
+                );
+                assert_eq!(
+                    bits(&o[i * g * vd..][..g * vd]),
+                    bits(&o1),
+                    "{case:?} KV head {i}"
+                );
+            }
+        }
+        for case in [
+            (3, 3, 64, 64, 192, 1),
+            (3, 3, 64, 64, 192, 31),
+            (3, 3, 64, 64, 192, 65),
+            (2, 4, 128, 128, 300, 40),
+            (4, 1, 40, 24, 170, 37),
+            (1, 2, 64, 64, 64, 33),
+        ] {
+            let (kvh, _, hd, vd, stride, n) = case;
+            // Each row holds every KV head's key and value span.
+            assert!(kvh * hd.max(vd) <= stride);
+            let keys = values(stride * n, 4, false);
+            let vals = values(stride * n, 5, true);
+            check(&keys, &vals, case);
+            let k16: Vec<half::f16> = keys.iter().map(|&x| half::f16::from_f32(x)).collect();
+            let v16: Vec<half::f16> = vals.iter().map(|&x| half::f16::from_f32(x)).collect();
+            check(&k16, &v16, case);
+        }
+    }
+
     /// An f16 cache gives the bits of an f32 cache holding its values, on
     /// every clone (widened by F16C or by plain Rust).
     #[test]
@@ -887,6 +1039,7 @@ mod tests {
             let t = Attend {
                 q,
                 head_dim,
+                kv_heads: 1,
                 keys,
                 values,
                 stride,
@@ -951,6 +1104,26 @@ mod tests {
     fn attention_checks_the_cache_length() {
         let (mut p, mut o) = (vec![0.0; 3], vec![0.0; 8]);
         attend(&[0.0; 8], &[0.0; 23], &[0.0; 24], 8, 1.0, &mut p, &mut o);
+    }
+
+    #[test]
+    #[should_panic(expected = "whole heads")]
+    fn a_row_checks_its_kv_heads() {
+        // Four query heads do not split into three KV heads.
+        let (mut p, mut o) = (vec![0.0; 4], vec![0.0; 32]);
+        attend_heads(
+            &[0.0; 32], 8, 3, &[0.0; 24], &[0.0; 24], 24, 1.0, &mut p, &mut o,
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "attend")]
+    fn a_row_checks_the_last_kv_heads_span() {
+        // Two positions of three KV heads of 8 need 24 + 24 values.
+        let (mut p, mut o) = (vec![0.0; 6], vec![0.0; 24]);
+        attend_heads(
+            &[0.0; 24], 8, 3, &[0.0; 47], &[0.0; 48], 24, 1.0, &mut p, &mut o,
+        );
     }
 
     #[test]
