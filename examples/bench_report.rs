@@ -17,7 +17,7 @@
 
 mod common;
 
-use blockq::bench::{alternated_ratios, read_gbs, run_times, Bound, Peaks};
+use blockq::bench::{alternated, alternated_ratios, read_gbs, run_times, Bound, Peaks};
 use blockq::{dispatch, Isa, QuantType, QuantizedLinear};
 use common::values;
 use rayon::prelude::*;
@@ -135,11 +135,15 @@ fn parse_args() -> Result<Opts, String> {
     Ok(o)
 }
 
-/// Sorted seconds of runs of `f` after one warm-up call: runs until
-/// `min_time` has passed, at least 3 and at most 50 times.
+/// A pool of `threads` workers, worker `i` pinned to CPU `i`
+/// ([`blockq::kernels::peak::pin_thread`]: the report's pools take turns
+/// on the same CPUs).
 fn pool(threads: usize) -> ThreadPool {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
+        .start_handler(|i| {
+            blockq::kernels::peak::pin_thread(i);
+        })
         .build()
         .expect("thread pool")
 }
@@ -599,13 +603,34 @@ fn summary(
     println!("targets: {met} met, {missed} not met, {absent} not measured");
 }
 
+/// Run times of `f` on `p1` (sorted), and, when `threads > 1`, on `pt`
+/// with the ratios `time(p1) / time(pt)` of its calls alternated with
+/// `p1`'s (a shared machine drifts between two separate runs; a pair sees
+/// one state of it).
+#[allow(clippy::type_complexity)]
+fn timed_on(
+    min_time: f64,
+    p1: &ThreadPool,
+    pt: &ThreadPool,
+    threads: usize,
+    f: &(dyn Fn() + Sync),
+) -> (Vec<f64>, Option<(Vec<f64>, Vec<f64>)>) {
+    if threads > 1 {
+        let t = alternated(2.0 * min_time, 5..50, || p1.install(f), || pt.install(f));
+        (t.a, Some((t.b, t.ratios)))
+    } else {
+        (p1.install(|| run_times(min_time, f)), None)
+    }
+}
+
 /// The load section: the paths that touch every weight once per load, on
 /// 4096 x 4096 weights (64 MiB of f32), at 1 thread and `--threads`, each
 /// with its target. GB/s count f32 values (4 bytes each) except
 /// `from_gguf_bytes`, which counts the tensor's GGUF bytes. The dequantization
 /// into a reused buffer excludes the page faults of a fresh one, which
 /// `dequantize_weights()` (a new Vec per call) includes. "baseline" is the
-/// same loop's baseline x86-64 clone, for what the ISA clones add.
+/// same loop's baseline x86-64 clone, for what the ISA clones add. The
+/// scaling is the median of pairs of calls alternated between the pools.
 fn load_section(o: &Opts, p1: &ThreadPool, pt: &ThreadPool) {
     use blockq::kernels::load::{self as kload, Level};
     use half::{bf16, f16};
@@ -639,21 +664,31 @@ fn load_section(o: &Opts, p1: &ThreadPool, pt: &ThreadPool) {
         format!("GB/s {tt}t (best)"),
         "scale"
     );
+    // A process's first fresh buffers fault slower than later ones (on
+    // this project's VM, 64 MiB took 8.5 ms falling to 4.5 over the first
+    // 15): fault and free some first, so that the first rows do not pay.
+    let warm = std::time::Instant::now();
+    while warm.elapsed().as_secs_f64() < 0.3 {
+        pt.install(|| {
+            let mut v = blockq::kernels::mmap::zeroed_vec_huge::<u8>(n * k * 4);
+            v.par_chunks_mut(4096).for_each(|c| c[0] = 1);
+            black_box(&v);
+        });
+    }
     // (path, format, 1-thread median GB/s, scaling)
     let mut rows: Vec<(&str, QuantType, f64, f64)> = Vec::new();
     let mut measure = |path: &'static str, qt: QuantType, bytes: f64, f: &(dyn Fn() + Sync)| {
-        let t1 = p1.install(|| run_times(o.min_time, f));
-        let tn = if tt > 1 {
-            Some(pt.install(|| run_times(o.min_time, f)))
-        } else {
-            None
-        };
+        let (t1, tn) = timed_on(o.min_time, p1, pt, tt, f);
         let gbs = |t: &[f64]| (bytes / t[t.len() / 2] / 1e9, bytes / t[0] / 1e9);
         let (m1, b1) = gbs(&t1);
         let (mn, bn, scale) = match &tn {
-            Some(t) => {
+            Some((t, ratios)) => {
                 let (m, b) = gbs(t);
-                (format!("{m:.2}"), format!("{b:.2}"), m / m1)
+                (
+                    format!("{m:.2}"),
+                    format!("{b:.2}"),
+                    ratios[ratios.len() / 2],
+                )
             }
             None => ("-".into(), "-".into(), 1.0),
         };
@@ -729,31 +764,45 @@ fn load_section(o: &Opts, p1: &ThreadPool, pt: &ThreadPool) {
     // pieces over the pool), on one thread and on the scaling table's
     // threads: the kernel clears the pages, and how that scales bounds the
     // scaling of those paths.
-    for (label, huge) in [
-        ("first touch of a fresh buffer", false),
-        ("  the same, huge pages advised", true),
+    // Beside them, the same bytes written to a buffer whose pages are
+    // already there: what the memory itself does on more threads.
+    let reused = std::sync::Mutex::new(vec![0u8; n * k * 4]);
+    for (label, fresh, huge) in [
+        ("first touch of a fresh buffer", true, false),
+        ("  the same, huge pages advised", true, true),
+        ("  writes to a reused buffer", false, false),
     ] {
         let touch = || {
-            let mut v: Vec<u8> = if huge {
-                blockq::kernels::mmap::zeroed_vec_huge(n * k * 4)
-            } else {
-                vec![0u8; n * k * 4]
+            let mut keep = reused.lock().unwrap();
+            let mut v: Vec<u8> = match (fresh, huge) {
+                (false, _) => std::mem::take(&mut *keep),
+                (true, true) => blockq::kernels::mmap::zeroed_vec_huge(n * k * 4),
+                (true, false) => vec![0u8; n * k * 4],
             };
             v.par_chunks_mut(2 << 20).for_each(|c| {
-                for p in c.iter_mut().step_by(4096) {
-                    *p = 1;
+                if fresh {
+                    for p in c.iter_mut().step_by(4096) {
+                        *p = 1;
+                    }
+                } else {
+                    c.fill(1);
                 }
             });
             black_box(&v);
+            if !fresh {
+                *keep = v;
+            }
         };
-        let t1 = p1.install(|| run_times(o.min_time, touch));
+        let (t1, tn) = timed_on(o.min_time, p1, pt, tt, &touch);
         let gbs = |t: &[f64]| (f32_bytes / t[t.len() / 2] / 1e9, f32_bytes / t[0] / 1e9);
         let (m1, b1) = gbs(&t1);
-        let (tn, scale) = if tt > 1 {
-            let (m, b) = gbs(&pt.install(|| run_times(o.min_time, touch)));
-            (format!("{m:.2} ({b:.2})"), format!("{:>6.2}x", m / m1))
-        } else {
-            ("- (-)".into(), String::new())
+        let (tn, scale) = match tn {
+            Some((t, ratios)) => {
+                let (m, b) = gbs(&t);
+                let r = ratios[ratios.len() / 2];
+                (format!("{m:.2} ({b:.2})"), format!("{r:>6.2}x"))
+            }
+            None => ("- (-)".into(), String::new()),
         };
         println!(
             "{label:<34} {:<5} {:>16} {tn:>16} {scale}",
@@ -811,7 +860,9 @@ fn load_section(o: &Opts, p1: &ThreadPool, pt: &ThreadPool) {
         );
     }
 
-    println!("\nload targets (1-thread medians; scaling = {tt}-thread / 1-thread median):");
+    println!(
+        "\nload targets (1-thread medians; scaling = median of the 1-thread / {tt}-thread time of alternated pairs):"
+    );
     let (mut met, mut missed) = (0, 0);
     let mut check = |title: String, ok: bool| {
         if ok {

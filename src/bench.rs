@@ -29,10 +29,47 @@ pub fn run_times(min_time: f64, mut f: impl FnMut()) -> Vec<f64> {
 /// different states (its clock, its neighbours); a pair sees the same one, so
 /// the median ratio of pairs compares the two cases more steadily than the
 /// ratio of their separate medians.
-pub fn alternated_ratios(min_time: f64, mut a: impl FnMut(), mut b: impl FnMut()) -> Vec<f64> {
+pub fn alternated_ratios(min_time: f64, a: impl FnMut(), b: impl FnMut()) -> Vec<f64> {
+    alternated(min_time, 5..200, a, b).ratios
+}
+
+/// The run times of two cases timed in alternation, and the ratios of the
+/// pairs (all sorted, in seconds).
+#[derive(Clone, Debug)]
+pub struct Alternated {
+    /// Run times of `a`.
+    pub a: Vec<f64>,
+    /// Run times of `b`.
+    pub b: Vec<f64>,
+    /// `time(a) / time(b)` of each pair.
+    pub ratios: Vec<f64>,
+}
+
+/// [`alternated_ratios`] with each case's run times too: one warm-up call
+/// each, then pairs (at least `count.start`, fewer than `count.end`) until
+/// `min_time` seconds have passed.
+pub fn alternated(
+    min_time: f64,
+    count: Range<usize>,
+    mut a: impl FnMut(),
+    mut b: impl FnMut(),
+) -> Alternated {
     a();
     b();
-    repeat_sorted(min_time, 5..200, || seconds(&mut a) / seconds(&mut b))
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    let ratios = repeat_sorted(min_time, count, || {
+        let (x, y) = (seconds(&mut a), seconds(&mut b));
+        ta.push(x);
+        tb.push(y);
+        x / y
+    });
+    ta.sort_by(f64::total_cmp);
+    tb.sort_by(f64::total_cmp);
+    Alternated {
+        a: ta,
+        b: tb,
+        ratios,
+    }
 }
 
 /// Wall time of one call of `f`, in seconds.

@@ -6,6 +6,7 @@
 //! - [`f32_fma_peak_gflops`]: register-only `vfmadd` loops at the ISA's vector
 //!   width (the F16 / F32 kernels' inner operation).
 //! - [`read_checksum`]: a vectorized read of a buffer, for memory bandwidth.
+//! - [`pin_thread`]: keeps a benchmark pool's worker on one CPU.
 //!
 //! Each loop keeps many independent accumulators so it is bound by instruction
 //! throughput, not latency. Operations count 2 per multiply-add (a `vpdpbusd`
@@ -113,6 +114,45 @@ pub fn read_checksum(data: &[u8]) -> u64 {
         sum = sum.wrapping_add(u64::from_le_bytes(last));
     }
     sum
+}
+
+/// Pins the calling thread to the `i`-th CPU (modulo their count) of those
+/// the process may run on; false where that is not possible (not Linux, or
+/// the call failed), and nothing changes. Benchmarks pin worker `i` of each
+/// rayon pool to CPU `i`: with two pools (1 thread, then N) on a small
+/// machine, Linux at times runs two workers of the N-thread pool on one
+/// CPU for a whole run after the other pool's worker ran (seen on a 2-core
+/// VM: half of the 2-thread runs of a 4 ms conversion took twice as long
+/// when they alternated with a 1-thread pool's, none when pinned).
+pub fn pin_thread(i: usize) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let size = core::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: `cpu_set_t` is plain bits, all-zero is the empty set.
+        let mut allowed: libc::cpu_set_t = unsafe { core::mem::zeroed() };
+        // SAFETY: `allowed` is a writable set of `size` bytes; pid 0 is this thread.
+        if unsafe { libc::sched_getaffinity(0, size, &mut allowed) } != 0 {
+            return false;
+        }
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            // SAFETY: `c` is below CPU_SETSIZE, the set's size in bits.
+            .filter(|&c| unsafe { libc::CPU_ISSET(c, &allowed) })
+            .collect();
+        if cpus.is_empty() {
+            return false;
+        }
+        // SAFETY: as above, the empty set.
+        let mut one: libc::cpu_set_t = unsafe { core::mem::zeroed() };
+        // SAFETY: the CPU index comes from `cpus`, below CPU_SETSIZE.
+        unsafe { libc::CPU_SET(cpus[i % cpus.len()], &mut one) };
+        // SAFETY: `one` is a valid set of `size` bytes; pid 0 is this thread.
+        unsafe { libc::sched_setaffinity(0, size, &one) == 0 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = i;
+        false
+    }
 }
 
 /// Sum of a prefix of `body` (whole u64 words) with the widest vector loads
@@ -326,6 +366,31 @@ mod tests {
             b[..w.len()].copy_from_slice(w);
             s.wrapping_add(u64::from_le_bytes(b))
         })
+    }
+
+    #[test]
+    fn a_pinned_thread_runs_on_one_allowed_cpu() {
+        std::thread::spawn(|| {
+            let ok = pin_thread(1);
+            #[cfg(target_os = "linux")]
+            {
+                assert!(ok, "sched_setaffinity failed");
+                let size = core::mem::size_of::<libc::cpu_set_t>();
+                // SAFETY: as in `pin_thread`.
+                let mut set: libc::cpu_set_t = unsafe { core::mem::zeroed() };
+                // SAFETY: as in `pin_thread`.
+                assert_eq!(unsafe { libc::sched_getaffinity(0, size, &mut set) }, 0);
+                // SAFETY: `c` is below CPU_SETSIZE.
+                let n = (0..libc::CPU_SETSIZE as usize)
+                    .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+                    .count();
+                assert_eq!(n, 1);
+            }
+            #[cfg(not(target_os = "linux"))]
+            assert!(!ok);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
