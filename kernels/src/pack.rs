@@ -268,8 +268,7 @@ impl PackedMatrix {
         fill: impl Fn(usize, &mut [B]) -> Result<(), E> + Sync,
     ) -> Result<Self, E> {
         let mut m = Self::alloc(B::FORMAT, n, k);
-        let (nb, so, stride) = (m.format_blocks_per_row(), m.scales_offset, m.panel_stride);
-        let parallel = m.storage_bytes() >= PARALLEL_BYTES;
+        let (nb, so) = (m.format_blocks_per_row(), m.scales_offset);
         let packer = PanelPacker::new();
         // The per-block copies compiled into the dispatched clone.
         let pack_panel = |scratch: &mut _, (p, panel): (usize, &mut [u8])| {
@@ -284,21 +283,7 @@ impl PackedMatrix {
                 scratch,
             })
         };
-        let failed = if parallel {
-            m.bytes_mut()
-                .par_chunks_mut(stride)
-                .enumerate()
-                .map_init(Default::default, pack_panel)
-                .flatten()
-                .min_by_key(|&(r, _)| r)
-        } else {
-            let mut scratch = Default::default();
-            m.bytes_mut()
-                .chunks_mut(stride)
-                .enumerate()
-                .find_map(|x| pack_panel(&mut scratch, x))
-        };
-        match failed {
+        match m.first_failure(Default::default, pack_panel, |&(r, _)| r) {
             Some((_, e)) => Err(e),
             None => Ok(m),
         }
@@ -342,8 +327,6 @@ impl PackedMatrix {
     pub fn from_f32_narrowed<E: FloatElem>(w: &[f32], n: usize, k: usize) -> Result<Self, usize> {
         assert_eq!(w.len(), n * k, "PackedMatrix: f32 weights length");
         let mut m = Self::alloc(E::FORMAT, n, k);
-        let parallel = m.storage_bytes() >= PARALLEL_BYTES;
-        let stride = m.panel_stride;
         let packer = PanelPacker::new();
         let zero = E::from_f32_le(0.0);
         let pack_panel = |buf: &mut Vec<E>, (p, panel): (usize, &mut [u8])| -> Option<usize> {
@@ -377,21 +360,7 @@ impl PackedMatrix {
                 crate::load::first_non_finite(row).map(|c| (p * NR + lane) * k + c)
             })
         };
-        let failed = if parallel {
-            m.bytes_mut()
-                .par_chunks_mut(stride)
-                .enumerate()
-                .map_init(Vec::new, pack_panel)
-                .flatten()
-                .min()
-        } else {
-            let mut buf = Vec::new();
-            m.bytes_mut()
-                .chunks_mut(stride)
-                .enumerate()
-                .find_map(|x| pack_panel(&mut buf, x))
-        };
-        match failed {
+        match m.first_failure(Vec::new, pack_panel, |&i| i) {
             Some(i) => Err(i),
             None => Ok(m),
         }
@@ -544,6 +513,34 @@ impl PackedMatrix {
                 .enumerate()
                 .map(pack_panel)
                 .fold(false, |a, b| a | b)
+        }
+    }
+
+    /// Runs `pack(scratch, (p, panel))` on every panel `p` (on rayon's
+    /// current pool when the matrix has [`PARALLEL_BYTES`] or more, one
+    /// scratch from `init` per rayon job) and returns the failure with the
+    /// lowest `key`, as a serial pass in panel order would; `None` when
+    /// every panel packed.
+    fn first_failure<S, R: Send, K: Ord + Send>(
+        &mut self,
+        init: impl Fn() -> S + Sync + Send,
+        pack: impl Fn(&mut S, (usize, &mut [u8])) -> Option<R> + Sync + Send,
+        key: impl Fn(&R) -> K + Sync + Send,
+    ) -> Option<R> {
+        let stride = self.panel_stride;
+        if self.storage_bytes() >= PARALLEL_BYTES {
+            self.bytes_mut()
+                .par_chunks_mut(stride)
+                .enumerate()
+                .map_init(init, pack)
+                .flatten()
+                .min_by_key(key)
+        } else {
+            let mut scratch = init();
+            self.bytes_mut()
+                .chunks_mut(stride)
+                .enumerate()
+                .find_map(|x| pack(&mut scratch, x))
         }
     }
 
