@@ -118,6 +118,21 @@ unsafe impl<T: bytemuck::Pod + Send> Sync for PageBuf<T> {}
 impl<T: bytemuck::Pod + Send> PageBuf<T> {
     /// `len` zeroed values. Panics if their size overflows `isize`.
     pub fn zeroed(len: usize) -> Self {
+        Self::zeroed_with(len, true)
+    }
+
+    /// [`Self::zeroed`], but a buffer that the allocator maps afresh is
+    /// left for its filler to fault in (still advised to huge pages): a
+    /// fill whose stores follow each other through the buffer then writes
+    /// lines the kernel has just cleared, still in cache. Packing F16 /
+    /// BF16 GGUF bytes ran 4-10% faster so on one thread here; a copy by
+    /// `copy_from_slice` and the F32 packing (which reads each panel's
+    /// rows twice) ran 7-14% slower, and keep [`Self::zeroed`].
+    pub fn zeroed_lazy(len: usize) -> Self {
+        Self::zeroed_with(len, false)
+    }
+
+    fn zeroed_with(len: usize, touch: bool) -> Self {
         let (size, align) = (core::mem::size_of::<T>(), core::mem::align_of::<T>());
         if (1..FRESH).contains(&len.saturating_mul(size)) {
             // A [`zeroed_vec_huge`], whose allocation this frees (with the
@@ -162,6 +177,9 @@ impl<T: bytemuck::Pod + Send> PageBuf<T> {
             let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut buf[..]);
             #[cfg(all(target_os = "linux", not(miri)))]
             advise_huge_pages(bytes);
+            if !touch {
+                return buf;
+            }
             // Pieces along huge-page boundaries (one task per huge page).
             const HUGE: usize = 2 << 20;
             let head = (bytes.as_ptr() as usize).next_multiple_of(HUGE) - bytes.as_ptr() as usize;
@@ -255,9 +273,14 @@ mod tests {
         #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
         struct Line([u8; 64]);
         // Both paths: a zeroed_vec_huge below FRESH, calloc at an offset
-        // (touched on the pool) above it.
-        for len in [3, (LARGE / 64) + 5, (FRESH / 64) + 5] {
-            let mut b: PageBuf<Line> = PageBuf::zeroed(len);
+        // (touched on the pool, or left untouched) above it.
+        let sizes = [3, (LARGE / 64) + 5, (FRESH / 64) + 5];
+        for (len, lazy) in sizes.iter().flat_map(|&l| [(l, false), (l, true)]) {
+            let mut b: PageBuf<Line> = if lazy {
+                PageBuf::zeroed_lazy(len)
+            } else {
+                PageBuf::zeroed(len)
+            };
             assert_eq!(b.len(), len);
             assert_eq!(b.as_ptr() as usize % 64, 0);
             assert!(b.iter().all(|l| l.0 == [0; 64]));

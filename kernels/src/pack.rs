@@ -227,6 +227,12 @@ fn round64(x: usize) -> usize {
 
 impl PackedMatrix {
     fn alloc(format: WeightFormat, n: usize, k: usize) -> Self {
+        Self::alloc_with(format, n, k, true)
+    }
+
+    /// [`Self::alloc`]; `touch: false` leaves a freshly mapped buffer's
+    /// pages to the packing ([`crate::mmap::PageBuf::zeroed_lazy`]).
+    fn alloc_with(format: WeightFormat, n: usize, k: usize, touch: bool) -> Self {
         assert!(n > 0 && k > 0, "PackedMatrix: zero size");
         let (codes, scales) = match_format!(
             format,
@@ -250,8 +256,13 @@ impl PackedMatrix {
             scales_offset: codes,
             // Zeroed with no pass over fresh memory where the allocator
             // maps it afresh, large ones faulted in on every thread of
-            // rayon's current pool (huge pages where the kernel gives them).
-            data: crate::mmap::PageBuf::zeroed(lines),
+            // rayon's current pool (huge pages where the kernel gives them)
+            // unless the packing faults them itself.
+            data: if touch {
+                crate::mmap::PageBuf::zeroed(lines)
+            } else {
+                crate::mmap::PageBuf::zeroed_lazy(lines)
+            },
         }
     }
 
@@ -425,7 +436,10 @@ impl PackedMatrix {
             n * k * format.bytes_per_block(),
             "PackedMatrix: {format} bytes length"
         );
-        let mut m = Self::alloc(format, n, k);
+        // 16-bit values are packed by stores that follow each other through
+        // the panels, faster on pages they fault themselves (see
+        // `PageBuf::zeroed_lazy`).
+        let mut m = Self::alloc_with(format, n, k, format.bytes_per_block() != 2);
         let flagged = m.pack_floats(bytes, false, check);
         (m, flagged)
     }
