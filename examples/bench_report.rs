@@ -609,7 +609,7 @@ fn summary(
 /// separate runs; a pair sees one state of it). The 1-thread times are not
 /// taken from the pairs: on this project's VM a 2-thread call that faults
 /// fresh memory slows the 1-thread call after it (F16 `from_gguf_bytes`
-/// 7.1-7.6 GB/s in pairs, 8.6-9.0 in consecutive calls).
+/// 7.1-7.6 GB/s in pairs, 8.6-9.4 in consecutive calls).
 #[allow(clippy::type_complexity)]
 fn timed_on(
     min_time: f64,

@@ -125,9 +125,11 @@ impl<T: bytemuck::Pod + Send> PageBuf<T> {
     /// left for its filler to fault in (still advised to huge pages): a
     /// fill whose stores follow each other through the buffer then writes
     /// lines the kernel has just cleared, still in cache. Packing F16 /
-    /// BF16 GGUF bytes ran 4-10% faster so on one thread here; a copy by
-    /// `copy_from_slice` and the F32 packing (which reads each panel's
-    /// rows twice) ran 7-14% slower, and keep [`Self::zeroed`].
+    /// BF16 GGUF bytes (128 KiB panels at 4096 columns) ran 4-10% faster so
+    /// on one thread here, and level on two (where the pool's threads share
+    /// a huge page only where their ranges of panels meet); a copy by
+    /// `copy_from_slice` and the F32 packing (256 KiB panels) ran 7-14%
+    /// slower, and keep [`Self::zeroed`].
     pub fn zeroed_lazy(len: usize) -> Self {
         Self::zeroed_with(len, false)
     }

@@ -1106,32 +1106,38 @@ mod tests {
         attend(&[0.0; 8], &[0.0; 23], &[0.0; 24], 8, 1.0, &mut p, &mut o);
     }
 
+    /// Heads that do not divide, and caches short of the last KV head's
+    /// span, are refused with their message.
     #[test]
-    #[should_panic(expected = "whole heads")]
-    fn a_row_checks_its_kv_heads() {
-        // Four query heads do not split into three KV heads.
-        let (mut p, mut o) = (vec![0.0; 4], vec![0.0; 32]);
-        attend_heads(
-            &[0.0; 32], 8, 3, &[0.0; 24], &[0.0; 24], 24, 1.0, &mut p, &mut o,
-        );
-    }
-
-    #[test]
-    #[should_panic(expected = "attend")]
-    fn a_row_checks_the_last_kv_heads_span() {
-        // Two positions of three KV heads of 8 need 24 + 24 values.
-        let (mut p, mut o) = (vec![0.0; 6], vec![0.0; 24]);
-        attend_heads(
-            &[0.0; 24], 8, 3, &[0.0; 47], &[0.0; 48], 24, 1.0, &mut p, &mut o,
-        );
-    }
-
-    #[test]
-    #[should_panic(expected = "whole heads")]
-    fn a_group_checks_its_heads() {
-        let (mut p, mut o) = (vec![0.0; 6], vec![0.0; 15]);
-        attend_group(
-            &[0.0; 16], 8, &[0.0; 64], &[0.0; 64], 8, 1.0, &mut p, &mut o,
-        );
+    fn grouped_attention_checks_its_heads_and_cache() {
+        let message = |f: &dyn Fn()| {
+            let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_err();
+            e.downcast_ref::<String>().cloned().unwrap_or_default()
+        };
+        let cases: [(&str, &dyn Fn()); 3] = [
+            // Two query heads of 8 and 6 weights do not make whole heads
+            // with 15 outputs.
+            ("whole heads", &|| {
+                let (mut p, mut o) = (vec![0.0; 6], vec![0.0; 15]);
+                let (k, v) = ([0.0; 64], [0.0; 64]);
+                attend_group(&[0.0; 16], 8, &k, &v, 8, 1.0, &mut p, &mut o);
+            }),
+            // Four query heads do not split into three KV heads.
+            ("whole heads", &|| {
+                let (mut p, mut o) = (vec![0.0; 4], vec![0.0; 32]);
+                let (k, v) = ([0.0; 24], [0.0; 24]);
+                attend_heads(&[0.0; 32], 8, 3, &k, &v, 24, 1.0, &mut p, &mut o);
+            }),
+            // Two positions of three KV heads of 8 need 24 + 24 keys.
+            ("need Some(48) key", &|| {
+                let (mut p, mut o) = (vec![0.0; 6], vec![0.0; 24]);
+                let (k, v) = ([0.0; 47], [0.0; 48]);
+                attend_heads(&[0.0; 24], 8, 3, &k, &v, 24, 1.0, &mut p, &mut o);
+            }),
+        ];
+        for (want, f) in cases {
+            let got = message(f);
+            assert!(got.contains(want), "{want:?} not in {got:?}");
+        }
     }
 }
