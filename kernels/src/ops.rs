@@ -314,10 +314,10 @@ struct Attend<'a, T> {
     out: &'a mut [f32],
 }
 
-/// Positions per block: every head of a group reads a block's keys (and
+/// Positions per block: every head of a call reads a block's keys (and
 /// later its values) while they are in L1, so the cache is read from
-/// memory once per group, not once per head. 32 positions of 64-value
-/// heads are 8 KiB of keys.
+/// memory once per call, not once per head. 32 rows of three 64-value KV
+/// heads are 24 KiB of keys.
 const BLOCK: usize = 32;
 
 /// `s_j = dot16(q, k_j) * scale` for the positions of `scores`, key `j` at
