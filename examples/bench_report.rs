@@ -777,42 +777,54 @@ fn load_section(o: &Opts, p1: &ThreadPool, pt: &ThreadPool) {
     let reused = std::sync::Mutex::new(vec![0u8; n * k * 4]);
     let src = vec![1u8; n * k * 2];
     let mut fresh_copy = (0.0, 0.0);
-    for (label, fresh, huge) in [
-        ("first touch of a fresh buffer", true, false),
-        ("  the same, huge pages advised", true, true),
-        ("  writes to a reused buffer", false, false),
-        ("copy into a fresh buffer (F16)", true, true),
+    #[derive(Clone, Copy, PartialEq)]
+    enum Row {
+        /// One write per 4 KiB page of a fresh buffer.
+        Fresh,
+        /// The same, the buffer advised to huge pages.
+        FreshHuge,
+        /// Every byte of a buffer whose pages are there.
+        Reused,
+        /// `copy_from_slice` into a fresh `PageBuf`.
+        Copy,
+    }
+    for (label, row) in [
+        ("first touch of a fresh buffer", Row::Fresh),
+        ("  the same, huge pages advised", Row::FreshHuge),
+        ("  writes to a reused buffer", Row::Reused),
+        ("copy into a fresh buffer (F16)", Row::Copy),
     ] {
-        let copy = label.starts_with("copy");
-        let bytes = if copy { src.len() } else { n * k * 4 } as f64;
-        let touch = || {
-            if copy {
+        let bytes = if row == Row::Copy {
+            src.len()
+        } else {
+            n * k * 4
+        } as f64;
+        let touch = || match row {
+            Row::Copy => {
                 let mut v = blockq::kernels::mmap::PageBuf::<[u8; 64]>::zeroed(src.len() / 64);
                 let d: &mut [u8] = bytemuck::cast_slice_mut(&mut v[..]);
                 d.par_chunks_mut(1 << 20)
                     .zip(src.par_chunks(1 << 20))
                     .for_each(|(d, s)| d.copy_from_slice(s));
                 black_box(&v);
-                return;
             }
-            let mut keep = reused.lock().unwrap();
-            let mut v: Vec<u8> = match (fresh, huge) {
-                (false, _) => std::mem::take(&mut *keep),
-                (true, true) => blockq::kernels::mmap::zeroed_vec_huge(n * k * 4),
-                (true, false) => vec![0u8; n * k * 4],
-            };
-            v.par_chunks_mut(2 << 20).for_each(|c| {
-                if fresh {
+            Row::Reused => {
+                let mut v = reused.lock().unwrap();
+                v.par_chunks_mut(2 << 20).for_each(|c| c.fill(1));
+                black_box(&*v);
+            }
+            Row::Fresh | Row::FreshHuge => {
+                let mut v: Vec<u8> = if row == Row::FreshHuge {
+                    blockq::kernels::mmap::zeroed_vec_huge(n * k * 4)
+                } else {
+                    vec![0u8; n * k * 4]
+                };
+                v.par_chunks_mut(2 << 20).for_each(|c| {
                     for p in c.iter_mut().step_by(4096) {
                         *p = 1;
                     }
-                } else {
-                    c.fill(1);
-                }
-            });
-            black_box(&v);
-            if !fresh {
-                *keep = v;
+                });
+                black_box(&v);
             }
         };
         let (t1, tn) = timed_on(o.min_time, p1, pt, tt, &touch);
@@ -826,7 +838,7 @@ fn load_section(o: &Opts, p1: &ThreadPool, pt: &ThreadPool) {
             }
             None => ("- (-)".into(), String::new(), 1.0),
         };
-        if copy {
+        if row == Row::Copy {
             fresh_copy = (m1, r);
         }
         println!(
